@@ -1,0 +1,154 @@
+"""The base class of every logcap actor: bounded mailbox, exit reporting, liveness ping.
+
+A :class:`LogcapActor` is a ``pykka.ThreadingActor`` whose inbox is a
+:class:`~logcap.actors.mailbox.BoundedInbox` and which tells its supervisor, through an
+:class:`ExitLink`, every way it ends:
+
+* a crash in :meth:`handle_start` (pykka's ``on_start``) -> ``ChildExited(crashed=True)``;
+* an exception from a ``tell``-ed message (pykka's ``on_failure``) -> ``ChildExited(crashed=True)``;
+* a normal stop (pykka's ``on_stop``) -> ``ChildExited(crashed=False)``;
+  an exception in :meth:`handle_stop` makes it a crash.
+
+Subclasses override :meth:`handle_start`, :meth:`handle`, :meth:`handle_stop` (not pykka's
+``on_*`` hooks). Every actor answers :class:`Ping` with ``"pong"`` (used by the supervisor's
+hang detection), before its own handler sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from logcap.actors.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
+
+__all__ = ["ChildExited", "ExitLink", "LogcapActor", "Ping"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Liveness probe; every LogcapActor answers ``"pong"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildExited:
+    """A supervised actor ended. ``incarnation`` tells stale reports from current ones."""
+
+    child_id: str
+    incarnation: int
+    crashed: bool
+    error: str = ""
+
+
+class ExitLink:
+    """Where an actor reports its exit: a supervisor's ref (or any ``tell``-able) and its id."""
+
+    __slots__ = ("child_id", "incarnation", "target")
+
+    def __init__(self, target: Any, child_id: str, incarnation: int) -> None:
+        self.target = target
+        self.child_id = child_id
+        self.incarnation = incarnation
+
+    def report(self, crashed: bool, error: str = "") -> None:
+        try:
+            self.target.tell(ChildExited(self.child_id, self.incarnation, crashed, error))
+        except Exception:  # the supervisor itself is gone: nobody left to tell
+            log.debug("exit of %s not reported: supervisor gone", self.child_id)
+
+
+def describe_error(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class LogcapActor(pykka.ThreadingActor):
+    """A pykka actor with a bounded two-lane inbox that reports its exit to its supervisor.
+
+    Keyword arguments: ``link`` (an :class:`ExitLink`, None when unsupervised),
+    ``mailbox_capacity`` (data-lane size in messages), ``name`` (for logs and stats).
+    Threads are daemons, so an abandoned (hung) actor cannot keep the process alive.
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        *,
+        link: ExitLink | None = None,
+        mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
+        name: str = "",
+    ) -> None:
+        self.link = link
+        self.name = name or type(self).__name__
+        self._mailbox_capacity = mailbox_capacity
+        self._exit_reported = False
+        super().__init__()
+
+    def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
+        return BoundedInbox(self._mailbox_capacity, name=self.name)
+
+    @property
+    def inbox(self) -> BoundedInbox:
+        inbox = self.actor_inbox
+        assert isinstance(inbox, BoundedInbox)
+        return inbox
+
+    # -- hooks for subclasses -------------------------------------------------------------
+
+    def handle_start(self) -> None:
+        """Set up; runs in the actor's thread before any message. Raising is a crash."""
+
+    def handle(self, message: Any) -> Any:
+        """Handle one message; the return value answers an ``ask``."""
+        log.warning("%s: unexpected message %r", self.name, message)
+        return None
+
+    def handle_stop(self) -> None:
+        """Clean up on a normal stop (flush what must be flushed). Raising is a crash."""
+
+    # -- pykka hooks, final -----------------------------------------------------------------
+
+    def report_exit(self, crashed: bool, error: str = "") -> None:
+        """Tell the supervisor once; later calls are ignored."""
+        if self._exit_reported:
+            return
+        self._exit_reported = True
+        if self.link is not None:
+            self.link.report(crashed, error)
+
+    def on_start(self) -> None:
+        try:
+            self.handle_start()
+        except Exception as exc:
+            log.error("%s crashed while starting: %s", self.name, describe_error(exc))
+            self.report_exit(True, describe_error(exc))
+            raise
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return "pong"
+        return self.handle(message)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.report_exit(True, describe_error(exception_value))
+
+    def on_stop(self) -> None:
+        try:
+            self.handle_stop()
+        except Exception as exc:
+            log.error("%s crashed while stopping: %s", self.name, describe_error(exc))
+            self.report_exit(True, describe_error(exc))
+            raise
+        self.report_exit(False)
