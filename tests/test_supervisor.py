@@ -20,8 +20,8 @@ from logcap.actors.supervisor import (
     StartChild,
     StartContext,
     Strategy,
-    SupFlags,
     Supervisor,
+    SupFlags,
     TerminateChild,
     WhichChildren,
 )
