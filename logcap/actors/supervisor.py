@@ -59,6 +59,7 @@ from logcap.actors.childspec import (
 )
 from logcap.actors.directory import Directory
 from logcap.actors.timers import Clock, MonotonicClock, Scheduler, TimerHandle
+from logcap.metrics import ACTOR_CRASHES, ACTOR_RESTARTS
 from logcap.supervision import Backoff, RestartIntensity
 
 __all__ = [
@@ -244,6 +245,7 @@ class Supervisor(LogcapActor):
             if ref is not None:
                 _abandon(ref)
             child.crashes += 1
+            ACTOR_CRASHES.labels(name, "start").inc()
             child.ref = None
             child.status = ChildStatus.RESTARTING
             log.error("%s: %s failed to start: %s", self.name, name, child.last_error)
@@ -291,6 +293,7 @@ class Supervisor(LogcapActor):
             child.ping = None
             if msg.crashed:
                 child.crashes += 1
+                ACTOR_CRASHES.labels(self._qualified(child), "exception").inc()
                 child.last_error = msg.error or "crashed"
                 log.warning("%s: %s crashed: %s", self.name, self._qualified(child),
                             child.last_error)
@@ -341,6 +344,7 @@ class Supervisor(LogcapActor):
             if child.status is not ChildStatus.RESTARTING or child.spec.id not in group:
                 continue
             child.restarts += 1
+            ACTOR_RESTARTS.labels(self._qualified(child)).inc()
             if not self._start_child(child):
                 self._after_exit(i)
                 if self.flags.strategy is not Strategy.ONE_FOR_ONE:
@@ -394,6 +398,7 @@ class Supervisor(LogcapActor):
     def _on_hung(self, i: int, child: _Child, timeout: float) -> None:
         child.last_error = f"hung: no answer to ping within {timeout:.1f}s"
         child.crashes += 1
+        ACTOR_CRASHES.labels(self._qualified(child), "hang").inc()
         log.error("%s: %s %s; restarting", self.name, self._qualified(child), child.last_error)
         if child.ref is not None:
             self.directory.unbind(self._qualified(child), child.ref)

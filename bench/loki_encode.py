@@ -1,0 +1,83 @@
+"""Micro-benchmark of the Loki request encoders: entries/s and µs per request.
+
+Builds a batch of ``--entries`` entries (default 1,000) of ``--line-bytes``-byte lines
+(default 200) with nanosecond timestamps spread over a second, in ``--streams`` streams, then
+times each encoder on it, best of ``--repeat`` rounds of ``--iterations`` calls:
+
+- ``protobuf payload``: :func:`encode_push_request` alone (no compression, no sort);
+- ``protobuf+snappy``: :func:`encode_protobuf` (sort check, encode, snappy block compression),
+  what the sink sends by default;
+- ``json``, ``json+gzip``: :func:`encode_json`.
+
+    python bench/loki_encode.py [--entries 1000] [--line-bytes 200] [--streams 1]
+                                [--metadata] [--iterations 200] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Callable
+
+from logcap.sinks.loki.labels import render_labels
+from logcap.sinks.loki.protobuf import encode_push_request
+from logcap.sinks.loki.request import LokiEntry, LokiStream, encode_json, encode_protobuf
+
+
+def make_batch(entries: int, line_bytes: int, streams: int, metadata: bool) -> list[LokiStream]:
+    rng = random.Random(1)
+    base = 1_700_000_000_000_000_000
+    stamps = sorted(base + rng.randrange(1_000_000_000) for _ in range(entries))
+    out: list[list[LokiEntry]] = [[] for _ in range(streams)]
+    for i, ts in enumerate(stamps):
+        head = f"2024-05-01T12:00:00.000Z level=info seq={i} msg="
+        line = (head + "x" * line_bytes)[:line_bytes]
+        md = (("call_id", f"{rng.getrandbits(64):016x}@10.0.0.1"),) if metadata else ()
+        out[i % streams].append(LokiEntry(ts, line, md))
+    return [
+        LokiStream(render_labels({"job": "opensips", "host": "sip-1", "shard": str(n)}), es)
+        for n, es in enumerate(out)
+    ]
+
+
+def best_seconds(fn: Callable[[], object], iterations: int, repeat: int) -> float:
+    fn()  # warm up
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        best = min(best, (time.perf_counter() - started) / iterations)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--line-bytes", type=int, default=200)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--metadata", action="store_true", help="one metadata pair per entry")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    batch = make_batch(args.entries, args.line_bytes, args.streams, args.metadata)
+    cases: list[tuple[str, Callable[[], bytes]]] = [
+        ("protobuf payload", lambda: encode_push_request(batch).payload),
+        ("protobuf+snappy", lambda: encode_protobuf(batch)),
+        ("json", lambda: encode_json(batch)),
+        ("json+gzip", lambda: encode_json(batch, gzip=True)),
+    ]
+    print(f"{args.entries} entries of {args.line_bytes} B in {args.streams} stream(s)"
+          f"{', with metadata' if args.metadata else ''}; best of {args.repeat}")
+    for name, fn in cases:
+        seconds = best_seconds(fn, args.iterations, args.repeat)
+        size = len(fn())
+        per_1000_us = seconds / args.entries * 1000 * 1e6
+        print(f"  {name:18s} {args.entries / seconds:12,.0f} entries/s "
+              f"{per_1000_us:9.1f} µs per 1,000-entry request  body {size:,} B")
+
+
+if __name__ == "__main__":
+    main()

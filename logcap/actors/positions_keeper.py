@@ -1,0 +1,149 @@
+"""PositionsKeeper: owns the :class:`~logcap.state.positions.PositionsStore`.
+
+Messages taken (all control lane):
+
+* :class:`CommitFiles` — positions that became safe (every line before them is delivered);
+  kept in memory, written when the store says so (``flush_interval`` elapsed, or
+  ``max_memory_buffer`` updates pending), checked on each commit and on a timer.
+* :class:`ForgetFiles` — files fully drained after a rotation: drop their entries.
+* :class:`GetFilePositions` (ask) — the stored file positions, for a monitor that starts.
+* :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
+  ``GET /positions``.
+
+On start it loads the store; a corrupt file is set aside and the backup used (or the store
+starts empty), with a loud log line per problem; never a crash loop. On stop it flushes
+(``force_flush_on_exit``). A failed write is logged and retried at the next flush; the
+entries stay in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from logcap.actors.base import LogcapActor
+from logcap.actors.timers import Scheduler
+from logcap.metrics import POSITIONS_FLUSHES
+from logcap.state.positions import FilePosition, PositionsStore
+
+__all__ = ["CommitFiles", "ForgetFiles", "GetFilePositions", "PositionsKeeper", "Snapshot"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHECK_MIN_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFiles:
+    positions: tuple[FilePosition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetFiles:
+    keys: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetFilePositions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _FlushTick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _CleanupTick:
+    pass
+
+
+class PositionsKeeper(LogcapActor):
+    def __init__(self, settings: Any, scheduler: Scheduler, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self.scheduler = scheduler
+        self.store = PositionsStore(
+            settings.directory,
+            flush_interval_s=settings.flush_interval,
+            max_memory_buffer=settings.max_memory_buffer,
+            max_position_age_s=settings.max_position_age,
+        )
+        self.live: set[tuple[int, int]] = set()
+
+    def handle_start(self) -> None:
+        report = self.store.load()
+        for problem in report.problems:
+            log.error("positions: %s", problem)
+        log.info("positions loaded from %s: %d files (%s), %d containers (%s)",
+                 self.settings.directory, len(self.store.files()), report.files.source,
+                 len(self.store.containers()), report.containers.source)
+        self._tick()
+        self.scheduler.call_later(self.settings.cleanup_interval, self.actor_ref, _CleanupTick())
+
+    def _tick(self) -> None:
+        interval = max(FLUSH_CHECK_MIN_S, self.settings.flush_interval)
+        self.scheduler.call_later(interval, self.actor_ref, _FlushTick())
+
+    def _flush(self) -> None:
+        try:
+            written = self.store.flush()
+        except OSError as exc:
+            log.error("positions: writing to %s failed: %s (kept in memory, retried)",
+                      self.settings.directory, exc)
+            return
+        if written:
+            POSITIONS_FLUSHES.inc(written)
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, CommitFiles):
+            for pos in message.positions:
+                self.store.commit_file(pos)
+                self.live.add(pos.key)
+            if self.store.should_flush():
+                self._flush()
+        elif isinstance(message, ForgetFiles):
+            for key in message.keys:
+                self.store.forget_file(*key)
+                self.live.discard(key)
+        elif isinstance(message, _FlushTick):
+            if self.store.should_flush():
+                self._flush()
+            self._tick()
+        elif isinstance(message, _CleanupTick):
+            dropped = self.store.cleanup(keep_files=self.live)
+            if dropped:
+                log.info("positions: %d stale entries dropped", dropped)
+            self.scheduler.call_later(self.settings.cleanup_interval, self.actor_ref,
+                                      _CleanupTick())
+        elif isinstance(message, GetFilePositions):
+            return self.store.files()
+        elif isinstance(message, Snapshot):
+            return self._snapshot()
+        else:
+            return super().handle(message)
+        return None
+
+    def _snapshot(self) -> dict[str, Any]:
+        snap = self.store.snapshot()
+        for row in snap["files"]:
+            try:
+                st = os.stat(row["path"])
+                same = (st.st_dev, st.st_ino) == (row["dev"], row["ino"])
+                row["size"] = st.st_size if same else None
+                row["lag_bytes"] = max(0, st.st_size - row["offset"]) if same else None
+            except OSError:
+                row["size"] = None
+                row["lag_bytes"] = None
+        return snap
+
+    def handle_stop(self) -> None:
+        if self.settings.force_flush_on_exit and self.store.dirty:
+            self._flush()

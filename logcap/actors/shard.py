@@ -1,0 +1,203 @@
+"""DispatcherShard: batches entries and fans each batch out to every sink, tracking each sink.
+
+Messages taken:
+
+* :class:`~logcap.messages.Entries` (data): added to the open batch; a batch closes at
+  ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
+  goes to every sink.
+* :class:`~logcap.messages.SinkResult` (control): delivered/rejected settles the batch for that
+  sink; retry schedules a resend to that sink only (exponential backoff, full jitter, honouring
+  Retry-After). When every sink has settled a batch, its read tokens go back to their sources as
+  :class:`~logcap.messages.Acked`.
+* :class:`SinkStarted` (control): a sink (re)started; batches it had been sent and not answered
+  are resent to it.
+* :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
+
+On start it tells every source :class:`~logcap.messages.Rewind`: whatever a predecessor held in
+memory is gone, so sources re-read their unacknowledged batches. On stop the open batch and the
+unsettled ones are dropped from memory; their lines are not acknowledged, so they are read again
+after the restart (at-least-once). A crash does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from logcap.actors.base import LogcapActor
+from logcap.actors.directory import Handle
+from logcap.actors.mailbox import DeliveryRefused
+from logcap.actors.timers import Scheduler, TimerHandle
+from logcap.dispatch.batcher import Batcher
+from logcap.dispatch.tracker import DeliveryTracker, TrackedBatch
+from logcap.messages import Acked, Deliver, Entries, Outcome, ReadToken, Rewind, SinkResult
+from logcap.metrics import SINK_LINES
+
+__all__ = ["REFUSED_RETRY_S", "DispatcherShard", "InFlight", "ShardSettings", "SinkStarted"]
+
+log = logging.getLogger(__name__)
+
+REFUSED_RETRY_S = 0.02
+"""Delay before offering a batch again to a sink whose mailbox was full."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStarted:
+    sink: str
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """Ask: lines this shard holds that are not yet settled by every sink."""
+
+
+@dataclass(frozen=True, slots=True)
+class _FlushDue:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Resend:
+    batch_id: int
+    sink: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSettings:
+    batch_size: int
+    batch_timeout_s: float
+    max_retries: int
+    retry_base_delay_s: float
+    retry_max_delay_s: float
+
+
+class DispatcherShard(LogcapActor):
+    def __init__(
+        self,
+        settings: ShardSettings,
+        sinks: dict[str, Handle],
+        sources: Callable[[], list[Handle]],
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.monotonic,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self.sinks = sinks
+        self.sources = sources
+        self.scheduler = scheduler
+        self.clock = clock
+        self.batcher = Batcher(settings.batch_size, settings.batch_timeout_s)
+        self.tracker = DeliveryTracker(
+            list(sinks), settings.max_retries, settings.retry_base_delay_s,
+            settings.retry_max_delay_s, random.Random(),
+        )
+        self._flush_timer: TimerHandle | None = None
+
+    def handle_start(self) -> None:
+        for source in self.sources():
+            try:
+                source.tell(Rewind(self.name))
+            except DeliveryRefused:
+                pass  # not running yet: it starts from its committed positions anyway
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Entries):
+            closed = self.batcher.add(message, self.clock())
+            if closed is not None:
+                self._dispatch(closed)
+            elif self._flush_timer is None:
+                self._flush_timer = self.scheduler.call_later(
+                    self.settings.batch_timeout_s, self.actor_ref, _FlushDue()
+                )
+        elif isinstance(message, SinkResult):
+            self._on_result(message)
+        elif isinstance(message, _FlushDue):
+            self._flush_timer = None
+            if len(self.batcher):
+                self._dispatch(self.batcher.take())
+        elif isinstance(message, _Resend):
+            batch = self.tracker.resend(message.batch_id, message.sink)
+            if batch is not None:
+                self._send(batch, message.sink)
+        elif isinstance(message, SinkStarted):
+            for batch_id in self.tracker.pending_for(message.sink):
+                batch = self.tracker.get(batch_id)
+                if batch is not None:
+                    self._send(batch, message.sink)
+        elif isinstance(message, InFlight):
+            return self.tracker.lines_in_flight + self.batcher.lines
+        else:
+            return super().handle(message)
+        return None
+
+    def handle_stop(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+
+    def _dispatch(self, parts: list[Entries]) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        batch = self.tracker.open(parts, self.clock())
+        if not self.sinks:
+            self._release(batch)
+            return
+        for sink in self.sinks:
+            self._send(batch, sink)
+
+    def _send(self, batch: TrackedBatch, sink: str) -> None:
+        message = Deliver(batch.batch_id, self.name, batch.parts, batch.lines,
+                          batch.attempts[sink])
+        try:
+            self.sinks[sink].tell(message)
+        except DeliveryRefused:
+            self.tracker.defer(batch.batch_id, sink)
+            self.scheduler.call_later(REFUSED_RETRY_S, self.actor_ref,
+                                      _Resend(batch.batch_id, sink))
+
+    def _on_result(self, result: SinkResult) -> None:
+        if result.outcome is Outcome.RETRY:
+            retry = self.tracker.failed(result.batch_id, result.sink, result.retry_after_s)
+            if retry is None:
+                return
+            batch = self.tracker.get(result.batch_id)
+            lines = batch.lines if batch else 0
+            SINK_LINES.labels(result.sink, "retried").inc(lines)
+            if retry.exhausted:
+                # No line is dropped: past max_retries the batch keeps being retried at the
+                # maximum delay (the DLQ, when enabled, takes exhausted batches instead).
+                log.warning("%s: batch %d to %s failed %d times (%s); still retrying",
+                            self.name, result.batch_id, result.sink, retry.attempt - 1,
+                            result.reason)
+            self.scheduler.call_later(retry.delay_s, self.actor_ref,
+                                      _Resend(result.batch_id, result.sink))
+            return
+        done = self.tracker.settle(result.batch_id, result.sink)
+        if done is not None:
+            self._release(done)
+
+    def _release(self, batch: TrackedBatch) -> None:
+        by_source: dict[str, list[ReadToken]] = defaultdict(list)
+        for part in batch.parts:
+            by_source[part.token.source].append(part.token)
+        for source, tokens in by_source.items():
+            handle = self._source_handle(source)
+            if handle is None:
+                continue
+            try:
+                handle.tell(Acked(tuple(tokens)))
+            except DeliveryRefused:
+                log.debug("%s: source %s gone; its ack is dropped (it will re-read)",
+                          self.name, source)
+
+    def _source_handle(self, source: str) -> Handle | None:
+        for handle in self.sources():
+            if handle.name.endswith(f"/{source}"):
+                return handle
+        return None

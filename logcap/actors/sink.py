@@ -1,0 +1,82 @@
+"""SinkActor: the thin shell around one :class:`~logcap.sinks.base.SinkBackend`.
+
+Messages taken: :class:`~logcap.messages.Deliver` (data). Each is handed to the backend
+synchronously (one request at a time per sink) and its verdict goes back to the sending shard
+as a :class:`~logcap.messages.SinkResult` (control lane, always accepted). Metrics are updated
+once per batch. On start it tells every shard :class:`~logcap.actors.shard.SinkStarted`, so
+batches lost with a crashed predecessor are resent to this sink (and only to it). On stop the
+backend is closed. A backend exception crashes the actor; the supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from logcap.actors.base import LogcapActor
+from logcap.actors.directory import Handle
+from logcap.actors.mailbox import DeliveryRefused
+from logcap.actors.shard import SinkStarted
+from logcap.messages import Deliver, Outcome, SinkResult
+from logcap.metrics import SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
+from logcap.sinks.base import SinkBackend
+
+__all__ = ["SinkActor"]
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_METRIC = {Outcome.DELIVERED: "sent", Outcome.RETRY: "failed",
+                   Outcome.REJECTED: "rejected"}
+
+
+class SinkActor(LogcapActor):
+    def __init__(
+        self,
+        sink_name: str,
+        make_backend: Callable[[], SinkBackend],
+        shards: Callable[[], list[Handle]],
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.sink_name = sink_name
+        self.make_backend = make_backend
+        self.shards = shards
+        self.backend: SinkBackend | None = None
+
+    def handle_start(self) -> None:
+        self.backend = self.make_backend()
+        for shard in self.shards():
+            try:
+                shard.tell(SinkStarted(self.sink_name))
+            except DeliveryRefused:
+                pass  # not started yet: it has nothing pending for us
+
+    def handle(self, message: Any) -> Any:
+        if not isinstance(message, Deliver):
+            return super().handle(message)
+        assert self.backend is not None
+        started = time.perf_counter()
+        verdict = self.backend.deliver(message.parts)
+        SINK_LATENCY.labels(self.sink_name).observe(time.perf_counter() - started)
+        SINK_REQUESTS.labels(self.sink_name, verdict.reason).inc()
+        SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)
+        SINK_LINES.labels(self.sink_name, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
+        if verdict.outcome is Outcome.REJECTED:
+            log.error("%s rejected batch %d (%d lines) for good: %s %s", self.sink_name,
+                      message.batch_id, message.lines, verdict.reason, verdict.detail[:300])
+        result = SinkResult(message.batch_id, self.sink_name, verdict.outcome, verdict.reason,
+                            verdict.retry_after_s, verdict.detail)
+        shard = next((s for s in self.shards() if s.name == message.shard), None)
+        if shard is not None:
+            try:
+                shard.tell(result)
+            except DeliveryRefused:
+                log.debug("%s: shard %s gone; it re-reads the batch", self.sink_name,
+                          message.shard)
+        return None
+
+    def handle_stop(self) -> None:
+        if self.backend is not None:
+            self.backend.close()

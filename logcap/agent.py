@@ -1,0 +1,193 @@
+"""The running agent: the supervision tree, its timers, and the admin backend over them.
+
+:class:`Agent` starts the root supervisor (children from :mod:`logcap.tree`), watches it, and
+answers the admin API by walking the tree with a deadline: every actor is asked with a timeout,
+and a timeout surfaces as :class:`~logcap.api.app.BackendTimeout` (HTTP 503).
+
+If the root gives up (restart intensity exceeded), :meth:`Agent.wait` returns the reason and
+the CLI exits non-zero with one clear log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pykka
+from pykka import ActorDeadError, ActorRef
+
+from logcap.actors.base import ChildExited, ExitLink, Ping
+from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
+from logcap.actors.directory import Directory
+from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
+from logcap.actors.shard import InFlight
+from logcap.actors.supervisor import Supervisor
+from logcap.actors.timers import TimerThread
+from logcap.api.app import BackendTimeout
+from logcap.config import Config
+from logcap.metrics import REGISTRY, InboxCollector
+from logcap.tree import POSITIONS, ROOT, build_root_children, root_flags, shard_names
+
+__all__ = ["ADMIN_ASK_TIMEOUT_S", "Agent"]
+
+log = logging.getLogger(__name__)
+
+ADMIN_ASK_TIMEOUT_S = 2.0
+"""How long one admin request may spend asking actors, in total."""
+START_TIMEOUT_S = 60.0
+
+
+class _RootWatcher:
+    """Receives the root supervisor's exit report."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.report: ChildExited | None = None
+
+    def tell(self, message: Any) -> None:
+        if isinstance(message, ChildExited):
+            self.report = message
+            self.event.set()
+
+
+class Agent:
+    def __init__(self, config: Config, config_path: str = "") -> None:
+        self.config = config
+        self.config_path = config_path
+        self.admin_token = config.server.admin_token
+        self.directory = Directory()
+        self.timers = TimerThread()
+        self.watcher = _RootWatcher()
+        self.root: ActorRef[Any] | None = None
+        self.started_at = time.time()
+        self._collector = InboxCollector(self._inbox_snapshot)
+        REGISTRY.register(self._collector)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the tree; raises RuntimeError if the root could not start."""
+        children = build_root_children(self.config, self.directory, self)
+        self.root = Supervisor.start(
+            name=ROOT, flags=root_flags(self.config, Strategy.REST_FOR_ONE), children=children,
+            directory=self.directory, scheduler=self.timers,
+            link=ExitLink(self.watcher, ROOT, 1),
+        )
+        try:
+            self.root.ask(Ping(), timeout=START_TIMEOUT_S)
+        except (ActorDeadError, pykka.Timeout) as exc:
+            raise RuntimeError(self.failure() or f"the supervision tree did not start: {exc}")\
+                from exc
+
+    def failure(self) -> str:
+        """Why the root gave up ("" while it runs)."""
+        report = self.watcher.report
+        return report.error if report is not None and report.crashed else ""
+
+    def wait(self, stop: threading.Event) -> str:
+        """Block until ``stop`` is set or the root exits; returns the root's failure, if any."""
+        while not stop.is_set() and not self.watcher.event.is_set():
+            stop.wait(0.5)
+        return self.failure()
+
+    def drain(self, deadline_s: float) -> bool:
+        """Wait (up to ``deadline_s``) until the shards hold no unsettled lines."""
+        deadline = time.monotonic() + deadline_s
+        pause = threading.Event()
+        while time.monotonic() < deadline:
+            total = 0
+            for name in shard_names(self.config):
+                try:
+                    total += int(self.directory.handle(name).ask(InFlight(), timeout=1.0))
+                except (DeliveryRefused, pykka.Timeout):
+                    pass
+            if total == 0:
+                return True
+            pause.wait(0.05)
+        return False
+
+    def stop(self, deadline_s: float) -> bool:
+        """Stop the tree in reverse order within ``deadline_s``; True if it stopped in time."""
+        stopped = True
+        if self.root is not None and self.root.is_alive():
+            try:
+                stopped = bool(self.root.stop(block=True, timeout=deadline_s))
+            except pykka.Timeout:
+                stopped = False
+        self.timers.stop()
+        REGISTRY.unregister(self._collector)
+        return stopped
+
+    # -- admin backend ---------------------------------------------------------------------
+
+    def _walk(self, deadline: float) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        if self.root is None or not self.root.is_alive():
+            raise BackendTimeout("the supervision tree is not running")
+        stack: list[ActorRef[Any]] = [self.root]
+        while stack:
+            sup = stack.pop()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendTimeout("the supervision tree did not answer in time")
+            try:
+                infos: list[ChildInfo] = sup.ask(WhichChildren(), block=True,
+                                                 timeout=remaining)
+            except pykka.Timeout as exc:
+                raise BackendTimeout(f"{sup} did not answer in time") from exc
+            except ActorDeadError:
+                continue
+            for info in infos:
+                row = {"name": info.name, "status": info.status, "supervisor": info.supervisor,
+                       "restarts": info.restarts, "crashes": info.crashes,
+                       "last_error": info.last_error}
+                if info.ref is not None:
+                    inbox = info.ref.actor_inbox
+                    if isinstance(inbox, BoundedInbox):
+                        row["mailbox"] = {"data_depth": inbox.data_depth,
+                                          "control_depth": inbox.control_depth,
+                                          "capacity": inbox.capacity,
+                                          "handled": inbox.taken,
+                                          "full_events": inbox.full_events,
+                                          "high_water": inbox.high_water}
+                    if info.supervisor:
+                        stack.append(info.ref)
+                rows.append(row)
+        rows.sort(key=lambda r: r["name"])
+        return rows
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        rows = self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
+        components = {r["name"]: {"status": r["status"], "last_error": r["last_error"]}
+                      for r in rows}
+        ok = all(r["status"] == "running" for r in rows)
+        return ok, components
+
+    def stats(self) -> dict[str, Any]:
+        rows = self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
+        return {"uptime_s": round(time.time() - self.started_at, 3), "actors": rows}
+
+    def effective_config(self) -> dict[str, Any]:
+        return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
+
+    def positions(self) -> dict[str, Any]:
+        from logcap.actors.positions_keeper import Snapshot
+
+        if not self.config.positions.enabled:
+            return {"enabled": False, "files": [], "containers": []}
+        try:
+            snap = self.directory.handle(POSITIONS).ask(Snapshot(), timeout=ADMIN_ASK_TIMEOUT_S)
+        except (pykka.Timeout, DeliveryRefused) as exc:
+            raise BackendTimeout(f"positions keeper: {exc}") from exc
+        return dict(snap)
+
+    def _inbox_snapshot(self) -> list[tuple[str, int, int, int]]:
+        out = []
+        for name in self.directory.names():
+            ref = self.directory.lookup(name)
+            inbox = ref.actor_inbox if ref is not None else None
+            if isinstance(inbox, BoundedInbox):
+                out.append((name, inbox.data_depth, inbox.full_events, inbox.taken))
+        return out

@@ -1,0 +1,152 @@
+"""The ``logcap`` command: ``run``, ``check-config``, ``version``.
+
+Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
+2 bad input (invalid or missing config, a port already in use, a directory that cannot be
+created or written). Bad input is one clear line per problem on stderr, never a traceback.
+
+``run`` stops on SIGTERM or SIGINT: the tree stops in reverse order within
+``supervision.shutdown_timeout`` (positions are flushed by their keeper's stop); a second signal
+exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from logcap import __version__
+from logcap.config import Config, ConfigError, load_config, resolve_config_path, summary
+
+__all__ = ["main"]
+
+log = logging.getLogger("logcap")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+STOP_GRACE_FACTOR = 3
+"""The whole tree gets this many shutdown_timeouts to stop before logcap exits anyway."""
+
+
+class BadInput(Exception):
+    """A problem with what the operator gave us; its message is the one line to print."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logcap", description="Ship logs to Grafana Loki.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("-c", "--config", help="config file (default: $LOGCAP_CONFIG or "
+                     "configs/config.yaml)")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("-c", "--config", help="config file")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(path_arg: str | None) -> tuple[Config, str]:
+    path = str(resolve_config_path(path_arg, os.environ))
+    return load_config(path, os.environ), path
+
+
+def _check_port(host: str, port: int, what: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise BadInput(f"{what} {host}:{port}: {reason}") from exc
+
+
+def _check_dir(path: str, what: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"{what} {path!r} cannot be created: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BadInput(f"{what} {path!r} is not writable")
+
+
+def preflight(config: Config) -> None:
+    """Refuse to start on problems an operator must fix: ports and directories."""
+    server = config.server
+    if server.port:
+        _check_port(server.host, server.port, "server.port")
+    if server.metrics_port:
+        _check_port(server.host, server.metrics_port, "server.metrics_port")
+    if config.positions.enabled:
+        _check_dir(config.positions.directory, "positions.directory")
+    if config.sinks.file.enabled:
+        _check_dir(config.sinks.file.directory, "sinks.file.directory")
+
+
+def _run(config: Config, path: str) -> int:
+    from logcap.agent import Agent
+    from logcap.logsetup import configure
+
+    configure(config.logging.level, config.logging.format)
+    preflight(config)
+    log.info("logcap %s starting: %s (config %s)", __version__, summary(config), path)
+    stop = threading.Event()
+    signals_seen = [0]
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals_seen[0] += 1
+        if signals_seen[0] > 1:
+            log.warning("second signal: exiting now")
+            os._exit(128 + signum)
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent = Agent(config, path)
+    try:
+        agent.start()
+    except RuntimeError as exc:
+        log.error("logcap could not start: %s", exc)
+        agent.stop(config.supervision.shutdown_timeout)
+        return EXIT_FAILED
+    log.info("logcap running; admin API on http://%s:%d", config.server.host, config.server.port)
+    failure = agent.wait(stop)
+    deadline = config.supervision.shutdown_timeout * STOP_GRACE_FACTOR
+    if failure:
+        log.error("logcap stopping: the supervision tree gave up: %s", failure)
+    in_time = agent.stop(deadline)
+    if not in_time:
+        log.error("logcap did not stop within %.0fs; exiting anyway", deadline)
+    log.info("logcap stopped")
+    return EXIT_FAILED if failure else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"logcap {__version__}")
+        return EXIT_OK
+    try:
+        config, path = _load(args.config)
+        if args.command == "check-config":
+            print(f"{path}: ok ({summary(config)})")
+            return EXIT_OK
+        return _run(config, path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BadInput as exc:
+        print(f"logcap: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

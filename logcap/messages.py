@@ -1,0 +1,91 @@
+"""The messages of the data path (DESIGN.md §3) and their acknowledgements.
+
+Data-lane messages (bounded, may be refused with MailboxFull):
+
+* :class:`Entries` — a source's batch of lines from one stream (a file), sent to a shard.
+* :class:`Deliver` — a shard's outgoing batch, sent to each sink.
+
+Control-lane messages (always accepted):
+
+* :class:`SinkResult` — a sink's verdict on one :class:`Deliver` (sink -> shard).
+* :class:`Acked` — read tokens whose lines every sink has settled (shard -> source).
+* :class:`Rewind` — "your unacknowledged batches may be lost, read them again" (shard -> source).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from logcap.actors.mailbox import DataMessage
+
+__all__ = ["Acked", "Deliver", "Entries", "Outcome", "ReadToken", "Rewind", "SinkResult"]
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadToken:
+    """Identifies one read: bytes ``[start, end)`` of file ``file_key`` in source ``source``.
+
+    ``epoch`` is the reader's generation of that file; a token from an older epoch (before a
+    rewind or a rotation) is ignored when it comes back acked.
+    """
+
+    source: str
+    file_key: str
+    start: int
+    end: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entries(DataMessage):
+    """Lines of one stream, in read order; line ``i`` has timestamp ``ts_ns + i``."""
+
+    source: str
+    stream: str
+    labels: Labels
+    lines: list[str]
+    ts_ns: int
+    token: ReadToken
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(DataMessage):
+    """One outgoing batch for one sink; ``attempt`` counts from 1."""
+
+    batch_id: int
+    shard: str
+    parts: tuple[Entries, ...]
+    lines: int
+    attempt: int = 1
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # the sink has the lines
+    RETRY = "retry"  # transient failure: send again later
+    REJECTED = "rejected"  # permanent failure: never retried (DLQ material)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    batch_id: int
+    sink: str
+    outcome: Outcome
+    reason: str = "ok"
+    retry_after_s: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    tokens: tuple[ReadToken, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """Sent by a shard that (re)started: batches sent to its predecessor may be lost."""
+
+    shard: str

@@ -1,0 +1,162 @@
+"""Every Prometheus metric logcap exports, declared in one place.
+
+Names follow ``logcap_<subsystem>_<noun>_<unit|total>``. Metrics live in :data:`REGISTRY`
+(not prometheus_client's global one), so the exposition holds logcap's metrics plus the
+process and platform collectors. Label values of ``reason`` come from closed sets declared
+next to the metric. Callers update metrics once per batch, never per line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "ACTOR_RESTARTS",
+    "REGISTRY",
+    "InboxCollector",
+    "exposition",
+]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+# -- runtime ---------------------------------------------------------------------------------
+ACTOR_RESTARTS = Counter(
+    "logcap_supervisor_restarts_total",
+    "Restarts of a supervised actor, by its qualified name.",
+    ["actor"],
+    registry=REGISTRY,
+)
+ACTOR_CRASHES = Counter(
+    "logcap_supervisor_crashes_total",
+    "Crashes (exceptions, failed starts, hangs) of a supervised actor.",
+    ["actor", "kind"],
+    registry=REGISTRY,
+)
+CRASH_KINDS = ("exception", "start", "hang")
+
+# -- sources, dispatcher, sinks (file path) ----------------------------------------------------
+SOURCE_LINES = Counter(
+    "logcap_source_lines_total", "Lines read, by source.", ["source"], registry=REGISTRY
+)
+SOURCE_BYTES = Counter(
+    "logcap_source_bytes_total", "Bytes read, by source.", ["source"], registry=REGISTRY
+)
+SOURCE_TRUNCATED = Counter(
+    "logcap_source_truncated_lines_total",
+    "Lines cut to max_line_bytes, by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_ROTATIONS = Counter(
+    "logcap_source_rotations_total",
+    "File rotations seen, by kind.",
+    ["source", "kind"],
+    registry=REGISTRY,
+)
+ROTATION_KINDS = ("rename", "copytruncate", "truncate", "recreate", "inode_reuse", "deleted")
+SOURCE_ERRORS = Counter(
+    "logcap_source_errors_total",
+    "Source errors, by reason.",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_PAUSES = Counter(
+    "logcap_source_backpressure_pauses_total",
+    "Times a source paused because the next stage was full.",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_FILES = Gauge(
+    "logcap_source_files", "Files being tailed, by source.", ["source"], registry=REGISTRY
+)
+POSITIONS_LAG = Gauge(
+    "logcap_positions_lag_bytes",
+    "Bytes written to a source's files and not yet committed.",
+    ["source"],
+    registry=REGISTRY,
+)
+POSITIONS_FLUSHES = Counter(
+    "logcap_positions_flushes_total", "Positions files written.", registry=REGISTRY
+)
+SINK_LINES = Counter(
+    "logcap_sink_lines_total",
+    "Lines handled by a sink, by outcome (sent, failed, retried, rejected, dropped).",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
+SINK_OUTCOMES = ("sent", "retried", "rejected", "failed", "dropped")
+SINK_REQUESTS = Counter(
+    "logcap_sink_requests_total",
+    "Requests made by a sink, by reason of their outcome.",
+    ["sink", "reason"],
+    registry=REGISTRY,
+)
+SINK_LATENCY = Histogram(
+    "logcap_sink_request_duration_seconds",
+    "Duration of one sink request.",
+    ["sink"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+SINK_BATCH_LINES = Histogram(
+    "logcap_sink_batch_lines",
+    "Lines per batch sent to a sink.",
+    ["sink"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+    registry=REGISTRY,
+)
+SINK_CARDINALITY_DROPS = Counter(
+    "logcap_sink_cardinality_overflow_total",
+    "Entries folded into the overflow stream or labels dropped by the cardinality guard.",
+    ["sink", "reason"],
+    registry=REGISTRY,
+)
+
+
+class InboxCollector(Collector):
+    """Reports mailbox depth and full events of every actor bound in a directory, at scrape."""
+
+    def __init__(self, snapshot: Callable[[], Iterable[tuple[str, int, int, int]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "logcap_actor_mailbox_depth_messages", "Data messages waiting.", labels=["actor"]
+        )
+        full = GaugeMetricFamily(
+            "logcap_actor_mailbox_full_events",
+            "Data messages refused because the mailbox was full (since the actor started).",
+            labels=["actor"],
+        )
+        taken = GaugeMetricFamily(
+            "logcap_actor_messages_handled",
+            "Messages taken from the mailbox (since the actor started).",
+            labels=["actor"],
+        )
+        for name, d, f, t in self._snapshot():
+            depth.add_metric([name], d)
+            full.add_metric([name], f)
+            taken.add_metric([name], t)
+        yield depth
+        yield full
+        yield taken
+
+
+def exposition() -> bytes:
+    """The Prometheus text exposition of :data:`REGISTRY`."""
+    return generate_latest(REGISTRY)

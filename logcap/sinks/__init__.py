@@ -1,0 +1,1 @@
+"""Sinks: where logcap delivers batches (Grafana Loki, local files)."""

@@ -1,0 +1,12 @@
+"""The Grafana Loki sink, as plain synchronous parts the sink actor composes.
+
+- :mod:`~logcap.sinks.loki.labels`: label sanitising, rendering, per-stream and stream-count caps.
+- :mod:`~logcap.sinks.loki.protobuf`: the hand-written ``PushRequest`` encoder and snappy framing.
+- :mod:`~logcap.sinks.loki.request`: one push request body (protobuf or JSON) from a batch.
+- :mod:`~logcap.sinks.loki.response`: what an HTTP outcome means (success, retry, split, reject).
+- :mod:`~logcap.sinks.loki.backoff`: exponential backoff with full jitter and ``Retry-After``.
+
+None of these modules starts a thread or talks to an actor; they are tested without either.
+"""
+
+__all__: list[str] = []

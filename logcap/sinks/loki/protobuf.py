@@ -1,0 +1,281 @@
+"""A hand-written encoder for Loki's ``PushRequest`` and its snappy block framing.
+
+The wire schema is Loki's ``pkg/push/push.proto`` (package ``logproto``)::
+
+    PushRequest      { repeated StreamAdapter streams = 1; string format = 2; }
+    StreamAdapter    { string labels = 1; repeated EntryAdapter entries = 2; uint64 hash = 3; }
+    EntryAdapter     { google.protobuf.Timestamp timestamp = 1; string line = 2;
+                       repeated LabelPairAdapter structuredMetadata = 3;
+                       repeated LabelPairAdapter parsed = 4; /* read path only */ }
+    LabelPairAdapter { string name = 1; string value = 2; }
+    Timestamp        { int64 seconds = 1; int32 nanos = 2; }
+
+What this encoder writes, and why:
+
+- Only ``streams`` (field 1). ``format`` and ``hash`` are left out, as Promtail and the Grafana
+  agents leave them out: Loki computes the hash itself, and an absent ``format`` means "loki".
+- Streams without entries are skipped (Loki would accept and ignore them).
+- Every entry carries its timestamp message, even at the epoch (gogoproto ``nullable=false``);
+  inside it, ``seconds`` and ``nanos`` are written only when non-zero, and empty strings (an
+  empty line) are left out, as proto3 does: the output is byte-for-byte what the protobuf
+  runtime writes for the same message.
+  A negative ``ts_ns`` is split with floor division, so ``nanos`` stays in ``[0, 1e9)``.
+- Strings are UTF-8. A line or label that cannot be encoded strictly (a lone surrogate) has
+  the offending code points replaced by ``?``; callers escape non-UTF-8 input before this point.
+- Entries are written in the order given: sorting by time is the caller's choice
+  (:mod:`logcap.sinks.loki.request` sorts).
+
+Speed: this runs once per batch on the hot path. It builds a list of ``bytes`` pieces joined
+once, looks up length prefixes in precomputed tables (field tag included), re-encodes ``seconds``
+only when the second changes, and spells the ``nanos`` varint from 14-bit lookup tables instead
+of a loop; each entry extends the piece list with one tuple. About 0.5 µs per 200-byte entry.
+
+The request body Loki expects is the serialized message compressed with snappy's *block* format
+(``cramjam.snappy.compress_raw``), not the framed stream format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+import cramjam
+
+__all__ = [
+    "EncodedPush",
+    "EntryLike",
+    "StreamLike",
+    "compress_snappy",
+    "encode_push_request",
+    "encode_uvarint",
+]
+
+_NANOS_PER_S = 1_000_000_000
+_SMALL_LIMIT = 1 << 14  # values below this have a one- or two-byte varint
+
+
+class EntryLike(Protocol):
+    """What the encoder reads from one entry (``LokiEntry`` satisfies it)."""
+
+    @property
+    def ts_ns(self) -> int: ...
+
+    @property
+    def line(self) -> str: ...
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]: ...
+
+
+class StreamLike(Protocol):
+    """What the encoder reads from one stream (``LokiStream`` satisfies it)."""
+
+    @property
+    def labels(self) -> str: ...
+
+    @property
+    def entries(self) -> Sequence[EntryLike]: ...
+
+
+class EncodedPush(NamedTuple):
+    """A serialized (uncompressed) ``PushRequest`` and what it holds."""
+
+    payload: bytes
+    streams: int
+    entries: int
+    line_bytes: int
+
+
+def encode_uvarint(value: int) -> bytes:
+    """Encode a non-negative integer below 2**64 as a protobuf varint."""
+    if value < 128:
+        if value < 0:
+            raise ValueError(f"uvarint must be non-negative, got {value}")
+        return _LAST7[value]
+    if value < 16384:  # 2**14
+        return _CONT7[value & 127] + _LAST7[value >> 7]
+    if value < 2097152:  # 2**21
+        return _CONT14[value & 16383] + _LAST7[value >> 14]
+    if value < 268435456:  # 2**28
+        return _CONT14[value & 16383] + _CONT7[(value >> 14) & 127] + _LAST7[value >> 21]
+    if value < 34359738368:  # 2**35
+        return _CONT14[value & 16383] + _CONT14[(value >> 14) & 16383] + _LAST7[value >> 28]
+    return _make_varint(value)
+
+
+def _int64_varint(value: int) -> bytes:
+    """An ``int64`` field's varint: negative values as their 64-bit two's complement."""
+    if value < 0:
+        value += 1 << 64
+    return encode_uvarint(value)
+
+
+def _make_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# 7 bits as a final varint byte; 7 bits as a byte with the continuation bit; 14 bits as two
+# bytes that both carry it. Any varint below 2**35 is a few lookups and concatenations.
+_LAST7: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128))
+_CONT7: tuple[bytes, ...] = tuple(bytes((i | 0x80,)) for i in range(128))
+_CONT14: tuple[bytes, ...] = tuple(
+    bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(_SMALL_LIMIT)
+)
+# Tag and length of a length-delimited field: field 2 (entries, line) for every length below
+# 2**14, field 1 (labels, timestamp, stream) for the short lengths where it is used per entry.
+_FIELD2_LEN: tuple[bytes, ...] = tuple(b"\x12" + _make_varint(i) for i in range(_SMALL_LIMIT))
+_FIELD1_LEN: tuple[bytes, ...] = tuple(b"\x0a" + _make_varint(i) for i in range(128))
+# Proto3 leaves an empty string field out: a zero length maps to no header at all (the line,
+# the labels, a metadata name or value).
+_STR1_HDR: tuple[bytes, ...] = (b"", *_FIELD1_LEN[1:])
+_STR2_HDR: tuple[bytes, ...] = (b"", *_FIELD2_LEN[1:])
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def _str_field(table: tuple[bytes, ...], tag: bytes, data: bytes) -> bytes:
+    n = len(data)
+    return (table[n] if n < len(table) else tag + encode_uvarint(n)) + data
+
+
+# Metadata names repeat (trace_id, call_id...): their encoded ``name`` field is cached.
+_NAME_FIELDS: dict[str, bytes] = {}
+_NAME_CACHE_SIZE = 1024
+
+
+def _encode_metadata(metadata: Iterable[tuple[str, str]]) -> bytes:
+    """The ``structuredMetadata`` fields (field 3) of one entry."""
+    parts: list[bytes] = []
+    for name, value in metadata:
+        name_field = _NAME_FIELDS.get(name)
+        if name_field is None:
+            name_field = _str_field(_STR1_HDR, b"\x0a", _utf8(name))
+            if len(_NAME_FIELDS) >= _NAME_CACHE_SIZE:
+                _NAME_FIELDS.clear()
+            _NAME_FIELDS[name] = name_field
+        try:
+            vb = value.encode()
+        except UnicodeEncodeError:
+            vb = value.encode("utf-8", "replace")
+        lv = len(vb)
+        vh = _STR2_HDR[lv] if lv < _SMALL_LIMIT else b"\x12" + encode_uvarint(lv)
+        size = len(name_field) + len(vh) + lv
+        parts += (b"\x1a", _LAST7[size] if size < 128 else encode_uvarint(size),
+                  name_field, vh, vb)
+    return b"".join(parts)
+
+
+def _timestamp_prefixes(seconds: int) -> tuple[bytes, ...]:
+    """Timestamp-field prefixes for one second, by the byte width of its ``nanos`` varint.
+
+    Index 0: the whole field for ``nanos == 0`` (no nanos field). Index k in 1..5: tag, length,
+    the seconds field and the nanos tag, to be followed by a k-byte nanos varint.
+    """
+    sec = b"\x08" + _int64_varint(seconds) if seconds else b""
+    with_tag = sec + b"\x10"
+    return (
+        _FIELD1_LEN[len(sec)] + sec,
+        *(_FIELD1_LEN[len(with_tag) + k] + with_tag for k in range(1, 6)),
+    )
+
+
+def _timestamp_field(prefixes: tuple[bytes, ...], n: int) -> bytes:
+    """The timestamp field (generic path) for nanos ``n`` given its second's prefixes."""
+    if not n:
+        return prefixes[0]
+    nanos = encode_uvarint(n)
+    return prefixes[len(nanos)] + nanos
+
+
+def encode_push_request(streams: Iterable[StreamLike]) -> EncodedPush:
+    """Serialize ``streams`` as a ``logproto.PushRequest`` (not compressed).
+
+    Returns the payload with the number of streams and entries written and the total UTF-8
+    size of the lines (what Loki counts as ingested line bytes).
+    """
+    parts: list[bytes] = []
+    ap = parts.append
+    ext = parts.extend
+    cont14, cont7, last7, f2len, linehdr = _CONT14, _CONT7, _LAST7, _FIELD2_LEN, _STR2_HDR
+    small = _SMALL_LIMIT
+    ns = _NANOS_PER_S
+    n_streams = 0
+    n_entries = 0
+    line_bytes = 0
+    for stream in streams:
+        entries = stream.entries
+        if not entries:
+            continue
+        n_streams += 1
+        n_entries += len(entries)
+        slot = len(parts)
+        ap(b"")  # the stream's tag and length, filled in once its size is known
+        labels = _str_field(_STR1_HDR, b"\x0a", _utf8(stream.labels))
+        ap(labels)
+        size = len(labels)
+        last_s: int | None = None
+        prefixes: tuple[bytes, ...] = ()
+        p3 = p4 = p5 = b""
+        w3 = w4 = w5 = 0  # the timestamp field's full width with a 3-, 4-, 5-byte nanos varint
+        for entry in entries:
+            s, n = divmod(entry.ts_ns, ns)
+            if s != last_s:
+                last_s = s
+                prefixes = _timestamp_prefixes(s)
+                p3, p4, p5 = prefixes[3], prefixes[4], prefixes[5]
+                w3, w4, w5 = len(p3) + 3, len(p4) + 4, len(p5) + 5
+            try:
+                line = entry.line.encode()
+            except UnicodeEncodeError:
+                line = entry.line.encode("utf-8", "replace")
+            ll = len(line)
+            line_bytes += ll
+            lh = linehdr[ll] if ll < small else b"\x12" + encode_uvarint(ll)
+            if entry.metadata:
+                if n >= 268435456:
+                    ts = p5 + cont14[n & 16383] + cont14[(n >> 14) & 16383] + last7[n >> 28]
+                else:
+                    ts = _timestamp_field(prefixes, n)
+                md = _encode_metadata(entry.metadata)
+                el = len(ts) + len(lh) + ll + len(md)
+                eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
+                ext((eh, ts, lh, line, md))
+            # The common cases spell the nanos varint from tables, piece by piece: extending
+            # the list with one tuple beats concatenating the pieces.
+            elif n >= 268435456:  # 2**28: a 5-byte nanos varint
+                el = w5 + len(lh) + ll
+                eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
+                ext((eh, p5, cont14[n & 16383], cont14[(n >> 14) & 16383], last7[n >> 28],
+                     lh, line))
+            elif n >= 2097152:  # 2**21: 4 bytes
+                el = w4 + len(lh) + ll
+                eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
+                ext((eh, p4, cont14[n & 16383], cont7[(n >> 14) & 127], last7[n >> 21],
+                     lh, line))
+            elif n >= 16384:  # 2**14: 3 bytes
+                el = w3 + len(lh) + ll
+                eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
+                ext((eh, p3, cont14[n & 16383], last7[n >> 14], lh, line))
+            else:  # 0, 1 or 2 bytes (whole seconds are common: Podman's log timestamps)
+                ts = _timestamp_field(prefixes, n)
+                el = len(ts) + len(lh) + ll
+                eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
+                ext((eh, ts, lh, line))
+            size += len(eh) + el
+        parts[slot] = b"\x0a" + encode_uvarint(size)
+    return EncodedPush(b"".join(parts), n_streams, n_entries, line_bytes)
+
+
+def compress_snappy(payload: bytes) -> bytes:
+    """Snappy *block* format (no stream framing), as Loki's push endpoint decodes it."""
+    return bytes(cramjam.snappy.compress_raw(payload))

@@ -1,0 +1,342 @@
+"""Split a growing file into lines, in large chunks, with exact byte offsets.
+
+:class:`LineReader` reads an open file descriptor with ``os.pread`` (so the descriptor's own
+position is irrelevant and never moved) and turns bytes into lines.
+
+Semantics
+    - A line ends at ``b"\\n"``. A ``b"\\r"`` right before it (CRLF) is removed; a ``b"\\r"``
+      anywhere else is kept.
+    - **Offsets are byte offsets in the file.** ``offset`` (and a result's ``end_offset``) is
+      always just past the ``b"\\n"`` of the last line emitted: a position never points inside a
+      line, so resuming from a stored offset starts on a line boundary.
+    - **The partial last line waits.** Bytes after the last ``b"\\n"`` are kept in memory, not
+      emitted, and ``offset`` does not move past them; they are read only once and are completed
+      by the next read. Exception: see *End of a rotated file* below.
+    - **Huge lines are truncated, with bounded memory.** A line longer than ``max_line_bytes``
+      (counted in raw bytes, without its ``b"\\n"``) is emitted cut to its first
+      ``max_line_bytes`` bytes (backed off to a UTF-8 character boundary) and counted in
+      ``truncated_count``. A pending line is never held beyond ``max_line_bytes``: once it
+      exceeds the limit the reader keeps the head, discards the rest as it arrives, and still
+      tracks offsets exactly until the newline. A 50 MB line costs at most one chunk plus
+      ``max_line_bytes`` of memory.
+    - **Nothing is lost to decoding.** Bytes are decoded as UTF-8 with
+      ``errors="backslashreplace"``: invalid bytes become ``\\xNN`` escapes; NUL and other
+      control bytes pass through. Binary files never raise.
+    - **max_lines.** A batch cut short by ``max_lines`` discards the bytes it read past the last
+      emitted line; they are read again by the next call. Choose ``max_bytes`` near
+      ``max_lines`` times the typical line length to avoid re-reading.
+
+End of a rotated file (:meth:`LineReader.drain_to_eof`, ``read_batch(final=True)``)
+    When a file has been rotated away (renamed, deleted, or it is the rotated copy after
+    copytruncate), nothing will ever complete its partial last line: the writer has moved on.
+    Draining reads to end of file and then **emits a final partial line as a line** and moves
+    ``offset`` past it, rather than losing it. The caller must drain only once writers have
+    switched to the new file (after the rotation is seen), or a late write to the old file
+    would arrive as a separate line.
+
+Speed
+    Each chunk is decoded once and split once (``str.split``); per-line Python work happens only
+    for chunks that contain a line long enough to need truncation, or when ``track_offsets`` asks
+    for each line's start offset. ``bench/file_reader.py`` measures it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from logcap.sources.files.identity import PREFIX_HASH_BYTES, digest_bytes, hash_prefix
+
+__all__ = [
+    "CHUNK_BYTES",
+    "MAX_LINE_BYTES",
+    "LineReader",
+    "ReadResult",
+]
+
+CHUNK_BYTES = 1024 * 1024
+"""Default size of one read, in bytes (1 MiB)."""
+
+MAX_LINE_BYTES = 256 * 1024
+"""Default longest line kept whole, in bytes (256 KiB: Loki's default line size limit)."""
+
+_MAX_UTF8_CHAR_BYTES = 4
+"""A decoded character stands for at most 4 bytes (a ``\\xNN`` escape stands for 1 byte)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What one read produced.
+
+    ``lines`` are decoded, without their line terminator. ``start_offset`` is the reader's
+    ``offset`` before the read; ``end_offset`` is just past the last line emitted.
+    ``bytes_read`` counts bytes taken from the file by this read (some may be a pending partial
+    line, not yet emitted). ``line_offsets`` (only with ``track_offsets``) holds the byte offset
+    where each line starts. ``eof``: the read reached the end of the file. ``prefix_hash``: the
+    hash of the bytes before ``end_offset`` (see
+    :func:`~logcap.sources.files.identity.hash_prefix`), to store with the position.
+    """
+
+    lines: list[str]
+    start_offset: int
+    end_offset: int
+    bytes_read: int
+    truncated_count: int = 0
+    line_offsets: list[int] | None = None
+    eof: bool = False
+    prefix_hash: str = ""
+
+
+def _cut_utf8(data: bytes, limit: int) -> bytes:
+    """``data[:limit]``, backed off so that it does not end inside a UTF-8 character."""
+    head = data[:limit]
+    for back in range(1, min(_MAX_UTF8_CHAR_BYTES, len(head)) + 1):
+        byte = head[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: ASCII or a lead byte
+            if byte >= 0xC0:
+                need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                if need > back:
+                    return head[:-back]
+            return head
+    return head
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class LineReader:
+    """Reads lines from an open binary file descriptor, starting at ``offset``.
+
+    The reader does not own ``fd``: the caller opens and closes it. See the module docstring
+    for the semantics of offsets, partial lines and truncation.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        offset: int = 0,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        track_offsets: bool = False,
+    ) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be at least 1")
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        self._fd = fd
+        self._max_line = max_line_bytes
+        self._track = track_offsets
+        self._offset = offset
+        self._read_pos = offset
+        self._pending = bytearray()
+        self._skipping = False
+        self._prefix_hash_at = -1
+        self._prefix_hash = ""
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def offset(self) -> int:
+        """Byte offset just past the last line emitted: where to resume from."""
+        return self._offset
+
+    @property
+    def read_position(self) -> int:
+        """Byte offset up to which the file has been read (``offset`` + pending bytes)."""
+        return self._read_pos
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes read past ``offset`` that belong to a line not yet complete."""
+        return self._read_pos - self._offset
+
+    def reset(self, offset: int = 0) -> None:
+        """Forget pending bytes and resume from ``offset`` (after truncation: 0)."""
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        self._offset = offset
+        self._read_pos = offset
+        self._pending.clear()
+        self._skipping = False
+        self._prefix_hash_at = -1
+
+    def prefix_hash(self) -> str:
+        """Hash of the bytes before ``offset`` (read from the file if not already known)."""
+        if self._prefix_hash_at != self._offset:
+            self._prefix_hash = hash_prefix(self._fd, self._offset)
+            self._prefix_hash_at = self._offset
+        return self._prefix_hash
+
+    def read_batch(
+        self,
+        max_bytes: int = CHUNK_BYTES,
+        max_lines: int | None = None,
+        *,
+        final: bool = False,
+    ) -> ReadResult:
+        """Read up to ``max_bytes`` and return the complete lines found (at most ``max_lines``).
+
+        With ``final=True``, reaching end of file also emits the pending partial line (see
+        *End of a rotated file* in the module docstring).
+        """
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if max_lines is not None and max_lines < 1:
+            raise ValueError("max_lines must be at least 1")
+        start = self._offset
+        lines: list[str] = []
+        offsets: list[int] | None = [] if self._track else None
+        truncated = 0
+        base = self._read_pos
+        data = os.pread(self._fd, max_bytes, base)
+        nread = len(data)
+        eof = nread < max_bytes
+        self._read_pos = base + nread
+        pos = 0
+        cut = False
+        hash_end = -1  # index in data where self._offset falls, if data holds the bytes before it
+
+        if nread and (self._pending or self._skipping):
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._append_pending(data)
+                pos = nread
+            else:
+                self._append_pending(data[:newline])
+                line_start = self._offset
+                truncated += self._emit_pending(lines)
+                if offsets is not None:
+                    offsets.append(line_start)
+                self._offset = base + newline + 1
+                pos = newline + 1
+                hash_end = pos
+                if max_lines is not None and len(lines) >= max_lines and pos < nread:
+                    cut = True
+
+        if pos < nread and not cut:
+            last = data.rfind(b"\n", pos)
+            if last < 0:
+                self._append_pending(data[pos:] if pos else data)
+            else:
+                block = data[pos : last + 1] if (pos or last + 1 < nread) else data
+                room = None if max_lines is None else max_lines - len(lines)
+                if room is not None and block.count(b"\n") > room:
+                    rest = block.split(b"\n", room)[room]
+                    block = block[: len(block) - len(rest)]
+                    cut = True
+                truncated += self._split_block(block, base + pos, lines, offsets)
+                self._offset = base + pos + len(block)
+                hash_end = pos + len(block)
+                if not cut and last + 1 < nread:
+                    self._append_pending(data[last + 1 :])
+
+        if cut:
+            # Bytes read past the last emitted line are dropped and read again next time.
+            self._read_pos = self._offset
+            self._pending.clear()
+            self._skipping = False
+            eof = False
+
+        if final and eof and (self._pending or self._skipping):
+            line_start = self._offset
+            truncated += self._emit_pending(lines)
+            if offsets is not None:
+                offsets.append(line_start)
+            self._offset = self._read_pos
+            hash_end = -1
+
+        if hash_end >= PREFIX_HASH_BYTES:
+            self._prefix_hash = digest_bytes(data[hash_end - PREFIX_HASH_BYTES : hash_end])
+            self._prefix_hash_at = self._offset
+        return ReadResult(
+            lines=lines,
+            start_offset=start,
+            end_offset=self._offset,
+            bytes_read=nread,
+            truncated_count=truncated,
+            line_offsets=offsets,
+            eof=eof,
+            prefix_hash=self.prefix_hash(),
+        )
+
+    def drain_to_eof(
+        self, max_bytes: int = CHUNK_BYTES, max_lines: int | None = None
+    ) -> Iterator[ReadResult]:
+        """Read everything left, batch by batch; the last batch ends with the partial line.
+
+        For a file that will not grow any more (rotated away). Lazy: memory stays bounded by
+        one batch. Each yielded batch has lines or bytes; the generator ends at end of file.
+        """
+        while True:
+            result = self.read_batch(max_bytes, max_lines, final=True)
+            if result.lines or result.bytes_read:
+                yield result
+            if result.eof:
+                return
+
+    def _append_pending(self, chunk: bytes) -> None:
+        if self._skipping or not chunk:
+            return
+        room = self._max_line - len(self._pending)
+        if len(chunk) > room:
+            self._pending += chunk[:room]
+            self._skipping = True
+        else:
+            self._pending += chunk
+
+    def _emit_pending(self, lines: list[str]) -> int:
+        """Append the pending line to ``lines``; return 1 if it was truncated."""
+        raw = bytes(self._pending)
+        self._pending.clear()
+        if self._skipping:
+            self._skipping = False
+            lines.append(_decode(_cut_utf8(raw, self._max_line)))
+            return 1
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        lines.append(_decode(raw))
+        return 0
+
+    def _split_block(
+        self, block: bytes, block_offset: int, lines: list[str], offsets: list[int] | None
+    ) -> int:
+        """Append the lines of ``block`` (which ends with a newline); return how many were cut."""
+        limit = self._max_line
+        text = _decode(block)
+        if b"\r" not in block:
+            parts = text.split("\n")
+        elif block.count(b"\r\n") == block.count(b"\n"):
+            parts = text.split("\r\n")  # every line is CRLF: one split does both jobs
+        else:
+            parts = text.replace("\r\n", "\n").split("\n")
+        parts.pop()
+        may_be_long = (
+            len(block) > limit and _MAX_UTF8_CHAR_BYTES * (max(map(len, parts)) + 1) > limit
+        )
+        if not may_be_long and offsets is None:
+            lines.extend(parts)
+            return 0
+        raw_parts = block.split(b"\n")
+        raw_parts.pop()
+        if offsets is not None:
+            offsets.extend(
+                itertools.accumulate(
+                    raw_parts[:-1], lambda acc, raw: acc + len(raw) + 1, initial=block_offset
+                )
+            )
+        if not may_be_long or max(map(len, raw_parts)) <= limit:
+            lines.extend(parts)
+            return 0
+        truncated = 0
+        for raw in raw_parts:
+            if len(raw) > limit:
+                lines.append(_decode(_cut_utf8(raw, limit)))
+                truncated += 1
+            else:
+                lines.append(_decode(raw[:-1] if raw.endswith(b"\r") else raw))
+        return truncated

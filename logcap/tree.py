@@ -1,0 +1,182 @@
+"""The supervision tree of DESIGN.md §2, built from a :class:`~logcap.config.Config`.
+
+```
+root                  rest_for_one
+├── state             one_for_all:  positions
+├── sinks             one_for_one:  file, loki (those enabled)
+├── dispatchers       one_for_one:  shard-0 .. shard-N-1
+├── sources           one_for_one:  one FileMonitor per sources.files[] entry
+└── admin             AdminServer (Flask app on waitress)
+```
+
+Names in the :class:`~logcap.actors.directory.Directory` are the qualified child names, e.g.
+``root/sinks/loki``; producers hold handles to those names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pykka import ActorRef
+
+from logcap.actors.childspec import ChildSpec, StartContext, Strategy, SupFlags
+from logcap.actors.directory import Directory, Handle
+from logcap.actors.file_monitor import FileMonitor, monitor_settings
+from logcap.actors.positions_keeper import PositionsKeeper
+from logcap.actors.shard import DispatcherShard, ShardSettings
+from logcap.actors.sink import SinkActor
+from logcap.actors.supervisor import Supervisor
+from logcap.api.server import AdminServer
+from logcap.config import Config
+from logcap.sinks.file import FileSink
+from logcap.sources.files.tailer import TailerSettings
+
+if TYPE_CHECKING:
+    from logcap.api.app import AdminBackend
+
+__all__ = ["POSITIONS", "ROOT", "build_root_children", "root_flags", "shard_names",
+           "sink_names", "source_names"]
+
+ROOT = "root"
+POSITIONS = "root/state/positions"
+
+
+def root_flags(config: Config, strategy: Strategy) -> SupFlags:
+    sup = config.supervision
+    return SupFlags(
+        strategy=strategy,
+        intensity=sup.intensity,
+        period_s=sup.period,
+        backoff_min_s=sup.backoff_min,
+        backoff_max_s=sup.backoff_max,
+        backoff_reset_s=sup.backoff_reset,
+        ping_interval_s=sup.ping_interval,
+        ping_timeout_s=sup.ping_timeout,
+    )
+
+
+def sink_names(config: Config) -> list[str]:
+    names = []
+    if config.sinks.file.enabled:
+        names.append("file")
+    if config.sinks.loki.enabled:
+        names.append("loki")
+    return names
+
+
+def shard_names(config: Config) -> list[str]:
+    return [f"{ROOT}/dispatchers/shard-{i}" for i in range(config.dispatcher.shards)]
+
+
+def source_names(config: Config) -> list[str]:
+    return [f"{ROOT}/sources/{s.name}" for s in config.sources.files]
+
+
+def _supervisor(child_id: str, config: Config, strategy: Strategy,
+                children: list[ChildSpec]) -> ChildSpec:
+    def start(ctx: StartContext) -> ActorRef[Any]:
+        return Supervisor.start(name=ctx.name, flags=root_flags(config, strategy),
+                                children=children, directory=ctx.directory,
+                                scheduler=ctx.scheduler, link=ctx.link)
+
+    return ChildSpec(id=child_id, start=start, supervisor=True,
+                     shutdown_s=config.supervision.shutdown_timeout * 2)
+
+
+def _worker(child_id: str, config: Config, start: Callable[[StartContext], ActorRef[Any]],
+            ping_timeout_s: float | None = None) -> ChildSpec:
+    return ChildSpec(id=child_id, start=start, shutdown_s=config.supervision.shutdown_timeout,
+                     ping_timeout_s=ping_timeout_s)
+
+
+def _handles(directory: Directory, names: list[str]) -> Callable[[], list[Handle]]:
+    handles = [directory.handle(n) for n in names]
+    return lambda: handles
+
+
+def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
+    shards = _handles(directory, shard_names(config))
+    capacity = config.dispatcher.queue_size
+    specs = []
+    if config.sinks.file.enabled:
+        fc = config.sinks.file
+
+        def start_file(ctx: StartContext) -> ActorRef[Any]:
+            return SinkActor.start(
+                "file", lambda: FileSink(fc.directory, fc.format, fc.max_file_size, fc.max_files),
+                shards, link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+
+        specs.append(_worker("file", config, start_file))
+    if config.sinks.loki.enabled:
+        from logcap.sinks.loki.service import LokiService
+
+        lc = config.sinks.loki
+
+        def start_loki(ctx: StartContext) -> ActorRef[Any]:
+            return SinkActor.start("loki", lambda: LokiService(lc), shards,
+                                   link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+
+        # A push may legitimately take the request timeout, times a 413 split or two.
+        specs.append(_worker("loki", config, start_loki,
+                             ping_timeout_s=max(config.supervision.ping_timeout, lc.timeout * 4)))
+    return specs
+
+
+def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
+    d = config.dispatcher
+    settings = ShardSettings(d.batch_size, d.batch_timeout, d.max_retries, d.retry_base_delay,
+                             d.retry_max_delay)
+    sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
+    sources = _handles(directory, source_names(config))
+    specs = []
+    for i in range(d.shards):
+        def start(ctx: StartContext) -> ActorRef[Any]:
+            return DispatcherShard.start(settings, sinks, sources, ctx.scheduler, link=ctx.link,
+                                         name=ctx.name, mailbox_capacity=d.queue_size)
+
+        specs.append(_worker(f"shard-{i}", config, start))
+    return specs
+
+
+def _source_specs(config: Config, directory: Directory) -> list[ChildSpec]:
+    shards = [directory.handle(n) for n in shard_names(config)]
+    positions = directory.handle(POSITIONS) if config.positions.enabled else None
+    specs = []
+    for source in config.sources.files:
+        settings = monitor_settings(source, config)
+
+        def start(ctx: StartContext, settings: TailerSettings = settings) -> ActorRef[Any]:
+            return FileMonitor.start(settings, shards, positions, ctx.scheduler,
+                                     link=ctx.link, name=ctx.name)
+
+        specs.append(_worker(source.name, config, start))
+    return specs
+
+
+def build_root_children(config: Config, directory: Directory,
+                        backend: AdminBackend) -> list[ChildSpec]:
+    """The root's children, in start order (stop runs in reverse)."""
+    state: list[ChildSpec] = []
+    if config.positions.enabled:
+        pc = config.positions
+
+        def start_positions(ctx: StartContext) -> ActorRef[Any]:
+            return PositionsKeeper.start(pc, ctx.scheduler, link=ctx.link, name=ctx.name)
+
+        state.append(_worker("positions", config, start_positions))
+
+    server = config.server
+
+    def start_admin(ctx: StartContext) -> ActorRef[Any]:
+        return AdminServer.start(backend, server.host, server.port, server.metrics_port,
+                                 link=ctx.link, name=ctx.name)
+
+    return [
+        _supervisor("state", config, Strategy.ONE_FOR_ALL, state),
+        _supervisor("sinks", config, Strategy.ONE_FOR_ONE, _sink_specs(config, directory)),
+        _supervisor("dispatchers", config, Strategy.ONE_FOR_ONE,
+                    _shard_specs(config, directory)),
+        _supervisor("sources", config, Strategy.ONE_FOR_ONE, _source_specs(config, directory)),
+        _worker("admin", config, start_admin),
+    ]
