@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,8 @@ SWEEP_INTERVAL_S = 1.0
 PAUSE_S = 0.02
 """How long a monitor waits before offering refused entries again."""
 POSITIONS_ASK_TIMEOUT_S = 10.0
+WAKE_RESCAN_MIN_S = 0.2
+"""A directory event re-scans the globs (new files) at most this often."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,7 @@ class FileMonitor(LogcapActor):
         self._wake_sent = False
         self._pump_sent = False
         self._paused = False
+        self._last_rescan = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -172,6 +176,10 @@ class FileMonitor(LogcapActor):
         assert tailer is not None
         if isinstance(message, _Wake):
             self._wake_sent = False
+            now = time.monotonic()
+            if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
+                self._last_rescan = now
+                self._report(tailer.rescan())
             self._pump()
         elif isinstance(message, _Pump):
             self._pump_sent = False

@@ -1,0 +1,169 @@
+"""Run logcap as a real process and count numbered lines where they arrive.
+
+Lines written by :class:`NumberedWriter` look like ``seq=<n> <padding>``; the counters read
+``seq=`` numbers back from the file sink's JSON lines or the Loki test receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from tests.actor_kit import wait_until
+
+SEQ = re.compile(r"seq=(\d+)")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_config(tmp: Path, include: Iterable[str], **sections: Any) -> Path:
+    """A config for ``tmp``: file sink to tmp/out, positions in tmp/positions, free ports."""
+    config: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": free_port(), "metrics_port": free_port()},
+        "sources": {"files": [{"name": "app", "include": list(include),
+                               "start_at": "beginning", "labels": {"job": "test"}}]},
+        "dispatcher": {"shards": 2, "batch_size": 500, "batch_timeout": "50ms",
+                       "retry_base_delay": "50ms", "retry_max_delay": "1s"},
+        "sinks": {"file": {"enabled": True, "directory": str(tmp / "out"), "format": "json",
+                           "max_file_size": "1GiB"}},
+        "positions": {"directory": str(tmp / "positions"), "flush_interval": "100ms"},
+        "supervision": {"shutdown_timeout": "5s"},
+        "logging": {"level": "info"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merged = dict(config[key])
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = {**merged[k], **v}
+                else:
+                    merged[k] = v
+            config[key] = merged
+        else:
+            config[key] = value
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class LogcapProcess:
+    """``python -m logcap run -c CONFIG`` as a child process, its log in ``log_path``."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log_path = config.parent / "logcap.log"
+        data = yaml.safe_load(config.read_text())
+        self.port = data["server"]["port"]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_healthy: bool = True) -> LogcapProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "logcap", "run", "-c", str(self.config)],
+            stdout=log, stderr=log, cwd=str(self.config.parent), env=self.env,
+        )
+        log.close()
+        if wait_healthy:
+            wait_until(self.healthy, timeout=30, what="logcap healthy")
+        return self
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"logcap exited {self.proc.returncode}: {self.tail_log()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/health", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def api(self, path: str) -> Any:
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5).json()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def tail_log(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class NumberedWriter:
+    """Appends ``seq=<n>`` lines to a file, optionally at a rate, on its own thread."""
+
+    def __init__(self, path: Path, line_bytes: int = 100) -> None:
+        self.path = path
+        self.next = 0
+        self.pad = "x" * max(0, line_bytes - 20)
+
+    def write(self, count: int, flush_every: int = 100) -> None:
+        with open(self.path, "a") as fh:
+            for i in range(count):
+                fh.write(f"seq={self.next} {self.pad}\n")
+                self.next += 1
+                if i % flush_every == 0:
+                    fh.flush()
+
+    def write_at_rate(self, count: int, per_second: float, stop: threading.Event | None = None,
+                      chunk: int = 100) -> None:
+        start = time.monotonic()
+        written = 0
+        pause = threading.Event()
+        while written < count and not (stop and stop.is_set()):
+            n = min(chunk, count - written)
+            self.write(n, flush_every=n)
+            written += n
+            ahead = written / per_second - (time.monotonic() - start)
+            if ahead > 0:
+                pause.wait(ahead)
+
+
+def file_sink_counts(out_dir: Path) -> Counter[int]:
+    """seq numbers found in the file sink's JSON lines (all rotated files included)."""
+    counts: Counter[int] = Counter()
+    for path in sorted(out_dir.glob("*.log*")):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for raw in fh:
+                try:
+                    line = json.loads(raw)["line"]
+                except (ValueError, KeyError):
+                    continue
+                match = SEQ.search(line)
+                if match:
+                    counts[int(match.group(1))] += 1
+    return counts
+
+
+def missing_and_duplicates(counts: Counter[int], total: int) -> tuple[list[int], int]:
+    missing = [n for n in range(total) if counts.get(n, 0) == 0]
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    return missing, duplicates
