@@ -7,9 +7,13 @@ The steps, in order:
    ``<yaml>`` with the line and column. An empty document means *all defaults* (valid).
 3. **Expand** ``${VAR}``, ``${VAR:-default}`` and ``$$`` in every string value (not in keys),
    with the grammar of :func:`logcap.config_values.expand_vars`. This happens on the parsed
-   nodes, before types are decided: an *unquoted* value is typed after expansion, so
-   ``port: ${PORT:-8401}`` is an integer, while a quoted ``"${PORT}"`` stays a string. An unset
-   variable without a default is an issue at the key's path. Duplicate keys are issues too.
+   nodes (so comments are never expanded). A value that came from a variable is text, and the
+   *field* decides its type: ``port: ${PORT:-8401}`` and ``port: "${PORT}"`` are integers,
+   ``enabled: ${ON}`` is a boolean (``true``/``false``/``yes``/``no``/``on``/``off``), a
+   password ``${PW}`` stays the exact string ``0123``, and an empty expansion of an optional key
+   (``pipeline: ${P:-}``) is null. Inside flow collections (``{...}``, ``[...]``) quote values
+   that use ``${...}``. An unset variable without a default is an issue at the key's path.
+   Duplicate keys are issues too.
 4. **Override** from the environment (after the file, validated like file values; an empty
    variable counts as unset): ``LOKI_URL`` sets ``sinks.loki.url`` and enables Loki;
    ``LOGCAP_LOG_LEVEL``, ``LOGCAP_LOG_FORMAT`` and ``LOGCAP_ADMIN_TOKEN`` set
@@ -104,6 +108,7 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _YAML_TRUE = frozenset({"true", "yes", "on"})
 _YAML_FALSE = frozenset({"false", "no", "off"})
+_UNREADABLE: Any = object()
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -120,7 +125,7 @@ class ConfigIssue:
 
 
 class ConfigError(Exception):
-    """The configuration is invalid; ``issues`` holds every problem found, in file order."""
+    """The configuration is invalid; ``issues`` holds every problem found, in the order found."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
         super().__init__(issues)
@@ -161,12 +166,11 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "<string>") ->
     """Validate YAML ``text`` (named ``source`` in messages) and return the :class:`Config`."""
     issues = _Issues()
     data = _read_yaml(text, env, source, issues)
+    if data is _UNREADABLE:
+        raise ConfigError(issues.items)
     if data is not None and not isinstance(data, dict):
         reason = f"expected a mapping of sections at the top level, got {_describe(data)}"
-        issues.add("<root>", reason)
-        data = None
-    if issues.items:
-        raise ConfigError(issues.items)
+        raise ConfigError([ConfigIssue("<root>", reason)])
     data = _apply_overrides(data or {}, env, issues)
     config = _Decoder(issues).section(Config, data, "")
     _check_environment(config, env, issues)
@@ -221,6 +225,10 @@ class _Issues:
         self.items.append(ConfigIssue(path or "<root>", f"{reason} ({note})" if note else reason))
         self._failed.add(path)
 
+    def reported(self, path: str) -> bool:
+        """Whether ``path`` itself already had an issue (so its value is not to be decoded)."""
+        return path in self._failed
+
     def failed(self, path: str) -> bool:
         """Whether ``path``, a key inside it, or a section around it had an issue."""
         return any(_related(path, failed) for failed in self._failed)
@@ -241,7 +249,11 @@ def _join(path: str, key: str) -> str:
 
 
 def _read_yaml(text: str, env: Mapping[str, str], source: str, issues: _Issues) -> Any:
-    """Parse, check for duplicate keys, expand variables, construct plain data."""
+    """Parse, check for duplicate keys, expand variables, construct plain data.
+
+    Returns :data:`_UNREADABLE` when the text is not a YAML document at all; duplicate keys and
+    variable errors are reported but the data is still returned, so that decoding can report
+    the other problems (the decoder skips the paths that already failed)."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -255,7 +267,7 @@ def _read_yaml(text: str, env: Mapping[str, str], source: str, issues: _Issues) 
         issues.add("<yaml>", f"invalid YAML in {source}: {exc}")
     finally:
         loader.dispose()
-    return None
+    return _UNREADABLE
 
 
 def _yaml_reason(exc: yaml.MarkedYAMLError, text: str, source: str) -> str:
@@ -375,7 +387,7 @@ class _Decoder:
         values: dict[str, Any] = {}
         for name, spec in specs.items():
             sub = _join(path, name)
-            if self._issues.failed(sub):  # e.g. an unset variable: already reported
+            if self._issues.reported(sub):  # e.g. an unset variable or a duplicate key
                 continue
             if name not in raw:
                 if spec.required:
@@ -421,7 +433,7 @@ class _Decoder:
             return self._str_list(spec, raw, path)
         if kind is Kind.STR_MAP:
             return self._str_map(spec, raw, path)
-        reason = _scalar_reason(spec, raw, secret=is_secret_key(path.rsplit(".", 1)[-1]))
+        reason = _convert_scalar(spec, raw, secret=is_secret_key(path.rsplit(".", 1)[-1]))
         if isinstance(reason, str):
             return self._fail(path, reason)
         value = reason[0]
@@ -436,6 +448,8 @@ class _Decoder:
             return self._fail(path, f"expected a list of strings, got {_describe(raw)}")
         items: list[str] = []
         for index, item in enumerate(raw):
+            if self._issues.reported(f"{path}[{index}]"):
+                continue
             if not isinstance(item, str):
                 self._issues.add(f"{path}[{index}]", f"expected a string, got {_describe(item)}")
             elif not item.strip():
@@ -452,6 +466,8 @@ class _Decoder:
         items: dict[str, str] = {}
         for key, item in raw.items():
             sub = _join(path, str(key))
+            if self._issues.reported(sub):
+                continue
             if not isinstance(key, str):
                 self._issues.add(sub, f"key is not a string: {_describe(key)}")
             elif spec.label_names and not _LABEL_NAME.fullmatch(key):
@@ -478,7 +494,7 @@ def _type_expanded(spec: Spec, raw: str) -> Any:
     return raw
 
 
-def _scalar_reason(spec: Spec, raw: Any, *, secret: bool = False) -> tuple[Any] | str:
+def _convert_scalar(spec: Spec, raw: Any, *, secret: bool = False) -> tuple[Any] | str:
     """``(value,)`` converted from ``raw``, or the reason it cannot be (scalar kinds only).
     For a ``secret`` the reason names the value's type but never shows the value."""
     kind = spec.kind

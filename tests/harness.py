@@ -99,6 +99,9 @@ class LogcapProcess:
     def api(self, path: str) -> Any:
         return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5).json()
 
+    def api_text(self, path: str) -> str:
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5).text
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()

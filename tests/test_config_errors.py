@@ -238,6 +238,29 @@ def test_every_problem_is_reported_at_once() -> None:
     ]
 
 
+def test_variable_and_duplicate_key_errors_do_not_hide_other_problems() -> None:
+    issues = _issues(
+        """
+        server:
+          port: ${ADMIN_PORT}
+          port: 5
+        logging: {level: loud}
+        sources:
+          files:
+            - name: app
+              include: ["${LOG_DIR}/*.log", "/var/log/*.log"]
+        """
+    )
+    assert [issue.path for issue in issues] == [
+        "server.port",
+        "server.port",
+        "sources.files[0].include[0]",
+        "logging.level",
+    ]
+    assert "'ADMIN_PORT' is not set" in issues[0].reason
+    assert "duplicate key at line 4 (first at line 3)" in issues[1].reason
+
+
 def test_error_string_has_one_prefixed_line_per_issue() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config("sinks: {loki: {batch_wait: abc}}\nlogging: {level: loud}\n", {})

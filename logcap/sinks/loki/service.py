@@ -1,0 +1,162 @@
+"""The Loki push service: turns a batch into push requests and sends them.
+
+``deliver`` groups a batch's entries into streams (labels through the cardinality guard:
+sanitised, capped per stream, new streams past ``max_streams`` folded into an overflow
+stream), builds one request (protobuf + snappy, or JSON, gzip optional), POSTs it to
+``{url}/loki/api/v1/push`` over a kept-alive session, and classifies the answer
+(:mod:`logcap.sinks.loki.response`): 2xx delivered; 429, 5xx (not 501), timeouts and
+connection errors retried (``Retry-After`` passed on); 413 split in halves and each half sent
+(recursively, a single entry that is still too large is rejected); other 4xx and 501 rejected
+for good with Loki's reason. Entries keep their original timestamps on every attempt.
+
+Credentials: basic (username + password or password_file) or bearer (token or token_file);
+files are read when the service is created; secrets are never logged. TLS: ``verify`` with an
+optional ``ca_file``, and an optional client certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from logcap.messages import Entries, Outcome
+from logcap.metrics import SINK_CARDINALITY_DROPS
+from logcap.sinks.base import Verdict
+from logcap.sinks.loki.labels import LabelPolicy, StreamLimiter
+from logcap.sinks.loki.request import (
+    CannotSplit,
+    LokiEntry,
+    LokiStream,
+    build_push_request,
+    split_in_halves,
+)
+from logcap.sinks.loki.response import OutcomeKind, classify
+
+__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "read_secret"]
+
+log = logging.getLogger(__name__)
+
+PUSH_PATH = "/loki/api/v1/push"
+MAX_SPLIT_DEPTH = 10
+"""413 splits at most this deep (1,000 entries reach single entries in 10 halvings)."""
+POOL_CONNECTIONS = 4
+
+
+def read_secret(value: str, file_path: str) -> str:
+    """The secret itself, or the stripped content of ``file_path``."""
+    if value:
+        return value
+    with open(file_path, encoding="utf-8") as fh:
+        return fh.read().strip()
+
+
+class LokiService:
+    """A :class:`~logcap.sinks.base.SinkBackend` for Loki; ``cfg`` is ``sinks.loki``."""
+
+    def __init__(self, cfg: Any, session: requests.Session | None = None) -> None:
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/") + PUSH_PATH if not cfg.url.endswith(PUSH_PATH) \
+            else cfg.url
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_CONNECTIONS,
+                              max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._configure_auth(cfg.auth)
+        tls = cfg.tls
+        self.session.verify = tls.ca_file if (tls.verify and tls.ca_file) else bool(tls.verify)
+        if tls.cert_file:
+            self.session.cert = (tls.cert_file, tls.key_file)
+        self.policy = LabelPolicy(static_labels=dict(cfg.labels),
+                                  max_labels=cfg.max_labels_per_stream)
+        self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
+        self._label_cache: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def _configure_auth(self, auth: Any) -> None:
+        if auth.type == "basic":
+            password = read_secret(auth.password, auth.password_file)
+            self.session.auth = (auth.username, password)
+        elif auth.type == "bearer":
+            token = read_secret(auth.token, auth.token_file)
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    # -- building --------------------------------------------------------------------------
+
+    def _rendered(self, labels: tuple[tuple[str, str], ...]) -> str:
+        rendered = self._label_cache.get(labels)
+        if rendered is None:
+            built = self.policy.build(labels)
+            if built.dropped:
+                SINK_CARDINALITY_DROPS.labels("loki", "labels_capped").inc(built.dropped)
+            rendered = built.rendered
+            if len(self._label_cache) > 4 * self.cfg.max_streams:
+                self._label_cache.clear()
+            self._label_cache[labels] = rendered
+        return rendered
+
+    def streams(self, parts: tuple[Entries, ...]) -> list[LokiStream]:
+        """Group the batch by stream; entry ``i`` of a part has timestamp ``ts_ns + i``."""
+        grouped: dict[str, list[LokiEntry]] = {}
+        folded_before = self.limiter.folded_lines
+        for part in parts:
+            labels = self.limiter.admit(self._rendered(part.labels), len(part.lines))
+            entries = grouped.setdefault(labels, [])
+            base = part.ts_ns
+            entries.extend([LokiEntry(base + i, line) for i, line in enumerate(part.lines)])
+        folded = self.limiter.folded_lines - folded_before
+        if folded:
+            SINK_CARDINALITY_DROPS.labels("loki", "streams_folded").inc(folded)
+        return [LokiStream(labels, entries) for labels, entries in grouped.items()]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def deliver(self, parts: tuple[Entries, ...]) -> Verdict:
+        streams = self.streams(parts)
+        if not streams:
+            return Verdict(Outcome.DELIVERED)
+        return self._push(streams, 0)
+
+    def _push(self, streams: list[LokiStream], depth: int) -> Verdict:
+        cfg = self.cfg
+        request = build_push_request(
+            streams, encoding=cfg.encoding, gzip=cfg.gzip and cfg.encoding == "json",
+            tenant_id=cfg.tenant_id or None,
+        )
+        try:
+            resp = self.session.post(self.url, data=request.body, headers=dict(request.headers),
+                                     timeout=cfg.timeout)
+        except requests.RequestException as exc:
+            outcome = classify(None, error=exc)
+        else:
+            outcome = classify(resp.status_code, _headers(resp.headers), resp.text)
+            resp.close()
+        if outcome.kind is OutcomeKind.SUCCESS:
+            return Verdict(Outcome.DELIVERED, outcome.reason)
+        if outcome.kind is OutcomeKind.RETRY:
+            return Verdict(Outcome.RETRY, outcome.reason, outcome.retry_after_s, outcome.message)
+        if outcome.kind is OutcomeKind.REJECT:
+            return Verdict(Outcome.REJECTED, outcome.reason, detail=outcome.message)
+        # 413: split in halves and send each; one entry that is still too big is rejected.
+        if depth >= MAX_SPLIT_DEPTH:
+            return Verdict(Outcome.REJECTED, outcome.reason, detail="413 after maximum splits")
+        try:
+            first, second = split_in_halves(streams)
+        except CannotSplit:
+            return Verdict(Outcome.REJECTED, outcome.reason, detail=outcome.message)
+        verdicts = [self._push(first, depth + 1), self._push(second, depth + 1)]
+        for wanted in (Outcome.RETRY, Outcome.REJECTED):
+            for verdict in verdicts:
+                if verdict.outcome is wanted:
+                    return verdict
+        return verdicts[0]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
