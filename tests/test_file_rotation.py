@@ -204,6 +204,14 @@ def test_a_path_replaced_by_a_directory_is_deleted(tailer: Tailer, log: Path) ->
     assert check(tailer.tracked())[0] is FileEvent.DELETED
 
 
+def test_a_path_replaced_by_a_fifo_is_deleted_without_blocking_on_open(
+    tailer: Tailer, log: Path
+) -> None:
+    log.unlink()
+    os.mkfifo(log)
+    assert check(tailer.tracked())[0] is FileEvent.DELETED
+
+
 def test_same_inode_with_other_first_bytes_is_replaced_same_inode(
     tailer: Tailer, log: Path
 ) -> None:

@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 
 from logcap.sources.files.identity import FileIdentity, hash_prefix, identity_of
 from logcap.state import atomic
-from logcap.state.atomic import atomic_write_bytes
+from logcap.state.atomic import atomic_write_bytes, move_aside
 from logcap.state.positions import (
     CONTAINER_POSITIONS_FILE,
     FILE_POSITIONS_FILE,
@@ -448,6 +448,20 @@ def test_kill_9_during_flushes_always_leaves_a_readable_recent_position(tmp_path
         assert offsets(fresh)[(1, 10)] in (acked, acked + 1)
 
 
+def test_files_set_aside_in_the_same_second_never_overwrite_each_other(tmp_path: Path) -> None:
+    names = []
+    for content in (b"first", b"second", b"third"):
+        victim = tmp_path / "state.json"
+        victim.write_bytes(content)
+        names.append(move_aside(victim, ".corrupt-", 1_700_000_000.0))
+    assert [Path(n).read_bytes() for n in names] == [b"first", b"second", b"third"]
+    assert [Path(n).name for n in names] == [
+        "state.json.corrupt-20231114T221320Z",
+        "state.json.corrupt-20231114T221320Z-1",
+        "state.json.corrupt-20231114T221320Z-2",
+    ]
+
+
 def test_atomic_write_keeps_no_backup_unless_asked(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     atomic_write_bytes(target, b"one")
@@ -504,6 +518,13 @@ def test_a_reused_inode_with_other_first_bytes_restarts_from_zero(logfile: Path)
     with open(logfile, "r+b") as out:
         out.write(b"NEW FILE " * 200)
     assert validate_file(pos) is Validity.RESTART_FROM_ZERO
+
+
+def test_a_fifo_at_the_path_is_missing_and_opening_it_does_not_block(logfile: Path) -> None:
+    pos = committed(logfile, 5000)
+    logfile.unlink()
+    os.mkfifo(logfile)
+    assert validate_file(pos) is Validity.MISSING
 
 
 def test_a_file_shorter_than_the_offset_is_truncated(logfile: Path) -> None:

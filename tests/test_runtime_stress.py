@@ -14,8 +14,8 @@ from logcap.actors.supervisor import (
     ChildInfo,
     ChildSpec,
     StartContext,
-    SupFlags,
     Supervisor,
+    SupFlags,
     WhichChildren,
 )
 from logcap.actors.timers import Scheduler, TimerThread

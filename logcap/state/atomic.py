@@ -23,12 +23,14 @@ import errno
 import glob
 import os
 import secrets
+import time
 
 __all__ = [
     "BACKUP_SUFFIX",
     "TEMP_INFIX",
     "atomic_write_bytes",
     "fsync_directory",
+    "move_aside",
     "remove_stale_temp_files",
 ]
 
@@ -36,6 +38,9 @@ BACKUP_SUFFIX = ".bak"
 TEMP_INFIX = ".tmp-"
 DEFAULT_FILE_MODE = 0o644
 _RANDOM_BYTES = 4
+_ASIDE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+_MAX_ASIDE_ATTEMPTS = 1000
+_NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK)
 
 
 def _temp_name(path: str) -> str:
@@ -81,7 +86,7 @@ def _refresh_backup(path: str, mode: int) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
+        if exc.errno not in _NO_HARD_LINKS:
             raise
         try:
             with open(path, "rb") as current:
@@ -134,3 +139,33 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[str]:
                 continue
             removed.append(stale)
     return removed
+
+
+def move_aside(path: str | os.PathLike[str], infix: str, now: float) -> str:
+    """Rename ``path`` to ``<path><infix><UTC time of now>[-n]``, never overwriting; return it.
+
+    For files found corrupt: they are kept for a post-mortem, never deleted. The new name is
+    claimed with a hard link (which fails if it exists) and the old name then removed, so two
+    corrupt files set aside in the same second both survive. Raises OSError if ``path`` cannot
+    be renamed.
+    """
+    source = os.fspath(path)
+    stamp = time.strftime(_ASIDE_TIME_FORMAT, time.gmtime(now))
+    base = f"{source}{infix}{stamp}"
+    for attempt in range(_MAX_ASIDE_ATTEMPTS):
+        target = base if attempt == 0 else f"{base}-{attempt}"
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            if os.path.exists(target):
+                continue
+            os.rename(source, target)
+        else:
+            os.unlink(source)
+        fsync_directory(os.path.dirname(source) or ".")
+        return target
+    raise FileExistsError(errno.EEXIST, "too many files already set aside", base)

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import errno
 import hashlib
 import json
 import os
@@ -72,7 +71,12 @@ from logcap.sources.files.identity import (
     fingerprint_matches,
     hash_prefix,
 )
-from logcap.state.atomic import BACKUP_SUFFIX, atomic_write_bytes, remove_stale_temp_files
+from logcap.state.atomic import (
+    BACKUP_SUFFIX,
+    atomic_write_bytes,
+    move_aside,
+    remove_stale_temp_files,
+)
 
 __all__ = [
     "CONTAINER_POSITIONS_FILE",
@@ -103,7 +107,6 @@ DEFAULT_MAX_POSITION_AGE_S = 7 * 24 * 3600.0
 
 _FILE_KIND = "file_positions"
 _CONTAINER_KIND = "container_positions"
-_CORRUPT_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 FileKey = tuple[int, int]
 LoadSource = Literal["primary", "backup", "empty"]
@@ -314,7 +317,7 @@ def validate_file(pos: FilePosition) -> Validity:
       device numbers are not stable across reboots for some file systems and bind mounts.
     """
     try:
-        fd = os.open(pos.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(pos.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return Validity.MISSING
     try:
@@ -613,29 +616,14 @@ class PositionsStore:
         return entries
 
     def _move_aside(self, path: str, problems: list[str]) -> str | None:
-        """Rename a corrupt file to ``<path>.corrupt-<UTC time>[-n]``; never deletes it."""
-        stamp = time.strftime(_CORRUPT_TIME_FORMAT, time.gmtime(self._clock()))
-        base = f"{path}{CORRUPT_INFIX}{stamp}"
-        for attempt in range(1000):
-            target = base if attempt == 0 else f"{base}-{attempt}"
-            try:
-                os.link(path, target)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
-                    problems.append(f"{path}: could not be moved aside: {exc.strerror or exc}")
-                    return None
-                if os.path.exists(target):
-                    continue
-                os.rename(path, target)
-                problems.append(f"{path}: moved aside to {target}")
-                return target
-            os.unlink(path)
-            problems.append(f"{path}: moved aside to {target}")
-            return target
-        problems.append(f"{path}: could not be moved aside: too many corrupt copies")
-        return None
+        """Set a corrupt file aside (see :func:`~logcap.state.atomic.move_aside`)."""
+        try:
+            target = move_aside(path, CORRUPT_INFIX, self._clock())
+        except OSError as exc:
+            problems.append(f"{path}: could not be moved aside: {exc.strerror or exc}")
+            return None
+        problems.append(f"{path}: moved aside to {target}")
+        return target
 
     # maintenance and reporting
 

@@ -66,7 +66,8 @@ PREFIX_HASH_BYTES = 4096
 """How many bytes before an offset :func:`hash_prefix` covers, at most."""
 
 _DIGEST_SIZE_BYTES = 8
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+"""``O_NONBLOCK``: opening a FIFO that replaced a log file must not hang the caller."""
 
 PathOrFd = str | os.PathLike[str] | int
 """A path to open read-only, or an open file descriptor read with ``pread``."""
@@ -180,8 +181,8 @@ def same_file(stored: FileIdentity, source: PathOrFd, st: os.stat_result | None 
 
     True when device and inode are equal and ``source`` still begins with the bytes the stored
     fingerprint covers (compared on that common prefix, see the module docstring). The stored
-    fingerprint carries its own length, so no separate length argument is needed. ``st`` is
-    ``source``'s stat if the caller already has it.
+    fingerprint carries its own length, so no separate length argument is needed. ``st`` saves
+    a ``fstat`` when ``source`` is a descriptor (a path is always opened and ``fstat``-ed).
     """
     if isinstance(source, int):
         st = st if st is not None else os.fstat(source)

@@ -118,7 +118,7 @@ class Observation:
 def observe(path: str, fingerprint_len: int) -> Observation:
     """Stat ``path`` (following links) and fingerprint its first ``fingerprint_len`` bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return Observation(None, None)
