@@ -113,7 +113,10 @@ def test_a_file_truncated_in_place_is_followed_from_its_new_start(tmp_path: Path
         wait_until(lambda: delivered(tmp_path / "out", 1000), timeout=30)
         (logs / "app.log").write_text("")
         writer.write(1000)
-        assert_conserved(tmp_path / "out", 2000)
+        # If the rewritten file outgrows the old read position before the cut is seen, the
+        # lines past that position are read, then read again from 0 once the first bytes
+        # are seen to differ: duplicates, never a loss.
+        assert_conserved(tmp_path / "out", 2000, max_dup_ratio=0.05)
     finally:
         proc.stop()
 
