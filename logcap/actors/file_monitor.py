@@ -3,8 +3,9 @@
 Messages taken (control lane unless noted):
 
 * ``_Wake`` — from the inotify thread (coalesced): something changed in a watched directory.
-* ``_Sweep`` — timer, every ``SWEEP_INTERVAL_S``: re-scan the globs (new files), deep rotation
-  check (fingerprints), metrics; the fallback when inotify misses something.
+* ``_Sweep`` — timer, every ``SWEEP_INTERVAL_S``: ``stat`` of every path (rotation, growth) and
+  metrics; every ``DEEP_CHECK_EVERY`` sweeps also a re-scan of the globs and a fingerprint
+  check (inode reuse). The fallback when inotify misses something.
 * ``_Pump`` — to itself: keep reading while there is data and window room.
 * :class:`~logcap.messages.Acked` — from shards: settled reads; the advanced positions go to
   the PositionsKeeper, and the freed window lets reading continue.
@@ -57,6 +58,9 @@ __all__ = ["PAUSE_S", "SWEEP_INTERVAL_S", "FileMonitor", "SourceStatus", "monito
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0
+DEEP_CHECK_EVERY = 10
+"""Every this many sweeps (and on every sweep without inotify): re-scan the globs and compare
+fingerprints (inode reuse). Other sweeps only ``stat`` the paths (rotation, growth)."""
 PAUSE_S = 0.02
 """How long a monitor waits before offering refused entries again."""
 POSITIONS_ASK_TIMEOUT_S = 10.0
@@ -137,6 +141,7 @@ class FileMonitor(LogcapActor):
         self._pump_sent = False
         self._paused = False
         self._last_rescan = 0.0
+        self._sweeps = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -213,9 +218,13 @@ class FileMonitor(LogcapActor):
     def _sweep(self) -> None:
         tailer = self.tailer
         assert tailer is not None
-        self._report(tailer.rescan())
-        tailer.check_rotation(deep=True)
-        self._watch()
+        self._sweeps += 1
+        deep = self._sweeps % DEEP_CHECK_EVERY == 0
+        if deep or not (self.watcher and self.watcher.active):
+            self._report(tailer.rescan())
+            self._watch()
+        if deep:
+            tailer.check_rotation(deep=True)  # the pump below does the shallow check
         source = self.settings.source
         SOURCE_FILES.labels(source).set(len(tailer.current))
         POSITIONS_LAG.labels(source).set(tailer.lag_bytes())

@@ -351,6 +351,8 @@ class SourceTailer:
                 if not gen.finished and not gen.exhausted:
                     out.more = True
                 continue
+            if not gen.retired and gen.size <= gen.reader.read_position:
+                continue  # nothing new (size from the last stat in check_rotation)
             final = False
             if gen.retired and gen.idle_since is not None \
                     and now - gen.idle_since >= self.settings.drain_grace_s:
