@@ -125,7 +125,11 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
 
 def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     d = config.dispatcher
-    settings = ShardSettings(d.batch_size, d.batch_timeout, d.max_retries, d.retry_base_delay,
+    batch_size, batch_timeout = d.batch_size, d.batch_timeout
+    if config.sinks.loki.enabled:  # a shard's batch is one push request: Loki's caps apply
+        batch_size = min(batch_size, config.sinks.loki.batch_size)
+        batch_timeout = min(batch_timeout, config.sinks.loki.batch_wait)
+    settings = ShardSettings(batch_size, batch_timeout, d.max_retries, d.retry_base_delay,
                              d.retry_max_delay)
     sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
     sources = _handles(directory, source_names(config))

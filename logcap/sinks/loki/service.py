@@ -118,7 +118,17 @@ class LokiService:
         streams = self.streams(parts)
         if not streams:
             return Verdict(Outcome.DELIVERED)
-        return self._push(streams, 0)
+        return self._send_capped(streams, 0)
+
+    def _send_capped(self, streams: list[LokiStream], depth: int) -> Verdict:
+        """Send, first halving a batch over ``batch_bytes`` of line text (``batch_size``
+        lines is applied by the shard, whose batch is at most that long)."""
+        size = sum(len(e.line) for s in streams for e in s.entries)
+        entries = sum(len(s.entries) for s in streams)
+        if size <= self.cfg.batch_bytes or entries < 2 or depth >= MAX_SPLIT_DEPTH:
+            return self._push(streams, 0)
+        first, second = split_in_halves(streams)
+        return _worst(self._send_capped(first, depth + 1), self._send_capped(second, depth + 1))
 
     def _push(self, streams: list[LokiStream], depth: int) -> Verdict:
         cfg = self.cfg
@@ -147,15 +157,19 @@ class LokiService:
             first, second = split_in_halves(streams)
         except CannotSplit:
             return Verdict(Outcome.REJECTED, outcome.reason, detail=outcome.message)
-        verdicts = [self._push(first, depth + 1), self._push(second, depth + 1)]
-        for wanted in (Outcome.RETRY, Outcome.REJECTED):
-            for verdict in verdicts:
-                if verdict.outcome is wanted:
-                    return verdict
-        return verdicts[0]
+        return _worst(self._push(first, depth + 1), self._push(second, depth + 1))
 
     def close(self) -> None:
         self.session.close()
+
+
+def _worst(a: Verdict, b: Verdict) -> Verdict:
+    """The verdict of a batch sent in two parts: retry beats reject beats delivered."""
+    for wanted in (Outcome.RETRY, Outcome.REJECTED):
+        for verdict in (a, b):
+            if verdict.outcome is wanted:
+                return verdict
+    return a
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, str]:
