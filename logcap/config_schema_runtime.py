@@ -1,0 +1,117 @@
+"""Config sections for the agent itself: admin server, supervision and logcap's own log.
+
+- ``server`` (:class:`ServerConfig`): the admin HTTP API on ``host:port`` (mutating endpoints
+  need ``admin_token``) and the Prometheus exposition on ``metrics_port``, a different port.
+- ``supervision`` (:class:`SupervisionConfig`): OTP-style restart intensity (at most
+  ``intensity`` restarts within ``period``), the restart backoff between ``backoff_min`` and
+  ``backoff_max`` (reset after ``backoff_reset`` of good health), liveness pings
+  (``ping_interval`` shorter than ``ping_timeout``) and the shutdown timeout.
+- ``logging`` (:class:`LoggingConfig`): level, and format (``text`` for people, ``json`` for
+  collectors).
+
+Sections and their invariants follow :mod:`logcap.config_schema_base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+
+from logcap.config_schema_base import Problem, Section, check_not_empty
+from logcap.config_values import (
+    choice,
+    duration,
+    format_duration,
+    integer,
+    tcp_port,
+    text,
+)
+
+__all__ = [
+    "DEFAULT_ADMIN_PORT",
+    "DEFAULT_BACKOFF_MAX_S",
+    "DEFAULT_BACKOFF_MIN_S",
+    "DEFAULT_BACKOFF_RESET_S",
+    "DEFAULT_METRICS_PORT",
+    "DEFAULT_PING_INTERVAL_S",
+    "DEFAULT_PING_TIMEOUT_S",
+    "DEFAULT_RESTART_INTENSITY",
+    "DEFAULT_RESTART_PERIOD_S",
+    "DEFAULT_SERVER_HOST",
+    "DEFAULT_SHUTDOWN_TIMEOUT_S",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "LoggingConfig",
+    "ServerConfig",
+    "SupervisionConfig",
+]
+
+DEFAULT_SERVER_HOST = "127.0.0.1"
+DEFAULT_ADMIN_PORT = 8401
+DEFAULT_METRICS_PORT = 8001
+
+DEFAULT_RESTART_INTENSITY = 10
+DEFAULT_RESTART_PERIOD_S = 60.0
+DEFAULT_BACKOFF_MIN_S = 0.1
+DEFAULT_BACKOFF_MAX_S = 30.0
+DEFAULT_BACKOFF_RESET_S = 60.0
+DEFAULT_PING_INTERVAL_S = 5.0
+DEFAULT_PING_TIMEOUT_S = 30.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+@attrs.frozen
+class ServerConfig(Section):
+    """The admin HTTP API and the Prometheus exposition."""
+
+    host: str = text(DEFAULT_SERVER_HOST, check=check_not_empty)
+    port: int = tcp_port(DEFAULT_ADMIN_PORT)
+    metrics_port: int = tcp_port(DEFAULT_METRICS_PORT)
+    admin_token: str = text()
+
+    def problems(self) -> Iterator[Problem]:
+        if self.port == self.metrics_port:
+            reason = f"must differ from port (both are {self.port})"
+            yield Problem("metrics_port", reason, ("port", "metrics_port"))
+
+
+@attrs.frozen
+class SupervisionConfig(Section):
+    """OTP-style restart intensity, restart backoff, liveness pings and shutdown timeout."""
+
+    intensity: int = integer(DEFAULT_RESTART_INTENSITY, minimum=0)
+    period: float = duration(DEFAULT_RESTART_PERIOD_S)
+    backoff_min: float = duration(DEFAULT_BACKOFF_MIN_S, allow_zero=True)
+    backoff_max: float = duration(DEFAULT_BACKOFF_MAX_S)
+    backoff_reset: float = duration(DEFAULT_BACKOFF_RESET_S)
+    ping_interval: float = duration(DEFAULT_PING_INTERVAL_S)
+    ping_timeout: float = duration(DEFAULT_PING_TIMEOUT_S)
+    shutdown_timeout: float = duration(DEFAULT_SHUTDOWN_TIMEOUT_S)
+
+    def problems(self) -> Iterator[Problem]:
+        if self.backoff_min > self.backoff_max:
+            yield Problem(
+                "backoff_min",
+                f"{format_duration(self.backoff_min)} must not exceed backoff_max "
+                f"({format_duration(self.backoff_max)})",
+                ("backoff_min", "backoff_max"),
+            )
+        if self.ping_interval >= self.ping_timeout:
+            yield Problem(
+                "ping_interval",
+                f"{format_duration(self.ping_interval)} must be shorter than ping_timeout "
+                f"({format_duration(self.ping_timeout)})",
+                ("ping_interval", "ping_timeout"),
+            )
+
+
+@attrs.frozen
+class LoggingConfig(Section):
+    """logcap's own log: level and format (``text`` for people, ``json`` for collectors)."""
+
+    level: str = choice("info", LOG_LEVELS)
+    format: str = choice("text", LOG_FORMATS)

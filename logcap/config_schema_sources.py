@@ -1,0 +1,190 @@
+"""Config sections for reading lines and handing them to the sinks: sources and the dispatcher.
+
+- ``sources.files[]`` (:class:`FileSourceConfig`): named groups of files to tail, chosen by
+  ``include`` globs minus ``exclude`` globs, with static labels, an optional pipeline, where a
+  new file starts (``end`` or ``beginning``), optional multiline joining
+  (:class:`MultilineConfig`), the longest line kept whole and the text encoding (any codec
+  Python knows). Names are unique among the file sources.
+- ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
+  Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
+  labels and names.
+- ``dispatcher`` (:class:`DispatcherConfig`): the shards that batch, process and route lines,
+  and the retries of failed deliveries (``retry_base_delay <= retry_max_delay``).
+
+Sections and their invariants follow :mod:`logcap.config_schema_base`.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
+
+import attrs
+
+from logcap.config_schema_base import KiB, Problem, Section, check_name
+from logcap.config_values import (
+    choice,
+    duration,
+    flag,
+    format_duration,
+    integer,
+    optional_text,
+    regex,
+    section_list,
+    size,
+    str_list,
+    str_map,
+    text,
+)
+
+__all__ = [
+    "DEFAULT_DISPATCH_BATCH_LINES",
+    "DEFAULT_DISPATCH_BATCH_TIMEOUT_S",
+    "DEFAULT_DOCKER_SOCKET",
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MULTILINE_MAX_LINES",
+    "DEFAULT_MULTILINE_TIMEOUT_S",
+    "DEFAULT_QUEUE_SIZE_BATCHES",
+    "DEFAULT_RETRY_BASE_DELAY_S",
+    "DEFAULT_RETRY_MAX_DELAY_S",
+    "DEFAULT_SHARDS",
+    "MAX_SHARDS",
+    "MULTILINE_MATCH_CHOICES",
+    "START_AT_CHOICES",
+    "ContainersConfig",
+    "DispatcherConfig",
+    "FileSourceConfig",
+    "MultilineConfig",
+    "SourcesConfig",
+]
+
+START_AT_CHOICES = ("end", "beginning")
+MULTILINE_MATCH_CHOICES = ("after", "before")
+DEFAULT_MULTILINE_MAX_LINES = 500
+DEFAULT_MULTILINE_TIMEOUT_S = 5.0
+DEFAULT_MAX_LINE_BYTES = 256 * KiB
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+DEFAULT_SHARDS = 2
+MAX_SHARDS = 256
+DEFAULT_QUEUE_SIZE_BATCHES = 64
+DEFAULT_DISPATCH_BATCH_LINES = 1000
+DEFAULT_DISPATCH_BATCH_TIMEOUT_S = 0.2
+DEFAULT_MAX_RETRIES = 10
+DEFAULT_RETRY_BASE_DELAY_S = 0.5
+DEFAULT_RETRY_MAX_DELAY_S = 30.0
+
+_SOCKET_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
+
+
+def _check_socket(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in _SOCKET_SCHEMES or not (parts.netloc or parts.path):
+        return (
+            f"invalid Docker address {value!r} "
+            "(expected e.g. unix:///var/run/docker.sock or tcp://host:2375)"
+        )
+    return None
+
+
+def _check_encoding(value: str) -> str | None:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        return f"unknown text encoding {value!r} (e.g. utf-8, latin-1)"
+    return None
+
+
+@attrs.frozen
+class MultilineConfig(Section):
+    """Joins continuation lines: a line matching ``pattern`` (or not, with ``negate``) starts
+    (``match: after``) or ends (``before``) a record of at most ``max_lines`` lines; a partial
+    record is flushed after ``timeout`` seconds."""
+
+    pattern: str = regex(required=True)
+    negate: bool = flag(False)
+    match: str = choice("after", MULTILINE_MATCH_CHOICES)
+    max_lines: int = integer(DEFAULT_MULTILINE_MAX_LINES, minimum=1)
+    timeout: float = duration(DEFAULT_MULTILINE_TIMEOUT_S)
+
+
+@attrs.frozen
+class FileSourceConfig(Section):
+    """One named group of files (``include`` globs minus ``exclude`` globs) to tail."""
+
+    name: str = text(required=True, check=check_name)
+    include: tuple[str, ...] = str_list(required=True)
+    exclude: tuple[str, ...] = str_list()
+    labels: Mapping[str, str] = str_map(label_names=True)
+    pipeline: str | None = optional_text(check=check_name)
+    start_at: str = choice("end", START_AT_CHOICES)
+    multiline: MultilineConfig | None = None
+    max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
+    encoding: str = text("utf-8", check=_check_encoding)
+
+
+@attrs.frozen
+class ContainersConfig(Section):
+    """Container logs read through the Docker Engine API."""
+
+    enabled: bool = flag(False)
+    socket: str = text(DEFAULT_DOCKER_SOCKET, check=_check_socket)
+    include_labels: Mapping[str, str] = str_map()
+    include_names: tuple[str, ...] = str_list()
+    exclude_names: tuple[str, ...] = str_list()
+    labels: Mapping[str, str] = str_map(label_names=True)
+    pipeline: str | None = optional_text(check=check_name)
+
+    def problems(self) -> Iterator[Problem]:
+        if self.enabled and not self.socket:
+            yield Problem("socket", "required when containers are enabled", ("enabled", "socket"))
+
+
+@attrs.frozen
+class SourcesConfig(Section):
+    """Where lines come from. No source at all is valid (the agent then idles)."""
+
+    files: tuple[FileSourceConfig, ...] = section_list(FileSourceConfig)
+    containers: ContainersConfig = attrs.field(factory=ContainersConfig)
+
+    def problems(self) -> Iterator[Problem]:
+        first_index: dict[str, int] = {}
+        for index, source in enumerate(self.files):
+            if not source.name:
+                continue
+            if source.name in first_index:
+                other = first_index[source.name]
+                yield Problem(
+                    f"files[{index}].name",
+                    f"duplicate source name {source.name!r} (also used by files[{other}])",
+                    (f"files[{index}].name", f"files[{other}].name"),
+                )
+            else:
+                first_index[source.name] = index
+
+
+@attrs.frozen
+class DispatcherConfig(Section):
+    """The shards that batch, process and route lines; retries of failed deliveries."""
+
+    shards: int = integer(DEFAULT_SHARDS, minimum=1, maximum=MAX_SHARDS)
+    queue_size: int = integer(DEFAULT_QUEUE_SIZE_BATCHES, minimum=1)
+    batch_size: int = integer(DEFAULT_DISPATCH_BATCH_LINES, minimum=1)
+    batch_timeout: float = duration(DEFAULT_DISPATCH_BATCH_TIMEOUT_S)
+    max_retries: int = integer(DEFAULT_MAX_RETRIES, minimum=0)
+    retry_base_delay: float = duration(DEFAULT_RETRY_BASE_DELAY_S)
+    retry_max_delay: float = duration(DEFAULT_RETRY_MAX_DELAY_S)
+    dlq_enabled: bool = flag(True)
+
+    def problems(self) -> Iterator[Problem]:
+        if self.retry_base_delay > self.retry_max_delay:
+            yield Problem(
+                "retry_base_delay",
+                f"{format_duration(self.retry_base_delay)} must not exceed retry_max_delay "
+                f"({format_duration(self.retry_max_delay)})",
+                ("retry_base_delay", "retry_max_delay"),
+            )

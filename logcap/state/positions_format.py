@@ -1,0 +1,271 @@
+"""The positions files on disk: their format, how they are written, and how they are loaded.
+
+Files
+    ``file_positions.json`` (:data:`FILE_POSITIONS_FILE`) and ``container_positions.json``
+    (:data:`CONTAINER_POSITIONS_FILE`) in the store's directory, each with a ``.bak``.
+
+Format (:func:`encode_document`)
+    ``{"version": 1, "kind": ..., "written_at": <unix s>, "checksum": <hex>, "entries": [...]}``
+    with one entry per line, ASCII only. ``kind`` is :data:`FILE_KIND` or :data:`CONTAINER_KIND`;
+    an entry is its position's fields by name (:mod:`logcap.state.positions_entries`).
+    ``checksum`` (:func:`checksum`) is the SHA-256 of the entries serialised canonically
+    (``json.dumps(entries, sort_keys=True, separators=(",", ":"))``), so any damage to the
+    entries is detected, whatever the layout. The store writes the bytes with
+    :func:`~logcap.state.atomic.atomic_write_bytes` and ``keep_backup``: ``.bak`` holds the
+    previous good file, and a ``kill -9`` between any two system calls leaves the old or the new
+    file complete.
+
+Loading (:func:`read_positions_file`)
+    Leftover temporary files of an interrupted write are removed first. Then the primary is
+    read; if it is unreadable JSON, truncated, of another version or kind, or its checksum does
+    not match (:func:`decode_document` raises :class:`CorruptPositionsFile`), it is renamed to
+    ``<name>.corrupt-<UTC timestamp>`` (:data:`CORRUPT_INFIX`; never deleted) and the ``.bak``
+    is tried the same way; a primary missing while its backup exists is reported too. If both
+    fail, the kind starts empty. A :class:`LoadReport` says which copy was used and lists every
+    problem, for the caller to log loudly. Entries that are individually malformed (in a file
+    whose checksum is good: wrong or missing fields, or an entry invariant broken) are skipped
+    and reported. :class:`PositionsLoadReport` joins the reports of both files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from logcap.state.atomic import BACKUP_SUFFIX, move_aside, remove_stale_temp_files
+from logcap.state.positions_entries import (
+    ContainerPosition,
+    FilePosition,
+    check_container_position,
+    check_file_position,
+)
+
+__all__ = [
+    "CONTAINER_KIND",
+    "CONTAINER_POSITIONS_FILE",
+    "CORRUPT_INFIX",
+    "FILE_KIND",
+    "FILE_POSITIONS_FILE",
+    "FORMAT_VERSION",
+    "CorruptPositionsFile",
+    "LoadReport",
+    "LoadSource",
+    "PositionsLoadReport",
+    "checksum",
+    "container_from_json",
+    "decode_document",
+    "encode_document",
+    "file_from_json",
+    "read_positions_file",
+]
+
+FORMAT_VERSION = 1
+FILE_POSITIONS_FILE = "file_positions.json"
+CONTAINER_POSITIONS_FILE = "container_positions.json"
+CORRUPT_INFIX = ".corrupt-"
+
+FILE_KIND = "file_positions"
+CONTAINER_KIND = "container_positions"
+
+LoadSource = Literal["primary", "backup", "empty"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """How one positions file was loaded: from which copy, and every problem met."""
+
+    source: LoadSource
+    problems: list[str] = field(default_factory=list)
+    entries: int = 0
+    moved_aside: list[str] = field(default_factory=list)
+    """Where corrupt files were renamed to."""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsLoadReport:
+    """The outcome of :meth:`~logcap.state.positions.PositionsStore.load` for both files."""
+
+    files: LoadReport
+    containers: LoadReport
+
+    @property
+    def problems(self) -> list[str]:
+        return [*self.files.problems, *self.containers.problems]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing needs the operator's attention."""
+        return not self.problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and value == value  # NaN != NaN
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_Schema = dict[str, Callable[[Any], bool]]
+_FILE_SCHEMA: _Schema = {
+    "path": _is_str,
+    "dev": _is_int,
+    "ino": _is_int,
+    "fingerprint": _is_str,
+    "fingerprint_len": _is_int,
+    "offset": _is_int,
+    "prefix_hash": _is_str,
+    "size_at_commit": _is_int,
+    "updated_at": _is_number,
+}
+_CONTAINER_SCHEMA: _Schema = {
+    "id": _is_str,
+    "name": _is_str,
+    "cursor_ns": _is_int,
+    "last_line_hash": _is_str,
+    "updated_at": _is_number,
+}
+
+
+def _canonical(entries: list[dict[str, Any]]) -> bytes:
+    return json.dumps(
+        entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def checksum(entries: list[dict[str, Any]]) -> str:
+    """The hex SHA-256 of ``entries`` serialised canonically (see the module docstring)."""
+    return hashlib.sha256(_canonical(entries)).hexdigest()
+
+
+def _check_types(raw: Any, schema: _Schema) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError("entry is not an object")
+    missing = [name for name in schema if name not in raw]
+    if missing:
+        raise ValueError(f"missing fields {missing}")
+    for name, valid in schema.items():
+        if not valid(raw[name]):
+            raise ValueError(f"field {name!r} has a wrong type: {raw[name]!r}")
+    return {name: raw[name] for name in schema}
+
+
+def file_from_json(raw: Any) -> FilePosition:
+    """A file entry read back from disk; ValueError or TypeError if it is malformed."""
+    values = _check_types(raw, _FILE_SCHEMA)
+    values["updated_at"] = float(values["updated_at"])
+    pos = FilePosition(**values)
+    check_file_position(pos)
+    return pos
+
+
+def container_from_json(raw: Any) -> ContainerPosition:
+    """A container entry read back from disk; ValueError or TypeError if it is malformed."""
+    values = _check_types(raw, _CONTAINER_SCHEMA)
+    values["updated_at"] = float(values["updated_at"])
+    pos = ContainerPosition(**values)
+    check_container_position(pos)
+    return pos
+
+
+def encode_document(kind: str, entries: list[dict[str, Any]], now: float) -> bytes:
+    """The file for ``kind`` holding ``entries`` (in the order given), written at ``now``."""
+    header = json.dumps(
+        {
+            "version": FORMAT_VERSION,
+            "kind": kind,
+            "written_at": now,
+            "checksum": checksum(entries),
+        },
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    lines = [json.dumps(e, sort_keys=True, ensure_ascii=True, allow_nan=False) for e in entries]
+    body = ",\n".join(lines)
+    text = header[:-1] + ', "entries": [\n' + body + ("\n" if lines else "") + "]}\n"
+    return text.encode("ascii")
+
+
+class CorruptPositionsFile(Exception):
+    """A positions file that cannot be trusted, and why."""
+
+
+def decode_document(raw: bytes, kind: str) -> list[Any]:
+    """The raw entries of a ``kind`` file; :class:`CorruptPositionsFile` if it cannot be trusted."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptPositionsFile(f"not valid JSON ({exc}); truncated or damaged") from None
+    if not isinstance(doc, dict):
+        raise CorruptPositionsFile("not a JSON object")
+    version = doc.get("version")
+    if version != FORMAT_VERSION:
+        raise CorruptPositionsFile(f"unsupported version {version!r} (expected {FORMAT_VERSION})")
+    if doc.get("kind") != kind:
+        raise CorruptPositionsFile(f"kind is {doc.get('kind')!r}, expected {kind!r}")
+    entries = doc.get("entries")
+    if not isinstance(entries, list):
+        raise CorruptPositionsFile("'entries' is missing or not a list")
+    if doc.get("checksum") != checksum(entries):
+        raise CorruptPositionsFile("checksum mismatch: the entries were damaged")
+    return entries
+
+
+def read_positions_file(
+    primary: str, kind: str, clock: Callable[[], float]
+) -> tuple[LoadReport, list[Any]]:
+    """The valid entries (positions) of the ``kind`` file ``primary`` and how they were found.
+
+    ``clock`` stamps the name of a file moved aside. Never raises for a bad or unreadable file.
+    """
+    remove_stale_temp_files(primary)
+    problems: list[str] = []
+    moved: list[str] = []
+    parse = file_from_json if kind == FILE_KIND else container_from_json
+    source: LoadSource
+    for source, path in (("primary", primary), ("backup", primary + BACKUP_SUFFIX)):
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            if source == "primary" and os.path.exists(primary + BACKUP_SUFFIX):
+                problems.append(f"{path}: missing while its backup exists; using the backup")
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: cannot be read: {exc.strerror or exc}")
+            continue
+        try:
+            entries = decode_document(raw, kind)
+        except CorruptPositionsFile as exc:
+            problems.append(f"{path}: {exc}")
+            aside = _move_aside(path, problems, clock)
+            if aside is not None:
+                moved.append(aside)
+            continue
+        valid = []
+        for index, entry in enumerate(entries):
+            try:
+                valid.append(parse(entry))
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{path}: entry {index} skipped: {exc}")
+        return LoadReport(source, problems, len(valid), moved), valid
+    return LoadReport("empty", problems, 0, moved), []
+
+
+def _move_aside(path: str, problems: list[str], clock: Callable[[], float]) -> str | None:
+    """Set a corrupt file aside (see :func:`~logcap.state.atomic.move_aside`)."""
+    try:
+        target = move_aside(path, CORRUPT_INFIX, clock())
+    except OSError as exc:
+        problems.append(f"{path}: could not be moved aside: {exc.strerror or exc}")
+        return None
+    problems.append(f"{path}: moved aside to {target}")
+    return target
