@@ -21,14 +21,20 @@ from pykka import ActorDeadError, ActorRef
 from logcap.actors.base import ChildExited, ExitLink, Ping
 from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.actors.directory import Directory
+from logcap.actors.file_monitor import SourceStatus
 from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
-from logcap.actors.shard import InFlight
 from logcap.actors.supervisor import Supervisor
 from logcap.actors.timers import TimerThread
 from logcap.api.app import BackendTimeout
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
-from logcap.tree import POSITIONS, ROOT, build_root_children, root_flags, shard_names
+from logcap.tree import (
+    POSITIONS,
+    ROOT,
+    build_root_children,
+    root_flags,
+    source_names,
+)
 
 __all__ = ["ADMIN_ASK_TIMEOUT_S", "Agent"]
 
@@ -92,22 +98,6 @@ class Agent:
             stop.wait(0.5)
         return self.failure()
 
-    def drain(self, deadline_s: float) -> bool:
-        """Wait (up to ``deadline_s``) until the shards hold no unsettled lines."""
-        deadline = time.monotonic() + deadline_s
-        pause = threading.Event()
-        while time.monotonic() < deadline:
-            total = 0
-            for name in shard_names(self.config):
-                try:
-                    total += int(self.directory.handle(name).ask(InFlight(), timeout=1.0))
-                except (DeliveryRefused, pykka.Timeout):
-                    pass
-            if total == 0:
-                return True
-            pause.wait(0.05)
-        return False
-
     def stop(self, deadline_s: float) -> bool:
         """Stop the tree in reverse order within ``deadline_s``; True if it stopped in time."""
         stopped = True
@@ -159,10 +149,26 @@ class Agent:
         return rows
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        rows = self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
-        components = {r["name"]: {"status": r["status"], "last_error": r["last_error"]}
-                      for r in rows}
+        """Healthy when every actor runs. Sources also list the files they cannot read
+        (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        components: dict[str, Any] = {
+            r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
+        }
         ok = all(r["status"] == "running" for r in rows)
+        for name in source_names(self.config):
+            entry = components.get(name)
+            if entry is None or entry["status"] != "running":
+                continue
+            remaining = deadline - time.monotonic()
+            try:
+                status = self.directory.handle(name).ask(SourceStatus(), timeout=max(0.01,
+                                                                                     remaining))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{name} did not answer in time") from exc
+            entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
+            entry["files"] = len(status["files"])
         return ok, components
 
     def stats(self) -> dict[str, Any]:

@@ -144,3 +144,73 @@ def test_sigkill_at_random_moments_while_writing_loses_nothing(tmp_path: Path) -
     finally:
         stop.set()
         proc.stop()
+
+
+def test_unreadable_paths_are_reported_in_health_and_the_rest_flows(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "dangling.log").symlink_to(tmp_path / "nowhere.log")
+    writer = NumberedWriter(logs / "app.log")
+    writer.write(100)
+    proc = LogcapProcess(make_config(tmp_path, [str(logs / "*.log")])).start()
+    try:
+        assert_conserved(tmp_path / "out", 100)
+        health = proc.api("/health")
+        problems = health["components"]["root/sources/app"]["problems"]
+        assert any("dangling.log" in p for p in problems)
+        assert "dangling.log" in proc.tail_log(50)
+    finally:
+        proc.stop()
+
+
+def test_binary_data_and_a_50mb_line_do_not_stop_the_agent_or_blow_its_memory(
+    tmp_path: Path,
+) -> None:
+    import psutil
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "app.log"
+    writer = NumberedWriter(path)
+    writer.write(100)
+    with open(path, "ab") as fh:
+        fh.write(bytes(range(256)) * 64 + b"\n")  # binary, NULs, invalid UTF-8
+        chunk = b"z" * (1 << 20)
+        for _ in range(50):
+            fh.write(chunk)  # one 50 MiB line
+        fh.write(b"\n")
+    writer.write(100)
+    proc = LogcapProcess(make_config(tmp_path, [str(logs / "*.log")])).start()
+    assert proc.proc is not None
+    try:
+        assert_conserved(tmp_path / "out", 200)
+        assert psutil.Process(proc.proc.pid).memory_info().rss < 200 * 2**20
+        metrics = proc.api_text("/metrics")
+        assert 'logcap_source_truncated_lines_total{source="app"} 1.0' in metrics
+    finally:
+        proc.stop()
+
+
+def test_a_corrupt_positions_file_is_recovered_from_its_backup(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    writer = NumberedWriter(logs / "app.log")
+    config = make_config(tmp_path, [str(logs / "*.log")])
+    proc = LogcapProcess(config).start()
+    primary = tmp_path / "positions" / "file_positions.json"
+    writer.write(1000)
+    wait_until(lambda: delivered(tmp_path / "out", 1000) and primary.exists(), timeout=30)
+    writer.write(1000)
+    backup = tmp_path / "positions" / "file_positions.json.bak"
+    wait_until(lambda: delivered(tmp_path / "out", 2000) and backup.exists(), timeout=30)
+    assert proc.stop() == 0
+    primary.write_bytes(primary.read_bytes()[:40])  # cut in half
+    proc = LogcapProcess(config).start()
+    try:
+        writer.write(1000)
+        dups = assert_conserved(tmp_path / "out", 3000, max_dup_ratio=0.5)
+        assert dups <= 1000  # the backup is at most one flush behind
+        assert "corrupt" in proc.tail_log(60).lower()
+        assert list((tmp_path / "positions").glob("file_positions.json.corrupt-*"))
+    finally:
+        proc.stop()

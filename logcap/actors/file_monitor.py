@@ -292,7 +292,7 @@ class FileMonitor(LogcapActor):
         if not self._send_pending():
             self._pause()
             return
-        if result.more and result.entries and not self._pump_sent:
+        if result.more and not self._pump_sent:
             self._pump_sent = True
             self.actor_ref.tell(_Pump())
 

@@ -144,7 +144,7 @@ class Generation:
 @dataclass(slots=True)
 class PollResult:
     entries: list[Entries] = field(default_factory=list)
-    more: bool = False  # some generation had more to read than this poll took
+    more: bool = False  # a read stopped before end of file: poll again soon
     truncated_lines: int = 0
     bytes: int = 0
     lines: int = 0
@@ -348,9 +348,7 @@ class SourceTailer:
         now = self.clock()
         for gen in [*self.retired, *self.current.values()]:
             if gen.finished or not self._has_room(gen):
-                if not gen.finished and not gen.exhausted:
-                    out.more = True
-                continue
+                continue  # an ack (or nothing) wakes it up again
             if not gen.retired and gen.size <= gen.reader.read_position:
                 continue  # nothing new (size from the last stat in check_rotation)
             final = False
