@@ -1,0 +1,220 @@
+"""Batch <-> bytes: the body of one disk-buffer record, and its compression and encryption.
+
+A record body holds one batch, a ``list[Entries]``. Every field of every
+:class:`~logcap.messages.Entries` round-trips exactly: ``source``, ``stream``, ``labels``,
+``lines`` (any ``str``, including newlines and lone surrogates from escaped non-UTF-8 input),
+``ts_ns``, ``token`` and ``bytes``.
+
+Body layout (version 1, little-endian)::
+
+    offset  size        field
+    0       4           magic b"LCE1"
+    4       4           u32 meta_len
+    8       meta_len    meta: JSON (ASCII, so lone surrogates survive as \\udcXX escapes), a list
+                        with one item per entry:
+                        [source, stream, [[name, value], ...], ts_ns, bytes,
+                         [token.source, token.file_key, token.start, token.end, token.epoch],
+                         line_count]
+    ...     4 * N       u32 length of each line in code points, N = total lines of the batch
+    ...     rest        the lines concatenated, UTF-8 with ``surrogatepass``
+
+The lines are not escaped or quoted one by one: they are joined into one string and cut back by
+their lengths, so encoding costs one join and one ``encode`` per batch and decoding one
+``decode`` and one slice per line.
+
+:class:`PayloadCodec` turns a batch into a record payload and back: encode, compress into one
+zstd frame (content checksum and content size on, level from the config), then, with a cipher,
+seal with AES-256-GCM (:mod:`logcap.state.buffer.crypto`), the record's seq, line count and
+timestamp range being the associated data (a record cannot be moved to another seq unnoticed).
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import json
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from logcap.messages import Entries, ReadToken
+from logcap.state.buffer.crypto import Cipher, DecryptionError
+
+__all__ = [
+    "BODY_MAGIC",
+    "DEFAULT_COMPRESSION_LEVEL",
+    "CodecError",
+    "EncodedBatch",
+    "PayloadCodec",
+    "batch_line_count",
+    "batch_time_range",
+    "decode_batch",
+    "encode_batch",
+]
+
+BODY_MAGIC = b"LCE1"
+DEFAULT_COMPRESSION_LEVEL = 3
+_PREFIX = struct.Struct("<4sI")
+_AAD = struct.Struct("<8sQIqq")
+_AAD_LABEL = b"LCBUF001"
+_U32 = "I" if array.array("I").itemsize == 4 else "L"
+_SWAP = sys.byteorder != "little"
+_META_FIELDS = 7
+_TOKEN_FIELDS = 5
+
+
+class CodecError(ValueError):
+    """A record body that does not decode (a bug or an unknown version, never plain damage:
+    damage is caught by the record checksum before decoding)."""
+
+
+def batch_line_count(batch: Sequence[Entries]) -> int:
+    """Total lines of a batch."""
+    return sum(len(entries.lines) for entries in batch)
+
+
+def batch_time_range(batch: Sequence[Entries]) -> tuple[int, int]:
+    """``(min, max)`` line timestamps of a batch in ns (line ``i`` of an entry is ``ts_ns + i``);
+    ``(0, 0)`` when the batch has no lines."""
+    lows = [entries.ts_ns for entries in batch if entries.lines]
+    if not lows:
+        return 0, 0
+    highs = [entries.ts_ns + len(entries.lines) - 1 for entries in batch if entries.lines]
+    return min(lows), max(highs)
+
+
+def encode_batch(batch: Sequence[Entries]) -> bytes:
+    """Serialise a batch (see the module docstring for the layout)."""
+    meta = []
+    all_lines: list[str] = []
+    for entries in batch:
+        token = entries.token
+        meta.append([
+            entries.source, entries.stream, [list(pair) for pair in entries.labels],
+            entries.ts_ns, entries.bytes,
+            [token.source, token.file_key, token.start, token.end, token.epoch],
+            len(entries.lines),
+        ])
+        all_lines.extend(entries.lines)
+    meta_bytes = json.dumps(meta, separators=(",", ":")).encode("ascii")
+    lengths = array.array(_U32, map(len, all_lines))
+    if _SWAP:
+        lengths.byteswap()
+    text = "".join(all_lines).encode("utf-8", "surrogatepass")
+    prefix = _PREFIX.pack(BODY_MAGIC, len(meta_bytes))
+    return b"".join((prefix, meta_bytes, lengths.tobytes(), text))
+
+
+def _split_lines(lengths: array.array[int], text: str) -> list[str]:
+    ends = list(itertools.accumulate(lengths))
+    if (ends[-1] if ends else 0) != len(text):
+        raise CodecError("line lengths do not match the text")
+    starts = [0, *ends[:-1]] if ends else []
+    return [text[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
+def _entries_from_meta(item: Any, lines: list[str]) -> Entries:
+    source, stream, labels, ts_ns, nbytes, token, _count = item
+    return Entries(
+        source=source,
+        stream=stream,
+        labels=tuple((str(name), str(value)) for name, value in labels),
+        lines=lines,
+        ts_ns=ts_ns,
+        token=ReadToken(*token),
+        bytes=nbytes,
+    )
+
+
+def decode_batch(body: bytes) -> list[Entries]:
+    """Inverse of :func:`encode_batch`; raises :class:`CodecError` on a malformed body."""
+    try:
+        magic, meta_len = _PREFIX.unpack_from(body, 0)
+        if magic != BODY_MAGIC:
+            raise CodecError(f"unknown body magic {magic!r}")
+        meta_end = _PREFIX.size + meta_len
+        meta = json.loads(body[_PREFIX.size:meta_end])
+        counts = [item[-1] for item in meta]
+        if any(len(item) != _META_FIELDS or len(item[5]) != _TOKEN_FIELDS for item in meta):
+            raise CodecError("malformed entry metadata")
+        total = sum(counts)
+        lengths_end = meta_end + 4 * total
+        lengths = array.array(_U32)
+        lengths.frombytes(body[meta_end:lengths_end])
+        if len(lengths) != total:
+            raise CodecError("body too short for its line lengths")
+        if _SWAP:
+            lengths.byteswap()
+        lines = _split_lines(lengths, body[lengths_end:].decode("utf-8", "surrogatepass"))
+        batch = []
+        start = 0
+        for item, count in zip(meta, counts, strict=True):
+            batch.append(_entries_from_meta(item, lines[start:start + count]))
+            start += count
+        return batch
+    except CodecError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, struct.error) as exc:
+        raise CodecError(f"malformed record body: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """A batch ready to frame: ``payload`` (compressed, maybe encrypted) and its summary."""
+
+    payload: bytes
+    encrypted: bool
+    lines: int
+    min_ts_ns: int
+    max_ts_ns: int
+    raw_bytes: int
+
+
+def _aad(seq: int, lines: int, min_ts_ns: int, max_ts_ns: int) -> bytes:
+    return _AAD.pack(_AAD_LABEL, seq, lines, min_ts_ns, max_ts_ns)
+
+
+class PayloadCodec:
+    """Batch -> payload (encode, zstd, optional AES-GCM) and back. Not thread-safe."""
+
+    def __init__(
+        self, compression_level: int = DEFAULT_COMPRESSION_LEVEL, cipher: Cipher | None = None
+    ) -> None:
+        self._compressor = zstandard.ZstdCompressor(
+            level=compression_level, write_checksum=True, write_content_size=True
+        )
+        self._decompressor = zstandard.ZstdDecompressor()
+        self.cipher = cipher
+
+    def encode(self, batch: Sequence[Entries], seq: int) -> EncodedBatch:
+        """Encode ``batch`` as the payload of the record numbered ``seq``."""
+        body = encode_batch(batch)
+        lines = batch_line_count(batch)
+        low, high = batch_time_range(batch)
+        payload = self._compressor.compress(body)
+        if self.cipher is not None:
+            payload = self.cipher.seal(payload, _aad(seq, lines, low, high))
+        return EncodedBatch(payload, self.cipher is not None, lines, low, high, len(body))
+
+    def decode(
+        self, payload: bytes, *, encrypted: bool, seq: int, lines: int, min_ts_ns: int,
+        max_ts_ns: int, where: str,
+    ) -> list[Entries]:
+        """Inverse of :meth:`encode`. Raises
+        :class:`~logcap.state.buffer.crypto.DecryptionError` (naming ``where``) for an encrypted
+        payload that this codec's key does not open, and :class:`CodecError` for a payload
+        that does not decompress or decode."""
+        if encrypted:
+            if self.cipher is None:
+                raise DecryptionError(where, seq, "record is encrypted but no key is configured")
+            payload = self.cipher.open(payload, _aad(seq, lines, min_ts_ns, max_ts_ns),
+                                       where=where, seq=seq)
+        try:
+            body = self._decompressor.decompress(payload)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"{where}: record {seq} does not decompress: {exc}") from exc
+        return decode_batch(body)
