@@ -88,6 +88,15 @@ def preflight(config: Config) -> None:
         _check_dir(config.positions.directory, "positions.directory")
     if config.sinks.file.enabled:
         _check_dir(config.sinks.file.directory, "sinks.file.directory")
+    if config.disk_buffer.enabled:
+        _check_dir(config.disk_buffer.directory, "disk_buffer.directory")
+        from logcap.state.buffer.crypto import KeyLoadError
+        from logcap.tree import make_segment_store
+
+        try:
+            make_segment_store(config)
+        except KeyLoadError as exc:
+            raise BadInput(f"disk_buffer.encryption: {exc}") from exc
 
 
 def _run(config: Config, path: str) -> int:

@@ -160,3 +160,19 @@ class InboxCollector(Collector):
 def exposition() -> bytes:
     """The Prometheus text exposition of :data:`REGISTRY`."""
     return generate_latest(REGISTRY)
+
+# -- disk buffer -------------------------------------------------------------------------------
+BUFFER_BYTES = Gauge(
+    "logcap_buffer_size_bytes", "Bytes of segment files in the disk buffer.", registry=REGISTRY
+)
+BUFFER_DROPPED = Gauge(
+    "logcap_buffer_dropped_lines",
+    "Lines the disk buffer dropped since it opened, by reason (full, retention, corrupt).",
+    ["reason"],
+    registry=REGISTRY,
+)
+BUFFER_RECOVERED = Counter(
+    "logcap_buffer_recovery_problems_total",
+    "Problems repaired when the disk buffer opened (torn tails, rebuilt ledgers, corrupt records).",
+    registry=REGISTRY,
+)

@@ -2,7 +2,7 @@
 
 ```
 root                  rest_for_one
-├── state             one_for_all:  positions
+├── state             one_for_all:  positions, buffer (disk_buffer.enabled)
 ├── sinks             one_for_one:  file, loki (those enabled)
 ├── dispatchers       one_for_one:  shard-0 .. shard-N-1
 ├── sources           one_for_one:  one FileMonitor per sources.files[] entry
@@ -22,6 +22,7 @@ from pykka import ActorRef
 
 from logcap.actors.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.actors.directory import Directory, Handle
+from logcap.actors.disk_buffer import BUFFER_SINK, DiskBuffer
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
 from logcap.actors.positions_keeper import PositionsKeeper
 from logcap.actors.shard import DispatcherShard, ShardSettings
@@ -31,6 +32,8 @@ from logcap.api.server import AdminServer
 from logcap.config import Config
 from logcap.sinks.file import FileSink
 from logcap.sources.files.tailer import TailerSettings
+from logcap.state.buffer.crypto import cipher_from_settings
+from logcap.state.buffer.segments import SegmentStore
 
 if TYPE_CHECKING:
     from logcap.api.app import AdminBackend
@@ -40,6 +43,7 @@ __all__ = ["POSITIONS", "ROOT", "build_root_children", "root_flags", "shard_name
 
 ROOT = "root"
 POSITIONS = "root/state/positions"
+BUFFER = "root/state/buffer"
 
 
 def root_flags(config: Config, strategy: Strategy) -> SupFlags:
@@ -96,7 +100,8 @@ def _handles(directory: Directory, names: list[str]) -> Callable[[], list[Handle
 
 
 def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
-    shards = _handles(directory, shard_names(config))
+    upstream = shard_names(config) + ([BUFFER] if config.disk_buffer.enabled else [])
+    shards = _handles(directory, upstream)
     capacity = config.dispatcher.queue_size
     specs = []
     if config.sinks.file.enabled:
@@ -132,6 +137,8 @@ def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     settings = ShardSettings(batch_size, batch_timeout, d.max_retries, d.retry_base_delay,
                              d.retry_max_delay)
     sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
+    if config.disk_buffer.enabled:  # the buffer is the shards' only sink; it feeds the sinks
+        sinks = {BUFFER_SINK: directory.handle(BUFFER)}
     sources = _handles(directory, source_names(config))
     specs = []
     for i in range(d.shards):
@@ -158,6 +165,34 @@ def _source_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     return specs
 
 
+def make_segment_store(config: Config) -> SegmentStore:
+    """The disk buffer's store for ``config`` (not opened); raises KeyLoadError for a bad key."""
+    db = config.disk_buffer
+    enc = db.encryption
+    cipher = cipher_from_settings(enabled=enc.enabled, key_env=enc.key_env,
+                                  key_file=enc.key_file)
+    return SegmentStore(db.directory, sink_names(config), max_file_size=db.max_file_size,
+                        max_total_size=db.max_total_size,
+                        compression_level=db.compression_level,
+                        retention_period_s=db.retention_period,
+                        when_full="drop_oldest" if db.when_full == "drop_oldest" else "block",
+                        cipher=cipher)
+
+
+def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
+    sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
+    shards = [directory.handle(n) for n in shard_names(config)]
+    d = config.dispatcher
+
+    def start(ctx: StartContext) -> ActorRef[Any]:
+        return DiskBuffer.start(config.disk_buffer, make_segment_store(config), sinks, shards,
+                                ctx.scheduler, d.retry_base_delay, d.retry_max_delay,
+                                link=ctx.link, name=ctx.name,
+                                mailbox_capacity=d.queue_size)
+
+    return _worker("buffer", config, start)
+
+
 def build_root_children(config: Config, directory: Directory,
                         backend: AdminBackend) -> list[ChildSpec]:
     """The root's children, in start order (stop runs in reverse)."""
@@ -169,6 +204,8 @@ def build_root_children(config: Config, directory: Directory,
             return PositionsKeeper.start(pc, ctx.scheduler, link=ctx.link, name=ctx.name)
 
         state.append(_worker("positions", config, start_positions))
+    if config.disk_buffer.enabled:
+        state.append(_buffer_spec(config, directory))
 
     server = config.server
 

@@ -1,0 +1,293 @@
+"""DiskBuffer: the durable stage between the shards and the sinks (DESIGN.md §3, §4).
+
+To a shard the buffer is one sink, named ``buffer``: a shard sends it
+:class:`~logcap.messages.Deliver` and gets a :class:`~logcap.messages.SinkResult` back, so the
+shard's per-sink tracking, retries and backpressure apply unchanged. The verdict is *delivered*
+only once the batch is **fsynced** (group commit, one fsync per ``fsync_interval`` covers every
+append since the last one): that is the moment the shard acknowledges the read to its source,
+and positions move. With the buffer full (``when_full: block``) or the disk full (ENOSPC), the
+verdict is *retry* (reasons ``buffer_full``, ``disk_full``): the shard backs off, sources stop
+reading, nothing is lost, and everything resumes by itself when space returns. A disk-full
+state is reported in ``/health`` (``Degraded`` ask).
+
+To the sinks the buffer is the shard: it reads each sink's next batches from that sink's own
+cursor (at most ``MAX_INFLIGHT_PER_SINK`` outstanding), sends them as ``Deliver`` and settles
+the seq on the sink's verdict; retries go to that sink only, with exponential backoff and full
+jitter (``Retry-After`` honoured). A sink that (re)starts (``SinkStarted``) gets its unanswered
+batches again. Rejected batches are settled (a DLQ, when there is one, has them).
+
+Messages: ``Deliver`` (data, from shards), ``SinkResult`` and ``SinkStarted`` (control, from
+sinks), ``Degraded`` and ``BufferStats`` (asks), private timers. On start: opens the store
+(recovery: torn tails cut, corrupt records skipped, all logged), tells shards ``SinkStarted``
+so what they had sent a predecessor comes again. On stop: fsync, cursors persisted, store
+closed. A failed fsync crashes the actor on purpose: only a reopen knows what is on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from logcap.actors.base import LogcapActor
+from logcap.actors.directory import Handle
+from logcap.actors.mailbox import DeliveryRefused
+from logcap.actors.shard import SinkStarted
+from logcap.actors.timers import Scheduler, TimerHandle
+from logcap.messages import Deliver, Entries, Outcome, SinkResult
+from logcap.metrics import BUFFER_BYTES, BUFFER_DROPPED, BUFFER_RECOVERED
+from logcap.sinks.loki.backoff import retry_delay
+from logcap.state.buffer.recovery import RecoveryReport
+from logcap.state.buffer.segments import BufferFull, SegmentStore
+
+__all__ = ["BUFFER_SINK", "MAX_INFLIGHT_PER_SINK", "BufferStats", "Degraded", "DiskBuffer"]
+
+log = logging.getLogger(__name__)
+
+BUFFER_SINK = "buffer"
+MAX_INFLIGHT_PER_SINK = 4
+MAINTAIN_INTERVAL_S = 1.0
+REFUSED_RETRY_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Degraded:
+    """Ask: the reason the buffer cannot take data now ("" when it can)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    """Ask: the store's counters."""
+
+
+@dataclass(frozen=True, slots=True)
+class _SyncDue:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Maintain:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Resend:
+    sink: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    pass
+
+
+class DiskBuffer(LogcapActor):
+    def __init__(self, settings: Any, store: SegmentStore, sinks: dict[str, Handle],
+                 shards: list[Handle], scheduler: Scheduler, retry_base_s: float,
+                 retry_max_s: float, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.settings = settings
+        self.store = store
+        self.sinks = sinks
+        self.shards = shards
+        self.scheduler = scheduler
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.rng = random.Random()
+        self._waiting: list[tuple[int, str, int]] = []  # (seq, shard, batch_id) until fsync
+        self._sync_timer: TimerHandle | None = None
+        self._inflight: dict[str, dict[int, tuple[list[Entries], int]]] = {s: {} for s in sinks}
+        self._unsent: dict[str, deque[int]] = {s: deque() for s in sinks}
+        self._degraded = ""
+        self._feed_pending = False
+        self._acked_since_persist = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def handle_start(self) -> None:
+        report = self.store.open()
+        for problem in _report_lines(report):
+            log.error("disk buffer: %s", problem)
+            BUFFER_RECOVERED.inc()
+        log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
+                 report.segments, report.first_seq, report.last_seq)
+        self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
+        for shard in self.shards:
+            try:
+                shard.tell(SinkStarted(BUFFER_SINK))
+            except DeliveryRefused:
+                pass  # not running yet: nothing of ours is pending there
+        self._feed()
+
+    def handle_stop(self) -> None:
+        try:
+            self.store.sync()
+        except OSError as exc:
+            log.error("disk buffer: final fsync failed: %s", exc)
+        self.store.close()
+
+    # -- messages --------------------------------------------------------------------------
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Deliver):
+            self._append(message)
+        elif isinstance(message, _SyncDue):
+            self._sync_timer = None
+            self._sync()
+        elif isinstance(message, SinkResult):
+            self._on_result(message)
+        elif isinstance(message, _Resend):
+            entry = self._inflight[message.sink].get(message.seq)
+            if entry is not None:
+                self._send(message.sink, message.seq, entry[0])
+        elif isinstance(message, _Feed):
+            self._feed_pending = False
+            self._feed()
+        elif isinstance(message, SinkStarted):
+            if message.sink in self._inflight:
+                self._inflight[message.sink].clear()
+                self._unsent[message.sink].clear()
+                self.store.rewind(message.sink)
+                self._feed()
+        elif isinstance(message, _Maintain):
+            self._maintain()
+        elif isinstance(message, Degraded):
+            return self._degraded
+        elif isinstance(message, BufferStats):
+            return self.store.stats()
+        else:
+            return super().handle(message)
+        return None
+
+    def _reply(self, shard: str, result: SinkResult) -> None:
+        for handle in self.shards:
+            if handle.name == shard:
+                try:
+                    handle.tell(result)
+                except DeliveryRefused:
+                    pass  # the shard restarted: its sources re-read, we may store it twice
+                return
+
+    def _append(self, message: Deliver) -> None:
+        try:
+            seq = self.store.append(list(message.parts))
+        except BufferFull:
+            self._refuse(message, "buffer_full", "the disk buffer is full (max_total_size)")
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self._refuse(message, "disk_full", f"no space left on {self.settings.directory}")
+            return
+        if self._degraded:
+            log.info("disk buffer: accepting data again")
+            self._degraded = ""
+        self._waiting.append((seq, message.shard, message.batch_id))
+        if self.settings.fsync_interval <= 0:
+            self._sync()
+        elif self._sync_timer is None:
+            self._sync_timer = self.scheduler.call_later(self.settings.fsync_interval,
+                                                         self.actor_ref, _SyncDue())
+        self._schedule_feed()
+
+    def _refuse(self, message: Deliver, reason: str, detail: str) -> None:
+        if self._degraded != detail:
+            log.error("disk buffer: %s; backpressure until it has room", detail)
+        self._degraded = detail
+        self._reply(message.shard, SinkResult(message.batch_id, BUFFER_SINK, Outcome.RETRY,
+                                              reason, 1.0, detail))
+
+    def _sync(self) -> None:
+        durable = self.store.sync()  # an OSError here crashes us: a reopen must check
+        if self._acked_since_persist:
+            # Cursors ride on the group commit: after a crash a sink is sent again at most
+            # what it acknowledged in the last fsync interval (with original timestamps).
+            self._acked_since_persist = False
+            try:
+                self.store.persist_cursors()
+            except OSError as exc:
+                log.error("disk buffer: writing cursors failed: %s", exc)
+        still = []
+        for seq, shard, batch_id in self._waiting:
+            if seq <= durable:
+                self._reply(shard, SinkResult(batch_id, BUFFER_SINK, Outcome.DELIVERED))
+            else:
+                still.append((seq, shard, batch_id))
+        self._waiting = still
+
+    # -- feeding the sinks -----------------------------------------------------------------
+
+    def _schedule_feed(self) -> None:
+        if not self._feed_pending:
+            self._feed_pending = True
+            self.actor_ref.tell(_Feed())
+
+    def _feed(self) -> None:
+        for sink in self.sinks:
+            inflight = self._inflight[sink]
+            while self._unsent[sink]:
+                seq = self._unsent[sink][0]
+                if not self._send(sink, seq, inflight[seq][0]):
+                    break
+                self._unsent[sink].popleft()
+            room = MAX_INFLIGHT_PER_SINK - len(inflight)
+            if room <= 0 or self._unsent[sink]:
+                continue
+            for seq, batch in self.store.read(sink, room):
+                inflight[seq] = (batch, 1)
+                if not self._send(sink, seq, batch):
+                    self._unsent[sink].append(seq)
+        for problem in self.store.drain_problems():
+            log.error("disk buffer: %s", problem)
+
+    def _send(self, sink: str, seq: int, batch: list[Entries]) -> bool:
+        attempt = self._inflight[sink][seq][1]
+        lines = sum(len(p.lines) for p in batch)
+        try:
+            self.sinks[sink].tell(Deliver(seq, self.name, tuple(batch), lines, attempt))
+            return True
+        except DeliveryRefused:
+            self.scheduler.call_later(REFUSED_RETRY_S, self.actor_ref, _Feed())
+            return False
+
+    def _on_result(self, result: SinkResult) -> None:
+        inflight = self._inflight.get(result.sink)
+        if inflight is None or result.batch_id not in inflight:
+            return
+        if result.outcome is Outcome.RETRY:
+            batch, attempt = inflight[result.batch_id]
+            inflight[result.batch_id] = (batch, attempt + 1)
+            delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
+                                result.retry_after_s)
+            self.scheduler.call_later(delay, self.actor_ref, _Resend(result.sink,
+                                                                     result.batch_id))
+            return
+        del inflight[result.batch_id]
+        self.store.ack(result.sink, result.batch_id)
+        self._acked_since_persist = True
+        if self._sync_timer is None and self.settings.fsync_interval > 0:
+            self._sync_timer = self.scheduler.call_later(self.settings.fsync_interval,
+                                                         self.actor_ref, _SyncDue())
+        self._feed()
+
+    def _maintain(self) -> None:
+        try:
+            self.store.persist_cursors()
+            self.store.collect()
+        except OSError as exc:
+            log.error("disk buffer: maintenance failed: %s", exc)
+        stats = self.store.stats()
+        BUFFER_BYTES.set(stats["bytes"])
+        for reason, counts in stats["dropped"].items():
+            BUFFER_DROPPED.labels(reason).set(counts["lines"])
+        if self._degraded:
+            self._schedule_feed()
+        self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
+        self._feed()
+
+
+def _report_lines(report: RecoveryReport) -> list[str]:
+    return [*report.problems, *report.key_problems]
