@@ -22,7 +22,7 @@ from pykka import ActorRef
 
 from logcap.actors.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.actors.directory import Directory, Handle
-from logcap.actors.disk_buffer import BUFFER_SINK, DiskBuffer
+from logcap.actors.disk_buffer import BUFFER_SINK, DEFAULT_RESUME_WINDOW_S, DiskBuffer
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
 from logcap.actors.positions_keeper import PositionsKeeper
 from logcap.actors.shard import DispatcherShard, ShardSettings
@@ -153,12 +153,13 @@ def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
 def _source_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     shards = [directory.handle(n) for n in shard_names(config)]
     positions = directory.handle(POSITIONS) if config.positions.enabled else None
+    buffer = directory.handle(BUFFER) if config.disk_buffer.enabled else None
     specs = []
     for source in config.sources.files:
         settings = monitor_settings(source, config)
 
         def start(ctx: StartContext, settings: TailerSettings = settings) -> ActorRef[Any]:
-            return FileMonitor.start(settings, shards, positions, ctx.scheduler,
+            return FileMonitor.start(settings, shards, positions, ctx.scheduler, buffer,
                                      link=ctx.link, name=ctx.name)
 
         specs.append(_worker(source.name, config, start))
@@ -185,8 +186,9 @@ def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
     d = config.dispatcher
 
     def start(ctx: StartContext) -> ActorRef[Any]:
+        window = max(DEFAULT_RESUME_WINDOW_S, 3 * config.positions.flush_interval)
         return DiskBuffer.start(config.disk_buffer, make_segment_store(config), sinks, shards,
-                                ctx.scheduler, d.retry_base_delay, d.retry_max_delay,
+                                ctx.scheduler, d.retry_base_delay, d.retry_max_delay, window,
                                 link=ctx.link, name=ctx.name,
                                 mailbox_capacity=d.queue_size)
 

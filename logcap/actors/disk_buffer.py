@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 import random
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -40,10 +41,12 @@ from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import BUFFER_BYTES, BUFFER_DROPPED, BUFFER_RECOVERED
 from logcap.sinks.loki.backoff import retry_delay
+from logcap.sources.files.tailer import file_of
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
 
-__all__ = ["BUFFER_SINK", "MAX_INFLIGHT_PER_SINK", "BufferStats", "Degraded", "DiskBuffer"]
+__all__ = ["BUFFER_SINK", "MAX_INFLIGHT_PER_SINK", "BufferStats", "Degraded", "DiskBuffer",
+           "ResumeRanges"]
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,22 @@ BUFFER_SINK = "buffer"
 MAX_INFLIGHT_PER_SINK = 4
 MAINTAIN_INTERVAL_S = 1.0
 REFUSED_RETRY_S = 0.02
+DEFAULT_RESUME_WINDOW_S = 30.0
+"""How far back (by line timestamp) start-up looks in the buffer for reads newer than the
+positions file; the tree passes max(this, 3 x positions.flush_interval)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Degraded:
     """Ask: the reason the buffer cannot take data now ("" when it can)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRanges:
+    """Ask: for ``source``, the byte ranges of files held in the buffer's recent records,
+    ``{(dev, ino, fingerprint): [(start, end), ...]}`` (see ``tailer.covered_from``)."""
+
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +101,11 @@ class _Feed:
 class DiskBuffer(LogcapActor):
     def __init__(self, settings: Any, store: SegmentStore, sinks: dict[str, Handle],
                  shards: list[Handle], scheduler: Scheduler, retry_base_s: float,
-                 retry_max_s: float, **kw: Any) -> None:
+                 retry_max_s: float, resume_window_s: float = DEFAULT_RESUME_WINDOW_S,
+                 **kw: Any) -> None:
         super().__init__(**kw)
+        self.resume_window_s = resume_window_s
+        self._ranges: dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]] = {}
         self.settings = settings
         self.store = store
         self.sinks = sinks
@@ -114,6 +131,7 @@ class DiskBuffer(LogcapActor):
             BUFFER_RECOVERED.inc()
         log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
                  report.segments, report.first_seq, report.last_seq)
+        self._ranges = self._recent_ranges()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
         for shard in self.shards:
             try:
@@ -158,9 +176,24 @@ class DiskBuffer(LogcapActor):
             return self._degraded
         elif isinstance(message, BufferStats):
             return self.store.stats()
+        elif isinstance(message, ResumeRanges):
+            return self._ranges.get(message.source, {})
         else:
             return super().handle(message)
         return None
+
+    def _recent_ranges(self) -> dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]]:
+        """Byte ranges per source and file in records of the last ``resume_window_s``: the
+        write-ahead log of the positions, which are flushed less often than we fsync."""
+        since_ns = int((time.time() - self.resume_window_s) * 1e9)
+        out: dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]] = {}
+        for _, batch in self.store.select(since_ns=since_ns):
+            for part in batch:
+                key = file_of(part.token)
+                if key is not None:
+                    spans = out.setdefault(part.token.source, {}).setdefault(key, [])
+                    spans.append((part.token.start, part.token.end))
+        return out
 
     def _reply(self, shard: str, result: SinkResult) -> None:
         for handle in self.shards:

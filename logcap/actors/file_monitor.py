@@ -17,8 +17,10 @@ shard, so its lines stay in order). A full shard refuses at once; the monitor ke
 refused entries, stops reading, and offers them again on a timer. Unacknowledged reads are
 bounded per file and per source, so a down sink stops the reading, not the memory.
 
-On start: asks the PositionsKeeper for stored positions, scans, opens files, starts the
-inotify thread. On stop: closes the watcher and the files (positions are the keeper's).
+On start: asks the PositionsKeeper for stored positions (and, with the disk buffer on, the
+buffer for the byte ranges it holds durably, which may be ahead of the positions file), scans,
+opens files, starts the inotify thread. On stop: closes the watcher and the files (positions
+are the keeper's).
 A crash loses only in-memory reads, which were not committed: the restarted monitor reads
 them again from the committed positions.
 """
@@ -34,6 +36,7 @@ from typing import Any
 
 from logcap.actors.base import LogcapActor
 from logcap.actors.directory import Handle
+from logcap.actors.disk_buffer import ResumeRanges
 from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.positions_keeper import CommitFiles, ForgetFiles, GetFilePositions
 from logcap.actors.timers import Scheduler
@@ -49,7 +52,11 @@ from logcap.metrics import (
     SOURCE_TRUNCATED,
 )
 from logcap.sources.files.discovery import has_magic
-from logcap.sources.files.tailer import SourceTailer, TailerSettings
+from logcap.sources.files.tailer import (
+    SourceTailer,
+    TailerSettings,
+    generation_of,
+)
 from logcap.sources.files.watcher import DirWatcher
 
 __all__ = ["PAUSE_S", "SWEEP_INTERVAL_S", "FileMonitor", "SourceStatus", "monitor_settings",
@@ -127,9 +134,11 @@ class FileMonitor(LogcapActor):
         shards: list[Handle],
         positions: Handle | None,
         scheduler: Scheduler,
+        buffer: Handle | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.buffer = buffer
         self.settings = settings
         self.shards = shards
         self.positions = positions
@@ -149,7 +158,11 @@ class FileMonitor(LogcapActor):
         stored = []
         if self.positions is not None:
             stored = self.positions.ask(GetFilePositions(), timeout=POSITIONS_ASK_TIMEOUT_S)
-        self.tailer = SourceTailer(self.settings, stored)
+        buffered = None
+        if self.buffer is not None:
+            buffered = self.buffer.ask(ResumeRanges(self.settings.source),
+                                       timeout=POSITIONS_ASK_TIMEOUT_S)
+        self.tailer = SourceTailer(self.settings, stored, buffered=buffered)
         self._report(self.tailer.rescan())
         self.watcher = DirWatcher(self._on_fs_event, name=f"inotify-{self.settings.source}")
         self._watch()
@@ -248,7 +261,7 @@ class FileMonitor(LogcapActor):
         dropped = tailer.rewind(lambda path: shard_index(path, n) == index)
         stale = {g.gen_id: g.epoch for g in tailer.generations.values()}
         self._pending = [e for e in self._pending
-                         if stale.get(e.token.file_key) == e.token.epoch]
+                         if stale.get(generation_of(e.token)) == e.token.epoch]
         if dropped:
             log.info("%s: %s restarted; re-reading %d unacknowledged batches",
                      self.settings.source, shard_name, dropped)

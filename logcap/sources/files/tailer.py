@@ -152,12 +152,44 @@ class PollResult:
     forget: list[tuple[int, int]] = field(default_factory=list)
 
 
+def generation_of(token: ReadToken) -> str:
+    """The generation id in a token's ``file_key`` (``<gen>|<dev>:<ino>|<fingerprint>``)."""
+    return token.file_key.split("|", 1)[0]
+
+
+def file_of(token: ReadToken) -> tuple[int, int, str] | None:
+    """The ``(dev, ino, fingerprint)`` a token was read from (None for a foreign key)."""
+    parts = token.file_key.split("|", 2)
+    if len(parts) != 3 or ":" not in parts[1]:
+        return None
+    dev, _, ino = parts[1].partition(":")
+    try:
+        return int(dev), int(ino), parts[2]
+    except ValueError:
+        return None
+
+
+def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:
+    """How far byte ranges ``spans`` cover contiguously from ``offset`` (a gap stops it)."""
+    cursor = offset
+    for start, end in sorted(spans):
+        if start > cursor:
+            break
+        cursor = max(cursor, end)
+    return cursor
+
+
+Buffered = dict[tuple[int, int, str], list[tuple[int, int]]]
+"""Byte ranges durably in the disk buffer, by file ``(dev, ino, fingerprint at read time)``."""
+
+
 class SourceTailer:
     def __init__(
         self,
         settings: TailerSettings,
         stored: Iterable[FilePosition] = (),
         clock: Callable[[], float] = time.monotonic,
+        buffered: Buffered | None = None,
         wall: Callable[[], float] = time.time,
         time_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -165,6 +197,7 @@ class SourceTailer:
         self.clock = clock
         self.wall = wall
         self.time_ns = time_ns
+        self.buffered = buffered or {}
         self._stored: dict[str, list[FilePosition]] = {}
         for pos in stored:
             self._stored.setdefault(pos.path, []).append(pos)
@@ -242,7 +275,27 @@ class SourceTailer:
                 offset = 0
         elif stored:
             offset = 0  # the path holds a file we never saw: it is new since the last run
+        if mine and validate_file(mine[0]) is Validity.RESUME:
+            offset = self._past_buffered(fd, identity, offset)
+        elif not mine and offset == 0:
+            offset = self._past_buffered(fd, identity, 0)
         self._add_current(path, fd, identity, offset)
+
+    def _past_buffered(self, fd: int, identity: FileIdentity, offset: int) -> int:
+        """The disk buffer is the positions' write-ahead log: skip bytes it holds durably.
+
+        Only ranges read from this inode while it began with the same bytes count (inode
+        reuse and copytruncate leave ranges of other content under the same inode).
+        """
+        spans: list[tuple[int, int]] = []
+        for (dev, ino, fingerprint), ranges in self.buffered.items():
+            if (dev, ino) == (identity.dev, identity.ino) and fingerprint_matches(fingerprint, fd):
+                spans.extend(ranges)
+        resumed = min(covered_from(offset, spans), os.fstat(fd).st_size)
+        if resumed > offset:
+            log.info("%s: resuming %d bytes further than the positions file: they are safe in "
+                     "the disk buffer", self.settings.source, resumed - offset)
+        return resumed
 
     def _new_gen(self, path: str, fd: int, identity: FileIdentity, offset: int) -> Generation:
         gen = Generation(
@@ -287,8 +340,11 @@ class SourceTailer:
             if st.st_size < gen.reader.read_position:
                 self._truncated(path, gen)
                 continue
-            if deep and not fingerprint_matches(gen.identity.fingerprint, gen.fd):
-                self._replace_in_place(path, gen, "inode_reuse")
+            # A file that changed is checked for new first bytes before it is read: after a
+            # copytruncate it may have grown back past our position before we looked.
+            changed = st.st_size != gen.size
+            if (deep or changed) and not fingerprint_matches(gen.identity.fingerprint, gen.fd):
+                self._truncated(path, gen, fallback="inode_reuse")
                 continue
             gen.size = st.st_size
             if needs_refresh(gen.identity.fingerprint, st.st_size):
@@ -302,20 +358,22 @@ class SourceTailer:
         log.info("%s: %s: %s rotation; draining the old file", self.settings.source, gen.path,
                  kind)
 
-    def _truncated(self, path: str, gen: Generation) -> None:
+    def _truncated(self, path: str, gen: Generation, fallback: str = "truncate") -> None:
+        """The file at ``path`` (same inode) no longer holds ``gen``'s bytes: follow them into
+        the rotated copy (copytruncate), or give them up (truncate in place, inode reuse)."""
         copy = find_rotated_copy(os.path.dirname(path), os.path.basename(path), gen.identity,
                                  gen.reader.offset)
         if copy is None:
-            self._replace_in_place(path, gen, "truncate")
+            self._replace_in_place(path, gen, fallback)
             return
         try:
             copy_fd = os.open(copy, _OPEN_FLAGS)
         except OSError:
-            self._replace_in_place(path, gen, "truncate")
+            self._replace_in_place(path, gen, fallback)
             return
         if not fingerprint_matches(gen.identity.fingerprint, copy_fd):
             os.close(copy_fd)
-            self._replace_in_place(path, gen, "truncate")
+            self._replace_in_place(path, gen, fallback)
             return
         # The generation follows its content into the copy; the live file starts anew.
         live_fd = gen.fd
@@ -376,8 +434,10 @@ class SourceTailer:
         return out
 
     def _entries(self, gen: Generation, result: ReadResult) -> Entries:
-        token = ReadToken(self.settings.source, gen.gen_id, result.start_offset,
-                          result.end_offset, gen.epoch)
+        ident = gen.identity
+        key = f"{gen.gen_id}|{ident.dev}:{ident.ino}|{ident.fingerprint}"
+        token = ReadToken(self.settings.source, key, result.start_offset, result.end_offset,
+                          gen.epoch)
         size = result.end_offset - result.start_offset
         gen.inflight.append(_Read(token))
         gen.inflight_bytes += size
@@ -409,7 +469,7 @@ class SourceTailer:
         """Settle reads; returns the positions that advanced (to commit)."""
         touched: dict[str, Generation] = {}
         for token in tokens:
-            gen = self.generations.get(token.file_key)
+            gen = self.generations.get(generation_of(token))
             if gen is None or token.epoch != gen.epoch:
                 continue
             for read in gen.inflight:
