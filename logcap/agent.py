@@ -21,6 +21,7 @@ from pykka import ActorDeadError, ActorRef
 from logcap.actors.base import ChildExited, ExitLink, Ping
 from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.actors.directory import Directory
+from logcap.actors.disk_buffer import Degraded
 from logcap.actors.file_monitor import SourceStatus
 from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
 from logcap.actors.supervisor import Supervisor
@@ -29,6 +30,7 @@ from logcap.api.app import BackendTimeout
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.tree import (
+    BUFFER,
     POSITIONS,
     ROOT,
     build_root_children,
@@ -149,7 +151,8 @@ class Agent:
         return rows
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every actor runs. Sources also list the files they cannot read
+        """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
+        ``degraded`` with the reason: 503). Sources also list the files they cannot read
         (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
         rows = self._walk(deadline)
@@ -157,6 +160,17 @@ class Agent:
             r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
         }
         ok = all(r["status"] == "running" for r in rows)
+        if self.config.disk_buffer.enabled and components.get(BUFFER, {}).get("status") \
+                == "running":
+            try:
+                reason = self.directory.handle(BUFFER).ask(
+                    Degraded(), timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
+            if reason:
+                components[BUFFER]["status"] = "degraded"
+                components[BUFFER]["reason"] = reason
+                ok = False
         for name in source_names(self.config):
             entry = components.get(name)
             if entry is None or entry["status"] != "running":

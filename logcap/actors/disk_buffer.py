@@ -145,7 +145,10 @@ class DiskBuffer(LogcapActor):
             self.store.sync()
         except OSError as exc:
             log.error("disk buffer: final fsync failed: %s", exc)
-        self.store.close()
+        try:
+            self.store.close()
+        except OSError as exc:  # e.g. ENOSPC writing the cursors: resent after restart
+            log.error("disk buffer: closing failed: %s", exc)
 
     # -- messages --------------------------------------------------------------------------
 
@@ -242,7 +245,7 @@ class DiskBuffer(LogcapActor):
             try:
                 self.store.persist_cursors()
             except OSError as exc:
-                log.error("disk buffer: writing cursors failed: %s", exc)
+                log.debug("disk buffer: writing cursors failed: %s (retried)", exc)
         still = []
         for seq, shard, batch_id in self._waiting:
             if seq <= durable:
@@ -309,9 +312,14 @@ class DiskBuffer(LogcapActor):
     def _maintain(self) -> None:
         try:
             self.store.persist_cursors()
+        except OSError as exc:
+            log.error("disk buffer: writing cursors failed: %s", exc)
+        try:
+            # Runs even when the cursors could not be written: freeing acknowledged segments is
+            # the way out of a full disk (see SegmentStore.collect).
             self.store.collect()
         except OSError as exc:
-            log.error("disk buffer: maintenance failed: %s", exc)
+            log.error("disk buffer: releasing segments failed: %s", exc)
         stats = self.store.stats()
         BUFFER_BYTES.set(stats["bytes"])
         for reason, counts in stats["dropped"].items():
