@@ -90,8 +90,12 @@ class Probe:
         return 100 * cpu / wall, self.peak_rss / 2**20
 
 
+DISK_BUFFER: dict[str, Any] = {"enabled": False}
+
+
 def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
     (tmp / "logs").mkdir(exist_ok=True)
+    buffer = {**DISK_BUFFER, "directory": str(tmp / "buffer")}
     return make_config(
         tmp, [str(tmp / "logs" / "*.log")],
         sinks={"file": {"enabled": False},
@@ -99,6 +103,7 @@ def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
         dispatcher={"batch_size": 1000, "batch_timeout": "50ms"},
         positions={"flush_interval": "1s"},
         logging={"level": "warning"},
+        disk_buffer=buffer,
     )
 
 
@@ -124,7 +129,8 @@ def throughput(lines: int, line_bytes: int, encoding: str) -> None:
         proc.stop()
     receiver.stop()
     rate = receiver.count / elapsed
-    print(f"throughput [{encoding}]: {receiver.count:,} lines of {line_bytes} B in {elapsed:.2f}s"
+    mode = f"{encoding}{', disk buffer' if DISK_BUFFER['enabled'] else ''}"
+    print(f"throughput [{mode}]: {receiver.count:,} lines of {line_bytes} B in {elapsed:.2f}s"
           f" = {rate:,.0f} lines/s ({rate * line_bytes / 2**20:.1f} MiB/s)"
           f"  logcap CPU {cpu:.0f}% of a core, peak RSS {rss:.0f} MiB"
           f"  (target >= 50,000 lines/s: {rate / 50_000:.2f}x)")
@@ -163,7 +169,8 @@ def latency(rate: float, seconds: float, line_bytes: int, encoding: str) -> None
     lat = sorted(receiver.latencies_ms)
     p50 = statistics.median(lat)
     p99 = lat[int(len(lat) * 0.99) - 1]
-    print(f"latency [{encoding}] at {rate:,.0f} lines/s for {seconds:.0f}s: "
+    mode = f"{encoding}{', disk buffer' if DISK_BUFFER['enabled'] else ''}"
+    print(f"latency [{mode}] at {rate:,.0f} lines/s for {seconds:.0f}s: "
           f"{len(lat):,} lines, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms"
           f"  logcap CPU {cpu:.0f}% of a core, peak RSS {rss:.0f} MiB"
           f"  (target p99 <= 150 ms)")
@@ -177,7 +184,10 @@ def main() -> None:
     parser.add_argument("--line-bytes", type=int, default=200)
     parser.add_argument("--encoding", default="protobuf", choices=["protobuf", "json"])
     parser.add_argument("--only", choices=["throughput", "latency"])
+    parser.add_argument("--disk-buffer", action="store_true",
+                        help="with the disk buffer on (fsync every 200ms)")
     args = parser.parse_args()
+    DISK_BUFFER["enabled"] = args.disk_buffer
     if args.only != "latency":
         throughput(args.lines, args.line_bytes, args.encoding)
     if args.only != "throughput":

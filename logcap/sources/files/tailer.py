@@ -84,7 +84,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_INFLIGHT_BATCHES = 8
+DEFAULT_MAX_INFLIGHT_BATCHES = 32
+"""Unacknowledged reads per file: must cover rate x (batch_timeout + fsync_interval)."""
 DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_BYTES = 1024 * 1024
 DEFAULT_DRAIN_GRACE_S = 2.0
