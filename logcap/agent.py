@@ -20,8 +20,9 @@ from pykka import ActorDeadError, ActorRef
 
 from logcap.actors.base import ChildExited, ExitLink, Ping
 from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
+from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.directory import Directory
-from logcap.actors.disk_buffer import Degraded
+from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.file_monitor import SourceStatus
 from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
 from logcap.actors.supervisor import Supervisor
@@ -31,6 +32,7 @@ from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.tree import (
     BUFFER,
+    DLQ,
     POSITIONS,
     ROOT,
     build_root_children,
@@ -186,8 +188,19 @@ class Agent:
         return ok, components
 
     def stats(self) -> dict[str, Any]:
-        rows = self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
-        return {"uptime_s": round(time.time() - self.started_at, 3), "actors": rows}
+        """Per actor rows; with the disk buffer, its counters and each sink's pending batches
+        (stored and not yet acknowledged: the persisted in-flight batches)."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 3),
+                               "actors": rows}
+        if self.config.disk_buffer.enabled:
+            try:
+                out["disk_buffer"] = self.directory.handle(BUFFER).ask(
+                    BufferStats(), timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
+        return out
 
     def effective_config(self) -> dict[str, Any]:
         return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
@@ -202,6 +215,21 @@ class Agent:
         except (pykka.Timeout, DeliveryRefused) as exc:
             raise BackendTimeout(f"positions keeper: {exc}") from exc
         return dict(snap)
+
+    def _ask_dlq(self, message: Any) -> Any:
+        if not self.config.dispatcher.dlq_enabled:
+            raise BackendTimeout("the DLQ is disabled (dispatcher.dlq_enabled: false)")
+        try:
+            return self.directory.handle(DLQ).ask(message, timeout=ADMIN_ASK_TIMEOUT_S)
+        except (pykka.Timeout, DeliveryRefused) as exc:
+            raise BackendTimeout(f"{DLQ} did not answer in time") from exc
+
+    def dlq_stats(self) -> dict[str, Any]:
+        return dict(self._ask_dlq(DlqStats()))
+
+    def dlq_reprocess(self, filters: dict[str, Any]) -> dict[str, Any]:
+        """Queue matching entries for re-sending; idempotent (the DLQ's claim ledger)."""
+        return dict(self._ask_dlq(Reprocess.from_filters(filters)))
 
     def _inbox_snapshot(self) -> list[tuple[str, int, int, int]]:
         out = []

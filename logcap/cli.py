@@ -1,4 +1,5 @@
-"""The ``logcap`` command: ``run``, ``check-config``, ``version``.
+"""The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
+reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.dlq_cli`).
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from logcap import __version__
+from logcap import __version__, dlq_cli
 from logcap.config import Config, ConfigError, load_config, resolve_config_path, summary
 
 __all__ = ["main"]
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", help="config file")
     sub.add_parser("version", help="print the version")
+    dlq_cli.add_subcommands(sub)
     return parser
 
 
@@ -88,6 +90,8 @@ def preflight(config: Config) -> None:
         _check_dir(config.positions.directory, "positions.directory")
     if config.sinks.file.enabled:
         _check_dir(config.sinks.file.directory, "sinks.file.directory")
+    if config.dispatcher.dlq_enabled:
+        _check_dir(config.dlq.directory, "dlq.directory")
     if config.disk_buffer.enabled:
         _check_dir(config.disk_buffer.directory, "disk_buffer.directory")
         from logcap.state.buffer.crypto import KeyLoadError
@@ -143,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"logcap {__version__}")
         return EXIT_OK
+    if args.command in dlq_cli.COMMANDS:
+        return dlq_cli.run(args)
     try:
         config, path = _load(args.config)
         if args.command == "check-config":

@@ -176,3 +176,19 @@ BUFFER_RECOVERED = Counter(
     "Problems repaired when the disk buffer opened (torn tails, rebuilt ledgers, corrupt records).",
     registry=REGISTRY,
 )
+
+# -- dead-letter queue -------------------------------------------------------------------------
+DLQ_ENTRIES = Counter("logcap_dlq_entries_total", "Entries stored in the DLQ, by sink and reason.",
+                      ["sink", "reason"], registry=REGISTRY)
+DLQ_LINES = Counter("logcap_dlq_lines_total", "Lines stored in the DLQ, by sink and reason.",
+                    ["sink", "reason"], registry=REGISTRY)
+DLQ_DROPPED_LINES = Counter(
+    "logcap_dlq_dropped_lines_total",
+    "Lines removed from the DLQ by retention, or never stored, by reason.",
+    ["reason"], registry=REGISTRY)
+DLQ_DROP_REASONS = ("age", "size", "write_error")
+DLQ_REPROCESSED = Counter(
+    "logcap_dlq_reprocessed_entries_total",
+    "Entries re-sent from the DLQ, by sink and outcome.", ["sink", "outcome"], registry=REGISTRY)
+DLQ_REPROCESS_OUTCOMES = ("delivered", "rejected", "abandoned", "gone")
+DLQ_SIZE = Gauge("logcap_dlq_size_bytes", "Bytes of DLQ files on disk.", registry=REGISTRY)

@@ -2,7 +2,7 @@
 
 ```
 root                  rest_for_one
-├── state             one_for_all:  positions, buffer (disk_buffer.enabled)
+├── state             one_for_all:  positions, buffer (disk_buffer.enabled), dlq
 ├── sinks             one_for_one:  file, loki (those enabled)
 ├── dispatchers       one_for_one:  shard-0 .. shard-N-1
 ├── sources           one_for_one:  one FileMonitor per sources.files[] entry
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pykka import ActorRef
 
 from logcap.actors.childspec import ChildSpec, StartContext, Strategy, SupFlags
+from logcap.actors.dead_letters import DeadLetterQueue
 from logcap.actors.directory import Directory, Handle
 from logcap.actors.disk_buffer import BUFFER_SINK, DEFAULT_RESUME_WINDOW_S, DiskBuffer
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
@@ -34,6 +35,7 @@ from logcap.sinks.file import FileSink
 from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings
 from logcap.state.buffer.segments import SegmentStore
+from logcap.state.dlq import DeadLetterStore
 
 if TYPE_CHECKING:
     from logcap.api.app import AdminBackend
@@ -44,6 +46,7 @@ __all__ = ["POSITIONS", "ROOT", "build_root_children", "root_flags", "shard_name
 ROOT = "root"
 POSITIONS = "root/state/positions"
 BUFFER = "root/state/buffer"
+DLQ = "root/state/dlq"
 
 
 def root_flags(config: Config, strategy: Strategy) -> SupFlags:
@@ -101,7 +104,9 @@ def _handles(directory: Directory, names: list[str]) -> Callable[[], list[Handle
 
 def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     upstream = shard_names(config) + ([BUFFER] if config.disk_buffer.enabled else [])
+    upstream += [DLQ] if config.dispatcher.dlq_enabled else []
     shards = _handles(directory, upstream)
+    dlq = directory.handle(DLQ) if config.dispatcher.dlq_enabled else None
     capacity = config.dispatcher.queue_size
     specs = []
     if config.sinks.file.enabled:
@@ -110,7 +115,7 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
         def start_file(ctx: StartContext) -> ActorRef[Any]:
             return SinkActor.start(
                 "file", lambda: FileSink(fc.directory, fc.format, fc.max_file_size, fc.max_files),
-                shards, link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+                shards, dlq, link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
 
         specs.append(_worker("file", config, start_file))
     if config.sinks.loki.enabled:
@@ -119,7 +124,7 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
         lc = config.sinks.loki
 
         def start_loki(ctx: StartContext) -> ActorRef[Any]:
-            return SinkActor.start("loki", lambda: LokiService(lc), shards,
+            return SinkActor.start("loki", lambda: LokiService(lc), shards, dlq,
                                    link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
 
         # A push may legitimately take the request timeout, times a 413 split or two.
@@ -195,6 +200,21 @@ def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
     return _worker("buffer", config, start)
 
 
+def _dlq_spec(config: Config, directory: Directory) -> ChildSpec:
+    sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
+    dc = config.dlq
+    d = config.dispatcher
+
+    def start(ctx: StartContext) -> ActorRef[Any]:
+        store = DeadLetterStore(dc.directory, dc.max_total_size, dc.retention_period)
+        return DeadLetterQueue.start(store, sinks, ctx.scheduler,
+                                     retry_base_delay_s=d.retry_base_delay,
+                                     retry_max_delay_s=d.retry_max_delay,
+                                     link=ctx.link, name=ctx.name)
+
+    return _worker("dlq", config, start)
+
+
 def build_root_children(config: Config, directory: Directory,
                         backend: AdminBackend) -> list[ChildSpec]:
     """The root's children, in start order (stop runs in reverse)."""
@@ -208,6 +228,8 @@ def build_root_children(config: Config, directory: Directory,
         state.append(_worker("positions", config, start_positions))
     if config.disk_buffer.enabled:
         state.append(_buffer_spec(config, directory))
+    if config.dispatcher.dlq_enabled:
+        state.append(_dlq_spec(config, directory))
 
     server = config.server
 

@@ -6,6 +6,7 @@ as a :class:`~logcap.messages.SinkResult` (control lane, always accepted). Metri
 once per batch. On start it tells every shard :class:`~logcap.actors.shard.SinkStarted`, so
 batches lost with a crashed predecessor are resent to this sink (and only to it). On stop the
 backend is closed. A backend exception crashes the actor; the supervisor restarts it.
+A batch rejected for good goes to the DLQ (when enabled) before its verdict is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
 from logcap.messages import Deliver, Outcome, SinkResult
 from logcap.metrics import SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
-from logcap.sinks.base import SinkBackend
+from logcap.sinks.base import SinkBackend, Verdict
+from logcap.state.dlq import DeadLetter
 
 __all__ = ["SinkActor"]
 
@@ -37,9 +39,11 @@ class SinkActor(LogcapActor):
         sink_name: str,
         make_backend: Callable[[], SinkBackend],
         shards: Callable[[], list[Handle]],
+        dlq: Handle | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.dlq = dlq
         self.sink_name = sink_name
         self.make_backend = make_backend
         self.shards = shards
@@ -66,6 +70,7 @@ class SinkActor(LogcapActor):
         if verdict.outcome is Outcome.REJECTED:
             log.error("%s rejected batch %d (%d lines) for good: %s %s", self.sink_name,
                       message.batch_id, message.lines, verdict.reason, verdict.detail[:300])
+            self._dead_letter(message, verdict)
         result = SinkResult(message.batch_id, self.sink_name, verdict.outcome, verdict.reason,
                             verdict.retry_after_s, verdict.detail)
         shard = next((s for s in self.shards() if s.name == message.shard), None)
@@ -76,6 +81,21 @@ class SinkActor(LogcapActor):
                 log.debug("%s: shard %s gone; it re-reads the batch", self.sink_name,
                           message.shard)
         return None
+
+    def _dead_letter(self, message: Deliver, verdict: Verdict) -> None:
+        """Hand a rejected batch to the DLQ (not one the DLQ itself is re-sending: it keeps
+        that entry). Sent before the verdict, so it is stored before the source moves on."""
+        if self.dlq is None or message.shard == self.dlq.name:
+            return
+        now = time.time()
+        entry = DeadLetter.from_parts(self.sink_name, verdict.reason, None, message.attempt,
+                                      now, now, verdict.detail, message.parts)
+        try:
+            self.dlq.tell(entry)
+        except DeliveryRefused:
+            log.error("%s: the DLQ is unavailable; %d rejected lines are only counted",
+                      self.sink_name, message.lines)
+            SINK_LINES.labels(self.sink_name, "dropped").inc(message.lines)
 
     def handle_stop(self) -> None:
         if self.backend is not None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
+from logcap.api.dlq_routes import register_dlq_routes
 from logcap.metrics import exposition
 
 __all__ = ["AdminBackend", "BackendTimeout", "create_app", "create_metrics_app"]
@@ -37,6 +38,10 @@ class AdminBackend(Protocol):
     def effective_config(self) -> dict[str, Any]: ...
 
     def positions(self) -> dict[str, Any]: ...
+
+    def dlq_stats(self) -> dict[str, Any]: ...
+
+    def dlq_reprocess(self, filters: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def _metrics_response() -> Response:
@@ -93,6 +98,7 @@ def create_app(backend: AdminBackend) -> Flask:
         return bounded(lambda: jsonify(backend.positions()))
 
     app.add_url_rule("/metrics", "metrics", _metrics_response)
+    register_dlq_routes(app, backend, authorized)
 
     @app.errorhandler(404)
     def not_found(_: Any) -> Any:

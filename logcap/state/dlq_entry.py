@@ -1,0 +1,173 @@
+"""One dead-letter entry: :class:`DeadLetter`, its JSON document and its record payload.
+
+A DLQ entry is a batch one sink rejected for good, with why and when, and every line with its
+own timestamp, so a resend keeps the original timestamps (Loki's exact-duplicate check then
+absorbs a batch sent twice). Its document (version 1; also in ``docs/DLQ.md``)::
+
+    {"version": 1, "id": "<uuid4 hex>", "sink": "loki", "reason": "bad_request",
+     "status_code": 400, "attempts": 1, "first_failure": 1700000000.5,
+     "last_failure": 1700000000.5, "detail": "<the sink's message>",
+     "streams": [{"labels": [["job", "mysql"]], "source": "mysql", "stream": "/var/log/x",
+                  "lines": [["1700000000000000000", "a line"], ...]}]}
+
+``status_code`` is an integer or null; times are unix seconds (floats); line timestamps are
+nanoseconds written as decimal strings, as in Loki's JSON push API (a reader also accepts
+integers). Non-UTF-8 input that logcap kept as lone surrogates is written as ``\\udcXX``
+escapes (the document is then pure ASCII). A record payload (:func:`encode_payload`) is one
+zstd frame, content checksum on, of the document in UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from logcap.messages import Entries, Labels, ReadToken
+
+__all__ = ["COMPRESSION_LEVEL", "FORMAT_VERSION", "DeadLetter", "DeadStream", "decode_payload",
+           "encode_payload", "is_entry_id"]
+
+FORMAT_VERSION = 1
+COMPRESSION_LEVEL = 3
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_entry_id(text: str) -> bool:
+    """True for a well-formed entry id (32 lowercase hex digits)."""
+    return bool(_ID.match(text))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadStream:
+    """The lines of one stream in an entry, each with its own timestamp (ns)."""
+
+    labels: Labels
+    source: str
+    stream: str
+    lines: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One DLQ entry (also the message a shard tells the DeadLetterQueue actor)."""
+
+    id: str
+    sink: str
+    reason: str
+    status_code: int | None
+    attempts: int
+    first_failure: float
+    last_failure: float
+    detail: str
+    streams: tuple[DeadStream, ...]
+
+    @property
+    def line_count(self) -> int:
+        return sum(len(stream.lines) for stream in self.streams)
+
+    @classmethod
+    def from_parts(cls, sink: str, reason: str, status_code: int | None, attempts: int,
+                   first_failure: float, last_failure: float, detail: str,
+                   parts: tuple[Entries, ...]) -> DeadLetter:
+        """An entry with a new id for a batch; line ``i`` of a part keeps ``ts_ns + i``."""
+        streams: list[DeadStream] = []
+        for part in parts:
+            lines = tuple((part.ts_ns + i, line) for i, line in enumerate(part.lines))
+            last = streams[-1] if streams else None
+            if last and (last.labels, last.source, last.stream) == (
+                    part.labels, part.source, part.stream):
+                streams[-1] = DeadStream(last.labels, last.source, last.stream,
+                                         last.lines + lines)
+            else:
+                streams.append(DeadStream(part.labels, part.source, part.stream, lines))
+        return cls(uuid.uuid4().hex, sink, reason, status_code, attempts, first_failure,
+                   last_failure, detail, tuple(streams))
+
+    def to_parts(self) -> tuple[Entries, ...]:
+        """Entries for a resend: one per run of consecutive timestamps, so that line ``i`` of
+        each has ``ts_ns + i`` and every line keeps its original timestamp."""
+        parts = []
+        for s in self.streams:
+            start = 0
+            for i in range(1, len(s.lines) + 1):
+                if i == len(s.lines) or s.lines[i][0] != s.lines[i - 1][0] + 1:
+                    run = [line for _, line in s.lines[start:i]]
+                    token = ReadToken(s.source, f"dlq/{self.id}", start, i, 0)
+                    parts.append(Entries(s.source, s.stream, s.labels, run, s.lines[start][0],
+                                         token, sum(len(line) for line in run)))
+                    start = i
+        return tuple(parts)
+
+    def document(self) -> dict[str, Any]:
+        """The entry's JSON document (module docstring)."""
+        return {"version": FORMAT_VERSION, "id": self.id, "sink": self.sink,
+                "reason": self.reason, "status_code": self.status_code,
+                "attempts": self.attempts, "first_failure": self.first_failure,
+                "last_failure": self.last_failure, "detail": self.detail,
+                "streams": [{"labels": [list(pair) for pair in s.labels], "source": s.source,
+                             "stream": s.stream,
+                             "lines": [[str(ts), line] for ts, line in s.lines]}
+                            for s in self.streams]}
+
+    @classmethod
+    def from_document(cls, doc: Any) -> DeadLetter:
+        """Inverse of :meth:`document`; raises ValueError naming what is wrong."""
+        if _need(doc, "version", int) != FORMAT_VERSION:
+            raise ValueError(f"unknown entry version {doc['version']}")
+        status = doc.get("status_code")
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+            raise ValueError("field 'status_code' is neither an integer nor null")
+        streams = []
+        for s in _need(doc, "streams", list):
+            labels = tuple((_text(k), _text(v)) for k, v in map(_pair, _need(s, "labels", list)))
+            lines = tuple((int(_text(ts) if isinstance(ts, str) else _need({"ts": ts}, "ts", int)),
+                           _text(line)) for ts, line in map(_pair, _need(s, "lines", list)))
+            streams.append(DeadStream(labels, _need(s, "source", str), _need(s, "stream", str),
+                                      lines))
+        return cls(_need(doc, "id", str), _need(doc, "sink", str), _need(doc, "reason", str),
+                   status, _need(doc, "attempts", int),
+                   float(_need(doc, "first_failure", (int, float))),
+                   float(_need(doc, "last_failure", (int, float))), _need(doc, "detail", str),
+                   tuple(streams))
+
+
+def _need(obj: Any, key: str, kind: type | tuple[type, ...]) -> Any:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"field {key!r} is missing or of the wrong type")
+    return value
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"expected a pair, got {str(value)[:40]}")
+    return value[0], value[1]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {str(value)[:40]}")
+    return value
+
+
+def encode_payload(entry: DeadLetter, compressor: zstandard.ZstdCompressor) -> bytes:
+    """The record payload of ``entry``: its document, UTF-8, in one zstd frame."""
+    try:
+        text = json.dumps(entry.document(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: ASCII JSON keeps them as \udcXX escapes
+        text = json.dumps(entry.document()).encode("ascii")
+    return compressor.compress(text)
+
+
+def decode_payload(payload: bytes) -> DeadLetter:
+    """Inverse of :func:`encode_payload`; raises ValueError for anything malformed."""
+    try:
+        text = zstandard.ZstdDecompressor().decompress(payload)
+        return DeadLetter.from_document(json.loads(text))
+    except (zstandard.ZstdError, UnicodeDecodeError, KeyError, AttributeError, TypeError) as exc:
+        raise ValueError(str(exc)) from exc
