@@ -140,6 +140,9 @@ class ContainersConfig(Section):
     pipeline: str | None = optional_text(check=check_name)
 
     def problems(self) -> Iterator[Problem]:
+        if self.enabled:
+            yield Problem("enabled", "container sources are not implemented in this version "
+                          "(set enabled: false)", ("enabled",))
         if self.enabled and not self.socket:
             yield Problem("socket", "required when containers are enabled", ("enabled", "socket"))
 

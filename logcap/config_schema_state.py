@@ -147,6 +147,10 @@ class BatchPersistenceConfig(Section):
     batch_ttl: float = duration(DEFAULT_BATCH_TTL_S)
 
     def problems(self) -> Iterator[Problem]:
+        if self.enabled:
+            yield Problem("enabled", "not implemented as a separate store: enable disk_buffer, "
+                          "whose records and per-sink cursors persist in-flight batches",
+                          ("enabled",))
         if self.batch_ttl < self.batch_timeout:
             yield Problem(
                 "batch_ttl",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from logcap.cli import main
@@ -79,3 +80,16 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     proc.proc.send_signal(signal.SIGINT)
     code = proc.proc.wait(30)
     assert code in (0, 128 + signal.SIGINT)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("sources:\n  containers:\n    enabled: true\n", "sources.containers.enabled"),
+    ("batch_persistence:\n  enabled: true\n", "batch_persistence.enabled"),
+])
+def test_enabling_a_feature_this_version_lacks_is_refused_by_name(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(text)
+    result = run_cli("check-config", "-c", str(bad))
+    assert result.returncode == 2 and key in result.stderr and "not implemented" in result.stderr
