@@ -54,16 +54,28 @@ import itertools
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
-from logcap.messages import Entries, Labels, ReadToken
+from logcap.messages import Entries, ReadToken
 from logcap.sources.files.discovery import scan
+from logcap.sources.files.generation import (
+    DEFAULT_DRAIN_GRACE_S,
+    DEFAULT_MAX_INFLIGHT_BATCHES,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_READ_BYTES,
+    OPEN_FLAGS,
+    Buffered,
+    Generation,
+    PollResult,
+    Read,
+    TailerSettings,
+    covered_from,
+    file_of,
+    generation_of,
+)
 from logcap.sources.files.identity import (
     FileIdentity,
     fingerprint_matches,
-    hash_prefix,
     identity_of,
     needs_refresh,
 )
@@ -80,109 +92,12 @@ __all__ = [
     "PollResult",
     "SourceTailer",
     "TailerSettings",
+    "covered_from",
+    "file_of",
+    "generation_of",
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_INFLIGHT_BATCHES = 32
-"""Unacknowledged reads per file: must cover rate x (batch_timeout + fsync_interval)."""
-DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
-DEFAULT_READ_BYTES = 1024 * 1024
-DEFAULT_DRAIN_GRACE_S = 2.0
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
-
-
-@dataclass(frozen=True, slots=True)
-class TailerSettings:
-    source: str
-    include: tuple[str, ...]
-    exclude: tuple[str, ...] = ()
-    labels: Labels = ()
-    start_at: str = "end"
-    max_line_bytes: int = 256 * 1024
-    batch_lines: int = 1000
-    read_bytes: int = DEFAULT_READ_BYTES
-    max_inflight_batches: int = DEFAULT_MAX_INFLIGHT_BATCHES
-    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
-    drain_grace_s: float = DEFAULT_DRAIN_GRACE_S
-
-
-@dataclass(slots=True)
-class _Read:
-    token: ReadToken
-    acked: bool = False
-
-
-@dataclass(slots=True)
-class Generation:
-    """One file content followed through one descriptor; see the module docstring."""
-
-    gen_id: str
-    path: str
-    fd: int
-    identity: FileIdentity
-    reader: LineReader
-    committed: int
-    epoch: int = 0
-    retired: bool = False
-    finished: bool = False  # final read done: nothing more will be read
-    exhausted: bool = False  # retired and nothing left to read at all (cut in place)
-    idle_since: float | None = None
-    inflight: deque[_Read] = field(default_factory=deque)
-    inflight_bytes: int = 0
-    size: int = 0
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.identity.dev, self.identity.ino)
-
-    def position(self, now: float) -> FilePosition:
-        prefix = hash_prefix(self.fd, self.committed) if self.committed else ""
-        return FilePosition.of(self.path, self.identity, self.committed, prefix,
-                               max(self.size, self.committed), now)
-
-
-@dataclass(slots=True)
-class PollResult:
-    entries: list[Entries] = field(default_factory=list)
-    more: bool = False  # a read stopped before end of file: poll again soon
-    truncated_lines: int = 0
-    bytes: int = 0
-    lines: int = 0
-    rotations: list[str] = field(default_factory=list)
-    forget: list[tuple[int, int]] = field(default_factory=list)
-
-
-def generation_of(token: ReadToken) -> str:
-    """The generation id in a token's ``file_key`` (``<gen>|<dev>:<ino>|<fingerprint>``)."""
-    return token.file_key.split("|", 1)[0]
-
-
-def file_of(token: ReadToken) -> tuple[int, int, str] | None:
-    """The ``(dev, ino, fingerprint)`` a token was read from (None for a foreign key)."""
-    parts = token.file_key.split("|", 2)
-    if len(parts) != 3 or ":" not in parts[1]:
-        return None
-    dev, _, ino = parts[1].partition(":")
-    try:
-        return int(dev), int(ino), parts[2]
-    except ValueError:
-        return None
-
-
-def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:
-    """How far byte ranges ``spans`` cover contiguously from ``offset`` (a gap stops it)."""
-    cursor = offset
-    for start, end in sorted(spans):
-        if start > cursor:
-            break
-        cursor = max(cursor, end)
-    return cursor
-
-
-Buffered = dict[tuple[int, int, str], list[tuple[int, int]]]
-"""Byte ranges durably in the disk buffer, by file ``(dev, ino, fingerprint at read time)``."""
-
 
 class SourceTailer:
     def __init__(
@@ -239,7 +154,7 @@ class SourceTailer:
 
     def _discover(self, path: str, size: int) -> None:
         stored = self._stored.pop(path, [])
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS)
         try:
             identity = identity_of(fd)
         except OSError:
@@ -312,7 +227,7 @@ class SourceTailer:
         self.current[path] = self._new_gen(path, fd, identity, offset)
 
     def _retire_at(self, path: str, pos: FilePosition) -> None:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS)
         gen = self._new_gen(pos.path, fd, identity_of(fd), pos.offset)
         gen.retired = True
         gen.idle_since = self.clock()
@@ -333,7 +248,7 @@ class SourceTailer:
                 self._retire(gen, "rename")
                 del self.current[path]
                 try:
-                    fd = os.open(path, _OPEN_FLAGS)
+                    fd = os.open(path, OPEN_FLAGS)
                     self._add_current(path, fd, identity_of(fd), 0)
                 except OSError:
                     pass  # picked up by the next rescan
@@ -368,7 +283,7 @@ class SourceTailer:
             self._replace_in_place(path, gen, fallback)
             return
         try:
-            copy_fd = os.open(copy, _OPEN_FLAGS)
+            copy_fd = os.open(copy, OPEN_FLAGS)
         except OSError:
             self._replace_in_place(path, gen, fallback)
             return
@@ -388,7 +303,7 @@ class SourceTailer:
 
     def _replace_in_place(self, path: str, gen: Generation, kind: str) -> None:
         """Same inode, new content: the old generation keeps only its in-flight reads."""
-        fresh_fd = os.open(path, _OPEN_FLAGS)
+        fresh_fd = os.open(path, OPEN_FLAGS)
         gen.exhausted = True
         gen.finished = True
         self._retire(gen, kind)
@@ -440,7 +355,7 @@ class SourceTailer:
         token = ReadToken(self.settings.source, key, result.start_offset, result.end_offset,
                           gen.epoch)
         size = result.end_offset - result.start_offset
-        gen.inflight.append(_Read(token))
+        gen.inflight.append(Read(token))
         gen.inflight_bytes += size
         self.inflight_bytes += size
         labels = (*self.settings.labels, ("filename", gen.path))

@@ -1,0 +1,135 @@
+"""The pieces of a source tailer's state: settings, file generations, reads and read tokens.
+
+A :class:`Generation` is one file content followed through one descriptor (see
+:mod:`logcap.sources.files.tailer`). A read token's ``file_key`` is
+``<generation id>|<dev>:<ino>|<fingerprint at read time>``: the tailer finds the generation by
+its id, and the disk buffer, which stores tokens, knows which file content a range came from
+(:func:`file_of`), so start-up can resume past bytes already buffered (:func:`covered_from`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from logcap.messages import Entries, Labels, ReadToken
+from logcap.sources.files.identity import FileIdentity, hash_prefix
+from logcap.sources.files.reader import LineReader
+from logcap.state.positions import FilePosition
+
+__all__ = [
+    "DEFAULT_DRAIN_GRACE_S",
+    "DEFAULT_MAX_INFLIGHT_BATCHES",
+    "DEFAULT_MAX_INFLIGHT_BYTES",
+    "DEFAULT_READ_BYTES",
+    "OPEN_FLAGS",
+    "Buffered",
+    "Generation",
+    "PollResult",
+    "Read",
+    "TailerSettings",
+    "covered_from",
+    "file_of",
+    "generation_of",
+]
+
+DEFAULT_MAX_INFLIGHT_BATCHES = 32
+"""Unacknowledged reads per file: must cover rate x (batch_timeout + fsync_interval)."""
+DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+DEFAULT_READ_BYTES = 1024 * 1024
+DEFAULT_DRAIN_GRACE_S = 2.0
+OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TailerSettings:
+    source: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    labels: Labels = ()
+    start_at: str = "end"
+    max_line_bytes: int = 256 * 1024
+    batch_lines: int = 1000
+    read_bytes: int = DEFAULT_READ_BYTES
+    max_inflight_batches: int = DEFAULT_MAX_INFLIGHT_BATCHES
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    drain_grace_s: float = DEFAULT_DRAIN_GRACE_S
+
+
+@dataclass(slots=True)
+class Read:
+    token: ReadToken
+    acked: bool = False
+
+
+@dataclass(slots=True)
+class Generation:
+    """One file content followed through one descriptor; see the module docstring."""
+
+    gen_id: str
+    path: str
+    fd: int
+    identity: FileIdentity
+    reader: LineReader
+    committed: int
+    epoch: int = 0
+    retired: bool = False
+    finished: bool = False  # final read done: nothing more will be read
+    exhausted: bool = False  # retired and nothing left to read at all (cut in place)
+    idle_since: float | None = None
+    inflight: deque[Read] = field(default_factory=deque)
+    inflight_bytes: int = 0
+    size: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.identity.dev, self.identity.ino)
+
+    def position(self, now: float) -> FilePosition:
+        prefix = hash_prefix(self.fd, self.committed) if self.committed else ""
+        return FilePosition.of(self.path, self.identity, self.committed, prefix,
+                               max(self.size, self.committed), now)
+
+
+@dataclass(slots=True)
+class PollResult:
+    entries: list[Entries] = field(default_factory=list)
+    more: bool = False  # a read stopped before end of file: poll again soon
+    truncated_lines: int = 0
+    bytes: int = 0
+    lines: int = 0
+    rotations: list[str] = field(default_factory=list)
+    forget: list[tuple[int, int]] = field(default_factory=list)
+
+
+def generation_of(token: ReadToken) -> str:
+    """The generation id in a token's ``file_key`` (``<gen>|<dev>:<ino>|<fingerprint>``)."""
+    return token.file_key.split("|", 1)[0]
+
+
+def file_of(token: ReadToken) -> tuple[int, int, str] | None:
+    """The ``(dev, ino, fingerprint)`` a token was read from (None for a foreign key)."""
+    parts = token.file_key.split("|", 2)
+    if len(parts) != 3 or ":" not in parts[1]:
+        return None
+    dev, _, ino = parts[1].partition(":")
+    try:
+        return int(dev), int(ino), parts[2]
+    except ValueError:
+        return None
+
+
+def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:
+    """How far byte ranges ``spans`` cover contiguously from ``offset`` (a gap stops it)."""
+    cursor = offset
+    for start, end in sorted(spans):
+        if start > cursor:
+            break
+        cursor = max(cursor, end)
+    return cursor
+
+
+Buffered = dict[tuple[int, int, str], list[tuple[int, int]]]
+"""Byte ranges durably in the disk buffer, by file ``(dev, ino, fingerprint at read time)``."""
