@@ -95,12 +95,21 @@ def preflight(config: Config) -> None:
     if config.disk_buffer.enabled:
         _check_dir(config.disk_buffer.directory, "disk_buffer.directory")
         from logcap.state.buffer.crypto import KeyLoadError
+        from logcap.state.buffer.recovery import BufferDirectoryError
         from logcap.tree import make_segment_store
 
         try:
-            make_segment_store(config)
+            store = make_segment_store(config)
         except KeyLoadError as exc:
             raise BadInput(f"disk_buffer.encryption: {exc}") from exc
+        try:  # recovers the buffer once, and finds records the configured key cannot read
+            report = store.open()
+        except BufferDirectoryError as exc:
+            raise BadInput(f"disk_buffer.directory: {exc}") from exc
+        finally:
+            store.close()
+        if report.key_problems:
+            raise BadInput("disk_buffer.encryption: " + "; ".join(report.key_problems))
 
 
 def _run(config: Config, path: str) -> int:

@@ -93,3 +93,32 @@ def test_enabling_a_feature_this_version_lacks_is_refused_by_name(
     bad.write_text(text)
     result = run_cli("check-config", "-c", str(bad))
     assert result.returncode == 2 and key in result.stderr and "not implemented" in result.stderr
+
+
+def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: Path) -> None:
+    import base64
+    import os
+
+    from logcap.config import load_config
+    from logcap.messages import Entries, ReadToken
+    from logcap.tree import make_segment_store
+
+    key_a = tmp_path / "a.key"
+    key_a.write_text(base64.b64encode(os.urandom(32)).decode())
+    key_b = tmp_path / "b.key"
+    key_b.write_text(base64.b64encode(os.urandom(32)).decode())
+
+    def config_with(key: Path) -> Path:
+        return make_config(tmp_path, [str(tmp_path / "*.log")], disk_buffer={
+            "enabled": True, "directory": str(tmp_path / "buffer"),
+            "encryption": {"enabled": True, "key_file": str(key)}})
+
+    store = make_segment_store(load_config(config_with(key_a), {}))
+    store.open()
+    store.append([Entries("app", "/x", (), ["a line"], 1, ReadToken("app", "g1", 0, 7, 0))])
+    store.sync()
+    store.close()
+    result = run_cli("run", "-c", str(config_with(key_b)))
+    assert result.returncode == 2
+    assert "disk_buffer.encryption" in result.stderr and ".seg" in result.stderr
+    assert "Traceback" not in result.stderr
