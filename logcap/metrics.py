@@ -192,3 +192,11 @@ DLQ_REPROCESSED = Counter(
     "Entries re-sent from the DLQ, by sink and outcome.", ["sink", "outcome"], registry=REGISTRY)
 DLQ_REPROCESS_OUTCOMES = ("delivered", "rejected", "abandoned", "gone")
 DLQ_SIZE = Gauge("logcap_dlq_size_bytes", "Bytes of DLQ files on disk.", registry=REGISTRY)
+
+# -- deduplication -----------------------------------------------------------------------------
+DEDUP_DROPPED = Counter(
+    "logcap_dedup_dropped_lines_total",
+    "Lines not sent again to a sink because it had already delivered their bytes.",
+    ["sink"],
+    registry=REGISTRY,
+)

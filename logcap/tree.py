@@ -31,6 +31,7 @@ from logcap.actors.sink import SinkActor
 from logcap.actors.supervisor import Supervisor
 from logcap.api.server import AdminServer
 from logcap.config import Config
+from logcap.dispatch.dedup import DeliveredRanges
 from logcap.sinks.file import FileSink
 from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings
@@ -107,6 +108,10 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     upstream += [DLQ] if config.dispatcher.dlq_enabled else []
     shards = _handles(directory, upstream)
     dlq = directory.handle(DLQ) if config.dispatcher.dlq_enabled else None
+    dd = config.deduplication
+
+    def dedup() -> DeliveredRanges | None:  # one memory per sink incarnation
+        return DeliveredRanges(dd.window, dd.max_entries) if dd.enabled else None
     capacity = config.dispatcher.queue_size
     specs = []
     if config.sinks.file.enabled:
@@ -115,7 +120,7 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
         def start_file(ctx: StartContext) -> ActorRef[Any]:
             return SinkActor.start(
                 "file", lambda: FileSink(fc.directory, fc.format, fc.max_file_size, fc.max_files),
-                shards, dlq, link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+                shards, dlq, dedup(), link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
 
         specs.append(_worker("file", config, start_file))
     if config.sinks.loki.enabled:
@@ -124,7 +129,7 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
         lc = config.sinks.loki
 
         def start_loki(ctx: StartContext) -> ActorRef[Any]:
-            return SinkActor.start("loki", lambda: LokiService(lc), shards, dlq,
+            return SinkActor.start("loki", lambda: LokiService(lc), shards, dlq, dedup(),
                                    link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
 
         # A push may legitimately take the request timeout, times a 413 split or two.

@@ -12,8 +12,9 @@ state is reported in ``/health`` (``Degraded`` ask).
 
 To the sinks the buffer is the shard: it reads each sink's next batches from that sink's own
 cursor (at most ``MAX_INFLIGHT_PER_SINK`` outstanding), sends them as ``Deliver`` and settles
-the seq on the sink's verdict; retries go to that sink only, with exponential backoff and full
-jitter (``Retry-After`` honoured). A sink that (re)starts (``SinkStarted``) gets its unanswered
+the seq on the sink's verdict; a retry holds that sink (only that sink) for the backoff delay
+(exponential, full jitter, ``Retry-After`` honoured) and then resends its failed batches oldest
+first, so a stream arrives in order. A sink that (re)starts (``SinkStarted``) gets its unanswered
 batches again. Rejected batches are settled (a DLQ, when there is one, has them).
 
 Messages: ``Deliver`` (data, from shards), ``SinkResult`` and ``SinkStarted`` (control, from
@@ -41,7 +42,7 @@ from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import BUFFER_BYTES, BUFFER_DROPPED, BUFFER_RECOVERED
 from logcap.sinks.loki.backoff import retry_delay
-from logcap.sources.files.tailer import file_of
+from logcap.sources.files.generation import file_of
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
 
@@ -88,9 +89,10 @@ class _Maintain:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resend:
+class _OpenGate:
+    """Timer: a sink's retry delay is over; resend its failed batches, oldest first."""
+
     sink: str
-    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class DiskBuffer(LogcapActor):
         self._sync_timer: TimerHandle | None = None
         self._inflight: dict[str, dict[int, tuple[list[Entries], int]]] = {s: {} for s in sinks}
         self._unsent: dict[str, deque[int]] = {s: deque() for s in sinks}
+        self._failed: dict[str, set[int]] = {}
+        self._gates: set[str] = set()
         self._degraded = ""
         self._feed_pending = False
         self._acked_since_persist = False
@@ -160,10 +164,11 @@ class DiskBuffer(LogcapActor):
             self._sync()
         elif isinstance(message, SinkResult):
             self._on_result(message)
-        elif isinstance(message, _Resend):
-            entry = self._inflight[message.sink].get(message.seq)
-            if entry is not None:
-                self._send(message.sink, message.seq, entry[0])
+        elif isinstance(message, _OpenGate):
+            self._gates.discard(message.sink)
+            failed = sorted(self._failed.pop(message.sink, set()))
+            self._unsent[message.sink].extendleft(reversed(failed))
+            self._feed()
         elif isinstance(message, _Feed):
             self._feed_pending = False
             self._feed()
@@ -171,6 +176,7 @@ class DiskBuffer(LogcapActor):
             if message.sink in self._inflight:
                 self._inflight[message.sink].clear()
                 self._unsent[message.sink].clear()
+                self._failed.pop(message.sink, None)
                 self.store.rewind(message.sink)
                 self._feed()
         elif isinstance(message, _Maintain):
@@ -263,6 +269,8 @@ class DiskBuffer(LogcapActor):
 
     def _feed(self) -> None:
         for sink in self.sinks:
+            if sink in self._gates:
+                continue  # retrying: everything waits behind the oldest failed batch
             inflight = self._inflight[sink]
             while self._unsent[sink]:
                 seq = self._unsent[sink][0]
@@ -296,10 +304,12 @@ class DiskBuffer(LogcapActor):
         if result.outcome is Outcome.RETRY:
             batch, attempt = inflight[result.batch_id]
             inflight[result.batch_id] = (batch, attempt + 1)
-            delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
-                                result.retry_after_s)
-            self.scheduler.call_later(delay, self.actor_ref, _Resend(result.sink,
-                                                                     result.batch_id))
+            self._failed.setdefault(result.sink, set()).add(result.batch_id)
+            if result.sink not in self._gates:  # one timer per sink keeps the order
+                self._gates.add(result.sink)
+                delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
+                                    result.retry_after_s)
+                self.scheduler.call_later(delay, self.actor_ref, _OpenGate(result.sink))
             return
         del inflight[result.batch_id]
         self.store.ack(result.sink, result.batch_id)

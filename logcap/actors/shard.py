@@ -6,8 +6,9 @@ Messages taken:
   ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
   goes to every sink.
 * :class:`~logcap.messages.SinkResult` (control): delivered/rejected settles the batch for that
-  sink; retry schedules a resend to that sink only (exponential backoff, full jitter, honouring
-  Retry-After). When every sink has settled a batch, its read tokens go back to their sources as
+  sink; retry holds that sink's batches (only that sink's) for the backoff delay (exponential,
+  full jitter, honouring Retry-After), then resends them oldest first, so order is kept. When
+  every sink has settled a batch, its read tokens go back to their sources as
   :class:`~logcap.messages.Acked`.
 * :class:`SinkStarted` (control): a sink (re)started; batches it had been sent and not answered
   are resent to it.
@@ -62,8 +63,9 @@ class _FlushDue:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resend:
-    batch_id: int
+class _OpenGate:
+    """Timer: the retry delay of a sink is over; resend what waits for it, oldest first."""
+
     sink: str
 
 
@@ -98,6 +100,7 @@ class DispatcherShard(LogcapActor):
             settings.retry_max_delay_s, random.Random(),
         )
         self._flush_timer: TimerHandle | None = None
+        self._gates: dict[str, TimerHandle] = {}
 
     def handle_start(self) -> None:
         for source in self.sources():
@@ -121,10 +124,12 @@ class DispatcherShard(LogcapActor):
             self._flush_timer = None
             if len(self.batcher):
                 self._dispatch(self.batcher.take())
-        elif isinstance(message, _Resend):
-            batch = self.tracker.resend(message.batch_id, message.sink)
-            if batch is not None:
-                self._send(batch, message.sink)
+        elif isinstance(message, _OpenGate):
+            self._gates.pop(message.sink, None)
+            for batch_id in self.tracker.waiting_for(message.sink):
+                batch = self.tracker.resend(batch_id, message.sink)
+                if batch is not None:
+                    self._send(batch, message.sink)
         elif isinstance(message, SinkStarted):
             for batch_id in self.tracker.pending_for(message.sink):
                 batch = self.tracker.get(batch_id)
@@ -152,14 +157,23 @@ class DispatcherShard(LogcapActor):
             self._send(batch, sink)
 
     def _send(self, batch: TrackedBatch, sink: str) -> None:
+        if sink in self._gates:  # the sink is retrying: wait behind the older batches
+            self.tracker.defer(batch.batch_id, sink)
+            return
         message = Deliver(batch.batch_id, self.name, batch.parts, batch.lines,
                           batch.attempts[sink])
         try:
             self.sinks[sink].tell(message)
         except DeliveryRefused:
             self.tracker.defer(batch.batch_id, sink)
-            self.scheduler.call_later(REFUSED_RETRY_S, self.actor_ref,
-                                      _Resend(batch.batch_id, sink))
+            self._close_gate(sink, REFUSED_RETRY_S)
+
+    def _close_gate(self, sink: str, delay_s: float) -> None:
+        """Hold every batch for ``sink`` for ``delay_s``, then resend them in order: one retry
+        timer per sink, not per batch, so a stream's batches reach the sink in order."""
+        if sink not in self._gates:
+            self._gates[sink] = self.scheduler.call_later(delay_s, self.actor_ref,
+                                                          _OpenGate(sink))
 
     def _on_result(self, result: SinkResult) -> None:
         if result.outcome is Outcome.RETRY:
@@ -175,8 +189,7 @@ class DispatcherShard(LogcapActor):
                 log.warning("%s: batch %d to %s failed %d times (%s); still retrying",
                             self.name, result.batch_id, result.sink, retry.attempt - 1,
                             result.reason)
-            self.scheduler.call_later(retry.delay_s, self.actor_ref,
-                                      _Resend(result.batch_id, result.sink))
+            self._close_gate(result.sink, retry.delay_s)
             return
         done = self.tracker.settle(result.batch_id, result.sink)
         if done is not None:

@@ -7,6 +7,8 @@ once per batch. On start it tells every shard :class:`~logcap.actors.shard.SinkS
 batches lost with a crashed predecessor are resent to this sink (and only to it). On stop the
 backend is closed. A backend exception crashes the actor; the supervisor restarts it.
 A batch rejected for good goes to the DLQ (when enabled) before its verdict is sent.
+With ``deduplication`` on, parts whose bytes this sink already delivered are not sent again
+(:mod:`logcap.dispatch.dedup`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from logcap.actors.base import LogcapActor
 from logcap.actors.directory import Handle
 from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
+from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import Deliver, Outcome, SinkResult
-from logcap.metrics import SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
+from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
 from logcap.sinks.base import SinkBackend, Verdict
 from logcap.state.dlq import DeadLetter
 
@@ -40,10 +43,12 @@ class SinkActor(LogcapActor):
         make_backend: Callable[[], SinkBackend],
         shards: Callable[[], list[Handle]],
         dlq: Handle | None = None,
+        dedup: DeliveredRanges | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.dlq = dlq
+        self.dedup = dedup
         self.sink_name = sink_name
         self.make_backend = make_backend
         self.shards = shards
@@ -61,8 +66,18 @@ class SinkActor(LogcapActor):
         if not isinstance(message, Deliver):
             return super().handle(message)
         assert self.backend is not None
+        parts = message.parts
+        if self.dedup is not None:
+            fresh = tuple(p for p in parts if not self.dedup.delivered(p))
+            if len(fresh) < len(parts):
+                skipped = sum(len(p.lines) for p in parts) - sum(len(p.lines) for p in fresh)
+                DEDUP_DROPPED.labels(self.sink_name).inc(skipped)
+                parts = fresh
         started = time.perf_counter()
-        verdict = self.backend.deliver(message.parts)
+        verdict = self.backend.deliver(parts) if parts else Verdict(Outcome.DELIVERED)
+        if self.dedup is not None and verdict.outcome is Outcome.DELIVERED:
+            for part in parts:
+                self.dedup.add(part)
         SINK_LATENCY.labels(self.sink_name).observe(time.perf_counter() - started)
         SINK_REQUESTS.labels(self.sink_name, verdict.reason).inc()
         SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)

@@ -124,6 +124,11 @@ class DeliveryTracker:
         batch.state[sink] = SinkState.PENDING
         return batch
 
+    def waiting_for(self, sink: str) -> list[int]:
+        """Batches waiting to be sent again to ``sink``, oldest first."""
+        return sorted(b.batch_id for b in self._batches.values()
+                      if b.state.get(sink) is SinkState.WAITING)
+
     def pending_for(self, sink: str) -> list[int]:
         """Batches the sink has been sent and not answered (lost if the sink restarted)."""
         return [b.batch_id for b in self._batches.values()
