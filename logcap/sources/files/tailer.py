@@ -256,10 +256,11 @@ class SourceTailer:
             if st.st_size < gen.reader.read_position:
                 self._truncated(path, gen)
                 continue
-            # A file that changed is checked for new first bytes before it is read: after a
-            # copytruncate it may have grown back past our position before we looked.
-            changed = st.st_size != gen.size
-            if (deep or changed) and not fingerprint_matches(gen.identity.fingerprint, gen.fd):
+            # A file with bytes to read (or a new size) is checked for new first bytes before
+            # it is read: after a copytruncate it may have grown back past our position before
+            # we looked, even to the very size we saw last (equal-length lines do that).
+            unread = st.st_size != gen.size or st.st_size > gen.reader.read_position
+            if (deep or unread) and not fingerprint_matches(gen.identity.fingerprint, gen.fd):
                 self._truncated(path, gen, fallback="inode_reuse")
                 continue
             gen.size = st.st_size
