@@ -92,6 +92,8 @@ def preflight(config: Config) -> None:
         _check_dir(config.sinks.file.directory, "sinks.file.directory")
     if config.dispatcher.dlq_enabled:
         _check_dir(config.dlq.directory, "dlq.directory")
+    if config.batch_persistence.enabled:
+        _check_dir(config.batch_persistence.directory, "batch_persistence.directory")
     if config.disk_buffer.enabled:
         _check_dir(config.disk_buffer.directory, "disk_buffer.directory")
         from logcap.state.buffer.crypto import KeyLoadError

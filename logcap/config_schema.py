@@ -23,6 +23,8 @@ logging).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import attrs
 
 from logcap.config_schema_base import (
@@ -157,3 +159,14 @@ class Config(Section):
     deduplication: DeduplicationConfig = attrs.field(factory=DeduplicationConfig)
     supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
     logging: LoggingConfig = attrs.field(factory=LoggingConfig)
+
+    def problems(self) -> Iterator[Problem]:
+        """Invariants between sections."""
+        if self.batch_persistence.enabled and not self.disk_buffer.enabled:
+            yield Problem("batch_persistence.enabled",
+                          "needs disk_buffer.enabled: the persisted in-flight batches are the "
+                          "buffer's records", ("batch_persistence.enabled", "disk_buffer.enabled"))
+        if self.batch_persistence.enabled and not self.dispatcher.dlq_enabled:
+            yield Problem("batch_persistence.enabled",
+                          "needs dispatcher.dlq_enabled: exhausted batches move to the DLQ",
+                          ("batch_persistence.enabled", "dispatcher.dlq_enabled"))

@@ -8,8 +8,11 @@
   fsync after every append; ``when_full`` blocks or drops the oldest segments), optionally
   encrypted at rest (:class:`EncryptionConfig`: a key from exactly one of ``key_env`` and
   ``key_file``; the loader also checks that ``key_env`` is set).
-- ``batch_persistence`` (:class:`BatchPersistenceConfig`): in-flight batches recorded before
-  sending and retried by a recovery loop (``batch_ttl >= batch_timeout``).
+- ``batch_persistence`` (:class:`BatchPersistenceConfig`): the disk buffer's batches in flight
+  to each sink recorded (attempts, last error, next retry) in ``directory``; after
+  ``max_recovery_retries`` failed resends, or ``batch_ttl`` after the first failure, a batch moves
+  to the DLQ (``batch_ttl >= batch_timeout``; needs ``disk_buffer.enabled``, checked by
+  :class:`~logcap.config_schema.Config`).
 - ``dlq`` (:class:`DlqConfig`): the dead-letter queue, bounded by size and age.
 - ``deduplication`` (:class:`DeduplicationConfig`): lines seen within ``window`` are dropped.
 
@@ -138,7 +141,7 @@ class DiskBufferConfig(Section):
 
 @attrs.frozen
 class BatchPersistenceConfig(Section):
-    """In-flight batches recorded before sending, retried by a recovery loop."""
+    """The disk buffer's in-flight batches, recorded per sink; exhausted ones go to the DLQ."""
 
     enabled: bool = flag(False)
     directory: str = text("var/batches", check=check_not_empty)
@@ -147,10 +150,6 @@ class BatchPersistenceConfig(Section):
     batch_ttl: float = duration(DEFAULT_BATCH_TTL_S)
 
     def problems(self) -> Iterator[Problem]:
-        if self.enabled:
-            yield Problem("enabled", "not implemented as a separate store: enable disk_buffer, "
-                          "whose records and per-sink cursors persist in-flight batches",
-                          ("enabled",))
         if self.batch_ttl < self.batch_timeout:
             yield Problem(
                 "batch_ttl",

@@ -178,6 +178,18 @@ BUFFER_RECOVERED = Counter(
 )
 
 # -- dead-letter queue -------------------------------------------------------------------------
+INFLIGHT_GIVEN_UP = Counter(
+    "logcap_inflight_batches_given_up_total",
+    "Buffer batches moved to the DLQ by batch_persistence, by sink and reason "
+    "(retries_exhausted, expired).",
+    ["sink", "reason"], registry=REGISTRY)
+INFLIGHT_OVERDUE = Counter(
+    "logcap_inflight_batches_overdue_total",
+    "Buffer batches sent and unanswered for batch_persistence.batch_timeout, by sink.",
+    ["sink"], registry=REGISTRY)
+INFLIGHT_PENDING = Gauge(
+    "logcap_inflight_batches", "Buffer batches sent to a sink and not yet acknowledged, by sink.",
+    ["sink"], registry=REGISTRY)
 DLQ_ENTRIES = Counter("logcap_dlq_entries_total", "Entries stored in the DLQ, by sink and reason.",
                       ["sink", "reason"], registry=REGISTRY)
 DLQ_LINES = Counter("logcap_dlq_lines_total", "Lines stored in the DLQ, by sink and reason.",

@@ -37,6 +37,7 @@ from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings
 from logcap.state.buffer.segments import SegmentStore
 from logcap.state.dlq import DeadLetterStore
+from logcap.state.inflight import InflightBatches
 
 if TYPE_CHECKING:
     from logcap.api.app import AdminBackend
@@ -195,11 +196,18 @@ def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
     shards = [directory.handle(n) for n in shard_names(config)]
     d = config.dispatcher
 
+    bp = config.batch_persistence
+
     def start(ctx: StartContext) -> ActorRef[Any]:
         window = max(DEFAULT_RESUME_WINDOW_S, 3 * config.positions.flush_interval)
+        batches = None
+        if bp.enabled:  # read afresh on each start: the file is the truth after a crash
+            batches = InflightBatches(bp.directory, max_recovery_retries=bp.max_recovery_retries,
+                                      batch_ttl_s=bp.batch_ttl, batch_timeout_s=bp.batch_timeout)
+        dlq = directory.handle(DLQ) if d.dlq_enabled else None
         return DiskBuffer.start(config.disk_buffer, make_segment_store(config), sinks, shards,
                                 ctx.scheduler, d.retry_base_delay, d.retry_max_delay, window,
-                                link=ctx.link, name=ctx.name,
+                                batches, dlq, link=ctx.link, name=ctx.name,
                                 mailbox_capacity=d.queue_size)
 
     return _worker("buffer", config, start)

@@ -82,17 +82,22 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert code in (0, 128 + signal.SIGINT)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("sources:\n  containers:\n    enabled: true\n", "sources.containers.enabled"),
-    ("batch_persistence:\n  enabled: true\n", "batch_persistence.enabled"),
+@pytest.mark.parametrize("text, key, reason", [
+    ("sources:\n  containers:\n    enabled: true\n", "sources.containers.enabled",
+     "not implemented"),
+    ("batch_persistence:\n  enabled: true\n", "batch_persistence.enabled",
+     "needs disk_buffer.enabled"),
+    ("batch_persistence:\n  enabled: true\ndisk_buffer:\n  enabled: true\n"
+     "dispatcher:\n  dlq_enabled: false\n", "batch_persistence.enabled",
+     "needs dispatcher.dlq_enabled"),
 ])
-def test_enabling_a_feature_this_version_lacks_is_refused_by_name(
-    tmp_path: Path, text: str, key: str
+def test_a_feature_this_version_lacks_or_an_impossible_combination_is_refused_by_name(
+    tmp_path: Path, text: str, key: str, reason: str
 ) -> None:
     bad = tmp_path / "c.yaml"
     bad.write_text(text)
     result = run_cli("check-config", "-c", str(bad))
-    assert result.returncode == 2 and key in result.stderr and "not implemented" in result.stderr
+    assert result.returncode == 2 and key in result.stderr and reason in result.stderr
 
 
 def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from logcap.actors import dead_letters
-from logcap.actors.base import Ping
+from logcap.actors.base import LogcapActor, Ping
 from logcap.actors.dead_letters import DeadLetterQueue, DlqStats, Reprocess
 from logcap.actors.directory import Directory
 from logcap.actors.sink import SinkActor
 from logcap.actors.timers import ManualScheduler
 from logcap.api.dlq_routes import parse_reprocess_filters
-from logcap.messages import Entries, Outcome, ReadToken
+from logcap.messages import Deliver, Entries, Outcome, ReadToken, SinkResult
 from logcap.sinks.base import Verdict
 from logcap.state.dlq import DeadLetter, DeadLetterStore
 from tests.actor_kit import wait_until
@@ -338,3 +338,41 @@ def test_an_entry_the_disk_refused_is_kept_and_written_again_on_a_timer(tmp_path
     rig.scheduler.advance(dead_letters.WRITE_RETRY_S)
     wait_until(lambda: rig.ask(DlqStats())["entries"] == 1, what="the entry written")
     assert rig.store.ids() == [entry.id]
+
+
+class ResultRecorder(LogcapActor):
+    """Stands for a shard: keeps every SinkResult it is told."""
+
+    def __init__(self, results: list[SinkResult], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.results = results
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, SinkResult):
+            self.results.append(message)
+            return None
+        return super().handle(message)
+
+
+def test_a_rejected_batch_the_dlq_cannot_take_is_answered_retry_never_dropped(
+    tmp_path: Path
+) -> None:
+    directory = Directory()
+    results: list[SinkResult] = []
+    shard = ResultRecorder.start(results, name="root/dispatchers/shard-0")
+    shard_handle = directory.handle("root/dispatchers/shard-0")
+    directory.bind(shard_handle.name, shard)
+    backend = ScriptedBackend([Verdict(Outcome.REJECTED, "bad_request", None, "too old")])
+    unbound_dlq = directory.handle(DLQ)  # the DLQ is restarting: not running
+    sink = SinkActor.start("loki", lambda: backend, lambda: [shard_handle], unbound_dlq,
+                           name=SINK)
+    try:
+        part = letter().to_parts()[0]
+        sink.tell(Deliver(7, "root/dispatchers/shard-0", (part,), len(part.lines), 1))
+        wait_until(lambda: len(results) == 1, what="the verdict")
+        assert (results[0].batch_id, results[0].outcome, results[0].reason) == (
+            7, Outcome.RETRY, "dlq_unavailable")
+    finally:
+        sink.stop()
+        shard.stop()
+

@@ -86,3 +86,89 @@ def test_a_poison_batch_lands_in_the_dlq_and_reprocess_delivers_it_once(
         assert all(after[n] - before.get(n, 0) == 1 for n in batch_lines)
     finally:
         proc.stop()
+
+
+def _persisting_config(tmp_path: Path, receiver: LokiReceiver, retries: int) -> Path:
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    return make_config(
+        tmp_path, [str(tmp_path / "logs" / "*.log")],
+        server={"admin_token": TOKEN},
+        dispatcher={"retry_base_delay": "20ms", "retry_max_delay": "100ms"},
+        sinks={"file": {"enabled": False}, "loki": {"enabled": True, "url": receiver.url}},
+        disk_buffer={"enabled": True, "directory": str(tmp_path / "buffer"),
+                     "fsync_interval": "50ms"},
+        batch_persistence={"enabled": True, "directory": str(tmp_path / "batches"),
+                           "max_recovery_retries": retries},
+        dlq={"directory": str(tmp_path / "dlq")},
+    )
+
+
+def _persisted(tmp_path: Path) -> dict[int, dict[str, Any]]:
+    import json
+
+    try:
+        doc = json.loads((tmp_path / "batches" / "inflight.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return {r["seq"]: r for r in doc["batches"] if r["sink"] == "loki"}
+
+
+def test_batches_failing_past_max_recovery_retries_move_to_the_dlq_and_reprocess_delivers_them(
+    tmp_path: Path, receiver: LokiReceiver
+) -> None:
+    config = _persisting_config(tmp_path, receiver, retries=2)
+    receiver.fail_unavailable()
+    NumberedWriter(tmp_path / "logs" / "app.log").write(300)
+    proc = LogcapProcess(config).start()
+    base = f"http://127.0.0.1:{proc.port}"
+    try:
+        wait_until(lambda: proc.api("/dlq/stats").get("lines", 0) >= 300, timeout=60,
+                   what="every line dead-lettered after its retries")
+        stats = proc.api("/dlq/stats")
+        assert set(stats["by_reason"]) == {"retries_exhausted"}
+        assert receiver.received_seq_numbers() == {}
+        attempts = [r for r in receiver.requests() if r.status == 503]
+        assert len(attempts) >= 3  # each batch: one send and two resends
+        in_flight = proc.api("/stats")["disk_buffer"]["in_flight"]["loki"]
+        assert in_flight["persisted"]["batches"] == 0 and in_flight["batches"] == 0
+        assert 'logcap_inflight_batches_given_up_total{reason="retries_exhausted",sink="loki"}' \
+            in proc.api_text("/metrics")
+        receiver.clear_faults()
+        resp = requests.post(f"{base}/dlq/reprocess", json={"reason": "retries_exhausted"},
+                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert resp.status_code == 200 and resp.json()["queued"]
+        wait_until(lambda: len(receiver.received_seq_numbers()) >= 300, timeout=30,
+                   what="the reprocessed lines")
+        threading.Event().wait(0.5)
+        counts = receiver.received_seq_numbers()
+        assert sorted(counts) == list(range(300)) and set(counts.values()) == {1}
+    finally:
+        proc.stop()
+
+
+def test_attempts_of_in_flight_batches_survive_a_sigkill(
+    tmp_path: Path, receiver: LokiReceiver
+) -> None:
+    config = _persisting_config(tmp_path, receiver, retries=1000)
+    receiver.fail_unavailable()
+    NumberedWriter(tmp_path / "logs" / "app.log").write(50)
+    proc = LogcapProcess(config).start()
+    try:
+        wait_until(lambda: any(r["failures"] >= 3 for r in _persisted(tmp_path).values()),
+                   timeout=30, what="a persisted batch with 3 failures")
+        proc.kill()
+        before = {seq: r["failures"] for seq, r in _persisted(tmp_path).items()}
+        proc = LogcapProcess(config).start()
+        wait_until(lambda: any(r["failures"] > before.get(seq, 0) > 0
+                               for seq, r in _persisted(tmp_path).items()),
+                   timeout=30, what="failures counted on from the persisted ones")
+        stats = proc.api("/stats")["disk_buffer"]["in_flight"]["loki"]
+        assert stats["persisted"]["max_attempts"] > max(before.values())
+        receiver.clear_faults()
+        wait_until(lambda: len(receiver.received_seq_numbers()) >= 50, timeout=30,
+                   what="delivery after the outage")
+        wait_until(lambda: _persisted(tmp_path) == {}, timeout=10,
+                   what="the records removed once delivered")
+        assert proc.api("/dlq/stats").get("entries", 0) == 0
+    finally:
+        proc.stop()

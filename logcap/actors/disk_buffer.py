@@ -17,6 +17,13 @@ the seq on the sink's verdict; a retry holds that sink (only that sink) for the 
 first, so a stream arrives in order. A sink that (re)starts (``SinkStarted``) gets its unanswered
 batches again. Rejected batches are settled (a DLQ, when there is one, has them).
 
+With ``batch_persistence`` (an :class:`~logcap.state.inflight.InflightBatches`), every batch
+sent to a sink is recorded (attempts, failures, last error, next retry), the records ride on the
+group commit, and a batch that failed ``max_recovery_retries + 1`` times, or whose first failure
+is ``batch_ttl`` old, is handed to the DLQ and settled (if the DLQ refuses it, it is retried as
+before: nothing is given up that is not stored elsewhere). Without it, a sink's failed batches
+are retried for ever, under backpressure.
+
 Messages: ``Deliver`` (data, from shards), ``SinkResult`` and ``SinkStarted`` (control, from
 sinks), ``Degraded`` and ``BufferStats`` (asks), private timers. On start: opens the store
 (recovery: torn tails cut, corrupt records skipped, all logged), tells shards ``SinkStarted``
@@ -31,6 +38,7 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +48,20 @@ from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
 from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
-from logcap.metrics import BUFFER_BYTES, BUFFER_DROPPED, BUFFER_RECOVERED
+from logcap.metrics import (
+    BUFFER_BYTES,
+    BUFFER_DROPPED,
+    BUFFER_RECOVERED,
+    INFLIGHT_GIVEN_UP,
+    INFLIGHT_OVERDUE,
+    INFLIGHT_PENDING,
+)
 from logcap.sinks.loki.backoff import retry_delay
 from logcap.sources.files.generation import file_of
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
+from logcap.state.dlq_entry import DeadLetter
+from logcap.state.inflight import RETRY, InflightBatches
 
 __all__ = ["BUFFER_SINK", "MAX_INFLIGHT_PER_SINK", "BufferStats", "Degraded", "DiskBuffer",
            "ResumeRanges"]
@@ -104,8 +121,12 @@ class DiskBuffer(LogcapActor):
     def __init__(self, settings: Any, store: SegmentStore, sinks: dict[str, Handle],
                  shards: list[Handle], scheduler: Scheduler, retry_base_s: float,
                  retry_max_s: float, resume_window_s: float = DEFAULT_RESUME_WINDOW_S,
-                 **kw: Any) -> None:
+                 batches: InflightBatches | None = None, dlq: Handle | None = None,
+                 clock: Callable[[], float] = time.time, **kw: Any) -> None:
         super().__init__(**kw)
+        self.batches = batches
+        self.dlq = dlq
+        self.clock = clock
         self.resume_window_s = resume_window_s
         self._ranges: dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]] = {}
         self.settings = settings
@@ -136,6 +157,8 @@ class DiskBuffer(LogcapActor):
         log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
                  report.segments, report.first_seq, report.last_seq)
         self._ranges = self._recent_ranges()
+        if self.batches is not None:
+            self._load_batches()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
         for shard in self.shards:
             try:
@@ -144,11 +167,23 @@ class DiskBuffer(LogcapActor):
                 pass  # not running yet: nothing of ours is pending there
         self._feed()
 
+    def _load_batches(self) -> None:
+        assert self.batches is not None
+        for problem in self.batches.load(self.clock()):
+            log.error("disk buffer: %s", problem)
+        self.batches.forget_unknown_sinks(set(self.sinks))
+        for sink in self.sinks:
+            self.batches.forget_through(sink, self.store.acked_seq(sink))
+        if len(self.batches):
+            log.info("disk buffer: %d batches were in flight at the last stop; resent with "
+                     "their attempts counted", len(self.batches))
+
     def handle_stop(self) -> None:
         try:
             self.store.sync()
         except OSError as exc:
             log.error("disk buffer: final fsync failed: %s", exc)
+        self._persist_batches()
         try:
             self.store.close()
         except OSError as exc:  # e.g. ENOSPC writing the cursors: resent after restart
@@ -184,7 +219,7 @@ class DiskBuffer(LogcapActor):
         elif isinstance(message, Degraded):
             return self._degraded
         elif isinstance(message, BufferStats):
-            return self.store.stats()
+            return {**self.store.stats(), "in_flight": self._in_flight_stats()}
         elif isinstance(message, ResumeRanges):
             return self._ranges.get(message.source, {})
         else:
@@ -252,6 +287,7 @@ class DiskBuffer(LogcapActor):
                 self.store.persist_cursors()
             except OSError as exc:
                 log.debug("disk buffer: writing cursors failed: %s (retried)", exc)
+        self._persist_batches()
         still = []
         for seq, shard, batch_id in self._waiting:
             if seq <= durable:
@@ -281,7 +317,8 @@ class DiskBuffer(LogcapActor):
             if room <= 0 or self._unsent[sink]:
                 continue
             for seq, batch in self.store.read(sink, room):
-                inflight[seq] = (batch, 1)
+                record = self.batches.get(sink, seq) if self.batches is not None else None
+                inflight[seq] = (batch, 1 + (record.attempts if record is not None else 0))
                 if not self._send(sink, seq, batch):
                     self._unsent[sink].append(seq)
         for problem in self.store.drain_problems():
@@ -292,10 +329,12 @@ class DiskBuffer(LogcapActor):
         lines = sum(len(p.lines) for p in batch)
         try:
             self.sinks[sink].tell(Deliver(seq, self.name, tuple(batch), lines, attempt))
-            return True
         except DeliveryRefused:
             self.scheduler.call_later(REFUSED_RETRY_S, self.actor_ref, _Feed())
             return False
+        if self.batches is not None:
+            self.batches.sent(sink, seq, lines, self.clock())
+        return True
 
     def _on_result(self, result: SinkResult) -> None:
         inflight = self._inflight.get(result.sink)
@@ -303,21 +342,80 @@ class DiskBuffer(LogcapActor):
             return
         if result.outcome is Outcome.RETRY:
             batch, attempt = inflight[result.batch_id]
+            delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
+                                result.retry_after_s)
+            if self.batches is not None and self._give_up(result, batch, delay):
+                self._settle(result.sink, result.batch_id)
+                return
             inflight[result.batch_id] = (batch, attempt + 1)
             self._failed.setdefault(result.sink, set()).add(result.batch_id)
             if result.sink not in self._gates:  # one timer per sink keeps the order
                 self._gates.add(result.sink)
-                delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
-                                    result.retry_after_s)
                 self.scheduler.call_later(delay, self.actor_ref, _OpenGate(result.sink))
             return
-        del inflight[result.batch_id]
-        self.store.ack(result.sink, result.batch_id)
+        self._settle(result.sink, result.batch_id)
+
+    def _give_up(self, result: SinkResult, batch: list[Entries], delay: float) -> bool:
+        """Record the failure; True if the batch was handed to the DLQ (so it is settled)."""
+        assert self.batches is not None
+        error = f"{result.reason}: {result.detail}" if result.detail else result.reason
+        verdict = self.batches.failed(result.sink, result.batch_id, error, delay, self.clock())
+        if verdict == RETRY:
+            return False
+        record = self.batches.get(result.sink, result.batch_id)
+        assert record is not None
+        first = record.first_failure if record.first_failure is not None else self.clock()
+        entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts, first,
+                                      record.last_failure or first, record.last_error,
+                                      tuple(batch))
+        try:
+            if self.dlq is None:
+                raise DeliveryRefused("no DLQ")
+            self.dlq.tell(entry)
+        except DeliveryRefused:
+            log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now; "
+                        "retrying", record.id, record.lines, verdict)
+            return False
+        log.warning("disk buffer: batch %s (%d lines) %s after %d attempts (%s); moved to the "
+                    "DLQ as entry %s", record.id, record.lines, verdict, record.attempts,
+                    record.last_error, entry.id)
+        INFLIGHT_GIVEN_UP.labels(result.sink, verdict).inc()
+        return True
+
+    def _settle(self, sink: str, seq: int) -> None:
+        """``sink`` is done with ``seq`` (delivered, rejected or dead-lettered)."""
+        del self._inflight[sink][seq]
+        if self.batches is not None:
+            self.batches.done(sink, seq)
+        self.store.ack(sink, seq)
         self._acked_since_persist = True
         if self._sync_timer is None and self.settings.fsync_interval > 0:
             self._sync_timer = self.scheduler.call_later(self.settings.fsync_interval,
                                                          self.actor_ref, _SyncDue())
         self._feed()
+
+    def _persist_batches(self) -> None:
+        if self.batches is None:
+            return
+        try:
+            self.batches.persist(self.clock())
+        except OSError as exc:
+            log.warning("disk buffer: writing %s failed: %s (retried)", self.batches.path, exc)
+
+    def _in_flight_stats(self) -> dict[str, Any]:
+        """Per sink: batches sent and unanswered, failed and waiting for their retry, read but
+        not yet sent; with batch_persistence, the persisted records too."""
+        out: dict[str, Any] = {}
+        recorded = self.batches.pending() if self.batches is not None else {}
+        for sink, inflight in self._inflight.items():
+            failed = self._failed.get(sink, set())
+            row: dict[str, Any] = {"batches": len(inflight), "failed": len(failed),
+                                   "retry_gate_closed": sink in self._gates}
+            if self.batches is not None:
+                row["persisted"] = recorded.get(sink, {"batches": 0, "lines": 0, "failing": 0,
+                                                       "max_attempts": 0, "records": []})
+            out[sink] = row
+        return out
 
     def _maintain(self) -> None:
         try:
@@ -334,6 +432,16 @@ class DiskBuffer(LogcapActor):
         BUFFER_BYTES.set(stats["bytes"])
         for reason, counts in stats["dropped"].items():
             BUFFER_DROPPED.labels(reason).set(counts["lines"])
+        for sink, inflight in self._inflight.items():
+            INFLIGHT_PENDING.labels(sink).set(len(inflight))
+        self._persist_batches()  # failures change records without a group commit
+        if self.batches is not None:
+            for record in self.batches.overdue(self.clock()):
+                INFLIGHT_OVERDUE.labels(record.sink).inc()
+                log.warning("disk buffer: batch %s (%d lines) sent %.0fs ago, no answer yet "
+                            "(batch_timeout); the sink's request timeout and the supervisor's "
+                            "hang check resend it", record.id, record.lines,
+                            self.clock() - record.last_sent)
         if self._degraded:
             self._schedule_feed()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())

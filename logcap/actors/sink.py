@@ -6,7 +6,8 @@ as a :class:`~logcap.messages.SinkResult` (control lane, always accepted). Metri
 once per batch. On start it tells every shard :class:`~logcap.actors.shard.SinkStarted`, so
 batches lost with a crashed predecessor are resent to this sink (and only to it). On stop the
 backend is closed. A backend exception crashes the actor; the supervisor restarts it.
-A batch rejected for good goes to the DLQ (when enabled) before its verdict is sent.
+A batch rejected for good goes to the DLQ (when enabled) before its verdict is sent; if the DLQ
+refuses it (full, restarting) the verdict becomes *retry* with reason ``dlq_unavailable``.
 With ``deduplication`` on, parts whose bytes this sink already delivered are not sent again
 (:mod:`logcap.dispatch.dedup`).
 """
@@ -78,14 +79,16 @@ class SinkActor(LogcapActor):
         if self.dedup is not None and verdict.outcome is Outcome.DELIVERED:
             for part in parts:
                 self.dedup.add(part)
+        if verdict.outcome is Outcome.REJECTED:
+            log.error("%s rejected batch %d (%d lines) for good: %s %s", self.sink_name,
+                      message.batch_id, message.lines, verdict.reason, verdict.detail[:300])
+            if not self._dead_letter(message, verdict):
+                verdict = Verdict(Outcome.RETRY, "dlq_unavailable", None,
+                                  f"rejected ({verdict.reason}) and the DLQ cannot take it now")
         SINK_LATENCY.labels(self.sink_name).observe(time.perf_counter() - started)
         SINK_REQUESTS.labels(self.sink_name, verdict.reason).inc()
         SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)
         SINK_LINES.labels(self.sink_name, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
-        if verdict.outcome is Outcome.REJECTED:
-            log.error("%s rejected batch %d (%d lines) for good: %s %s", self.sink_name,
-                      message.batch_id, message.lines, verdict.reason, verdict.detail[:300])
-            self._dead_letter(message, verdict)
         result = SinkResult(message.batch_id, self.sink_name, verdict.outcome, verdict.reason,
                             verdict.retry_after_s, verdict.detail)
         shard = next((s for s in self.shards() if s.name == message.shard), None)
@@ -97,20 +100,23 @@ class SinkActor(LogcapActor):
                           message.shard)
         return None
 
-    def _dead_letter(self, message: Deliver, verdict: Verdict) -> None:
+    def _dead_letter(self, message: Deliver, verdict: Verdict) -> bool:
         """Hand a rejected batch to the DLQ (not one the DLQ itself is re-sending: it keeps
-        that entry). Sent before the verdict, so it is stored before the source moves on."""
+        that entry). Sent before the verdict, so it is stored before the source moves on.
+        False when the DLQ is enabled but refused it (full or restarting): the batch is then
+        answered *retry*, so it is rejected again later and nothing is lost."""
         if self.dlq is None or message.shard == self.dlq.name:
-            return
+            return True
         now = time.time()
         entry = DeadLetter.from_parts(self.sink_name, verdict.reason, None, message.attempt,
                                       now, now, verdict.detail, message.parts)
         try:
             self.dlq.tell(entry)
         except DeliveryRefused:
-            log.error("%s: the DLQ is unavailable; %d rejected lines are only counted",
-                      self.sink_name, message.lines)
-            SINK_LINES.labels(self.sink_name, "dropped").inc(message.lines)
+            log.warning("%s: the DLQ cannot take rejected batch %d now; it will be retried",
+                        self.sink_name, message.batch_id)
+            return False
+        return True
 
     def handle_stop(self) -> None:
         if self.backend is not None:
