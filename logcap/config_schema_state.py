@@ -4,8 +4,9 @@
   flushed to ``directory`` every ``flush_interval`` or after ``max_memory_buffer`` updates;
   entries not updated for ``max_position_age`` are dropped every ``cleanup_interval``.
 - ``disk_buffer`` (:class:`DiskBufferConfig`): the zstd segment-file buffer between the
-  dispatcher and the sinks (``max_file_size <= max_total_size``; ``fsync_interval`` 0 means
-  fsync after every append; ``when_full`` blocks or drops the oldest segments), optionally
+  dispatcher and the sinks (``max_file_size <= max_total_size``; ``max_files`` 0 means no
+  count limit; ``fsync_interval`` 0 means fsync after every append; ``when_full`` blocks or
+  drops the oldest segments), optionally
   encrypted at rest (:class:`EncryptionConfig`: a key from exactly one of ``key_env`` and
   ``key_file``; the loader also checks that ``key_env`` is set).
 - ``batch_persistence`` (:class:`BatchPersistenceConfig`): the disk buffer's batches in flight
@@ -123,6 +124,8 @@ class DiskBufferConfig(Section):
     directory: str = text("var/buffer", check=check_not_empty)
     max_file_size: int = size(DEFAULT_DISK_BUFFER_MAX_FILE_BYTES)
     max_total_size: int = size(DEFAULT_DISK_BUFFER_MAX_TOTAL_BYTES)
+    max_files: int = integer(0, minimum=0)
+    """Most segment files kept (0: bounded by ``max_total_size`` alone); counts like size."""
     compression_level: int = integer(DEFAULT_COMPRESSION_LEVEL, minimum=1, maximum=22)
     fsync_interval: float = duration(DEFAULT_FSYNC_INTERVAL_S, allow_zero=True)
     retention_period: float = duration(DEFAULT_RETENTION_PERIOD_S)

@@ -185,6 +185,7 @@ def make_segment_store(config: Config) -> SegmentStore:
                                   key_file=enc.key_file)
     return SegmentStore(db.directory, sink_names(config), max_file_size=db.max_file_size,
                         max_total_size=db.max_total_size,
+                        max_files=db.max_files or None,
                         compression_level=db.compression_level,
                         retention_period_s=db.retention_period,
                         when_full="drop_oldest" if db.when_full == "drop_oldest" else "block",

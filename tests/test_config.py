@@ -520,3 +520,13 @@ def test_config_sections_are_slotted() -> None:
 def test_configs_compare_by_value() -> None:
     assert load_config(SHIPPED_CONFIG, {}) == load_config(SHIPPED_CONFIG, {})
     assert load_config(SHIPPED_CONFIG, {}) != Config()
+
+
+def test_disk_buffer_max_files_reaches_the_segment_store(tmp_path: Path) -> None:
+    from logcap.tree import make_segment_store
+
+    config = _parse(f"disk_buffer: {{enabled: true, directory: {tmp_path}, max_files: 3}}")
+    assert config.disk_buffer.max_files == 3
+    assert make_segment_store(config)._max_files == 3
+    unbounded = _parse(f"disk_buffer: {{enabled: true, directory: {tmp_path}}}")
+    assert make_segment_store(unbounded)._max_files is None
