@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 from logcap.actors.mailbox import DataMessage
 
-__all__ = ["Acked", "Deliver", "Entries", "Outcome", "ReadToken", "Rewind", "SinkResult"]
+__all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReadToken", "ReleaseHold", "Rewind",
+           "SinkResult"]
+
+HELD = "held"
+"""SinkResult reason of a batch a sink did not try because an older batch from the same sender
+failed and has not been resent yet (see :class:`logcap.actors.sink.SinkActor`): a *retry*
+that is not a failure of the batch itself."""
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -54,13 +60,24 @@ class Entries(DataMessage):
 
 @dataclass(frozen=True, slots=True)
 class Deliver(DataMessage):
-    """One outgoing batch for one sink; ``attempt`` counts from 1."""
+    """One outgoing batch for one sink; ``attempt`` counts from 1. ``ordered``: the sender's
+    batches must reach the sink in ``batch_id`` order (the sink holds later ones behind a failed
+    one, see :data:`HELD`); false for the DLQ's resends."""
 
     batch_id: int
     shard: str
     parts: tuple[Entries, ...]
     lines: int
     attempt: int = 1
+    ordered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    """To a sink, from a sender: drop the hold on my batches (the failed batch they waited
+    behind was settled another way, e.g. dead-lettered, or I restarted)."""
+
+    sender: str
 
 
 class Outcome(enum.Enum):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from logcap.actors import dead_letters
-from logcap.actors.base import LogcapActor, Ping
+from logcap.actors.base import Ping
 from logcap.actors.dead_letters import DeadLetterQueue, DlqStats, Reprocess
 from logcap.actors.directory import Directory
 from logcap.actors.sink import SinkActor
@@ -21,38 +21,12 @@ from logcap.messages import Deliver, Entries, Outcome, ReadToken, SinkResult
 from logcap.sinks.base import Verdict
 from logcap.state.dlq import DeadLetter, DeadLetterStore
 from tests.actor_kit import wait_until
+from tests.sink_kit import ResultRecorder, ScriptedBackend
 
 DLQ = "root/state/dlq"
 SINK = "root/sinks/loki"
 MiB = 1024 * 1024
 ASK_S = 5.0
-
-
-class ScriptedBackend:
-    """A sink backend answering from a script (then DELIVERED); records every batch."""
-
-    def __init__(self, script: list[Verdict] | None = None) -> None:
-        self.script = list(script or [])
-        self.batches: list[tuple[Entries, ...]] = []
-        self._cond = threading.Condition()
-
-    def deliver(self, parts: tuple[Entries, ...]) -> Verdict:
-        with self._cond:
-            self.batches.append(parts)
-            self._cond.notify_all()
-            return self.script.pop(0) if self.script else Verdict(Outcome.DELIVERED)
-
-    def close(self) -> None:
-        pass
-
-    def wait_for(self, count: int) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.batches) >= count, timeout=10), (
-                f"{len(self.batches)} of {count} batches arrived")
-
-    def entry_ids(self) -> list[str]:
-        with self._cond:
-            return [parts[0].token.file_key.removeprefix("dlq/") for parts in self.batches]
 
 
 class Rig:
@@ -338,20 +312,6 @@ def test_an_entry_the_disk_refused_is_kept_and_written_again_on_a_timer(tmp_path
     rig.scheduler.advance(dead_letters.WRITE_RETRY_S)
     wait_until(lambda: rig.ask(DlqStats())["entries"] == 1, what="the entry written")
     assert rig.store.ids() == [entry.id]
-
-
-class ResultRecorder(LogcapActor):
-    """Stands for a shard: keeps every SinkResult it is told."""
-
-    def __init__(self, results: list[SinkResult], **kw: Any) -> None:
-        super().__init__(**kw)
-        self.results = results
-
-    def handle(self, message: Any) -> Any:
-        if isinstance(message, SinkResult):
-            self.results.append(message)
-            return None
-        return super().handle(message)
 
 
 def test_a_rejected_batch_the_dlq_cannot_take_is_answered_retry_never_dropped(

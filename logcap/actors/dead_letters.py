@@ -328,7 +328,8 @@ class DeadLetterQueue(LogcapActor):
 
     def _send(self, batch_id: int) -> None:
         resend = self._in_flight[batch_id]
-        message = Deliver(batch_id, self.name, resend.parts, resend.lines, resend.attempt)
+        message = Deliver(batch_id, self.name, resend.parts, resend.lines, resend.attempt,
+                          ordered=False)
         try:
             self.sinks[resend.sink].tell(message)
             resend.waiting = False

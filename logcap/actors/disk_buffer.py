@@ -38,7 +38,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from logcap.actors.directory import Handle
 from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
 from logcap.actors.timers import Scheduler, TimerHandle
-from logcap.messages import Deliver, Entries, Outcome, SinkResult
+from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
     BUFFER_BYTES,
     BUFFER_DROPPED,
@@ -165,6 +165,7 @@ class DiskBuffer(LogcapActor):
                 shard.tell(SinkStarted(BUFFER_SINK))
             except DeliveryRefused:
                 pass  # not running yet: nothing of ours is pending there
+        _release_holds(self.name, self.sinks.values())
         self._feed()
 
     def _load_batches(self) -> None:
@@ -344,8 +345,10 @@ class DiskBuffer(LogcapActor):
             batch, attempt = inflight[result.batch_id]
             delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
                                 result.retry_after_s)
-            if self.batches is not None and self._give_up(result, batch, delay):
+            counted = self.batches is not None and result.reason != HELD
+            if counted and self._give_up(result, batch, delay):
                 self._settle(result.sink, result.batch_id)
+                _release_holds(self.name, [self.sinks[result.sink]])  # nothing waits behind it
                 return
             inflight[result.batch_id] = (batch, attempt + 1)
             self._failed.setdefault(result.sink, set()).add(result.batch_id)
@@ -446,6 +449,15 @@ class DiskBuffer(LogcapActor):
             self._schedule_feed()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
         self._feed()
+
+
+def _release_holds(sender: str, sinks: Iterable[Handle]) -> None:
+    """Tell ``sinks`` to stop holding ``sender``'s batches behind a failed one."""
+    for sink in sinks:
+        try:
+            sink.tell(ReleaseHold(sender))
+        except DeliveryRefused:
+            pass  # not running: a restarted sink holds nothing
 
 
 def _report_lines(report: RecoveryReport) -> list[str]:

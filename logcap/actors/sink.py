@@ -10,6 +10,16 @@ A batch rejected for good goes to the DLQ (when enabled) before its verdict is s
 refuses it (full, restarting) the verdict becomes *retry* with reason ``dlq_unavailable``.
 With ``deduplication`` on, parts whose bytes this sink already delivered are not sent again
 (:mod:`logcap.dispatch.dedup`).
+
+**Order through a failure.** A sender (shard or disk buffer) keeps several batches in this
+sink's mailbox. When batch N fails with *retry*, the batches after it are already queued; if the
+backend recovered a moment later they would be delivered before N's resend, and a stream would
+reach Loki out of order. So after a *retry* verdict for batch N from a sender, the sink answers
+*retry* with reason :data:`~logcap.messages.HELD` (without trying them) to that sender's
+batches with an id above N, until the sender sends a batch with an id of N or below (the resend
+of N: senders resend oldest first), or tells :class:`~logcap.messages.ReleaseHold` (N was
+settled another way, or the sender restarted). Batches sent with ``ordered=False`` (the DLQ's
+resends) neither set nor wait for a hold.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from logcap.actors.directory import Handle
 from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
 from logcap.dispatch.dedup import DeliveredRanges
-from logcap.messages import Deliver, Outcome, SinkResult
+from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
 from logcap.sinks.base import SinkBackend, Verdict
 from logcap.state.dlq import DeadLetter
@@ -54,6 +64,7 @@ class SinkActor(LogcapActor):
         self.make_backend = make_backend
         self.shards = shards
         self.backend: SinkBackend | None = None
+        self._holds: dict[str, int] = {}  # sender -> id of its batch that failed here
 
     def handle_start(self) -> None:
         self.backend = self.make_backend()
@@ -64,9 +75,16 @@ class SinkActor(LogcapActor):
                 pass  # not started yet: it has nothing pending for us
 
     def handle(self, message: Any) -> Any:
+        if isinstance(message, ReleaseHold):
+            self._holds.pop(message.sender, None)
+            return None
         if not isinstance(message, Deliver):
             return super().handle(message)
         assert self.backend is not None
+        if message.ordered and self._held(message):
+            self._answer(message, SinkResult(message.batch_id, self.sink_name, Outcome.RETRY,
+                                             HELD, None, "an older batch is being retried"))
+            return None
         parts = message.parts
         if self.dedup is not None:
             fresh = tuple(p for p in parts if not self.dedup.delivered(p))
@@ -89,8 +107,23 @@ class SinkActor(LogcapActor):
         SINK_REQUESTS.labels(self.sink_name, verdict.reason).inc()
         SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)
         SINK_LINES.labels(self.sink_name, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
-        result = SinkResult(message.batch_id, self.sink_name, verdict.outcome, verdict.reason,
-                            verdict.retry_after_s, verdict.detail)
+        if verdict.outcome is Outcome.RETRY and message.ordered:
+            self._holds[message.shard] = message.batch_id
+        self._answer(message, SinkResult(message.batch_id, self.sink_name, verdict.outcome,
+                                         verdict.reason, verdict.retry_after_s, verdict.detail))
+        return None
+
+    def _held(self, message: Deliver) -> bool:
+        """Whether ``message`` waits behind its sender's failed batch (class docstring)."""
+        failed = self._holds.get(message.shard)
+        if failed is None:
+            return False
+        if message.batch_id <= failed:  # the resend of the failed batch (or a restarted sender)
+            del self._holds[message.shard]
+            return False
+        return True
+
+    def _answer(self, message: Deliver, result: SinkResult) -> None:
         shard = next((s for s in self.shards() if s.name == message.shard), None)
         if shard is not None:
             try:
@@ -98,7 +131,6 @@ class SinkActor(LogcapActor):
             except DeliveryRefused:
                 log.debug("%s: shard %s gone; it re-reads the batch", self.sink_name,
                           message.shard)
-        return None
 
     def _dead_letter(self, message: Deliver, verdict: Verdict) -> bool:
         """Hand a rejected batch to the DLQ (not one the DLQ itself is re-sending: it keeps

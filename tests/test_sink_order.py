@@ -1,0 +1,92 @@
+"""A sink keeps a sender's batches in order through a failure: the batches queued behind a
+failed one are held (answered retry, not tried) until the failed one is resent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from logcap.actors.directory import Directory, Handle
+from logcap.actors.sink import SinkActor
+from logcap.messages import HELD, Deliver, Entries, Outcome, ReadToken, ReleaseHold, SinkResult
+from logcap.sinks.base import Verdict
+from tests.actor_kit import wait_until
+from tests.sink_kit import ResultRecorder, ScriptedBackend
+
+SENDER = "root/state/buffer"
+SINK = "root/sinks/loki"
+
+
+class Rig:
+    def __init__(self, script: list[Verdict]) -> None:
+        self.backend = ScriptedBackend(script)
+        self.results: list[SinkResult] = []
+        directory = Directory()
+        self.sender_ref = ResultRecorder.start(self.results, name=SENDER)
+        sender: Handle = directory.handle(SENDER)
+        directory.bind(SENDER, self.sender_ref)
+        self.sink = SinkActor.start("loki", lambda: self.backend, lambda: [sender], name=SINK)
+
+    def send(self, batch_id: int, attempt: int = 1, ordered: bool = True) -> None:
+        part = Entries("app", "/x.log", (("job", "x"),), [f"line {batch_id}"], batch_id,
+                       ReadToken("app", "k", batch_id, batch_id + 1, 0))
+        self.sink.tell(Deliver(batch_id, SENDER, (part,), 1, attempt, ordered))
+
+    def answers(self, count: int) -> list[tuple[int, str]]:
+        wait_until(lambda: len(self.results) >= count, what=f"{count} answers")
+        return [(r.batch_id, r.reason if r.outcome is Outcome.RETRY else r.outcome.value)
+                for r in self.results[:count]]
+
+    def tried(self) -> list[int]:
+        return [parts[0].ts_ns for parts in self.backend.batches]
+
+    def stop(self) -> None:
+        self.sink.stop()
+        self.sender_ref.stop()
+
+
+@pytest.fixture
+def failing_once() -> Iterator[Rig]:
+    rig = Rig([Verdict(Outcome.RETRY, "server_error")])
+    yield rig
+    rig.stop()
+
+
+def test_batches_behind_a_failed_one_are_held_until_it_is_resent(failing_once: Rig) -> None:
+    rig = failing_once
+    for batch_id in (1, 2, 3):
+        rig.send(batch_id)  # queued together; the backend recovers right after batch 1
+    assert rig.answers(3) == [(1, "server_error"), (2, HELD), (3, HELD)]
+    assert rig.tried() == [1]  # 2 and 3 were not delivered ahead of 1
+    for batch_id in (1, 2, 3):
+        rig.send(batch_id, attempt=2)  # the sender resends oldest first
+    assert rig.answers(6)[3:] == [(1, "delivered"), (2, "delivered"), (3, "delivered")]
+    assert rig.tried() == [1, 1, 2, 3]
+
+
+def test_a_release_lets_the_later_batches_through(failing_once: Rig) -> None:
+    rig = failing_once
+    rig.send(1)
+    assert rig.answers(1) == [(1, "server_error")]
+    rig.sink.tell(ReleaseHold(SENDER))  # batch 1 went to the DLQ: nothing waits behind it
+    rig.send(2)
+    assert rig.answers(2)[1] == (2, "delivered")
+
+
+def test_unordered_batches_neither_set_nor_wait_for_a_hold(failing_once: Rig) -> None:
+    rig = failing_once
+    rig.send(1, ordered=False)
+    rig.send(2, ordered=False)
+    assert rig.answers(2) == [(1, "server_error"), (2, "delivered")]
+
+
+def test_a_restarted_sender_numbering_from_one_is_not_held() -> None:
+    rig = Rig([Verdict(Outcome.RETRY, "server_error")])
+    try:
+        rig.send(40)
+        assert rig.answers(1) == [(40, "server_error")]
+        rig.send(1)  # a new incarnation of the sender starts its ids again
+        assert rig.answers(2)[1] == (1, "delivered")
+    finally:
+        rig.stop()
