@@ -1,0 +1,67 @@
+"""The /metrics exposition of a running logcap (Loki sink, disk buffer, DLQ) after real
+traffic: checked by Prometheus' own ``promtool check metrics`` (DESIGN.md §10) and read back
+with prometheus_client's parser for the values a dashboard needs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.actor_kit import wait_until
+from tests.harness import LogcapProcess, NumberedWriter, make_config
+from tests.loki_receiver import LokiReceiver
+
+pytestmark = pytest.mark.integration
+
+LINES = 2_000
+
+
+@pytest.fixture
+def exposition(tmp_path: Path) -> Iterator[str]:
+    receiver = LokiReceiver(keep_lines=False).start()
+    (tmp_path / "logs").mkdir()
+    config = make_config(
+        tmp_path, [str(tmp_path / "logs" / "*.log")],
+        sinks={"file": {"enabled": True}, "loki": {"enabled": True, "url": receiver.url}},
+        disk_buffer={"enabled": True, "directory": str(tmp_path / "buffer")},
+        dlq={"directory": str(tmp_path / "dlq")},
+    )
+    NumberedWriter(tmp_path / "logs" / "app.log").write(LINES)
+    proc = LogcapProcess(config).start()
+    try:
+        wait_until(lambda: receiver.line_count >= LINES, timeout=30, what="every line")
+        wait_until(lambda: 'logcap_buffer_size_bytes' in proc.api_text("/metrics"),
+                   timeout=10, what="the buffer's gauges")
+        yield proc.api_text("/metrics")
+    finally:
+        proc.stop()
+        receiver.stop()
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool missing (Debian package prometheus; .ci/run installs it)")
+def test_promtool_accepts_the_exposition(exposition: str) -> None:
+    done = subprocess.run(["promtool", "check", "metrics"], input=exposition.encode(),
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()
+    assert not (done.stdout + done.stderr).strip(), (done.stdout + done.stderr).decode()
+
+
+def test_the_exposition_counts_the_traffic_per_source_and_sink(exposition: str) -> None:
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition)
+               for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("logcap_source_lines_total", source="app") == LINES
+    assert value("logcap_sink_lines_total", sink="loki", outcome="sent") == LINES
+    assert value("logcap_sink_lines_total", sink="file", outcome="sent") == LINES
+    assert value("logcap_sink_requests_total", sink="loki", reason="ok") >= 1
+    assert value("logcap_sink_request_duration_seconds_count", sink="loki") >= 1
