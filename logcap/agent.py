@@ -23,8 +23,9 @@ from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.directory import Directory
 from logcap.actors.disk_buffer import BufferStats, Degraded
-from logcap.actors.file_monitor import SourceStatus
+from logcap.actors.file_monitor import SourceStatus, StopReading
 from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
+from logcap.actors.shard import Flush, InFlight
 from logcap.actors.supervisor import Supervisor
 from logcap.actors.timers import TimerThread
 from logcap.api.app import BackendTimeout
@@ -37,6 +38,7 @@ from logcap.tree import (
     ROOT,
     build_root_children,
     root_flags,
+    shard_names,
     source_names,
 )
 
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 ADMIN_ASK_TIMEOUT_S = 2.0
 """How long one admin request may spend asking actors, in total."""
 START_TIMEOUT_S = 60.0
+DRAIN_SHARE = 0.5
+"""Part of the stop deadline spent waiting for in-flight lines to be delivered."""
+DRAIN_MAX_S = 5.0
+DRAIN_POLL_S = 0.02
 
 
 class _RootWatcher:
@@ -103,16 +109,52 @@ class Agent:
         return self.failure()
 
     def stop(self, deadline_s: float) -> bool:
-        """Stop the tree in reverse order within ``deadline_s``; True if it stopped in time."""
+        """Drain (see :meth:`drain`, at most ``DRAIN_SHARE`` of the deadline, capped at
+        ``DRAIN_MAX_S``), then stop the tree in reverse order within what is left of
+        ``deadline_s``; True if it stopped in time."""
         stopped = True
         if self.root is not None and self.root.is_alive():
+            started = time.monotonic()
+            self.drain(min(DRAIN_MAX_S, deadline_s * DRAIN_SHARE))
+            left = max(0.1, deadline_s - (time.monotonic() - started))
             try:
-                stopped = bool(self.root.stop(block=True, timeout=deadline_s))
+                stopped = bool(self.root.stop(block=True, timeout=left))
             except pykka.Timeout:
                 stopped = False
         self.timers.stop()
         REGISTRY.unregister(self._collector)
         return stopped
+
+    def drain(self, budget_s: float) -> int:
+        """Before a stop: sources stop reading, shards send their open batches, and we wait up
+        to ``budget_s`` for every batch to be settled, so positions reach what was delivered
+        and a restart re-sends nothing (re-read lines get new timestamps, which Loki would keep
+        as duplicates). Returns the lines still held when the wait ended (re-read after the
+        restart: at-least-once either way)."""
+        deadline = time.monotonic() + budget_s
+        for name in source_names(self.config):
+            self._ask_quietly(name, StopReading(), deadline)
+        held = sum(self._ask_quietly(name, Flush(), deadline) or 0
+                   for name in shard_names(self.config))
+        pause = threading.Event()
+        while held and time.monotonic() < deadline:
+            pause.wait(DRAIN_POLL_S)
+            held = sum(self._ask_quietly(name, InFlight(), deadline) or 0
+                       for name in shard_names(self.config))
+        if held:
+            log.warning("stopping with %d lines not yet delivered; they are read again after "
+                        "the restart", held)
+        else:
+            log.info("drained: every line read was delivered")
+        return held
+
+    def _ask_quietly(self, name: str, message: Any, deadline: float) -> Any:
+        """Ask ``name``; None if it is not running or does not answer before ``deadline``."""
+        try:
+            return self.directory.handle(name).ask(
+                message, timeout=max(0.01, deadline - time.monotonic()))
+        except (pykka.Timeout, DeliveryRefused):
+            return None
 
     # -- admin backend ---------------------------------------------------------------------
 

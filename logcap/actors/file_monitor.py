@@ -11,6 +11,8 @@ Messages taken (control lane unless noted):
   the PositionsKeeper, and the freed window lets reading continue.
 * :class:`~logcap.messages.Rewind` — a shard restarted: re-read what was in flight to it.
 * :class:`SourceStatus` (ask) — files followed, problems, lag.
+* :class:`StopReading` (ask) — the agent is stopping: read nothing more (acks are still
+  taken, so positions reach what was delivered); lasts until the actor stops.
 
 Backpressure: entries go to the shard chosen by a stable hash of the file path (one file, one
 shard, so its lines stay in order). A full shard refuses at once; the monitor keeps the
@@ -59,8 +61,8 @@ from logcap.sources.files.tailer import (
 )
 from logcap.sources.files.watcher import DirWatcher
 
-__all__ = ["PAUSE_S", "SWEEP_INTERVAL_S", "FileMonitor", "SourceStatus", "monitor_settings",
-           "shard_index"]
+__all__ = ["PAUSE_S", "SWEEP_INTERVAL_S", "FileMonitor", "SourceStatus", "StopReading",
+           "monitor_settings", "shard_index"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,11 @@ PAUSE_S = 0.02
 POSITIONS_ASK_TIMEOUT_S = 10.0
 WAKE_RESCAN_MIN_S = 0.2
 """A directory event re-scans the globs (new files) at most this often."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopReading:
+    """Ask: read nothing more until stopped (the agent's drain before a stop)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,7 @@ class FileMonitor(LogcapActor):
         self._wake_sent = False
         self._pump_sent = False
         self._paused = False
+        self._stopped_reading = False
         self._last_rescan = 0.0
         self._sweeps = 0
 
@@ -192,7 +200,9 @@ class FileMonitor(LogcapActor):
     def handle(self, message: Any) -> Any:
         tailer = self.tailer
         assert tailer is not None
-        if isinstance(message, _Wake):
+        if isinstance(message, StopReading):
+            self._stopped_reading = True
+        elif isinstance(message, _Wake):
             self._wake_sent = False
             now = time.monotonic()
             if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
@@ -282,7 +292,7 @@ class FileMonitor(LogcapActor):
         return True
 
     def _pump(self) -> None:
-        if self._paused:
+        if self._paused or self._stopped_reading:
             return
         tailer = self.tailer
         assert tailer is not None

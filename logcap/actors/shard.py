@@ -13,6 +13,8 @@ Messages taken:
 * :class:`SinkStarted` (control): a sink (re)started; batches it had been sent and not answered
   are resent to it.
 * :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
+* :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
+  like ``InFlight``.
 
 On start it tells every source :class:`~logcap.messages.Rewind`: whatever a predecessor held in
 memory is gone, so sources re-read their unacknowledged batches. On stop the open batch and the
@@ -39,7 +41,8 @@ from logcap.dispatch.tracker import DeliveryTracker, TrackedBatch
 from logcap.messages import Acked, Deliver, Entries, Outcome, ReadToken, Rewind, SinkResult
 from logcap.metrics import SINK_LINES
 
-__all__ = ["REFUSED_RETRY_S", "DispatcherShard", "InFlight", "ShardSettings", "SinkStarted"]
+__all__ = ["REFUSED_RETRY_S", "DispatcherShard", "Flush", "InFlight", "ShardSettings",
+           "SinkStarted"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ class SinkStarted:
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """Ask: lines this shard holds that are not yet settled by every sink."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Ask: send the open batch now; the answer is the lines still held (as ``InFlight``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +143,10 @@ class DispatcherShard(LogcapActor):
                 batch = self.tracker.get(batch_id)
                 if batch is not None:
                     self._send(batch, message.sink)
+        elif isinstance(message, Flush):
+            if len(self.batcher):
+                self._dispatch(self.batcher.take())
+            return self.tracker.lines_in_flight + self.batcher.lines
         elif isinstance(message, InFlight):
             return self.tracker.lines_in_flight + self.batcher.lines
         else:
