@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,9 +89,12 @@ def test_a_poison_batch_lands_in_the_dlq_and_reprocess_delivers_it_once(
         proc.stop()
 
 
-def _persisting_config(tmp_path: Path, receiver: LokiReceiver, retries: int) -> Path:
+def _start_during_outage(tmp_path: Path, receiver: LokiReceiver, retries: int,
+                         lines: int) -> tuple[Path, LogcapProcess]:
+    """logcap with batch_persistence (``retries``), started on ``lines`` lines while the
+    receiver answers 503; returns its config (for a restart) and the process."""
     (tmp_path / "logs").mkdir(exist_ok=True)
-    return make_config(
+    config = make_config(
         tmp_path, [str(tmp_path / "logs" / "*.log")],
         server={"admin_token": TOKEN},
         dispatcher={"retry_base_delay": "20ms", "retry_max_delay": "100ms"},
@@ -101,11 +105,12 @@ def _persisting_config(tmp_path: Path, receiver: LokiReceiver, retries: int) -> 
                            "max_recovery_retries": retries},
         dlq={"directory": str(tmp_path / "dlq")},
     )
+    receiver.fail_unavailable()
+    NumberedWriter(tmp_path / "logs" / "app.log").write(lines)
+    return config, LogcapProcess(config).start()
 
 
 def _persisted(tmp_path: Path) -> dict[int, dict[str, Any]]:
-    import json
-
     try:
         doc = json.loads((tmp_path / "batches" / "inflight.json").read_bytes())
     except (OSError, ValueError):
@@ -116,10 +121,7 @@ def _persisted(tmp_path: Path) -> dict[int, dict[str, Any]]:
 def test_batches_failing_past_max_recovery_retries_move_to_the_dlq_and_reprocess_delivers_them(
     tmp_path: Path, receiver: LokiReceiver
 ) -> None:
-    config = _persisting_config(tmp_path, receiver, retries=2)
-    receiver.fail_unavailable()
-    NumberedWriter(tmp_path / "logs" / "app.log").write(300)
-    proc = LogcapProcess(config).start()
+    _, proc = _start_during_outage(tmp_path, receiver, retries=2, lines=300)
     base = f"http://127.0.0.1:{proc.port}"
     try:
         wait_until(lambda: proc.api("/dlq/stats").get("lines", 0) >= 300, timeout=60,
@@ -149,10 +151,7 @@ def test_batches_failing_past_max_recovery_retries_move_to_the_dlq_and_reprocess
 def test_attempts_of_in_flight_batches_survive_a_sigkill(
     tmp_path: Path, receiver: LokiReceiver
 ) -> None:
-    config = _persisting_config(tmp_path, receiver, retries=1000)
-    receiver.fail_unavailable()
-    NumberedWriter(tmp_path / "logs" / "app.log").write(50)
-    proc = LogcapProcess(config).start()
+    config, proc = _start_during_outage(tmp_path, receiver, retries=1000, lines=50)
     try:
         wait_until(lambda: any(r["failures"] >= 3 for r in _persisted(tmp_path).values()),
                    timeout=30, what="a persisted batch with 3 failures")

@@ -172,9 +172,7 @@ class DiskBuffer(LogcapActor):
         assert self.batches is not None
         for problem in self.batches.load(self.clock()):
             log.error("disk buffer: %s", problem)
-        self.batches.forget_unknown_sinks(set(self.sinks))
-        for sink in self.sinks:
-            self.batches.forget_through(sink, self.store.acked_seq(sink))
+        self.batches.forget_settled({sink: self.store.acked_seq(sink) for sink in self.sinks})
         if len(self.batches):
             log.info("disk buffer: %d batches were in flight at the last stop; resent with "
                      "their attempts counted", len(self.batches))
@@ -366,14 +364,12 @@ class DiskBuffer(LogcapActor):
         if verdict == RETRY:
             return False
         record = self.batches.get(result.sink, result.batch_id)
-        assert record is not None
-        first = record.first_failure if record.first_failure is not None else self.clock()
-        entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts, first,
-                                      record.last_failure or first, record.last_error,
-                                      tuple(batch))
+        assert record and record.first_failure is not None and record.last_failure is not None
+        entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts,
+                                      record.first_failure, record.last_failure,
+                                      record.last_error, tuple(batch))
         try:
-            if self.dlq is None:
-                raise DeliveryRefused("no DLQ")
+            assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
             self.dlq.tell(entry)
         except DeliveryRefused:
             log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now; "
@@ -409,14 +405,13 @@ class DiskBuffer(LogcapActor):
         """Per sink: batches sent and unanswered, failed and waiting for their retry, read but
         not yet sent; with batch_persistence, the persisted records too."""
         out: dict[str, Any] = {}
-        recorded = self.batches.pending() if self.batches is not None else {}
+        recorded = self.batches.pending(self.sinks) if self.batches is not None else None
         for sink, inflight in self._inflight.items():
-            failed = self._failed.get(sink, set())
-            row: dict[str, Any] = {"batches": len(inflight), "failed": len(failed),
+            row: dict[str, Any] = {"batches": len(inflight),
+                                   "failed": len(self._failed.get(sink, ())),
                                    "retry_gate_closed": sink in self._gates}
-            if self.batches is not None:
-                row["persisted"] = recorded.get(sink, {"batches": 0, "lines": 0, "failing": 0,
-                                                       "max_attempts": 0, "records": []})
+            if recorded is not None:
+                row["persisted"] = recorded[sink]
             out[sink] = row
         return out
 

@@ -143,11 +143,9 @@ class DispatcherShard(LogcapActor):
                 batch = self.tracker.get(batch_id)
                 if batch is not None:
                     self._send(batch, message.sink)
-        elif isinstance(message, Flush):
-            if len(self.batcher):
+        elif isinstance(message, (Flush, InFlight)):
+            if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
-            return self.tracker.lines_in_flight + self.batcher.lines
-        elif isinstance(message, InFlight):
             return self.tracker.lines_in_flight + self.batcher.lines
         else:
             return super().handle(message)

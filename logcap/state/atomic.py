@@ -14,6 +14,9 @@ truncated file. The sequence:
 
 A crash leaves at worst a stray temporary file, which :func:`remove_stale_temp_files` deletes
 (the positions store calls it on load).
+
+:func:`create_for_append` makes a new append-only file (a buffer or DLQ segment) whose name
+survives a crash before it is first written.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "BACKUP_SUFFIX",
     "TEMP_INFIX",
     "atomic_write_bytes",
+    "create_for_append",
     "fsync_directory",
     "move_aside",
     "remove_stale_temp_files",
@@ -125,6 +129,20 @@ def atomic_write_bytes(
         _unlink_quietly(temp)
         raise
     fsync_directory(dirpath)
+
+
+def create_for_append(path: str, mode: int = DEFAULT_FILE_MODE) -> int:
+    """Create ``path`` (it must not exist) for appending and make its directory entry durable;
+    returns the open descriptor. On an error nothing is left behind and OSError is raised."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    try:
+        fsync_directory(os.path.dirname(path) or ".")
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
 
 
 def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[str]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import zstandard
 
-from logcap.state.atomic import fsync_directory
+from logcap.state.atomic import create_for_append, fsync_directory
 from logcap.state.buffer.record import RecordCorrupt, frame_record, read_record, scan_segment
 from logcap.state.dlq_entry import (
     COMPRESSION_LEVEL,
@@ -302,15 +302,7 @@ class DeadLetterStore:
     def _create_segment(self) -> None:
         self._close_fd()
         path = os.path.join(self.directory, f"{self._next_seq:0{SEQ_DIGITS}d}{SEGMENT_SUFFIX}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
-        try:
-            fsync_directory(self.directory)
-        except OSError:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        self._fd = fd
+        self._fd = create_for_append(path)
         self._segments.append(_Segment(path, 0, self._clock()))
 
     def collect(self, now: float) -> dict[str, Dropped]:

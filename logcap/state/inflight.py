@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -167,17 +168,10 @@ class InflightBatches:
     def get(self, sink: str, seq: int) -> InflightBatch | None:
         return self._batches.get((sink, seq))
 
-    def forget_through(self, sink: str, seq: int) -> int:
-        """Drop ``sink``'s records at or below ``seq`` (its acked cursor); return how many."""
-        gone = [key for key in self._batches if key[0] == sink and key[1] <= seq]
-        for key in gone:
-            del self._batches[key]
-        self._dirty = self._dirty or bool(gone)
-        return len(gone)
-
-    def forget_unknown_sinks(self, sinks: set[str]) -> int:
-        """Drop records of sinks no longer configured; return how many."""
-        gone = [key for key in self._batches if key[0] not in sinks]
+    def forget_settled(self, acked: Mapping[str, int]) -> int:
+        """Keep only the records of the sinks in ``acked`` (sink -> its acknowledged cursor)
+        above that cursor; return how many were dropped."""
+        gone = [key for key in self._batches if key[0] not in acked or key[1] <= acked[key[0]]]
         for key in gone:
             del self._batches[key]
         self._dirty = self._dirty or bool(gone)
@@ -194,12 +188,12 @@ class InflightBatches:
                 out.append(batch)
         return out
 
-    def pending(self) -> dict[str, dict[str, Any]]:
-        """Per sink: count, lines, oldest first failure, most attempts, and the records."""
-        out: dict[str, dict[str, Any]] = {}
+    def pending(self, sinks: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """Per sink with records (and per sink of ``sinks``, even without): batches, lines,
+        how many are failing, the most attempts, and the records."""
+        out: dict[str, dict[str, Any]] = {sink: _empty_row() for sink in sinks}
         for batch in sorted(self._batches.values(), key=lambda b: (b.sink, b.seq)):
-            row = out.setdefault(batch.sink, {"batches": 0, "lines": 0, "failing": 0,
-                                              "max_attempts": 0, "records": []})
+            row = out.setdefault(batch.sink, _empty_row())
             row["batches"] += 1
             row["lines"] += batch.lines
             row["failing"] += batch.next_retry_at is not None
@@ -209,6 +203,10 @@ class InflightBatches:
 
     def __len__(self) -> int:
         return len(self._batches)
+
+
+def _empty_row() -> dict[str, Any]:
+    return {"batches": 0, "lines": 0, "failing": 0, "max_attempts": 0, "records": []}
 
 
 def _parse(data: bytes) -> list[InflightBatch]:

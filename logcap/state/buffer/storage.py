@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from logcap.messages import Entries
-from logcap.state.atomic import atomic_write_bytes, fsync_directory
+from logcap.state.atomic import atomic_write_bytes, create_for_append, fsync_directory
 from logcap.state.buffer.codec import EncodedBatch, PayloadCodec
 from logcap.state.buffer.ledger import SegmentIndex, index_path, segment_name
 from logcap.state.buffer.record import RecordCorrupt, read_record
@@ -116,16 +116,8 @@ class SegmentFiles:
 
     def _create(self, seq: int) -> None:
         path = os.path.join(self.directory, segment_name(seq))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(path, flags, FILE_MODE)
-        try:
-            fsync_directory(self.directory)
-        except OSError:
-            os.close(fd)
-            os.unlink(path)
-            raise
+        self._active_fd = create_for_append(path, FILE_MODE)
         now = self._clock()
-        self._active_fd = fd
         self.segments.append(SegmentIndex(path, seq, created_at=now, last_write_at=now))
 
     def seal(self) -> None:
