@@ -1,0 +1,1 @@
+"""The application actors: sources, shards, sinks, the disk buffer, the DLQ, positions."""
