@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Directory, Handle
-from logcap.actors.mailbox import DataMessage, DeliveryRefused
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Directory, Handle
+from logcap.runtime.mailbox import DataMessage, DeliveryRefused
 
 
 @dataclass(frozen=True, slots=True)

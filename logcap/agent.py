@@ -18,19 +18,19 @@ from typing import Any
 import pykka
 from pykka import ActorDeadError, ActorRef
 
-from logcap.actors.base import ChildExited, ExitLink, Ping
-from logcap.actors.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.actors.dead_letters import DlqStats, Reprocess
-from logcap.actors.directory import Directory
 from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.file_monitor import SourceStatus, StopReading
-from logcap.actors.mailbox import BoundedInbox, DeliveryRefused
 from logcap.actors.shard import Flush, InFlight
-from logcap.actors.supervisor import Supervisor
-from logcap.actors.timers import TimerThread
 from logcap.api.app import BackendTimeout
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
+from logcap.runtime.actor import ChildExited, ExitLink, Ping
+from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
+from logcap.runtime.directory import Directory
+from logcap.runtime.mailbox import BoundedInbox, DeliveryRefused
+from logcap.runtime.supervisor import Supervisor
+from logcap.runtime.timers import TimerThread
 from logcap.tree import (
     BUFFER,
     DLQ,

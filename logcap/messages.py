@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from logcap.actors.mailbox import DataMessage
+from logcap.runtime.mailbox import DataMessage
 
 __all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReadToken", "ReleaseHold", "Rewind",
            "SinkResult"]

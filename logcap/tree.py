@@ -9,7 +9,7 @@ root                  rest_for_one
 └── admin             AdminServer (Flask app on waitress)
 ```
 
-Names in the :class:`~logcap.actors.directory.Directory` are the qualified child names, e.g.
+Names in the :class:`~logcap.runtime.directory.Directory` are the qualified child names, e.g.
 ``root/sinks/loki``; producers hold handles to those names.
 """
 
@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from pykka import ActorRef
 
-from logcap.actors.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.actors.dead_letters import DeadLetterQueue
-from logcap.actors.directory import Directory, Handle
 from logcap.actors.disk_buffer import BUFFER_SINK, DEFAULT_RESUME_WINDOW_S, DiskBuffer
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
 from logcap.actors.positions_keeper import PositionsKeeper
 from logcap.actors.shard import DispatcherShard, ShardSettings
 from logcap.actors.sink import SinkActor
-from logcap.actors.supervisor import Supervisor
 from logcap.api.server import AdminServer
 from logcap.config import Config
 from logcap.dispatch.dedup import DeliveredRanges
+from logcap.runtime.childspec import ChildSpec, StartContext, Strategy, SupFlags
+from logcap.runtime.directory import Directory, Handle
+from logcap.runtime.supervisor import Supervisor
 from logcap.sinks.file import FileSink
 from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings

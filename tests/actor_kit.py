@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.mailbox import DataMessage
-from logcap.actors.supervisor import ChildSpec, Restart, StartContext
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.mailbox import DataMessage
+from logcap.runtime.supervisor import ChildSpec, Restart, StartContext
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from logcap.actors.base import LogcapActor
 from logcap.messages import Entries, Outcome, SinkResult
+from logcap.runtime.actor import LogcapActor
 from logcap.sinks.base import Verdict
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.childspec import WhichChildren
 from logcap.agent import Agent
 from logcap.api.app import BackendTimeout, create_app
 from logcap.config import load_config
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.childspec import WhichChildren
 from tests.harness import make_config
 
 

@@ -10,19 +10,23 @@ import attrs
 import pytest
 import yaml
 
-from logcap import config_schema as schema
 from logcap.config import (
     DEFAULT_CONFIG_PATH,
     Config,
-    FileSourceConfig,
     load_config,
     parse_config,
-    parse_duration,
-    parse_size,
     resolve_config_path,
+    schema,
     summary,
 )
-from logcap.config_values import expand_vars, format_duration, format_size
+from logcap.config.sources import FileSourceConfig
+from logcap.config.values import (
+    expand_vars,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = REPO / DEFAULT_CONFIG_PATH

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from logcap.actors.timers import ManualClock
 from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import Entries, ReadToken
+from logcap.runtime.timers import ManualClock
 
 
 def part(start: int, end: int, key: str = "g1|1:2|8:abc", source: str = "app") -> Entries:

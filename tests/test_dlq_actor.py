@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from logcap.actors import dead_letters
-from logcap.actors.base import Ping
 from logcap.actors.dead_letters import DeadLetterQueue, DlqStats, Reprocess
-from logcap.actors.directory import Directory
 from logcap.actors.sink import SinkActor
-from logcap.actors.timers import ManualScheduler
 from logcap.api.dlq_routes import parse_reprocess_filters
 from logcap.messages import Deliver, Entries, Outcome, ReadToken, SinkResult
+from logcap.runtime.actor import Ping
+from logcap.runtime.directory import Directory
+from logcap.runtime.timers import ManualScheduler
 from logcap.sinks.base import Verdict
 from logcap.state.dlq import DeadLetter, DeadLetterStore
 from tests.actor_kit import wait_until

@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
 from logcap.api.dlq_routes import register_dlq_routes
-from logcap.dlq_cli import add_subcommands, run
+from logcap.cli.dlq import add_subcommands, run
 from logcap.messages import Entries, ReadToken
 from logcap.state.buffer.segments import SegmentStore
 from logcap.state.dlq import SEGMENT_SUFFIX, DeadLetter, DeadLetterStore

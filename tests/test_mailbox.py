@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pykka._envelope import Envelope
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.mailbox import BoundedInbox, DataMessage, MailboxFull
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.mailbox import BoundedInbox, DataMessage, MailboxFull
 from tests.actor_kit import Batch, wait_until
 
 

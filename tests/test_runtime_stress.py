@@ -7,10 +7,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor, Ping
-from logcap.actors.directory import Directory, Handle
-from logcap.actors.mailbox import DeliveryRefused
-from logcap.actors.supervisor import (
+from logcap.runtime.actor import LogcapActor, Ping
+from logcap.runtime.directory import Directory, Handle
+from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.supervisor import (
     ChildInfo,
     ChildSpec,
     StartContext,
@@ -18,7 +18,7 @@ from logcap.actors.supervisor import (
     SupFlags,
     WhichChildren,
 )
-from logcap.actors.timers import Scheduler, TimerThread
+from logcap.runtime.timers import Scheduler, TimerThread
 from tests.actor_kit import Batch, Crash, wait_until
 
 CRASHES = 1000

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from logcap.actors.directory import Directory, Handle
 from logcap.actors.sink import SinkActor
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReadToken, ReleaseHold, SinkResult
+from logcap.runtime.directory import Directory, Handle
 from logcap.sinks.base import Verdict
 from tests.actor_kit import wait_until
 from tests.sink_kit import ResultRecorder, ScriptedBackend

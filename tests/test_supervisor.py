@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pykka import ActorRef
 
-from logcap.actors.base import ChildExited, Ping
-from logcap.actors.directory import Directory
-from logcap.actors.mailbox import ActorUnavailable
-from logcap.actors.supervisor import (
+from logcap.runtime.actor import ChildExited, Ping
+from logcap.runtime.directory import Directory
+from logcap.runtime.mailbox import ActorUnavailable
+from logcap.runtime.supervisor import (
     ChildInfo,
     ChildSpec,
     CountChildren,
@@ -25,7 +25,7 @@ from logcap.actors.supervisor import (
     TerminateChild,
     WhichChildren,
 )
-from logcap.actors.timers import ManualScheduler
+from logcap.runtime.timers import ManualScheduler
 from tests.actor_kit import Block, Crash, Journal, StopSelf, wait_until, worker_spec
 
 
@@ -48,7 +48,7 @@ def start_sup(
     watcher: Watcher | None = None,
     **flags: Any,
 ) -> tuple[ActorRef[Any], Directory, ManualScheduler]:
-    from logcap.actors.base import ExitLink
+    from logcap.runtime.actor import ExitLink
 
     scheduler = scheduler or ManualScheduler()
     directory = Directory()

@@ -46,11 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Handle
-from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
-from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import (
     DLQ_DROPPED_LINES,
@@ -59,6 +55,10 @@ from logcap.metrics import (
     DLQ_REPROCESSED,
     DLQ_SIZE,
 )
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Handle
+from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.sinks.loki.backoff import retry_delay
 from logcap.state.dlq import DeadLetter, DeadLetterStore, DlqFilter, Dropped
 

@@ -42,11 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Handle
-from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
-from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
     BUFFER_BYTES,
@@ -56,6 +52,10 @@ from logcap.metrics import (
     INFLIGHT_OVERDUE,
     INFLIGHT_PENDING,
 )
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Handle
+from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.sinks.loki.backoff import retry_delay
 from logcap.sources.files.generation import file_of
 from logcap.state.buffer.recovery import RecoveryReport

@@ -36,12 +36,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Handle
 from logcap.actors.disk_buffer import ResumeRanges
-from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.positions_keeper import CommitFiles, ForgetFiles, GetFilePositions
-from logcap.actors.timers import Scheduler
 from logcap.messages import Acked, Entries, Rewind
 from logcap.metrics import (
     POSITIONS_LAG,
@@ -53,6 +49,10 @@ from logcap.metrics import (
     SOURCE_ROTATIONS,
     SOURCE_TRUNCATED,
 )
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Handle
+from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.timers import Scheduler
 from logcap.sources.files.discovery import has_magic
 from logcap.sources.files.tailer import (
     SourceTailer,

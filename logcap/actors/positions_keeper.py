@@ -23,9 +23,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.timers import Scheduler
 from logcap.metrics import POSITIONS_FLUSHES
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.timers import Scheduler
 from logcap.state.positions import FilePosition, PositionsStore
 
 __all__ = ["CommitFiles", "ForgetFiles", "GetFilePositions", "PositionsKeeper", "Snapshot"]

@@ -32,14 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Handle
-from logcap.actors.mailbox import DeliveryRefused
-from logcap.actors.timers import Scheduler, TimerHandle
 from logcap.dispatch.batcher import Batcher
 from logcap.dispatch.tracker import DeliveryTracker, TrackedBatch
 from logcap.messages import Acked, Deliver, Entries, Outcome, ReadToken, Rewind, SinkResult
 from logcap.metrics import SINK_LINES
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Handle
+from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.timers import Scheduler, TimerHandle
 
 __all__ = ["REFUSED_RETRY_S", "DispatcherShard", "Flush", "InFlight", "ShardSettings",
            "SinkStarted"]

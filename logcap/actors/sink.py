@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logcap.actors.base import LogcapActor
-from logcap.actors.directory import Handle
-from logcap.actors.mailbox import DeliveryRefused
 from logcap.actors.shard import SinkStarted
 from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
+from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Handle
+from logcap.runtime.mailbox import DeliveryRefused
 from logcap.sinks.base import SinkBackend, Verdict
 from logcap.state.dlq import DeadLetter
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from waitress.server import create_server
 
-from logcap.actors.base import LogcapActor
 from logcap.api.app import AdminBackend, create_app, create_metrics_app
+from logcap.runtime.actor import LogcapActor
 
 __all__ = ["ADMIN_THREADS", "AdminServer"]
 

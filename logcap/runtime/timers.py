@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pykka import ActorDeadError
 
-from logcap.actors.mailbox import DeliveryRefused
+from logcap.runtime.mailbox import DeliveryRefused
 
 __all__ = [
     "Clock",

@@ -6,7 +6,7 @@ The steps, in order:
 2. **Parse** the YAML. Syntax errors, several documents and unknown tags are issues at
    ``<yaml>`` with the line and column. An empty document means *all defaults* (valid).
 3. **Expand** ``${VAR}``, ``${VAR:-default}`` and ``$$`` in every string value (not in keys),
-   with the grammar of :func:`logcap.config_values.expand_vars`. This happens on the parsed
+   with the grammar of :func:`logcap.config.values.expand_vars`. This happens on the parsed
    nodes (so comments are never expanded). A value that came from a variable is text, and the
    *field* decides its type: ``port: ${PORT:-8401}`` and ``port: "${PORT}"`` are integers,
    ``enabled: ${ON}`` is a boolean (``true``/``false``/``yes``/``no``/``on``/``off``), a
@@ -19,10 +19,10 @@ The steps, in order:
    ``LOGCAP_LOG_LEVEL``, ``LOGCAP_LOG_FORMAT`` and ``LOGCAP_ADMIN_TOKEN`` set
    ``logging.level``, ``logging.format`` and ``server.admin_token``. ``LOGCAP_CONFIG`` names the
    file when the command line does not (:func:`resolve_config_path`).
-5. **Decode** each section into its ``attrs`` class (:mod:`logcap.config_schema`): unknown keys
+5. **Decode** each section into its ``attrs`` class (:mod:`logcap.config.schema`): unknown keys
    (with a "did you mean"), wrong types (YAML ``true`` is not an integer, a string is not a
    list), bad durations, sizes, enums and regexes, out-of-range numbers, missing required values.
-6. **Check invariants** between fields (:meth:`~logcap.config_schema.Section.problems`) and
+6. **Check invariants** between fields (:meth:`~logcap.config.schema.Section.problems`) and
    against the environment (an encryption ``key_env`` that is not set).
 
 Every problem is collected; if there is any, :class:`ConfigError` carries them all, one
@@ -34,10 +34,9 @@ Paths look like ``sinks.loki.batch_wait`` or ``sources.files[1].include``.
 that load back (``500ms``, ``64MiB``), secrets shown as ``***``; :func:`summary` gives one line
 for the start-up log.
 
-This module is the entry point and keeps every public name; the steps live in
-:mod:`logcap.config_yaml` (2 to 4), :mod:`logcap.config_decoder` (5 and 6) and
-:mod:`logcap.config_errors` (issues and their messages). The sections are defined in
-:mod:`logcap.config_schema` and re-exported here.
+This module runs the steps; they live in :mod:`logcap.config.reading` (2 to 4),
+:mod:`logcap.config.decoder` (5 and 6) and :mod:`logcap.config.errors` (issues and their
+messages). The sections are defined in :mod:`logcap.config.schema` and the modules it imports.
 """
 
 from __future__ import annotations
@@ -45,42 +44,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from logcap.config_decoder import ConfigDecoder, check_environment
-from logcap.config_errors import ConfigError, ConfigIssue, IssueCollector, describe
-from logcap.config_schema import (
-    BatchPersistenceConfig,
-    Config,
-    ContainersConfig,
-    DeduplicationConfig,
-    DiskBufferConfig,
-    DispatcherConfig,
-    DlqConfig,
-    EncryptionConfig,
-    FileSinkConfig,
-    FileSourceConfig,
-    LoggingConfig,
-    LokiAuthConfig,
-    LokiConfig,
-    LokiTlsConfig,
-    MultilineConfig,
-    PositionsConfig,
-    ServerConfig,
-    SinksConfig,
-    SourcesConfig,
-    SupervisionConfig,
-)
-from logcap.config_values import parse_duration, parse_size, redact_url
-from logcap.config_yaml import ENV_OVERRIDES, UNREADABLE, apply_overrides, read_yaml
+from logcap.config.decoder import ConfigDecoder, check_environment
+from logcap.config.errors import ConfigError, ConfigIssue, IssueCollector, describe
+from logcap.config.reading import UNREADABLE, apply_overrides, read_yaml
+from logcap.config.schema import Config
+from logcap.config.values import redact_url
 
-__all__ = [
-    "CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "ENV_OVERRIDES", "BatchPersistenceConfig", "Config",
-    "ConfigError", "ConfigIssue", "ContainersConfig", "DeduplicationConfig", "DiskBufferConfig",
-    "DispatcherConfig", "DlqConfig", "EncryptionConfig", "FileSinkConfig", "FileSourceConfig",
-    "LoggingConfig", "LokiAuthConfig", "LokiConfig", "LokiTlsConfig", "MultilineConfig",
-    "PositionsConfig", "ServerConfig", "SinksConfig", "SourcesConfig", "SupervisionConfig",
-    "load_config", "parse_config", "parse_duration", "parse_size", "resolve_config_path",
-    "summary",
-]
+__all__ = ["CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "load_config", "parse_config",
+           "resolve_config_path", "summary"]
 
 DEFAULT_CONFIG_PATH = "configs/config.yaml"
 CONFIG_PATH_ENV = "LOGCAP_CONFIG"

@@ -1,7 +1,7 @@
 """The base class of every logcap actor: bounded mailbox, exit reporting, liveness ping.
 
 A :class:`LogcapActor` is a ``pykka.ThreadingActor`` whose inbox is a
-:class:`~logcap.actors.mailbox.BoundedInbox` and which tells its supervisor, through an
+:class:`~logcap.runtime.mailbox.BoundedInbox` and which tells its supervisor, through an
 :class:`ExitLink`, every way it ends:
 
 * a crash in :meth:`handle_start` (pykka's ``on_start``) -> ``ChildExited(crashed=True)``;
@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 
-from logcap.actors.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
+from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
 
 __all__ = ["ChildExited", "ExitLink", "LogcapActor", "Ping"]
 

@@ -11,7 +11,7 @@
 - ``dispatcher`` (:class:`DispatcherConfig`): the shards that batch, process and route lines,
   and the retries of failed deliveries (``retry_base_delay <= retry_max_delay``).
 
-Sections and their invariants follow :mod:`logcap.config_schema_base`.
+Sections and their invariants follow :mod:`logcap.config.section`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from logcap.config_schema_base import KiB, Problem, Section, check_name
-from logcap.config_values import (
+from logcap.config.section import KiB, Problem, Section, check_name
+from logcap.config.values import (
     choice,
     duration,
     flag,

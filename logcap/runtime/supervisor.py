@@ -4,7 +4,7 @@ Vocabulary and semantics follow Erlang/OTP's ``supervisor``:
 
 * :class:`ChildSpec` ``(id, start, restart, shutdown_s, ...)`` describes a child. ``start`` is
   called with a :class:`StartContext` and returns the child's ``ActorRef``; the child must be a
-  :class:`~logcap.actors.base.LogcapActor` constructed with ``link=ctx.link``.
+  :class:`~logcap.runtime.actor.LogcapActor` constructed with ``link=ctx.link``.
 * :class:`Restart`: ``PERMANENT`` children are always restarted, ``TRANSIENT`` ones only after a
   crash, ``TEMPORARY`` ones never.
 * :class:`Strategy`: ``ONE_FOR_ONE`` restarts the crashed child; ``ONE_FOR_ALL`` stops the others
@@ -15,10 +15,10 @@ Vocabulary and semantics follow Erlang/OTP's ``supervisor``:
   crashed, so its own supervisor (or the root watcher) deals with it.
 
 Beyond OTP: a restart waits an exponential backoff with jitter
-(:class:`~logcap.supervision.Backoff`), scheduled as a timer message, never by sleeping; a child
-that does not answer a timed :class:`~logcap.actors.base.Ping` within ``ping_timeout_s`` is
-declared hung, abandoned (its thread is told to stop and its name re-bound) and restarted like a
-crash.
+(:class:`~logcap.runtime.restarts.Backoff`), scheduled as a timer message, never by sleeping;
+a child that does not answer a timed :class:`~logcap.runtime.actor.Ping` within
+``ping_timeout_s`` is declared hung, abandoned (its thread is told to stop and its name
+re-bound) and restarted like a crash.
 
 Start is ordered and synchronous: each child is started and pinged before the next one starts,
 so a child sees its left siblings ready. Stop is in reverse order, each child given its
@@ -39,8 +39,9 @@ from typing import Any
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry
 
-from logcap.actors.base import ChildExited, ExitLink, LogcapActor, Ping, describe_error
-from logcap.actors.childspec import (
+from logcap.metrics import ACTOR_CRASHES, ACTOR_RESTARTS
+from logcap.runtime.actor import ChildExited, ExitLink, LogcapActor, Ping, describe_error
+from logcap.runtime.childspec import (
     DEFAULT_PING_INTERVAL_S,
     DEFAULT_PING_TIMEOUT_S,
     DEFAULT_SHUTDOWN_S,
@@ -57,10 +58,9 @@ from logcap.actors.childspec import (
     TerminateChild,
     WhichChildren,
 )
-from logcap.actors.directory import Directory
-from logcap.actors.timers import Clock, MonotonicClock, Scheduler, TimerHandle
-from logcap.metrics import ACTOR_CRASHES, ACTOR_RESTARTS
-from logcap.supervision import Backoff, RestartIntensity
+from logcap.runtime.directory import Directory
+from logcap.runtime.restarts import Backoff, RestartIntensity
+from logcap.runtime.timers import Clock, MonotonicClock, Scheduler, TimerHandle
 
 __all__ = [
     "DEFAULT_PING_INTERVAL_S",

@@ -13,16 +13,16 @@ from typing import Any
 
 from pykka import ActorRef
 
-from logcap.actors.base import ExitLink
-from logcap.actors.directory import Directory
-from logcap.actors.timers import Scheduler
-from logcap.supervision import (
+from logcap.runtime.actor import ExitLink
+from logcap.runtime.directory import Directory
+from logcap.runtime.restarts import (
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_MIN_S,
     DEFAULT_BACKOFF_RESET_S,
     DEFAULT_INTENSITY,
     DEFAULT_PERIOD_S,
 )
+from logcap.runtime.timers import Scheduler
 
 __all__ = [
     "DEFAULT_PING_INTERVAL_S",

@@ -13,12 +13,12 @@
   to each sink recorded (attempts, last error, next retry) in ``directory``; after
   ``max_recovery_retries`` failed resends, or ``batch_ttl`` after the first failure, a batch moves
   to the DLQ (``batch_ttl >= batch_timeout``; needs ``disk_buffer.enabled``, checked by
-  :class:`~logcap.config_schema.Config`).
+  :class:`~logcap.config.schema.Config`).
 - ``dlq`` (:class:`DlqConfig`): the dead-letter queue, bounded by size and age.
 - ``deduplication`` (:class:`DeduplicationConfig`): lines seen within ``window`` are dropped.
 
 Relative directories stay relative; the caller resolves them against the working directory.
-Sections and their invariants follow :mod:`logcap.config_schema_base`.
+Sections and their invariants follow :mod:`logcap.config.section`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 
 import attrs
 
-from logcap.config_schema_base import HOUR_S, GiB, MiB, Problem, Section, check_not_empty
-from logcap.config_values import (
+from logcap.config.section import HOUR_S, GiB, MiB, Problem, Section, check_not_empty
+from logcap.config.values import (
     choice,
     duration,
     flag,

@@ -1,7 +1,7 @@
 """The base of every config section: :class:`Section`, :class:`Problem` and shared field checks.
 
 A section is a frozen, slotted ``attrs`` class deriving from :class:`Section`, whose fields are
-declared with the helpers of :mod:`logcap.config_values` so the loader knows how to convert and
+declared with the helpers of :mod:`logcap.config.values` so the loader knows how to convert and
 check each raw value. :meth:`Section.to_dict` renders it back to plain data (secrets redacted
 unless ``redact=False``).
 
@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from logcap.config_values import render
+from logcap.config.values import render
 
 __all__ = [
     "HOUR_S",
@@ -73,5 +73,5 @@ class Section:
         return iter(())
 
     def to_dict(self, redact: bool = True) -> dict[str, Any]:
-        """This section as plain data; see :func:`logcap.config_values.render`."""
+        """This section as plain data; see :func:`logcap.config.values.render`."""
         return render(self, redact=redact)

@@ -1,9 +1,9 @@
 """From plain data to config sections: decoding and validating every value.
 
 Steps 5 and 6 of loading (see :mod:`logcap.config`). :class:`ConfigDecoder` walks the data
-against the ``attrs`` section classes of :mod:`logcap.config_schema`, using the :class:`Spec`
-each field declares (:mod:`logcap.config_values`), and reports every problem to an
-:class:`~logcap.config_errors.IssueCollector`; it never raises for a bad value.
+against the ``attrs`` section classes of :mod:`logcap.config.schema`, using the :class:`Spec`
+each field declares (:mod:`logcap.config.values`), and reports every problem to an
+:class:`~logcap.config.errors.IssueCollector`; it never raises for a bad value.
 
 Per section
     A section that is not a mapping is an issue (and decoded as empty, so its required keys are
@@ -12,7 +12,7 @@ Per section
     (``batch_wait`` → ``sinks.loki.batch_wait``), else the list of valid keys. Missing keys keep
     their defaults unless ``required``. A key whose path already had an issue (an unset
     variable, a duplicate) is skipped. The section is then built from the valid values and its
-    :meth:`~logcap.config_schema.Section.problems` reported, except those that use a key that
+    :meth:`~logcap.config.schema.Section.problems` reported, except those that use a key that
     already failed.
 
 Per value
@@ -40,15 +40,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from logcap.config_errors import (
+from logcap.config.errors import (
     IssueCollector,
     describe,
     did_you_mean,
     join_path,
     quote_hint,
 )
-from logcap.config_schema import Config
-from logcap.config_values import (
+from logcap.config.schema import Config
+from logcap.config.values import (
     Kind,
     Spec,
     field_specs,

@@ -12,7 +12,7 @@ from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
-from logcap.actors.mailbox import ActorUnavailable, BoundedInbox
+from logcap.runtime.mailbox import ActorUnavailable, BoundedInbox
 
 __all__ = ["Directory", "Handle"]
 
@@ -50,7 +50,7 @@ class Handle:
     """A stable address: ``tell``/``ask`` go to whichever actor currently holds ``name``.
 
     Raises :class:`ActorUnavailable` when no live actor holds the name (it is restarting),
-    and :class:`~logcap.actors.mailbox.MailboxFull` when its data lane is full.
+    and :class:`~logcap.runtime.mailbox.MailboxFull` when its data lane is full.
     """
 
     __slots__ = ("directory", "name")

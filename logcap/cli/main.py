@@ -1,5 +1,5 @@
 """The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
-reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.dlq_cli`).
+reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`).
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
@@ -23,7 +23,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from logcap import __version__, dlq_cli
+from logcap import __version__
+from logcap.cli import dlq as dlq_cli
 from logcap.config import Config, ConfigError, load_config, resolve_config_path, summary
 
 __all__ = ["main"]

@@ -9,7 +9,7 @@
 - ``logging`` (:class:`LoggingConfig`): level, and format (``text`` for people, ``json`` for
   collectors).
 
-Sections and their invariants follow :mod:`logcap.config_schema_base`.
+Sections and their invariants follow :mod:`logcap.config.section`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import attrs
 
-from logcap.config_schema_base import Problem, Section, check_not_empty
-from logcap.config_values import (
+from logcap.config.section import Problem, Section, check_not_empty
+from logcap.config.values import (
     choice,
     duration,
     format_duration,

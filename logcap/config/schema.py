@@ -1,7 +1,7 @@
 """The shape of logcap's configuration: typed, frozen sections with their defaults and invariants.
 
 Each section is a frozen, slotted ``attrs`` class whose fields are declared with the helpers of
-:mod:`logcap.config_values`, so the loader knows how to convert and check each raw value.
+:mod:`logcap.config.values`, so the loader knows how to convert and check each raw value.
 Durations are float seconds (``*_S`` constants), sizes are int bytes (``*_BYTES``), lists are
 tuples and string maps are read-only mappings. Configs compare by value; they are not hashable
 (the maps are not).
@@ -14,10 +14,10 @@ problem when one of those keys already had an error of its own, so one mistake g
 Relative directories stay relative; the caller resolves them against the working directory.
 
 This module defines the root :class:`Config` and re-exports every section and default, which
-live by area: :mod:`logcap.config_schema_base` (:class:`Section`, :class:`Problem`, units),
-:mod:`logcap.config_schema_sources` (sources, dispatcher), :mod:`logcap.config_schema_sinks`
-(Loki, file sink), :mod:`logcap.config_schema_state` (positions, disk buffer, batch
-persistence, DLQ, deduplication) and :mod:`logcap.config_schema_runtime` (server, supervision,
+live by area: :mod:`logcap.config.section` (:class:`Section`, :class:`Problem`, units),
+:mod:`logcap.config.sources` (sources, dispatcher), :mod:`logcap.config.sinks`
+(Loki, file sink), :mod:`logcap.config.state` (positions, disk buffer, batch
+persistence, DLQ, deduplication) and :mod:`logcap.config.process` (server, supervision,
 logging).
 """
 
@@ -27,15 +27,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from logcap.config_schema_base import (
-    HOUR_S,
-    GiB,
-    KiB,
-    MiB,
-    Problem,
-    Section,
-)
-from logcap.config_schema_runtime import (
+from logcap.config.process import (
     DEFAULT_ADMIN_PORT,
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_MIN_S,
@@ -53,7 +45,15 @@ from logcap.config_schema_runtime import (
     ServerConfig,
     SupervisionConfig,
 )
-from logcap.config_schema_sinks import (
+from logcap.config.section import (
+    HOUR_S,
+    GiB,
+    KiB,
+    MiB,
+    Problem,
+    Section,
+)
+from logcap.config.sinks import (
     AUTH_TYPES,
     DEFAULT_BATCH_WAIT_S,
     DEFAULT_FILE_SINK_MAX_FILE_BYTES,
@@ -71,7 +71,7 @@ from logcap.config_schema_sinks import (
     LokiTlsConfig,
     SinksConfig,
 )
-from logcap.config_schema_sources import (
+from logcap.config.sources import (
     DEFAULT_DISPATCH_BATCH_LINES,
     DEFAULT_DISPATCH_BATCH_TIMEOUT_S,
     DEFAULT_DOCKER_SOCKET,
@@ -92,7 +92,7 @@ from logcap.config_schema_sources import (
     MultilineConfig,
     SourcesConfig,
 )
-from logcap.config_schema_state import (
+from logcap.config.state import (
     DEFAULT_BATCH_TTL_S,
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_DEDUP_MAX_ENTRIES,

@@ -1,7 +1,7 @@
 """From config text to plain data: YAML parsing, ``${VAR}`` expansion and environment overrides.
 
 Steps 2 to 4 of loading (see :mod:`logcap.config`); every problem goes to an
-:class:`~logcap.config_errors.IssueCollector`.
+:class:`~logcap.config.errors.IssueCollector`.
 
 Parsing (:func:`read_yaml`)
     One YAML document, read with the safe loader. Syntax errors, several documents and unknown
@@ -12,7 +12,7 @@ Parsing (:func:`read_yaml`)
 Expansion
     Done on the parsed node tree, before the data is constructed, so comments and keys are
     never expanded: every string scalar containing ``$`` goes through
-    :func:`logcap.config_values.expand_vars`. An unset variable without a default is an issue at
+    :func:`logcap.config.values.expand_vars`. An unset variable without a default is an issue at
     the key's path. An expanded path is recorded in ``IssueCollector.expanded`` (the decoder
     then lets the field type the text) with a note ``from '${...}'`` for its messages. Anchors
     aliased several times are expanded once; ``<<`` merge keys are walked in place. Duplicate
@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from logcap.config_errors import IssueCollector, join_path
-from logcap.config_values import expand_vars
+from logcap.config.errors import IssueCollector, join_path
+from logcap.config.values import expand_vars
 
 __all__ = ["ENV_OVERRIDES", "UNREADABLE", "apply_overrides", "read_yaml"]
 

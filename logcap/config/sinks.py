@@ -12,7 +12,7 @@
 
 At least one sink must be enabled (:class:`SinksConfig`). Secrets are read when the sink starts,
 not when the config loads. Sections and their invariants follow
-:mod:`logcap.config_schema_base`.
+:mod:`logcap.config.section`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from logcap.config_schema_base import MiB, Problem, Section, check_not_empty
-from logcap.config_values import (
+from logcap.config.section import MiB, Problem, Section, check_not_empty
+from logcap.config.values import (
     choice,
     duration,
     flag,
