@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pykka import ActorRef
 
-from logcap.runtime.actor import ChildExited, Ping
-from logcap.runtime.directory import Directory
+from logcap.runtime.actor import ChildExited, LogcapActor, Ping
+from logcap.runtime.directory import Directory, Rebound
 from logcap.runtime.mailbox import ActorUnavailable
 from logcap.runtime.supervisor import (
     ChildInfo,
@@ -313,3 +313,26 @@ def test_nested_supervisors_restart_a_crashed_subtree() -> None:
     wait_until(lambda: statuses(ref)["inner"] == "running")
     assert journal.of("start") == ["x", "y", "x", "y"]
     assert children(ref)["inner"].crashes == 1
+
+
+def test_a_watcher_hears_of_each_rebind_of_a_name_and_not_of_the_first_bind_before_it() -> None:
+    directory = Directory()
+    heard: list[Any] = []
+
+    class Watcher(LogcapActor):
+        def handle(self, message: Any) -> Any:
+            heard.append(message)
+            return None
+
+    watcher = Watcher.start(name="w", directory=directory)
+    directory.bind("w", watcher)
+    first = Watcher.start(name="x")
+    directory.bind("x", first)  # bound before anyone watches: nobody is told
+    directory.handle("x").watch(directory.handle("w"))
+    directory.handle("x").watch(directory.handle("w"))  # idempotent
+    second = Watcher.start(name="x")
+    directory.bind("x", second)
+    assert watcher.ask(Ping(), timeout=5) == "pong"
+    assert heard == [Rebound("x")]
+    for ref in (watcher, first, second):
+        ref.stop()

@@ -23,6 +23,7 @@ from typing import Any
 
 import pykka
 
+from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
 
 __all__ = ["ChildExited", "ExitLink", "LogcapActor", "Ping"]
@@ -72,7 +73,8 @@ class LogcapActor(pykka.ThreadingActor):
     """A pykka actor with a bounded two-lane inbox that reports its exit to its supervisor.
 
     Keyword arguments: ``link`` (an :class:`ExitLink`, None when unsupervised),
-    ``mailbox_capacity`` (data-lane size in messages), ``name`` (for logs and stats).
+    ``mailbox_capacity`` (data-lane size in messages), ``name`` (its name in the directory, for
+    logs and stats), ``directory`` (where that name is bound; gives :attr:`handle`).
     Threads are daemons, so an abandoned (hung) actor cannot keep the process alive.
     """
 
@@ -84,15 +86,25 @@ class LogcapActor(pykka.ThreadingActor):
         link: ExitLink | None = None,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
         name: str = "",
+        directory: Directory | None = None,
     ) -> None:
         self.link = link
         self.name = name or type(self).__name__
+        self.directory = directory
         self._mailbox_capacity = mailbox_capacity
         self._exit_reported = False
         super().__init__()
 
     def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
         return BoundedInbox(self._mailbox_capacity, name=self.name)
+
+    @property
+    def address(self) -> Handle:
+        """This actor's stable address (survives its restarts): what it puts in ``reply_to``
+        and gives to :meth:`Handle.watch`. Needs the ``directory`` keyword."""
+        if self.directory is None:
+            raise RuntimeError(f"{self.name} was started without a directory")
+        return Handle(self.directory, self.name)
 
     @property
     def inbox(self) -> BoundedInbox:

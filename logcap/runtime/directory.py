@@ -3,18 +3,31 @@
 A producer must not hold a raw ``ActorRef``: it dies with the actor, and the restarted actor
 has a new one. Producers hold a :class:`Handle` (a name) instead; the supervisor re-binds the
 name in the :class:`Directory` each time it (re)starts the child.
+
+An actor that must know when another one restarted (a sender whose unanswered messages died
+with the receiver) **watches** its name: each later (re)bind of that name sends the watcher
+:class:`Rebound` on its control lane. So a receiver never needs a list of who sends to it.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from pykka import ActorDeadError, ActorRef
 
 from logcap.runtime.mailbox import ActorUnavailable, BoundedInbox
 
-__all__ = ["Directory", "Handle"]
+__all__ = ["Directory", "Handle", "Rebound"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebound:
+    """To a watcher: ``name`` was bound to a new actor (a restart); what was sent to the
+    previous one and not answered is lost."""
+
+    name: str
 
 
 class Directory:
@@ -22,11 +35,26 @@ class Directory:
 
     def __init__(self) -> None:
         self._refs: dict[str, ActorRef[Any]] = {}
+        self._watchers: dict[str, dict[str, Handle]] = {}
         self._lock = threading.Lock()
 
     def bind(self, name: str, ref: ActorRef[Any]) -> None:
+        """Bind ``name`` to ``ref`` and tell its watchers :class:`Rebound` (a watcher that is
+        not running is skipped: a restarted watcher starts from its own state anyway)."""
         with self._lock:
             self._refs[name] = ref
+            watchers = list(self._watchers.get(name, {}).values())
+        for watcher in watchers:
+            try:
+                watcher.tell(Rebound(name))
+            except ActorUnavailable:
+                pass
+
+    def watch(self, name: str, watcher: Handle) -> None:
+        """From now on, tell ``watcher`` :class:`Rebound` at each bind of ``name``
+        (idempotent: a watcher is kept once per name, by its own name)."""
+        with self._lock:
+            self._watchers.setdefault(name, {})[watcher.name] = watcher
 
     def unbind(self, name: str, ref: ActorRef[Any] | None = None) -> None:
         """Remove ``name``; with ``ref``, only if the name is still bound to that ref."""
@@ -67,6 +95,10 @@ class Handle:
         if ref is None or not ref.is_alive():
             raise ActorUnavailable(f"{self.name} is not running")
         return ref
+
+    def watch(self, watcher: Handle) -> None:
+        """Tell ``watcher`` :class:`Rebound` whenever this name is bound to a new actor."""
+        self.directory.watch(self.name, watcher)
 
     def tell(self, message: Any) -> None:
         try:

@@ -124,9 +124,9 @@ class Supervisor(LogcapActor):
         rng: random.Random | None = None,
         link: ExitLink | None = None,
     ) -> None:
-        super().__init__(link=link, name=name)
+        super().__init__(link=link, name=name, directory=directory)
         self.flags = flags
-        self.directory = directory
+        self.names: Directory = directory
         self.scheduler = scheduler
         self.clock = clock or MonotonicClock()
         self.rng = rng or random.Random()
@@ -228,7 +228,7 @@ class Supervisor(LogcapActor):
         child.incarnation += 1
         name = self._qualified(child)
         link = ExitLink(self.actor_ref, child.spec.id, child.incarnation)
-        ctx = StartContext(link=link, name=name, directory=self.directory,
+        ctx = StartContext(link=link, name=name, directory=self.names,
                            scheduler=self.scheduler)
         child.ping = None
         ref: ActorRef[Any] | None = None
@@ -253,7 +253,7 @@ class Supervisor(LogcapActor):
         child.ref = ref
         child.status = ChildStatus.RUNNING
         child.backoff.restarted(self.clock.monotonic())
-        self.directory.bind(name, ref)
+        self.names.bind(name, ref)
         return True
 
     def _stop_children(self, indices: Any) -> None:
@@ -267,7 +267,7 @@ class Supervisor(LogcapActor):
                 child.status = ChildStatus.STOPPED
             if ref is None:
                 continue
-            self.directory.unbind(self._qualified(child), ref)
+            self.names.unbind(self._qualified(child), ref)
             try:
                 ref.stop(block=True, timeout=child.spec.shutdown_s)
             except pykka.Timeout:
@@ -288,7 +288,7 @@ class Supervisor(LogcapActor):
                     child.last_error = msg.error  # why a start failed, or a late crash
                 return  # an exit we caused, or a start failure already handled
             if child.ref is not None:
-                self.directory.unbind(self._qualified(child), child.ref)
+                self.names.unbind(self._qualified(child), child.ref)
             child.ref = None
             child.ping = None
             if msg.crashed:
@@ -401,7 +401,7 @@ class Supervisor(LogcapActor):
         ACTOR_CRASHES.labels(self._qualified(child), "hang").inc()
         log.error("%s: %s %s; restarting", self.name, self._qualified(child), child.last_error)
         if child.ref is not None:
-            self.directory.unbind(self._qualified(child), child.ref)
+            self.names.unbind(self._qualified(child), child.ref)
             _abandon(child.ref)
         child.ref = None
         child.ping = None
