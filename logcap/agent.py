@@ -22,7 +22,7 @@ from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.file_monitor import SourceStatus, StopReading
 from logcap.actors.shard import Flush, InFlight
-from logcap.api.app import BackendTimeout
+from logcap.api.errors import BackendTimeout
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.runtime.actor import ChildExited, ExitLink, Ping

@@ -19,7 +19,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
@@ -138,12 +138,12 @@ class InboxCollector(Collector):
         depth = GaugeMetricFamily(
             "logcap_actor_mailbox_depth_messages", "Data messages waiting.", labels=["actor"]
         )
-        full = GaugeMetricFamily(
+        full = CounterMetricFamily(
             "logcap_actor_mailbox_full_events",
             "Data messages refused because the mailbox was full (since the actor started).",
             labels=["actor"],
         )
-        taken = GaugeMetricFamily(
+        taken = CounterMetricFamily(
             "logcap_actor_messages_handled",
             "Messages taken from the mailbox (since the actor started).",
             labels=["actor"],

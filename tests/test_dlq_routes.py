@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from flask import Flask, Response, jsonify, request
 
-from logcap.api.app import BackendTimeout
 from logcap.api.dlq_routes import register_dlq_routes
+from logcap.api.errors import BackendTimeout
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,9 +48,20 @@ def _run(*args: str | Path, cwd: Path, timeout: float = 300) -> str:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheel and sdist built from a copy of the tracked files (a build in the checkout would
+    leave ``build/``, whose stale modules a later wheel could pick up)."""
+    source = tmp_path_factory.mktemp("source") / "logcap"
+    tracked = _run("git", "ls-files", "-z", cwd=REPO).split("\0")
+    for name in filter(None, tracked):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    for name in ("logcap",):  # files not yet committed belong to the build under test too
+        shutil.copytree(REPO / name, source / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation",
-         "--outdir", out, REPO, cwd=out)
+         "--outdir", out, source, cwd=out)
     return out
 
 

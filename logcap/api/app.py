@@ -15,15 +15,12 @@ from typing import Any, Protocol
 from flask import Flask, Response, jsonify, request
 
 from logcap.api.dlq_routes import register_dlq_routes
+from logcap.api.errors import BackendTimeout
 from logcap.metrics import exposition
 
 __all__ = ["AdminBackend", "BackendTimeout", "create_app", "create_metrics_app"]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class BackendTimeout(Exception):
-    """An actor did not answer in time."""
 
 
 class AdminBackend(Protocol):

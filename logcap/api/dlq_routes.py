@@ -14,7 +14,7 @@
   malformed id or time, ``since`` after ``until``: 400 with the reason. The answer (200) is the
   backend's: ``queued`` ids, ``skipped_already_reprocessed`` ids, and so on.
 
-A backend that does not answer in time (:class:`~logcap.api.app.BackendTimeout`) gives 503.
+A backend that does not answer in time (:class:`~logcap.api.errors.BackendTimeout`) gives 503.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
+from logcap.api.errors import BackendTimeout
 from logcap.state.dlq import is_entry_id
-
-if TYPE_CHECKING:
-    from logcap.api.app import BackendTimeout
 
 __all__ = ["REPROCESS_KEYS", "DlqBackend", "FilterError", "parse_reprocess_filters",
            "register_dlq_routes"]
@@ -41,7 +39,7 @@ MAX_IDS = 100_000
 
 class DlqBackend(Protocol):
     """What the DLQ endpoints need from the running agent; each call is bounded in time and
-    raises :class:`~logcap.api.app.BackendTimeout` past it."""
+    raises :class:`~logcap.api.errors.BackendTimeout` past it."""
 
     def dlq_stats(self) -> dict[str, Any]: ...
 
@@ -117,8 +115,6 @@ def register_dlq_routes(app: Flask, backend: DlqBackend,
                         authorized: Callable[[], Response | None]) -> None:
     """Add ``GET /dlq/stats`` and ``POST /dlq/reprocess`` to ``app`` (module docstring);
     ``authorized()`` returns None for a request with the admin token, else the response."""
-    from logcap.api.app import BackendTimeout  # here: app.py may import this module
-
 
     @app.get("/dlq/stats")
     def dlq_stats() -> Any:
