@@ -27,6 +27,15 @@ from logcap.config.values import (
     tcp_port,
     text,
 )
+from logcap.runtime.childspec import DEFAULT_PING_INTERVAL_S, DEFAULT_PING_TIMEOUT_S
+from logcap.runtime.childspec import DEFAULT_SHUTDOWN_S as DEFAULT_SHUTDOWN_TIMEOUT_S
+from logcap.runtime.restarts import (
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_BACKOFF_MIN_S,
+    DEFAULT_BACKOFF_RESET_S,
+)
+from logcap.runtime.restarts import DEFAULT_INTENSITY as DEFAULT_RESTART_INTENSITY
+from logcap.runtime.restarts import DEFAULT_PERIOD_S as DEFAULT_RESTART_PERIOD_S
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -51,14 +60,6 @@ DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 8401
 DEFAULT_METRICS_PORT = 8001
 
-DEFAULT_RESTART_INTENSITY = 10
-DEFAULT_RESTART_PERIOD_S = 60.0
-DEFAULT_BACKOFF_MIN_S = 0.1
-DEFAULT_BACKOFF_MAX_S = 30.0
-DEFAULT_BACKOFF_RESET_S = 60.0
-DEFAULT_PING_INTERVAL_S = 5.0
-DEFAULT_PING_TIMEOUT_S = 30.0
-DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")

@@ -32,6 +32,8 @@ from logcap.config.values import (
     str_map,
     text,
 )
+from logcap.sinks.loki.labels import DEFAULT_MAX_LABELS as DEFAULT_MAX_LABELS_PER_STREAM
+from logcap.sinks.loki.labels import DEFAULT_MAX_STREAMS
 
 __all__ = [
     "AUTH_TYPES",
@@ -58,8 +60,6 @@ DEFAULT_LOKI_BATCH_LINES = 1000
 DEFAULT_LOKI_BATCH_BYTES = 1 * MiB
 DEFAULT_BATCH_WAIT_S = 1.0
 DEFAULT_LOKI_TIMEOUT_S = 10.0
-DEFAULT_MAX_LABELS_PER_STREAM = 15
-DEFAULT_MAX_STREAMS = 10_000
 FILE_SINK_FORMATS = ("raw", "json")
 DEFAULT_FILE_SINK_MAX_FILE_BYTES = 64 * MiB
 DEFAULT_FILE_SINK_MAX_FILES = 5

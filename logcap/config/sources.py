@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from logcap.config.section import KiB, Problem, Section, check_name
+from logcap.config.section import Problem, Section, check_name
 from logcap.config.values import (
     choice,
     duration,
@@ -37,6 +37,8 @@ from logcap.config.values import (
     str_map,
     text,
 )
+from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY as DEFAULT_QUEUE_SIZE_BATCHES
+from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 
 __all__ = [
     "DEFAULT_DISPATCH_BATCH_LINES",
@@ -64,12 +66,10 @@ START_AT_CHOICES = ("end", "beginning")
 MULTILINE_MATCH_CHOICES = ("after", "before")
 DEFAULT_MULTILINE_MAX_LINES = 500
 DEFAULT_MULTILINE_TIMEOUT_S = 5.0
-DEFAULT_MAX_LINE_BYTES = 256 * KiB
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 DEFAULT_SHARDS = 2
 MAX_SHARDS = 256
-DEFAULT_QUEUE_SIZE_BATCHES = 64
 DEFAULT_DISPATCH_BATCH_LINES = 1000
 DEFAULT_DISPATCH_BATCH_TIMEOUT_S = 0.2
 DEFAULT_MAX_RETRIES = 10

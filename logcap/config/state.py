@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from logcap.config.section import HOUR_S, GiB, MiB, Problem, Section, check_not_empty
+from logcap.config.section import HOUR_S, MiB, Problem, Section, check_not_empty
 from logcap.config.values import (
     choice,
     duration,
@@ -37,6 +37,13 @@ from logcap.config.values import (
     integer,
     size,
     text,
+)
+from logcap.state.buffer.codec import DEFAULT_COMPRESSION_LEVEL
+from logcap.state.buffer.segments import (
+    DEFAULT_MAX_FILE_BYTES as DEFAULT_DISK_BUFFER_MAX_FILE_BYTES,
+)
+from logcap.state.buffer.segments import (
+    DEFAULT_MAX_TOTAL_BYTES as DEFAULT_DISK_BUFFER_MAX_TOTAL_BYTES,
 )
 
 __all__ = [
@@ -71,9 +78,6 @@ DEFAULT_POSITIONS_CLEANUP_INTERVAL_S = HOUR_S
 DEFAULT_MAX_POSITION_AGE_S = 168 * HOUR_S
 DEFAULT_RETENTION_PERIOD_S = 168 * HOUR_S
 
-DEFAULT_DISK_BUFFER_MAX_FILE_BYTES = 64 * MiB
-DEFAULT_DISK_BUFFER_MAX_TOTAL_BYTES = 1 * GiB
-DEFAULT_COMPRESSION_LEVEL = 3
 DEFAULT_FSYNC_INTERVAL_S = 0.2
 """Group-commit interval; 0 means fsync after every append."""
 WHEN_FULL_CHOICES = ("block", "drop_oldest")
