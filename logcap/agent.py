@@ -23,6 +23,8 @@ from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.file_monitor import SourceStatus, StopReading
 from logcap.actors.shard import Flush, InFlight
 from logcap.api.errors import BackendTimeout
+from logcap.components import wiring as names
+from logcap.components.registry import wiring
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
@@ -31,20 +33,15 @@ from logcap.runtime.directory import Directory
 from logcap.runtime.mailbox import BoundedInbox, DeliveryRefused
 from logcap.runtime.supervisor import Supervisor
 from logcap.runtime.timers import TimerThread
-from logcap.tree import (
-    BUFFER,
-    DLQ,
-    POSITIONS,
-    ROOT,
-    build_root_children,
-    root_flags,
-    shard_names,
-    source_names,
-)
+from logcap.tree import ROOT, build_root_children, root_flags
 
 __all__ = ["ADMIN_ASK_TIMEOUT_S", "Agent"]
 
 log = logging.getLogger(__name__)
+
+BUFFER = names.qualified("state", names.BUFFER)
+DLQ = names.qualified("state", names.DLQ)
+POSITIONS = names.qualified("state", names.POSITIONS)
 
 ADMIN_ASK_TIMEOUT_S = 2.0
 """How long one admin request may spend asking actors, in total."""
@@ -74,6 +71,7 @@ class Agent:
         self.config_path = config_path
         self.admin_token = config.server.admin_token
         self.directory = Directory()
+        self.wiring = wiring(config, self.directory)
         self.timers = TimerThread()
         self.watcher = _RootWatcher()
         self.root: ActorRef[Any] | None = None
@@ -85,7 +83,7 @@ class Agent:
 
     def start(self) -> None:
         """Start the tree; raises RuntimeError if the root could not start."""
-        children = build_root_children(self.config, self.directory, self)
+        children = build_root_children(self.wiring, self)
         self.root = Supervisor.start(
             name=ROOT, flags=root_flags(self.config, Strategy.REST_FOR_ONE), children=children,
             directory=self.directory, scheduler=self.timers,
@@ -132,15 +130,15 @@ class Agent:
         as duplicates). Returns the lines still held when the wait ended (re-read after the
         restart: at-least-once either way)."""
         deadline = time.monotonic() + budget_s
-        for name in source_names(self.config):
+        for name in self.wiring.names("sources"):
             self._ask_quietly(name, StopReading(), deadline)
         held = sum(self._ask_quietly(name, Flush(), deadline) or 0
-                   for name in shard_names(self.config))
+                   for name in self.wiring.names("dispatchers"))
         pause = threading.Event()
         while held and time.monotonic() < deadline:
             pause.wait(DRAIN_POLL_S)
             held = sum(self._ask_quietly(name, InFlight(), deadline) or 0
-                       for name in shard_names(self.config))
+                       for name in self.wiring.names("dispatchers"))
         if held:
             log.warning("stopping with %d lines not yet delivered; they are read again after "
                         "the restart", held)
@@ -215,7 +213,7 @@ class Agent:
                 components[BUFFER]["status"] = "degraded"
                 components[BUFFER]["reason"] = reason
                 ok = False
-        for name in source_names(self.config):
+        for name in self.wiring.names("sources"):
             entry = components.get(name)
             if entry is None or entry["status"] != "running":
                 continue

@@ -104,9 +104,9 @@ def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: 
     import base64
     import os
 
+    from logcap.components.registry import make_segment_store
     from logcap.config import load_config
     from logcap.messages import Entries, ReadToken
-    from logcap.tree import make_segment_store
 
     key_a = tmp_path / "a.key"
     key_a.write_text(base64.b64encode(os.urandom(32)).decode())

@@ -10,6 +10,7 @@ import attrs
 import pytest
 import yaml
 
+from logcap.components.registry import summary
 from logcap.config import (
     DEFAULT_CONFIG_PATH,
     Config,
@@ -17,7 +18,6 @@ from logcap.config import (
     parse_config,
     resolve_config_path,
     schema,
-    summary,
 )
 from logcap.config.sources import FileSourceConfig
 from logcap.config.values import (
@@ -527,7 +527,7 @@ def test_configs_compare_by_value() -> None:
 
 
 def test_disk_buffer_max_files_reaches_the_segment_store(tmp_path: Path) -> None:
-    from logcap.tree import make_segment_store
+    from logcap.components.registry import make_segment_store
 
     config = _parse(f"disk_buffer: {{enabled: true, directory: {tmp_path}, max_files: 3}}")
     assert config.disk_buffer.max_files == 3

@@ -25,7 +25,8 @@ from types import FrameType
 
 from logcap import __version__
 from logcap.cli import dlq as dlq_cli
-from logcap.config import Config, ConfigError, load_config, resolve_config_path, summary
+from logcap.components.registry import preflight_directories, preflight_problems, summary
+from logcap.config import Config, ConfigError, load_config, resolve_config_path
 
 __all__ = ["main"]
 
@@ -87,32 +88,11 @@ def preflight(config: Config) -> None:
         _check_port(server.host, server.port, "server.port")
     if server.metrics_port:
         _check_port(server.host, server.metrics_port, "server.metrics_port")
-    if config.positions.enabled:
-        _check_dir(config.positions.directory, "positions.directory")
-    if config.sinks.file.enabled:
-        _check_dir(config.sinks.file.directory, "sinks.file.directory")
-    if config.dispatcher.dlq_enabled:
-        _check_dir(config.dlq.directory, "dlq.directory")
-    if config.batch_persistence.enabled:
-        _check_dir(config.batch_persistence.directory, "batch_persistence.directory")
-    if config.disk_buffer.enabled:
-        _check_dir(config.disk_buffer.directory, "disk_buffer.directory")
-        from logcap.state.buffer.crypto import KeyLoadError
-        from logcap.state.buffer.recovery import BufferDirectoryError
-        from logcap.tree import make_segment_store
-
-        try:
-            store = make_segment_store(config)
-        except KeyLoadError as exc:
-            raise BadInput(f"disk_buffer.encryption: {exc}") from exc
-        try:  # recovers the buffer once, and finds records the configured key cannot read
-            report = store.open()
-        except BufferDirectoryError as exc:
-            raise BadInput(f"disk_buffer.directory: {exc}") from exc
-        finally:
-            store.close()
-        if report.key_problems:
-            raise BadInput("disk_buffer.encryption: " + "; ".join(report.key_problems))
+    for key, directory in preflight_directories(config):
+        _check_dir(directory, key)
+    problems = preflight_problems(config)
+    if problems:
+        raise BadInput("; ".join(problems))
 
 
 def _run(config: Config, path: str) -> int:

@@ -2,7 +2,7 @@
 
 The face of the package is what the rest of logcap uses: :class:`Config` (its sections are
 attributes: ``config.sinks.loki``, ``config.sources.files``), :func:`load_config` and
-:func:`parse_config`, :func:`resolve_config_path`, :func:`summary`, and :class:`ConfigError`
+:func:`parse_config`, :func:`resolve_config_path`, and :class:`ConfigError`
 with its :class:`ConfigIssue` items. The modules inside:
 
 - :mod:`~logcap.config.loading` runs the steps (read, parse, expand, override, decode, check);
@@ -23,9 +23,8 @@ from logcap.config.loading import (
     load_config,
     parse_config,
     resolve_config_path,
-    summary,
 )
 from logcap.config.schema import Config
 
 __all__ = ["CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "Config", "ConfigError", "ConfigIssue",
-           "load_config", "parse_config", "resolve_config_path", "summary"]
+           "load_config", "parse_config", "resolve_config_path"]

@@ -31,8 +31,8 @@ Every problem is collected; if there is any, :class:`ConfigError` carries them a
 Paths look like ``sinks.loki.batch_wait`` or ``sources.files[1].include``.
 
 :meth:`Config.to_dict` gives the effective config as plain data, durations and sizes as strings
-that load back (``500ms``, ``64MiB``), secrets shown as ``***``; :func:`summary` gives one line
-for the start-up log.
+that load back (``500ms``, ``64MiB``), secrets shown as ``***``; the start-up line is
+:func:`logcap.components.registry.summary`.
 
 This module runs the steps; they live in :mod:`logcap.config.reading` (2 to 4),
 :mod:`logcap.config.decoder` (5 and 6) and :mod:`logcap.config.errors` (issues and their
@@ -48,10 +48,9 @@ from logcap.config.decoder import ConfigDecoder, check_environment
 from logcap.config.errors import ConfigError, ConfigIssue, IssueCollector, describe
 from logcap.config.reading import UNREADABLE, apply_overrides, read_yaml
 from logcap.config.schema import Config
-from logcap.config.values import redact_url
 
 __all__ = ["CONFIG_PATH_ENV", "DEFAULT_CONFIG_PATH", "load_config", "parse_config",
-           "resolve_config_path", "summary"]
+           "resolve_config_path"]
 
 DEFAULT_CONFIG_PATH = "configs/config.yaml"
 CONFIG_PATH_ENV = "LOGCAP_CONFIG"
@@ -100,30 +99,3 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "<string>") ->
         raise ConfigError(issues.items)
     assert isinstance(config, Config)
     return config
-
-
-def summary(config: Config) -> str:
-    """One line for the start-up log: sources, sinks, shards, buffer, admin address. No secrets."""
-    files = config.sources.files
-    names = ", ".join(source.name for source in files[:5]) + (", ..." if len(files) > 5 else "")
-    sources = f"{len(files)} file source{'' if len(files) == 1 else 's'}"
-    if files:
-        sources += f" ({names})"
-    sources += f", containers {'on' if config.sources.containers.enabled else 'off'}"
-    sinks = []
-    loki, file_sink = config.sinks.loki, config.sinks.file
-    if loki.enabled:
-        sinks.append(f"loki ({redact_url(loki.url)}, {loki.encoding})")
-    if file_sink.enabled:
-        sinks.append(f"file ({file_sink.directory}, {file_sink.format})")
-    buffer = config.disk_buffer
-    server = config.server
-    token = "token set" if server.admin_token else "no token"
-    return (
-        f"sources: {sources}; sinks: {', '.join(sinks) or 'none'}; "
-        f"shards: {config.dispatcher.shards}; "
-        f"buffer: {f'disk ({buffer.directory})' if buffer.enabled else 'memory'}; "
-        f"positions: {config.positions.directory if config.positions.enabled else 'off'}; "
-        f"admin: http://{server.host}:{server.port} ({token}); "
-        f"metrics: :{server.metrics_port}; log: {config.logging.level}/{config.logging.format}"
-    )

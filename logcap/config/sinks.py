@@ -7,6 +7,11 @@
   ``basic`` with a password or a password file, ``bearer`` with a token or a token file, each
   exactly one and nothing the type does not use) and TLS (:class:`LokiTlsConfig`: a client
   certificate needs both ``cert_file`` and ``key_file``).
+- ``sinks.loki_endpoints[]`` (:class:`LokiEndpointConfig`): more Loki endpoints (another
+  tenant, another cluster), each a ``sinks.loki`` section with a unique ``name`` and
+  ``enabled: true`` by default. Every sink is a named instance: ``loki``, ``file`` and these
+  names (which must differ from ``loki``, ``file`` and ``buffer``) label its metrics, key its
+  disk-buffer cursor and its DLQ entries.
 - ``sinks.file`` (:class:`FileSinkConfig`): lines written per source into ``directory``, as
   ``raw`` text or ``json``, rotated at ``max_file_size`` with ``max_files`` kept.
 
@@ -22,12 +27,13 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from logcap.config.section import MiB, Problem, Section, check_not_empty
+from logcap.config.section import MiB, Problem, Section, check_name, check_not_empty
 from logcap.config.values import (
     choice,
     duration,
     flag,
     integer,
+    section_list,
     size,
     str_map,
     text,
@@ -47,9 +53,11 @@ __all__ = [
     "DEFAULT_MAX_STREAMS",
     "FILE_SINK_FORMATS",
     "LOKI_ENCODINGS",
+    "RESERVED_SINK_NAMES",
     "FileSinkConfig",
     "LokiAuthConfig",
     "LokiConfig",
+    "LokiEndpointConfig",
     "LokiTlsConfig",
     "SinksConfig",
 ]
@@ -63,6 +71,9 @@ DEFAULT_LOKI_TIMEOUT_S = 10.0
 FILE_SINK_FORMATS = ("raw", "json")
 DEFAULT_FILE_SINK_MAX_FILE_BYTES = 64 * MiB
 DEFAULT_FILE_SINK_MAX_FILES = 5
+RESERVED_SINK_NAMES = ("loki", "file", "buffer")
+"""Names a ``sinks.loki_endpoints[]`` entry cannot take: the two fixed sinks' and the disk
+buffer's (which is the shards' sink when enabled)."""
 
 
 def _check_http_url(value: str) -> str | None:
@@ -163,6 +174,21 @@ class LokiConfig(Section):
 
 
 @attrs.frozen
+class LokiEndpointConfig(LokiConfig):
+    """One more Loki endpoint: a :class:`LokiConfig` with a unique ``name``, enabled unless
+    ``enabled: false``."""
+
+    enabled: bool = flag(True)
+    name: str = text(required=True, check=check_name)
+
+    def problems(self) -> Iterator[Problem]:
+        yield from super().problems()
+        if self.name in RESERVED_SINK_NAMES:
+            yield Problem("name", f"{self.name!r} is reserved (the names "
+                                  f"{', '.join(RESERVED_SINK_NAMES)} are taken)", ("name",))
+
+
+@attrs.frozen
 class FileSinkConfig(Section):
     """Lines written per source into ``directory``, rotated at ``max_file_size``."""
 
@@ -179,8 +205,17 @@ class SinksConfig(Section):
 
     loki: LokiConfig = attrs.field(factory=LokiConfig)
     file: FileSinkConfig = attrs.field(factory=FileSinkConfig)
+    loki_endpoints: tuple[LokiEndpointConfig, ...] = section_list(LokiEndpointConfig)
 
     def problems(self) -> Iterator[Problem]:
-        if not self.loki.enabled and not self.file.enabled:
+        endpoints = [e for e in self.loki_endpoints if e.enabled]
+        if not self.loki.enabled and not self.file.enabled and not endpoints:
             reason = "no sink is enabled (set sinks.file.enabled or sinks.loki.enabled to true)"
             yield Problem("", reason, ("loki.enabled", "file.enabled"))
+        seen: set[str] = set()
+        for index, endpoint in enumerate(self.loki_endpoints):
+            if endpoint.name in seen:
+                yield Problem(f"loki_endpoints[{index}].name",
+                              f"duplicate sink name {endpoint.name!r}",
+                              (f"loki_endpoints[{index}].name",))
+            seen.add(endpoint.name)

@@ -55,10 +55,13 @@ def read_secret(value: str, file_path: str) -> str:
 
 
 class LokiService:
-    """A :class:`~logcap.sinks.base.SinkBackend` for Loki; ``cfg`` is ``sinks.loki``."""
+    """A :class:`~logcap.sinks.base.SinkBackend` for Loki; ``cfg`` is ``sinks.loki`` (or a
+    ``sinks.loki_endpoints[]`` entry), ``name`` the sink instance's name (metrics label)."""
 
-    def __init__(self, cfg: Any, session: requests.Session | None = None) -> None:
+    def __init__(self, cfg: Any, session: requests.Session | None = None,
+                 name: str = "loki") -> None:
         self.cfg = cfg
+        self.name = name
         self.url = cfg.url.rstrip("/") + PUSH_PATH if not cfg.url.endswith(PUSH_PATH) \
             else cfg.url
         self.session = session or requests.Session()
@@ -91,7 +94,7 @@ class LokiService:
         if rendered is None:
             built = self.policy.build(labels)
             if built.dropped:
-                SINK_CARDINALITY_DROPS.labels("loki", "labels_capped").inc(built.dropped)
+                SINK_CARDINALITY_DROPS.labels(self.name, "labels_capped").inc(built.dropped)
             rendered = built.rendered
             if len(self._label_cache) > 4 * self.cfg.max_streams:
                 self._label_cache.clear()
@@ -109,7 +112,7 @@ class LokiService:
             entries.extend([LokiEntry(base + i, line) for i, line in enumerate(part.lines)])
         folded = self.limiter.folded_lines - folded_before
         if folded:
-            SINK_CARDINALITY_DROPS.labels("loki", "streams_folded").inc(folded)
+            SINK_CARDINALITY_DROPS.labels(self.name, "streams_folded").inc(folded)
         return [LokiStream(labels, entries) for labels, entries in grouped.items()]
 
     # -- sending ---------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""What a kind of component declares, in one place: :class:`ComponentKind`.
+
+A *kind* is a file source, a Loki sink, the disk buffer, ...; an :class:`Instance` is one
+configured, enabled occurrence of it (a ``sources.files[]`` entry, the ``loki`` sink, a
+``sinks.loki_endpoints[]`` entry). Each kind says:
+
+- which **group** of the supervision tree its instances live in (``state``, ``sinks``,
+  ``dispatchers``, ``sources``); the tree names an instance ``root/<group>/<name>``;
+- which instances the config enables (:meth:`ComponentKind.instances`), each with the
+  config key path it came from, for messages;
+- how to build an instance's :class:`~logcap.runtime.childspec.ChildSpec` from the
+  :class:`~logcap.components.wiring.Wiring` (the handles of the other components);
+- which directories preflight must be able to create and write, and any deeper check
+  (:meth:`ComponentKind.preflight`: each problem one line, ``<key path>: <reason>``);
+- one phrase for the start-up summary (:meth:`ComponentKind.describe`).
+
+The registry (:mod:`logcap.components.registry`) lists the kinds in start order; the tree,
+preflight and the summary iterate it, so adding a kind is adding one declaration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from logcap.config import Config
+from logcap.runtime.childspec import ChildSpec
+
+if TYPE_CHECKING:
+    from logcap.components.wiring import Wiring
+
+__all__ = ["GROUPS", "ComponentKind", "Instance"]
+
+GROUPS = ("state", "sinks", "dispatchers", "sources")
+"""The supervisors under the root, in start order (stop runs in reverse)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One enabled instance: its kind, its name in its group, its config section and the key
+    path of that section (``sinks.loki``, ``sources.files[0]``)."""
+
+    kind: str
+    name: str
+    settings: Any
+    key: str
+
+
+class ComponentKind(Protocol):
+    """The declaration of one kind of component (module docstring)."""
+
+    kind: str
+    group: str
+
+    def instances(self, config: Config) -> list[Instance]:
+        """The enabled instances, in start order."""
+        ...
+
+    def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
+        """How the group supervisor starts (and restarts) ``instance``."""
+        ...
+
+    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
+        """``(key path, directory)`` that must exist and be writable before the start."""
+        ...
+
+    def preflight(self, instance: Instance, config: Config) -> list[str]:
+        """Deeper checks before the start (after the directories); each problem one line."""
+        ...
+
+    def describe(self, instance: Instance) -> str:
+        """One phrase for the start-up summary (no secrets)."""
+        ...

@@ -1,0 +1,62 @@
+"""The shard kind: ``dispatcher.shards`` DispatcherShards (``shard-0`` ..) in the
+``dispatchers`` group. With Loki sinks, a shard's batch is one push request, so the tightest
+Loki ``batch_size`` and ``batch_wait`` cap the shard's batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pykka import ActorRef
+
+from logcap.actors.shard import DispatcherShard, ShardSettings
+from logcap.components.base import Instance
+from logcap.components.wiring import Wiring
+from logcap.config import Config
+from logcap.runtime.childspec import ChildSpec, StartContext
+
+__all__ = ["SHARDS", "ShardKind", "shard_settings"]
+
+
+def shard_settings(wiring: Wiring) -> ShardSettings:
+    d = wiring.config.dispatcher
+    batch_size, batch_timeout = d.batch_size, d.batch_timeout
+    for sink in wiring.instances.get("sinks", ()):
+        if sink.kind == "loki":
+            batch_size = min(batch_size, sink.settings.batch_size)
+            batch_timeout = min(batch_timeout, sink.settings.batch_wait)
+    return ShardSettings(batch_size, batch_timeout, d.max_retries, d.retry_base_delay,
+                         d.retry_max_delay)
+
+
+class ShardKind:
+    kind = "shard"
+    group = "dispatchers"
+
+    def instances(self, config: Config) -> list[Instance]:
+        d = config.dispatcher
+        return [Instance(self.kind, f"shard-{i}", d, "dispatcher") for i in range(d.shards)]
+
+    def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
+        settings = shard_settings(wiring)
+        sinks = wiring.shard_sinks()
+        sources = wiring.later(wiring.names("sources"))
+        capacity = wiring.config.dispatcher.queue_size
+
+        def start(ctx: StartContext) -> ActorRef[Any]:
+            return DispatcherShard.start(settings, sinks, sources, ctx.scheduler, link=ctx.link,
+                                         name=ctx.name, mailbox_capacity=capacity)
+
+        return ChildSpec(id=instance.name, start=start,
+                         shutdown_s=wiring.config.supervision.shutdown_timeout)
+
+    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
+        return []
+
+    def preflight(self, instance: Instance, config: Config) -> list[str]:
+        return []
+
+    def describe(self, instance: Instance) -> str:
+        return instance.name
+
+
+SHARDS = ShardKind()

@@ -1,0 +1,107 @@
+"""The registry: every kind of component, in start order, and what iterates them.
+
+:data:`KINDS` is the one list; :func:`instances` gives the enabled instances by group,
+:func:`child_specs` a group supervisor's children, :func:`preflight_directories` and
+:func:`preflight_problems` what ``logcap run`` checks before it starts, :func:`summary` the
+start-up line. Adding a kind of source or sink is adding its declaration
+(:class:`~logcap.components.base.ComponentKind`) here.
+"""
+
+from __future__ import annotations
+
+from logcap.components.base import GROUPS, ComponentKind, Instance
+from logcap.components.dispatch import SHARDS
+from logcap.components.sinks import FILE_SINK, LOKI_SINK
+from logcap.components.sources import FILE_SOURCE
+from logcap.components.state import DiskBufferKind, DlqKind, PositionsKind, segment_store_for
+from logcap.components.wiring import BUFFER, POSITIONS, Wiring
+from logcap.config import Config
+from logcap.runtime.childspec import ChildSpec
+from logcap.runtime.directory import Directory
+from logcap.state.buffer.segments import SegmentStore
+
+__all__ = ["KINDS", "child_specs", "instances", "make_segment_store", "preflight_directories",
+           "preflight_problems", "sink_names", "summary", "wiring"]
+
+SUMMARY_NAMES_SHOWN = 5
+"""Source names listed in the start-up line before "..."."""
+
+
+def sink_names(config: Config) -> list[str]:
+    """The names of the enabled sink instances, in start order."""
+    return [i.name for kind in KINDS if kind.group == "sinks" for i in kind.instances(config)]
+
+
+def make_segment_store(config: Config) -> SegmentStore:
+    """The disk buffer's store for ``config``, a cursor per enabled sink (not opened)."""
+    return segment_store_for(config, sink_names(config))
+
+
+KINDS: tuple[ComponentKind, ...] = (
+    PositionsKind(),
+    DiskBufferKind(sink_names),
+    DlqKind(),
+    FILE_SINK,
+    LOKI_SINK,
+    SHARDS,
+    FILE_SOURCE,
+)
+"""Every kind, in start order (groups in :data:`~logcap.components.base.GROUPS` order)."""
+
+_BY_KIND = {kind.kind: kind for kind in KINDS}
+
+
+def instances(config: Config) -> dict[str, list[Instance]]:
+    """The enabled instances of every group, in start order."""
+    out: dict[str, list[Instance]] = {group: [] for group in GROUPS}
+    for kind in KINDS:
+        out[kind.group].extend(kind.instances(config))
+    return out
+
+
+def wiring(config: Config, directory: Directory) -> Wiring:
+    return Wiring(config, directory, instances(config))
+
+
+def child_specs(group: str, wired: Wiring) -> list[ChildSpec]:
+    """The children of ``group``'s supervisor."""
+    return [_BY_KIND[i.kind].child_spec(i, wired) for i in wired.instances.get(group, ())]
+
+
+def preflight_directories(config: Config) -> list[tuple[str, str]]:
+    """``(key path, directory)`` of every enabled instance, to create and check writable."""
+    return [d for group in instances(config).values() for i in group
+            for d in _BY_KIND[i.kind].directories(i, config)]
+
+
+def preflight_problems(config: Config) -> list[str]:
+    """The deeper checks of every enabled instance (after the directories)."""
+    return [p for group in instances(config).values() for i in group
+            for p in _BY_KIND[i.kind].preflight(i, config)]
+
+
+def summary(config: Config) -> str:
+    """One line for the start-up log: sources, sinks, shards, buffer, positions, admin
+    address, log settings. No secrets."""
+    by_group = instances(config)
+    files = [i for i in by_group["sources"] if i.kind == FILE_SOURCE.kind]
+    names = ", ".join(i.name for i in files[:SUMMARY_NAMES_SHOWN])
+    sources = f"{len(files)} file source{'' if len(files) == 1 else 's'}"
+    if files:
+        sources += f" ({names}{', ...' if len(files) > SUMMARY_NAMES_SHOWN else ''})"
+    # the container source is refused by the config until it is built
+    sources += f", containers {'on' if config.sources.containers.enabled else 'off'}"
+    sinks = ", ".join(_BY_KIND[i.kind].describe(i) for i in by_group["sinks"]) or "none"
+    state = {i.name: i for i in by_group["state"]}
+    buffer = _BY_KIND[state[BUFFER].kind].describe(state[BUFFER]) if BUFFER in state \
+        else "memory"
+    positions = _BY_KIND[state[POSITIONS].kind].describe(state[POSITIONS]) \
+        if POSITIONS in state else "off"
+    server = config.server
+    token = "token set" if server.admin_token else "no token"
+    return (
+        f"sources: {sources}; sinks: {sinks}; shards: {len(by_group['dispatchers'])}; "
+        f"buffer: {buffer}; positions: {positions}; "
+        f"admin: http://{server.host}:{server.port} ({token}); "
+        f"metrics: :{server.metrics_port}; log: {config.logging.level}/{config.logging.format}"
+    )

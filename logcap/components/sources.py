@@ -1,0 +1,50 @@
+"""The file source kind: one FileMonitor per ``sources.files[]`` entry, in the ``sources``
+group (one_for_one, started last, after the shards it sends to)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pykka import ActorRef
+
+from logcap.actors.file_monitor import FileMonitor, monitor_settings
+from logcap.components.base import Instance
+from logcap.components.wiring import BUFFER, POSITIONS, Wiring
+from logcap.config import Config
+from logcap.runtime.childspec import ChildSpec, StartContext
+
+__all__ = ["FILE_SOURCE", "FileSourceKind"]
+
+
+class FileSourceKind:
+    kind = "file_source"
+    group = "sources"
+
+    def instances(self, config: Config) -> list[Instance]:
+        return [Instance(self.kind, s.name, s, f"sources.files[{i}]")
+                for i, s in enumerate(config.sources.files)]
+
+    def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
+        settings = monitor_settings(instance.settings, wiring.config)
+        shards = wiring.handles("dispatchers")
+        positions = wiring.state(POSITIONS)
+        buffer = wiring.state(BUFFER)
+
+        def start(ctx: StartContext) -> ActorRef[Any]:
+            return FileMonitor.start(settings, shards, positions, ctx.scheduler, buffer,
+                                     link=ctx.link, name=ctx.name)
+
+        return ChildSpec(id=instance.name, start=start,
+                         shutdown_s=wiring.config.supervision.shutdown_timeout)
+
+    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
+        return []
+
+    def preflight(self, instance: Instance, config: Config) -> list[str]:
+        return []
+
+    def describe(self, instance: Instance) -> str:
+        return instance.name
+
+
+FILE_SOURCE = FileSourceKind()
