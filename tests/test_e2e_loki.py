@@ -160,3 +160,45 @@ def test_a_400_is_not_retried_and_the_other_batches_flow(tmp_path: Path,
         assert 'logcap_sink_lines_total{outcome="rejected",sink="loki"}' in metrics
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize("disk_buffer", [False, True])
+def test_two_named_loki_endpoints_each_get_every_line_one_through_an_outage(
+    tmp_path: Path, receiver: LokiReceiver, disk_buffer: bool
+) -> None:
+    """Sinks are named instances: ``sinks.loki`` plus a ``sinks.loki_endpoints[]`` entry with
+    another tenant. One endpoint down for a while delays only its own delivery."""
+    with LokiReceiver() as second:
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        sections: dict[str, Any] = {
+            "sinks": {"file": {"enabled": False},
+                      "loki": {"enabled": True, "url": receiver.url, "tenant_id": "ops"},
+                      "loki_endpoints": [{"name": "audit", "url": second.url,
+                                          "tenant_id": "audit", "timeout": "2s"}]}}
+        if disk_buffer:
+            sections["disk_buffer"] = {"enabled": True, "directory": str(tmp_path / "buffer")}
+        config = make_config(tmp_path, [str(logs / "*.log")], **sections)
+        second.fail_unavailable(3.0)
+        writer = NumberedWriter(logs / "app.log")
+        writer.write(2000)
+        proc = LogcapProcess(config).start()
+        try:
+            wait_until(lambda: all_arrived(receiver, 2000), timeout=30, what="first endpoint")
+            wait_until(lambda: all_arrived(second, 2000), timeout=60, what="second endpoint")
+            for rec, tenant in ((receiver, "ops"), (second, "audit")):
+                missing, dups = missing_and_duplicates(rec.received_seq_numbers(), 2000)
+                assert not missing and dups == 0
+                assert {r.tenant for r in rec.requests() if r.status == 204} == {tenant}
+            assert any(r.status == 503 for r in second.requests())
+            assert 'sink="audit"' in proc.api_text("/metrics")
+        finally:
+            proc.stop()
+
+
+def test_a_loki_endpoint_named_like_a_fixed_sink_is_refused(tmp_path: Path) -> None:
+    from logcap.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("sinks: {loki_endpoints: [{name: file, url: 'http://x:1'}]}", {})
+    assert "sinks.loki_endpoints[0].name" in str(err.value) and "reserved" in str(err.value)
