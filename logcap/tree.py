@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pykka import ActorRef
 
 from logcap.api.server import AdminServer
-from logcap.components.base import GROUPS
+from logcap.components.instance import GROUPS
 from logcap.components.registry import child_specs
 from logcap.components.wiring import ROOT, Wiring
 from logcap.config import Config

@@ -20,30 +20,14 @@ preflight and the summary iterate it, so adding a kind is adding one declaration
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
+from logcap.components.instance import GROUPS, Instance
+from logcap.components.wiring import Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec
 
-if TYPE_CHECKING:
-    from logcap.components.wiring import Wiring
-
 __all__ = ["GROUPS", "ComponentKind", "Instance"]
-
-GROUPS = ("state", "sinks", "dispatchers", "sources")
-"""The supervisors under the root, in start order (stop runs in reverse)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Instance:
-    """One enabled instance: its kind, its name in its group, its config section and the key
-    path of that section (``sinks.loki``, ``sources.files[0]``)."""
-
-    kind: str
-    name: str
-    settings: Any
-    key: str
 
 
 class ComponentKind(Protocol):

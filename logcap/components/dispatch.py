@@ -9,7 +9,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.shard import DispatcherShard, ShardSettings
-from logcap.components.base import Instance
+from logcap.components.instance import Instance
 from logcap.components.wiring import Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext

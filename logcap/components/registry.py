@@ -9,8 +9,9 @@ start-up line. Adding a kind of source or sink is adding its declaration
 
 from __future__ import annotations
 
-from logcap.components.base import GROUPS, ComponentKind, Instance
+from logcap.components.base import ComponentKind
 from logcap.components.dispatch import SHARDS
+from logcap.components.instance import GROUPS, Instance
 from logcap.components.sinks import FILE_SINK, LOKI_SINK
 from logcap.components.sources import FILE_SOURCE
 from logcap.components.state import DiskBufferKind, DlqKind, PositionsKind, segment_store_for

@@ -10,7 +10,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.sink import SinkActor
-from logcap.components.base import Instance
+from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, DLQ, Wiring
 from logcap.config import Config
 from logcap.config.values import redact_url

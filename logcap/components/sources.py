@@ -8,7 +8,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
-from logcap.components.base import Instance
+from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext

@@ -11,7 +11,7 @@ from pykka import ActorRef
 from logcap.actors.dead_letters import DeadLetterQueue
 from logcap.actors.disk_buffer import DEFAULT_RESUME_WINDOW_S, DiskBuffer
 from logcap.actors.positions_keeper import PositionsKeeper
-from logcap.components.base import Instance
+from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, DLQ, POSITIONS, Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from logcap.components.base import Instance
+from logcap.components.instance import Instance
 from logcap.config import Config
 from logcap.runtime.directory import Directory, Handle
 
