@@ -20,8 +20,6 @@ preflight and the summary iterate it, so adding a kind is adding one declaration
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from logcap.components.instance import GROUPS, Instance
 from logcap.components.wiring import Wiring
 from logcap.config import Config
@@ -30,28 +28,30 @@ from logcap.runtime.childspec import ChildSpec
 __all__ = ["GROUPS", "ComponentKind", "Instance"]
 
 
-class ComponentKind(Protocol):
-    """The declaration of one kind of component (module docstring)."""
+class ComponentKind:
+    """The declaration of one kind of component (module docstring). Subclasses set ``kind``
+    and ``group`` and define :meth:`instances` and :meth:`child_spec`; the others default to
+    "nothing to check" and the instance's name."""
 
-    kind: str
-    group: str
+    kind: str = ""
+    group: str = ""
 
     def instances(self, config: Config) -> list[Instance]:
         """The enabled instances, in start order."""
-        ...
+        raise NotImplementedError
 
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
         """How the group supervisor starts (and restarts) ``instance``."""
-        ...
+        raise NotImplementedError
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         """``(key path, directory)`` that must exist and be writable before the start."""
-        ...
+        return []
 
     def preflight(self, instance: Instance, config: Config) -> list[str]:
         """Deeper checks before the start (after the directories); each problem one line."""
-        ...
+        return []
 
     def describe(self, instance: Instance) -> str:
         """One phrase for the start-up summary (no secrets)."""
-        ...
+        return instance.name

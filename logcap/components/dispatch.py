@@ -9,6 +9,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.shard import DispatcherShard, ShardSettings
+from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import Wiring
 from logcap.config import Config
@@ -28,7 +29,7 @@ def shard_settings(wiring: Wiring) -> ShardSettings:
                          d.retry_max_delay)
 
 
-class ShardKind:
+class ShardKind(ComponentKind):
     kind = "shard"
     group = "dispatchers"
 
@@ -48,15 +49,6 @@ class ShardKind:
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)
-
-    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
-        return []
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
-
-    def describe(self, instance: Instance) -> str:
-        return instance.name
 
 
 SHARDS = ShardKind()

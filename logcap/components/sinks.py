@@ -10,6 +10,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.sink import SinkActor
+from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, DLQ, Wiring
 from logcap.config import Config
@@ -41,7 +42,7 @@ def _sink_spec(instance: Instance, wiring: Wiring, make_backend: Callable[[], Si
                      ping_timeout_s=ping_timeout_s)
 
 
-class LokiSinkKind:
+class LokiSinkKind(ComponentKind):
     """Grafana Loki push API; ``requests`` is imported when a Loki sink is configured."""
 
     kind = "loki"
@@ -66,18 +67,12 @@ class LokiSinkKind:
         return _sink_spec(instance, wiring, lambda: LokiService(settings, name=instance.name),
                           ping_timeout_s)
 
-    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
-        return []
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
-
     def describe(self, instance: Instance) -> str:
         s = instance.settings
         return f"{instance.name} ({redact_url(s.url)}, {s.encoding})"
 
 
-class FileSinkKind:
+class FileSinkKind(ComponentKind):
     """Lines per source into files under ``sinks.file.directory``."""
 
     kind = "file"
@@ -94,9 +89,6 @@ class FileSinkKind:
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [(f"{instance.key}.directory", instance.settings.directory)]
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
 
     def describe(self, instance: Instance) -> str:
         return f"{instance.name} ({instance.settings.directory}, {instance.settings.format})"

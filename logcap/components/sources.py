@@ -8,6 +8,7 @@ from typing import Any
 from pykka import ActorRef
 
 from logcap.actors.file_monitor import FileMonitor, monitor_settings
+from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
@@ -16,7 +17,7 @@ from logcap.runtime.childspec import ChildSpec, StartContext
 __all__ = ["FILE_SOURCE", "FileSourceKind"]
 
 
-class FileSourceKind:
+class FileSourceKind(ComponentKind):
     kind = "file_source"
     group = "sources"
 
@@ -36,15 +37,6 @@ class FileSourceKind:
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)
-
-    def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
-        return []
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
-
-    def describe(self, instance: Instance) -> str:
-        return instance.name
 
 
 FILE_SOURCE = FileSourceKind()

@@ -11,6 +11,7 @@ from pykka import ActorRef
 from logcap.actors.dead_letters import DeadLetterQueue
 from logcap.actors.disk_buffer import DEFAULT_RESUME_WINDOW_S, DiskBuffer
 from logcap.actors.positions_keeper import PositionsKeeper
+from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, DLQ, POSITIONS, Wiring
 from logcap.config import Config
@@ -29,7 +30,7 @@ def _worker(instance: Instance, config: Config, start: Any) -> ChildSpec:
                      shutdown_s=config.supervision.shutdown_timeout)
 
 
-class PositionsKind:
+class PositionsKind(ComponentKind):
     kind = "positions"
     group = "state"
 
@@ -47,9 +48,6 @@ class PositionsKind:
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [("positions.directory", instance.settings.directory)]
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
 
     def describe(self, instance: Instance) -> str:
         return str(instance.settings.directory)
@@ -71,7 +69,7 @@ def segment_store_for(config: Config, sinks: list[str]) -> SegmentStore:
                         cipher=cipher)
 
 
-class DiskBufferKind:
+class DiskBufferKind(ComponentKind):
     """The shards' only sink when enabled; it feeds every sink from its own cursor."""
 
     kind = "disk_buffer"
@@ -133,7 +131,7 @@ class DiskBufferKind:
         return f"disk ({instance.settings.directory})"
 
 
-class DlqKind:
+class DlqKind(ComponentKind):
     """Lines a sink rejected for good; re-sent on POST /dlq/reprocess."""
 
     kind = "dlq"
@@ -159,9 +157,6 @@ class DlqKind:
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [("dlq.directory", instance.settings.directory)]
-
-    def preflight(self, instance: Instance, config: Config) -> list[str]:
-        return []
 
     def describe(self, instance: Instance) -> str:
         return str(instance.settings.directory)
