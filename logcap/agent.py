@@ -20,8 +20,8 @@ from pykka import ActorDeadError, ActorRef
 
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
-from logcap.actors.file_monitor import SourceStatus, StopReading
 from logcap.actors.shard import Flush, InFlight
+from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.app import BackendTimeout
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
@@ -226,7 +226,8 @@ class Agent:
             except (pykka.Timeout, DeliveryRefused) as exc:
                 raise BackendTimeout(f"{name} did not answer in time") from exc
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            entry["files"] = len(status["files"])
+            if "files" in status:
+                entry["files"] = len(status["files"])
         return ok, components
 
     def stats(self) -> dict[str, Any]:

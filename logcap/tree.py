@@ -5,7 +5,7 @@ root                  rest_for_one
 ├── state             one_for_all:  positions, buffer (disk_buffer.enabled), dlq
 ├── sinks             one_for_one:  file, loki (those enabled)
 ├── dispatchers       one_for_one:  shard-0 .. shard-N-1
-├── sources           one_for_one:  one FileMonitor per sources.files[] entry
+├── sources           one_for_one:  one SourceShell running a FileSource per sources.files[]
 └── admin             AdminServer (Flask app on waitress)
 ```
 
@@ -22,10 +22,10 @@ from pykka import ActorRef
 
 from logcap.actors.dead_letters import DeadLetterQueue
 from logcap.actors.disk_buffer import BUFFER_SINK, DEFAULT_RESUME_WINDOW_S, DiskBuffer
-from logcap.actors.file_monitor import FileMonitor, monitor_settings
 from logcap.actors.positions_keeper import PositionsKeeper
 from logcap.actors.shard import DispatcherShard, ShardSettings
 from logcap.actors.sink import SinkActor
+from logcap.actors.source_shell import SourceShell
 from logcap.api.server import AdminServer
 from logcap.config import Config
 from logcap.dispatch.dedup import DeliveredRanges
@@ -33,6 +33,7 @@ from logcap.runtime.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.supervisor import Supervisor
 from logcap.sinks.file import FileSink
+from logcap.sources.files.source import FileSource, file_source_settings
 from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings
 from logcap.state.buffer.segments import SegmentStore
@@ -150,11 +151,10 @@ def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
     if config.disk_buffer.enabled:  # the buffer is the shards' only sink; it feeds the sinks
         sinks = {BUFFER_SINK: directory.handle(BUFFER)}
-    sources = _handles(directory, source_names(config))
     specs = []
     for i in range(d.shards):
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return DispatcherShard.start(settings, sinks, sources, ctx.scheduler, link=ctx.link,
+            return DispatcherShard.start(settings, sinks, ctx.scheduler, link=ctx.link,
                                          name=ctx.name, mailbox_capacity=d.queue_size)
 
         specs.append(_worker(f"shard-{i}", config, start))
@@ -167,11 +167,12 @@ def _source_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     buffer = directory.handle(BUFFER) if config.disk_buffer.enabled else None
     specs = []
     for source in config.sources.files:
-        settings = monitor_settings(source, config)
+        settings = file_source_settings(source, config)
 
         def start(ctx: StartContext, settings: TailerSettings = settings) -> ActorRef[Any]:
-            return FileMonitor.start(settings, shards, positions, ctx.scheduler, buffer,
-                                     link=ctx.link, name=ctx.name)
+            return SourceShell.start(FileSource(settings), shards, positions, ctx.scheduler,
+                                     buffer, link=ctx.link, name=ctx.name,
+                                     directory=ctx.directory)
 
         specs.append(_worker(source.name, config, start))
     return specs

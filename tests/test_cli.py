@@ -105,7 +105,8 @@ def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: 
     import os
 
     from logcap.config import load_config
-    from logcap.messages import Entries, ReadToken
+    from logcap.messages import Entries
+    from logcap.origin import FILE_KIND, ReadToken
     from logcap.tree import make_segment_store
 
     key_a = tmp_path / "a.key"
@@ -120,7 +121,8 @@ def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: 
 
     store = make_segment_store(load_config(config_with(key_a), {}))
     store.open()
-    store.append([Entries("app", "/x", (), ["a line"], 1, ReadToken("app", "g1", 0, 7, 0))])
+    store.append([Entries("app", "/x", (), ["a line"], 1,
+                          ReadToken("app", FILE_KIND, None, 0, 7, "g1", 0))])
     store.sync()
     store.close()
     result = run_cli("run", "-c", str(config_with(key_b)))

@@ -56,7 +56,8 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
     DEFAULT_DRAIN_GRACE_S,
@@ -64,14 +65,11 @@ from logcap.sources.files.generation import (
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_READ_BYTES,
     OPEN_FLAGS,
-    Buffered,
     Generation,
     PollResult,
     Read,
     TailerSettings,
     covered_from,
-    file_of,
-    generation_of,
 )
 from logcap.sources.files.identity import (
     FileIdentity,
@@ -93,8 +91,6 @@ __all__ = [
     "SourceTailer",
     "TailerSettings",
     "covered_from",
-    "file_of",
-    "generation_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,8 +200,9 @@ class SourceTailer:
         reuse and copytruncate leave ranges of other content under the same inode).
         """
         spans: list[tuple[int, int]] = []
-        for (dev, ino, fingerprint), ranges in self.buffered.items():
-            if (dev, ino) == (identity.dev, identity.ino) and fingerprint_matches(fingerprint, fd):
+        for stream, ranges in self.buffered.items():
+            if isinstance(stream, FileStream) and (stream.dev, stream.ino) == (
+                    identity.dev, identity.ino) and fingerprint_matches(stream.fingerprint, fd):
                 spans.extend(ranges)
         resumed = min(covered_from(offset, spans), os.fstat(fd).st_size)
         if resumed > offset:
@@ -352,9 +349,9 @@ class SourceTailer:
 
     def _entries(self, gen: Generation, result: ReadResult) -> Entries:
         ident = gen.identity
-        key = f"{gen.gen_id}|{ident.dev}:{ident.ino}|{ident.fingerprint}"
-        token = ReadToken(self.settings.source, key, result.start_offset, result.end_offset,
-                          gen.epoch)
+        token = ReadToken(self.settings.source, FILE_KIND,
+                          FileStream(ident.dev, ident.ino, ident.fingerprint),
+                          result.start_offset, result.end_offset, gen.gen_id, gen.epoch)
         size = result.end_offset - result.start_offset
         gen.inflight.append(Read(token))
         gen.inflight_bytes += size
@@ -386,7 +383,7 @@ class SourceTailer:
         """Settle reads; returns the positions that advanced (to commit)."""
         touched: dict[str, Generation] = {}
         for token in tokens:
-            gen = self.generations.get(generation_of(token))
+            gen = self.generations.get(token.generation)
             if gen is None or token.epoch != gen.epoch:
                 continue
             for read in gen.inflight:
