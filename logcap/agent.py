@@ -20,6 +20,7 @@ from pykka import ActorDeadError, ActorRef
 
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
+from logcap.actors.positions_keeper import Snapshot
 from logcap.actors.shard import Flush, InFlight
 from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.app import BackendTimeout
@@ -249,8 +250,6 @@ class Agent:
         return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
 
     def positions(self) -> dict[str, Any]:
-        from logcap.actors.positions_keeper import Snapshot
-
         if not self.config.positions.enabled:
             return {"enabled": False, "files": [], "containers": []}
         try:

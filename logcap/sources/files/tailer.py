@@ -1,4 +1,5 @@
-"""The file-tailing logic of one ``sources.files[]`` entry: plain code, driven by its actor.
+"""The file-tailing logic of one ``sources.files[]`` entry: plain code, driven by
+:class:`~logcap.sources.files.source.FileSource` (which runs under the source shell).
 
 :class:`SourceTailer` follows every file its globs match. Each followed file content is a
 :class:`Generation` (one inode + fingerprint lineage, with its own descriptor, reader, read
@@ -15,9 +16,10 @@ Acknowledgement and commit. :meth:`SourceTailer.ack` marks reads settled; a gene
 committed offset advances over the settled *prefix* of its reads (in read order, no holes),
 and the new :class:`~logcap.state.positions.FilePosition` is returned for the keeper.
 
-Rewind. If batches may have been lost downstream (a shard restarted), :meth:`rewind` drops the
-generation's unacknowledged reads and re-reads from its committed offset (a new ``epoch``, so
-late acks of the old reads are ignored). Lines may be sent twice; none is lost.
+Rewind. If batches may have been lost downstream (a shard restarted: the shell selects the
+paths that went to it), :meth:`rewind` drops the generation's unacknowledged reads and
+re-reads from its committed offset (a new ``epoch``, so late acks of the old reads are
+ignored). Lines may be sent twice; none is lost.
 
 Rotation (checked by :meth:`check_rotation` on every poll with an ``os.stat`` of the path, and
 with a fingerprint on each sweep):
