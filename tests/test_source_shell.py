@@ -1,9 +1,11 @@
-"""The source shell with a test double of a Source: acks by reply-to, rewind by watch."""
+"""The source shell: acks by reply-to and rewind by watch, with a Source double and end to end."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -11,6 +13,8 @@ import pytest
 
 from logcap.actors.shard import DispatcherShard, ShardSettings
 from logcap.actors.source_shell import SourceShell, SourceStatus, StopReading, shard_index
+from logcap.agent import Agent
+from logcap.config import load_config
 from logcap.messages import Entries
 from logcap.origin import Buffered, ReadToken
 from logcap.runtime.actor import LogcapActor
@@ -18,7 +22,9 @@ from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualScheduler
 from logcap.sources.base import Reading
 from logcap.state.positions_messages import PositionsUpdate
+from logcap.tree import shard_names
 from tests.actor_kit import wait_until
+from tests.harness import NumberedWriter, make_config
 
 SHELL = "root/sources/fake"
 SHARDS = ["root/dispatchers/shard-0", "root/dispatchers/shard-1"]
@@ -143,3 +149,45 @@ def test_a_rebound_shard_makes_the_source_reread_only_the_streams_sent_to_it(
     source.wake()
     shell.ask(SourceStatus(), timeout=5)  # the wake was handled before this answer
     assert len(seen) == len(streams)
+
+
+def test_lines_in_flight_to_a_restarted_shard_are_read_again_and_all_arrive(
+        tmp_path: Path) -> None:
+    config = load_config(make_config(tmp_path, [str(tmp_path / "logs" / "*.log")]), {})
+    (tmp_path / "logs").mkdir()
+    writers = [NumberedWriter(tmp_path / "logs" / f"{n}.log") for n in range(4)]
+    agent = Agent(config)
+    agent.start()
+    try:
+        for round_ in range(3):
+            for writer in writers:
+                writer.write(2_000)
+            old = [agent.directory.lookup(name) for name in shard_names(config)]
+            for ref in old:  # a normal stop: the supervisor restarts the shard
+                assert ref is not None
+                ref.stop(block=False)
+            wait_until(lambda old=old: all(  # type: ignore[misc]
+                agent.directory.lookup(n) not in (None, *old) for n in shard_names(config)),
+                what=f"shards restarted (round {round_})")
+
+        def delivered() -> int:
+            return sum(len(seqs_of(tmp_path / "out", w.path)) for w in writers)
+
+        wait_until(lambda: delivered() == 4 * 6_000, timeout=30, what="every line delivered")
+        assert all(seqs_of(tmp_path / "out", w.path) == set(range(6_000)) for w in writers)
+    finally:
+        agent.stop(10)
+
+
+def seqs_of(out: Path, stream: Path) -> set[int]:
+    """The seqs of one source file found in the file sink's JSON output."""
+    seqs = set()
+    for path in sorted(out.glob("*.log*")):
+        for raw in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # a line being written
+            if record["stream"] == str(stream):
+                seqs.add(int(record["line"].split()[0].removeprefix("seq=")))
+    return seqs
