@@ -24,7 +24,8 @@ import shutil
 import tempfile
 import time
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, FileStream, ReadToken
 from logcap.state.buffer import Cipher, SegmentStore
 
 _TEMPLATES = (
@@ -59,8 +60,8 @@ def make_batches(count: int, lines: int, line_bytes: int) -> list[list[Entries]]
     batches = []
     for n in range(count):
         start = rng.randrange(3 * lines)
-        token = ReadToken("opensips", "8:1234", n * lines * line_bytes,
-                          (n + 1) * lines * line_bytes, 0)
+        token = ReadToken("opensips", FILE_KIND, FileStream(8, 1234, ""), n * lines * line_bytes,
+                          (n + 1) * lines * line_bytes, "g1")
         batches.append([Entries("opensips", "/var/log/opensips.log", (("job", "opensips"),),
                                 pool[start:start + lines], base_ns + n * lines, token,
                                 lines * line_bytes)])

@@ -2,7 +2,7 @@
 
 :class:`Agent` starts the root supervisor (children from :mod:`logcap.tree`), watches it, and
 answers the admin API by walking the tree with a deadline: every actor is asked with a timeout,
-and a timeout surfaces as :class:`~logcap.api.app.BackendTimeout` (HTTP 503).
+and a timeout surfaces as :class:`~logcap.api.errors.BackendTimeout` (HTTP 503).
 
 If the root gives up (restart intensity exceeded), :meth:`Agent.wait` returns the reason and
 the CLI exits non-zero with one clear log line.
@@ -20,8 +20,9 @@ from pykka import ActorDeadError, ActorRef
 
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
-from logcap.actors.file_monitor import SourceStatus, StopReading
+from logcap.actors.positions_keeper import Snapshot
 from logcap.actors.shard import Flush, InFlight
+from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.errors import BackendTimeout
 from logcap.components import wiring as names
 from logcap.components.registry import wiring
@@ -224,7 +225,8 @@ class Agent:
             except (pykka.Timeout, DeliveryRefused) as exc:
                 raise BackendTimeout(f"{name} did not answer in time") from exc
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            entry["files"] = len(status["files"])
+            if "files" in status:
+                entry["files"] = len(status["files"])
         return ok, components
 
     def stats(self) -> dict[str, Any]:
@@ -246,8 +248,6 @@ class Agent:
         return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
 
     def positions(self) -> dict[str, Any]:
-        from logcap.actors.positions_keeper import Snapshot
-
         if not self.config.positions.enabled:
             return {"enabled": False, "files": [], "containers": []}
         try:

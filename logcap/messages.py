@@ -2,25 +2,31 @@
 
 Data-lane messages (bounded, may be refused with MailboxFull):
 
-* :class:`Entries` — a source's batch of lines from one stream (a file), sent to a shard.
+* :class:`Entries` — a source's batch of lines from one stream (a file), sent to a shard; it
+  carries the read's origin (:class:`~logcap.origin.ReadToken`) and where to ack it (``ack_to``).
 * :class:`Deliver` — a shard's outgoing batch, sent to each sink.
 
 Control-lane messages (always accepted):
 
 * :class:`SinkResult` — a sink's verdict on one :class:`Deliver` (sink -> shard).
-* :class:`Acked` — read tokens whose lines every sink has settled (shard -> source).
-* :class:`Rewind` — "your unacknowledged batches may be lost, read them again" (shard -> source).
+* :class:`Acked` — read tokens whose lines every sink has settled (shard -> each part's
+  ``ack_to``, the source's stable address).
+
+A source learns that a shard restarted (and lost what it held) by watching the shard's name
+(:meth:`~logcap.runtime.directory.Handle.watch`, :class:`~logcap.runtime.directory.Rebound`),
+not from a message of the shard.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from logcap.origin import ReadToken
+from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DataMessage
 
-__all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReadToken", "ReleaseHold", "Rewind",
-           "SinkResult"]
+__all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReleaseHold", "SinkResult"]
 
 HELD = "held"
 """SinkResult reason of a batch a sink did not try because an older batch from the same sender
@@ -31,23 +37,14 @@ Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
-class ReadToken:
-    """Identifies one read: bytes ``[start, end)`` of file ``file_key`` in source ``source``.
-
-    ``epoch`` is the reader's generation of that file; a token from an older epoch (before a
-    rewind or a rotation) is ignored when it comes back acked.
-    """
-
-    source: str
-    file_key: str
-    start: int
-    end: int
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
 class Entries(DataMessage):
-    """Lines of one stream, in read order; line ``i`` has timestamp ``ts_ns + i``."""
+    """Lines of one stream, in read order; line ``i`` has timestamp ``ts_ns + i``.
+
+    ``token`` is the read's origin. ``ack_to`` is the stable address of the source to tell
+    :class:`Acked` once every sink has settled the lines (None: nobody to ack, e.g. entries
+    decoded from the disk buffer or a DLQ resend). It is an address, not content: it is not
+    compared and not stored on disk.
+    """
 
     source: str
     stream: str
@@ -56,6 +53,7 @@ class Entries(DataMessage):
     ts_ns: int
     token: ReadToken
     bytes: int = 0
+    ack_to: Handle | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +96,7 @@ class SinkResult:
 
 @dataclass(frozen=True, slots=True)
 class Acked:
+    """To a source: the reads ``tokens`` are settled by every sink (delivered, or rejected for
+    good), so their positions may be committed."""
+
     tokens: tuple[ReadToken, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Rewind:
-    """Sent by a shard that (re)started: batches sent to its predecessor may be lost."""
-
-    shard: str

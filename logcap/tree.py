@@ -6,7 +6,7 @@ root                  rest_for_one
 ├── state             one_for_all:  positions, buffer (disk_buffer.enabled), dlq
 ├── sinks             one_for_one:  file, loki, each sinks.loki_endpoints[] (those enabled)
 ├── dispatchers       one_for_one:  shard-0 .. shard-N-1
-├── sources           one_for_one:  one FileMonitor per sources.files[] entry
+├── sources           one_for_one:  one SourceShell running a FileSource per sources.files[]
 └── admin             AdminServer (Flask app on waitress)
 ```
 

@@ -34,7 +34,7 @@ class ScriptedBackend:
 
     def entry_ids(self) -> list[str]:
         with self._cond:
-            return [parts[0].token.file_key.removeprefix("dlq/") for parts in self.batches]
+            return [parts[0].token.generation for parts in self.batches]
 
 
 class ResultRecorder(LogcapActor):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.state.buffer import SegmentStore, verify_directory
 from logcap.state.buffer.crypto import (
     KEY_BYTES,
@@ -29,7 +30,7 @@ OTHER_KEY = bytes(range(1, 33))
 def batch(n: int, *, marker: str = "secret-payload") -> list[Entries]:
     return [Entries("src", "/var/log/app.log", (("job", "app"),),
                     [f"{marker} {n} {i}" for i in range(20)], 1_000 * n,
-                    ReadToken("src", "1:1", n, n + 1, 0), 100)]
+                    ReadToken("src", FILE_KIND, None, n, n + 1, "1:1", 0), 100)]
 
 
 def open_store(directory: Path, cipher: Cipher | None) -> SegmentStore:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import DLQ_KIND, FILE_KIND, FileStream, ReadToken
 from logcap.state.buffer.codec import (
     CodecError,
     PayloadCodec,
     batch_time_range,
     decode_batch,
     encode_batch,
+    token_to_wire,
 )
 from logcap.state.buffer.ledger import (
     IndexCorrupt,
@@ -37,7 +41,8 @@ from logcap.state.buffer.record import (
 
 def make_entries(n: int = 3, *, source: str = "src", ts_ns: int = 1_000) -> Entries:
     return Entries(source, "/var/log/a.log", (("job", "a"), ("host", "h")),
-                   [f"line {i}" for i in range(n)], ts_ns, ReadToken(source, "1:2", 0, 10, 3), 42)
+                   [f"line {i}" for i in range(n)], ts_ns,
+                   ReadToken(source, FILE_KIND, None, 0, 10, "1:2", 3), 42)
 
 
 def framed(seq: int, payload: bytes = b"payload", *, count: int = 1) -> bytes:
@@ -173,8 +178,13 @@ entries_strategy = st.builds(
     labels=st.lists(st.tuples(st.text(max_size=5), st.text(max_size=8)), max_size=3).map(tuple),
     lines=st.lists(line_text, max_size=6),
     ts_ns=st.integers(-(2**62), 2**62),
-    token=st.builds(ReadToken, st.text(max_size=5), st.text(max_size=8),
-                    st.integers(0, 2**62), st.integers(0, 2**62), st.integers(0, 2**31)),
+    token=st.builds(ReadToken, st.text(max_size=5), st.sampled_from([FILE_KIND, DLQ_KIND, "x"]),
+                    st.none() | st.builds(FileStream, st.integers(0, 2**62),
+                                          st.integers(0, 2**62), st.text(max_size=8))
+                    | st.lists(st.integers(-5, 2**40) | st.text(max_size=5), max_size=3)
+                    .map(tuple),
+                    st.integers(0, 2**62), st.integers(0, 2**62), st.text(max_size=8),
+                    st.integers(0, 2**31)),
     bytes=st.integers(0, 2**40),
 )
 
@@ -187,8 +197,35 @@ def test_any_batch_round_trips_through_the_codec(batch: list[Entries]) -> None:
 
 def test_lines_with_newlines_lone_surrogates_and_empty_strings_round_trip() -> None:
     entries = Entries("s", "st", (), ["a\nb", "", "\udcff\udc80 bad bytes", "é€😀", "\x00"],
-                      5, ReadToken("s", "k", 0, 1, 0), 9)
+                      5, ReadToken("s", FILE_KIND, None, 0, 1, "k", 0), 9)
     assert decode_batch(encode_batch([entries])) == [entries]
+
+
+def legacy_body(tokens: list[list[object]]) -> bytes:
+    """A record body as written before typed tokens: one line per entry, 5-item tokens."""
+    meta = [["src", "/var/log/a.log", [["job", "a"]], 7, 3, token, 1] for token in tokens]
+    meta_bytes = json.dumps(meta, separators=(",", ":")).encode("ascii")
+    lengths = struct.pack(f"<{len(tokens)}I", *([1] * len(tokens)))
+    return b"LCE1" + struct.pack("<I", len(meta_bytes)) + meta_bytes + lengths + b"x" * len(tokens)
+
+
+def test_records_written_before_typed_tokens_decode_to_typed_tokens() -> None:
+    body = legacy_body([["src", "g3|8:1234|16:ab|cd", 0, 10, 2], ["src", "1:2", 5, 6, 0]])
+    first, second = decode_batch(body)
+    assert first.token == ReadToken("src", FILE_KIND, FileStream(8, 1234, "16:ab|cd"), 0, 10,
+                                    "g3", 2)
+    assert isinstance(first.token.stream, FileStream)
+    assert second.token == ReadToken("src", FILE_KIND, None, 5, 6, "1:2", 0)
+    assert (first.lines, first.labels, first.ts_ns, first.bytes) == (["x"], (("job", "a"),), 7, 3)
+
+
+def test_file_tokens_are_still_written_in_the_old_form() -> None:
+    body = legacy_body([["src", "g3|8:1234|16:abcd", 0, 10, 2]])
+    assert encode_batch(decode_batch(body)) == body
+    assert token_to_wire(ReadToken("s", FILE_KIND, FileStream(1, 2, "f"), 0, 4, "g1", 3)) == [
+        "s", "g1|1:2|f", 0, 4, 3]
+    assert token_to_wire(ReadToken("s", "container", ("c0ffee", "stdout"), 0, 4, "e", 1)) == [
+        "s", "container", "e", ["c0ffee", "stdout"], 0, 4, 1]
 
 
 def test_a_malformed_body_raises_codec_error() -> None:

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.state.buffer import BufferDirectoryError, BufferFull, SegmentStore, verify_directory
 from logcap.state.buffer import recovery as recovery_module
 from logcap.state.buffer import segments as segments_module
@@ -30,7 +31,7 @@ def make_batch(n: int, *, lines: int = 5, source: str = "src", width: int = 30) 
     rng = random.Random(n)
     text = ["".join(rng.choices("abcdefghij ", k=width)) for _ in range(lines)]
     return [Entries(source, f"/var/log/{source}.log", (("job", source),), text, 1_000 * n,
-                    ReadToken(source, "1:1", n, n + 1, 0), lines * width)]
+                    ReadToken(source, FILE_KIND, None, n, n + 1, "1:1", 0), lines * width)]
 
 
 class FakeClock:
@@ -781,8 +782,8 @@ def machine_batch(seed: int, lines: int) -> list[Entries]:
     rng = random.Random(seed)
     text = ["".join(rng.choices("abcdefghijklmnop", k=rng.randrange(20, 60)))
             for _ in range(lines)]
-    return [Entries("m", "s", (("k", "v"),), text, seed * 1_000, ReadToken("m", "f", seed, seed + 1,
-                                                                         0), 1)]
+    return [Entries("m", "s", (("k", "v"),), text, seed * 1_000,
+                    ReadToken("m", FILE_KIND, None, seed, seed + 1, "f", 0), 1)]
 
 
 def persisted_cursors(directory: Path) -> tuple[int, dict[str, int]]:

@@ -106,7 +106,8 @@ def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: 
 
     from logcap.components.registry import make_segment_store
     from logcap.config import load_config
-    from logcap.messages import Entries, ReadToken
+    from logcap.messages import Entries
+    from logcap.origin import FILE_KIND, ReadToken
 
     key_a = tmp_path / "a.key"
     key_a.write_text(base64.b64encode(os.urandom(32)).decode())
@@ -120,7 +121,8 @@ def test_a_buffer_written_with_another_key_is_refused_naming_the_file(tmp_path: 
 
     store = make_segment_store(load_config(config_with(key_a), {}))
     store.open()
-    store.append([Entries("app", "/x", (), ["a line"], 1, ReadToken("app", "g1", 0, 7, 0))])
+    store.append([Entries("app", "/x", (), ["a line"], 1,
+                          ReadToken("app", FILE_KIND, None, 0, 7, "g1", 0))])
     store.sync()
     store.close()
     result = run_cli("run", "-c", str(config_with(key_b)))

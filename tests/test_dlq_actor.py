@@ -14,7 +14,8 @@ from logcap.actors import dead_letters
 from logcap.actors.dead_letters import DeadLetterQueue, DlqStats, Reprocess
 from logcap.actors.sink import SinkActor
 from logcap.api.dlq_routes import parse_reprocess_filters
-from logcap.messages import Deliver, Entries, Outcome, ReadToken, SinkResult
+from logcap.messages import Deliver, Entries, Outcome, SinkResult
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.actor import Ping
 from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualScheduler
@@ -81,7 +82,8 @@ def rig(tmp_path: Path, backend: ScriptedBackend) -> Iterator[Rig]:
 
 def letter(lines: int = 3, ts_ns: int = 1_700_000_000_000_000_000) -> DeadLetter:
     part = Entries("mysql", "/var/log/e.log", (("job", "mysql"),),
-                   [f"l{i}" for i in range(lines)], ts_ns, ReadToken("mysql", "k", 0, 1, 0))
+                   [f"l{i}" for i in range(lines)], ts_ns,
+                   ReadToken("mysql", FILE_KIND, None, 0, 1, "k", 0))
     return DeadLetter.from_parts("loki", "bad_request", 400, 1, 10.0, 20.0, "too old", (part,))
 
 

@@ -15,7 +15,8 @@ from werkzeug.serving import make_server
 
 from logcap.api.dlq_routes import register_dlq_routes
 from logcap.cli.dlq import add_subcommands, run
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.state.buffer.segments import SegmentStore
 from logcap.state.dlq import SEGMENT_SUFFIX, DeadLetter, DeadLetterStore
 from tests.harness import make_config
@@ -31,7 +32,8 @@ def logcap(*argv: str) -> int:
 
 def letter(sink: str, reason: str, when: float, lines: int = 2) -> DeadLetter:
     part = Entries("mysql", "/var/log/e.log", (("job", "mysql"),),
-                   [f"line {i}" for i in range(lines)], 1_000, ReadToken("mysql", "k", 0, 1, 0))
+                   [f"line {i}" for i in range(lines)], 1_000,
+                   ReadToken("mysql", FILE_KIND, None, 0, 1, "k", 0))
     return DeadLetter.from_parts(sink, reason, 400, 1, when - 1, when, "entry too old", (part,))
 
 
@@ -202,7 +204,7 @@ def make_buffer(directory: Path) -> Path:
     store.open()
     for n in range(3):
         store.append([Entries("s", "f", (), [f"line {n}"] * 50, n * 100,
-                              ReadToken("s", "k", n, n + 1, 0))])
+                              ReadToken("s", FILE_KIND, None, n, n + 1, "k", 0))])
     store.close()
     [segment] = [p for p in directory.iterdir() if p.suffix == ".seg"]
     return segment

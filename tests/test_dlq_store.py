@@ -11,7 +11,8 @@ from pathlib import Path
 
 import zstandard
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.state.buffer.record import HEADER_BYTES, frame_record
 from logcap.state.dlq import (
     LEDGER_FILE,
@@ -36,7 +37,8 @@ class FakeClock:
 
 def part(source: str, lines: list[str], ts_ns: int, labels: tuple[tuple[str, str], ...] = (
         ("job", "mysql"),), stream: str = "/var/log/mysql/error.log") -> Entries:
-    return Entries(source, stream, labels, lines, ts_ns, ReadToken(source, "k", 0, 1, 0))
+    return Entries(source, stream, labels, lines, ts_ns,
+                   ReadToken(source, FILE_KIND, None, 0, 1, "k", 0))
 
 
 def letter(sink: str = "loki", reason: str = "bad_request", lines: int = 3, when: float = 1e9,

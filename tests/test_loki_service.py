@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from logcap.config import parse_config
-from logcap.messages import Entries, Outcome, ReadToken
+from logcap.messages import Entries, Outcome
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.sinks.loki.service import LokiService
 from tests.loki_receiver import LokiReceiver
 
@@ -30,7 +31,7 @@ def loki_cfg(url: str, **loki: Any) -> Any:
 
 def batch(lines: int, start: int = 0, labels: tuple[tuple[str, str], ...] = (("job", "a"),)
           ) -> tuple[Entries, ...]:
-    token = ReadToken("app", "g1", 0, 1, 0)
+    token = ReadToken("app", FILE_KIND, None, 0, 1, "g1", 0)
     return (Entries("app", "/x.log", labels, [f"seq={start + i} " + "y" * 100
                                               for i in range(lines)], 1_000_000, token),)
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from logcap.actors.sink import SinkActor
-from logcap.messages import HELD, Deliver, Entries, Outcome, ReadToken, ReleaseHold, SinkResult
+from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
+from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.directory import Directory, Handle
 from logcap.sinks.base import Verdict
 from tests.actor_kit import wait_until
@@ -30,7 +31,7 @@ class Rig:
 
     def send(self, batch_id: int, attempt: int = 1, ordered: bool = True) -> None:
         part = Entries("app", "/x.log", (("job", "x"),), [f"line {batch_id}"], batch_id,
-                       ReadToken("app", "k", batch_id, batch_id + 1, 0))
+                       ReadToken("app", FILE_KIND, None, batch_id, batch_id + 1, "k", 0))
         self.sink.tell(Deliver(batch_id, SENDER, (part,), 1, attempt, ordered))
 
     def answers(self, count: int) -> list[tuple[int, str]]:

@@ -52,12 +52,12 @@ from logcap.metrics import (
     INFLIGHT_OVERDUE,
     INFLIGHT_PENDING,
 )
+from logcap.origin import Buffered
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.sinks.loki.backoff import retry_delay
-from logcap.sources.files.generation import file_of
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
 from logcap.state.dlq_entry import DeadLetter
@@ -84,8 +84,9 @@ class Degraded:
 
 @dataclass(frozen=True, slots=True)
 class ResumeRanges:
-    """Ask: for ``source``, the byte ranges of files held in the buffer's recent records,
-    ``{(dev, ino, fingerprint): [(start, end), ...]}`` (see ``tailer.covered_from``)."""
+    """Ask: for ``source``, the ranges held in the buffer's recent records, by stream identity
+    of their tokens (:data:`~logcap.origin.Buffered`: ``{stream: [(start, end), ...]}``; for
+    files the stream is ``(dev, ino, fingerprint)``). Tokens without a stream are left out."""
 
     source: str
 
@@ -128,7 +129,7 @@ class DiskBuffer(LogcapActor):
         self.dlq = dlq
         self.clock = clock
         self.resume_window_s = resume_window_s
-        self._ranges: dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]] = {}
+        self._ranges: dict[str, Buffered] = {}
         self.settings = settings
         self.store = store
         self.sinks = sinks
@@ -225,17 +226,17 @@ class DiskBuffer(LogcapActor):
             return super().handle(message)
         return None
 
-    def _recent_ranges(self) -> dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]]:
-        """Byte ranges per source and file in records of the last ``resume_window_s``: the
+    def _recent_ranges(self) -> dict[str, Buffered]:
+        """Ranges per source and stream in records of the last ``resume_window_s``: the
         write-ahead log of the positions, which are flushed less often than we fsync."""
         since_ns = int((time.time() - self.resume_window_s) * 1e9)
-        out: dict[str, dict[tuple[int, int, str], list[tuple[int, int]]]] = {}
+        out: dict[str, Buffered] = {}
         for _, batch in self.store.select(since_ns=since_ns):
             for part in batch:
-                key = file_of(part.token)
-                if key is not None:
-                    spans = out.setdefault(part.token.source, {}).setdefault(key, [])
-                    spans.append((part.token.start, part.token.end))
+                token = part.token
+                if token.stream is not None:
+                    spans = out.setdefault(token.source, {}).setdefault(token.stream, [])
+                    spans.append((token.start, token.end))
         return out
 
     def _reply(self, shard: str, result: SinkResult) -> None:

@@ -1,12 +1,13 @@
 """PositionsKeeper: owns the :class:`~logcap.state.positions.PositionsStore`.
 
-Messages taken (all control lane):
+Messages taken (all control lane; the first three are defined in
+:mod:`logcap.state.positions_messages`, where sources build them):
 
 * :class:`CommitFiles` — positions that became safe (every line before them is delivered);
   kept in memory, written when the store says so (``flush_interval`` elapsed, or
   ``max_memory_buffer`` updates pending), checked on each commit and on a timer.
 * :class:`ForgetFiles` — files fully drained after a rotation: drop their entries.
-* :class:`GetFilePositions` (ask) — the stored file positions, for a monitor that starts.
+* :class:`GetFilePositions` (ask) — the stored file positions, for a source that starts.
 * :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
   ``GET /positions``.
 
@@ -26,28 +27,14 @@ from typing import Any
 from logcap.metrics import POSITIONS_FLUSHES
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.timers import Scheduler
-from logcap.state.positions import FilePosition, PositionsStore
+from logcap.state.positions import PositionsStore
+from logcap.state.positions_messages import CommitFiles, ForgetFiles, GetFilePositions
 
-__all__ = ["CommitFiles", "ForgetFiles", "GetFilePositions", "PositionsKeeper", "Snapshot"]
+__all__ = ["PositionsKeeper", "Snapshot"]
 
 log = logging.getLogger(__name__)
 
 FLUSH_CHECK_MIN_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class CommitFiles:
-    positions: tuple[FilePosition, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ForgetFiles:
-    keys: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GetFilePositions:
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,18 +8,19 @@ Messages taken:
 * :class:`~logcap.messages.SinkResult` (control): delivered/rejected settles the batch for that
   sink; retry holds that sink's batches (only that sink's) for the backoff delay (exponential,
   full jitter, honouring Retry-After), then resends them oldest first, so order is kept. When
-  every sink has settled a batch, its read tokens go back to their sources as
-  :class:`~logcap.messages.Acked`.
+  every sink has settled a batch, its read tokens go back as :class:`~logcap.messages.Acked`
+  to each part's ``ack_to`` (one ``Acked`` per source).
 * :class:`SinkStarted` (control): a sink (re)started; batches it had been sent and not answered
   are resent to it.
 * :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
 * :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
   like ``InFlight``.
 
-On start it tells every source :class:`~logcap.messages.Rewind`: whatever a predecessor held in
-memory is gone, so sources re-read their unacknowledged batches. On stop the open batch and the
-unsettled ones are dropped from memory; their lines are not acknowledged, so they are read again
-after the restart (at-least-once). A crash does the same.
+A shard does not know its sources: they watch its name, so when it (re)starts they are told
+:class:`~logcap.runtime.directory.Rebound` and re-read what they had sent to its predecessor.
+On stop the open batch and the unsettled ones are dropped from memory; their lines are not
+acknowledged, so they are read again after the restart (at-least-once). A crash does the
+same.
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from logcap.dispatch.batcher import Batcher
 from logcap.dispatch.tracker import DeliveryTracker, TrackedBatch
-from logcap.messages import Acked, Deliver, Entries, Outcome, ReadToken, Rewind, SinkResult
+from logcap.messages import Acked, Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import SINK_LINES
+from logcap.origin import ReadToken
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DeliveryRefused
@@ -91,7 +92,6 @@ class DispatcherShard(LogcapActor):
         self,
         settings: ShardSettings,
         sinks: dict[str, Handle],
-        sources: Callable[[], list[Handle]],
         scheduler: Scheduler,
         clock: Callable[[], float] = time.monotonic,
         **kw: Any,
@@ -99,7 +99,6 @@ class DispatcherShard(LogcapActor):
         super().__init__(**kw)
         self.settings = settings
         self.sinks = sinks
-        self.sources = sources
         self.scheduler = scheduler
         self.clock = clock
         self.batcher = Batcher(settings.batch_size, settings.batch_timeout_s)
@@ -109,13 +108,6 @@ class DispatcherShard(LogcapActor):
         )
         self._flush_timer: TimerHandle | None = None
         self._gates: dict[str, TimerHandle] = {}
-
-    def handle_start(self) -> None:
-        for source in self.sources():
-            try:
-                source.tell(Rewind(self.name))
-            except DeliveryRefused:
-                pass  # not running yet: it starts from its committed positions anyway
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Entries):
@@ -206,21 +198,13 @@ class DispatcherShard(LogcapActor):
             self._release(done)
 
     def _release(self, batch: TrackedBatch) -> None:
-        by_source: dict[str, list[ReadToken]] = defaultdict(list)
+        by_source: dict[str, tuple[Handle, list[ReadToken]]] = {}
         for part in batch.parts:
-            by_source[part.token.source].append(part.token)
-        for source, tokens in by_source.items():
-            handle = self._source_handle(source)
-            if handle is None:
-                continue
+            if part.ack_to is not None:
+                by_source.setdefault(part.ack_to.name, (part.ack_to, []))[1].append(part.token)
+        for handle, tokens in by_source.values():
             try:
                 handle.tell(Acked(tuple(tokens)))
             except DeliveryRefused:
                 log.debug("%s: source %s gone; its ack is dropped (it will re-read)",
-                          self.name, source)
-
-    def _source_handle(self, source: str) -> Handle | None:
-        for handle in self.sources():
-            if handle.name.endswith(f"/{source}"):
-                return handle
-        return None
+                          self.name, handle.name)

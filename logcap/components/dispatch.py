@@ -40,11 +40,10 @@ class ShardKind(ComponentKind):
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
         settings = shard_settings(wiring)
         sinks = wiring.shard_sinks()
-        sources = wiring.later(wiring.names("sources"))
         capacity = wiring.config.dispatcher.queue_size
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return DispatcherShard.start(settings, sinks, sources, ctx.scheduler, link=ctx.link,
+            return DispatcherShard.start(settings, sinks, ctx.scheduler, link=ctx.link,
                                          name=ctx.name, mailbox_capacity=capacity)
 
         return ChildSpec(id=instance.name, start=start,

@@ -1,5 +1,5 @@
-"""The file source kind: one FileMonitor per ``sources.files[]`` entry, in the ``sources``
-group (one_for_one, started last, after the shards it sends to)."""
+"""The file source kind: one SourceShell running a FileSource per ``sources.files[]`` entry, in
+the ``sources`` group (one_for_one, started last, after the shards it sends to)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Any
 
 from pykka import ActorRef
 
-from logcap.actors.file_monitor import FileMonitor, monitor_settings
+from logcap.actors.source_shell import SourceShell
 from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext
+from logcap.sources.files.source import FileSource, file_source_settings
 
 __all__ = ["FILE_SOURCE", "FileSourceKind"]
 
@@ -26,14 +27,15 @@ class FileSourceKind(ComponentKind):
                 for i, s in enumerate(config.sources.files)]
 
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
-        settings = monitor_settings(instance.settings, wiring.config)
+        settings = file_source_settings(instance.settings, wiring.config)
         shards = wiring.handles("dispatchers")
         positions = wiring.state(POSITIONS)
         buffer = wiring.state(BUFFER)
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return FileMonitor.start(settings, shards, positions, ctx.scheduler, buffer,
-                                     link=ctx.link, name=ctx.name)
+            return SourceShell.start(FileSource(settings), shards, positions, ctx.scheduler,
+                                     buffer, link=ctx.link, name=ctx.name,
+                                     directory=ctx.directory)
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)

@@ -2,16 +2,18 @@
 
 Within one run of logcap, lines can reach a sink twice when an acknowledgement is lost: a
 shard that restarts makes its sources re-read what it held, and a restarted disk buffer resends
-what a sink had not confirmed. Each part of a batch names the bytes it came from (its read
-token: file ``dev:ino|fingerprint`` and ``[start, end)``), so the sink remembers, for
-``window_s`` seconds and at most ``max_entries`` files, the byte ranges it delivered, and
+what a sink had not confirmed. Each part of a batch names what it came from (its
+:class:`~logcap.origin.ReadToken`: source, kind, stream identity — for a file ``(dev, ino,
+fingerprint)`` — and ``[start, end)``), so the sink remembers, for ``window_s`` seconds and at
+most ``max_entries`` streams, the ranges it delivered, keyed by ``(source, kind, stream)``, and
 drops a part wholly inside them. The part counts as delivered: its bytes are at the sink.
 
-Only exact coverage is dropped (never a part that is partly new), and only parts read from
-files; nothing about the line text is compared, so two equal log lines are never merged.
-Memory is bounded: ranges older than the window are forgotten, and past ``max_entries``
-files the least recently used one is. After a crash of the whole process the memory is gone:
-those resends carry their original timestamps, and Loki's exact-duplicate check absorbs them.
+Only exact coverage is dropped (never a part that is partly new), and only parts whose token
+has a stream identity (a DLQ resend has none); nothing about the line text is compared, so two
+equal log lines are never merged. Memory is bounded: ranges older than the window are
+forgotten, and past ``max_entries`` streams the least recently used one is. After a crash of
+the whole process the memory is gone: those resends carry their original timestamps, and
+Loki's exact-duplicate check absorbs them.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from logcap.messages import Entries
-from logcap.sources.files.generation import file_of
+from logcap.origin import StreamId
 
 __all__ = ["DeliveredRanges"]
 
-FileKey = tuple[str, int, int, str]
+StreamKey = tuple[str, str, StreamId]
+"""``(source, kind, stream identity)`` of a token."""
 
 
 class DeliveredRanges:
@@ -34,12 +37,12 @@ class DeliveredRanges:
         self.window_s = window_s
         self.max_entries = max_entries
         self.clock = clock
-        self._ranges: OrderedDict[FileKey, list[tuple[int, int, float]]] = OrderedDict()
+        self._ranges: OrderedDict[StreamKey, list[tuple[int, int, float]]] = OrderedDict()
 
     @staticmethod
-    def _key(part: Entries) -> FileKey | None:
-        ident = file_of(part.token)
-        return None if ident is None else (part.token.source, *ident)
+    def _key(part: Entries) -> StreamKey | None:
+        token = part.token
+        return None if token.stream is None else (token.source, token.kind, token.stream)
 
     def delivered(self, part: Entries) -> bool:
         """True if this sink already delivered every byte of ``part`` within the window."""

@@ -27,7 +27,8 @@ from typing import Any
 
 import zstandard
 
-from logcap.messages import Entries, Labels, ReadToken
+from logcap.messages import Entries, Labels
+from logcap.origin import DLQ_KIND, ReadToken
 
 __all__ = ["COMPRESSION_LEVEL", "FORMAT_VERSION", "DeadLetter", "DeadStream", "decode_payload",
            "encode_payload", "is_entry_id"]
@@ -90,14 +91,16 @@ class DeadLetter:
 
     def to_parts(self) -> tuple[Entries, ...]:
         """Entries for a resend: one per run of consecutive timestamps, so that line ``i`` of
-        each has ``ts_ns + i`` and every line keeps its original timestamp."""
+        each has ``ts_ns + i`` and every line keeps its original timestamp. Their tokens are of
+        kind ``dlq``, without a stream identity (never deduplicated), ``generation`` = this
+        entry's id, the range counting lines of the stream."""
         parts = []
         for s in self.streams:
             start = 0
             for i in range(1, len(s.lines) + 1):
                 if i == len(s.lines) or s.lines[i][0] != s.lines[i - 1][0] + 1:
                     run = [line for _, line in s.lines[start:i]]
-                    token = ReadToken(s.source, f"dlq/{self.id}", start, i, 0)
+                    token = ReadToken(s.source, DLQ_KIND, None, start, i, self.id)
                     parts.append(Entries(s.source, s.stream, s.labels, run, s.lines[start][0],
                                          token, sum(len(line) for line in run)))
                     start = i

@@ -1,10 +1,11 @@
-"""The pieces of a source tailer's state: settings, file generations, reads and read tokens.
+"""The pieces of a source tailer's state: settings, file generations and their reads.
 
 A :class:`Generation` is one file content followed through one descriptor (see
-:mod:`logcap.sources.files.tailer`). A read token's ``file_key`` is
-``<generation id>|<dev>:<ino>|<fingerprint at read time>``: the tailer finds the generation by
-its id, and the disk buffer, which stores tokens, knows which file content a range came from
-(:func:`file_of`), so start-up can resume past bytes already buffered (:func:`covered_from`).
+:mod:`logcap.sources.files.tailer`). Its reads carry a :class:`~logcap.origin.ReadToken` of
+kind ``file``: ``generation`` is the generation's id (the tailer finds it again when the token
+comes back acked), ``stream`` the file content's :class:`~logcap.origin.FileStream` at read
+time, which the disk buffer reports back at start-up so the tailer can resume past bytes
+already buffered (:func:`covered_from`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from logcap.messages import Entries, Labels, ReadToken
+from logcap.messages import Entries, Labels
+from logcap.origin import ReadToken
 from logcap.sources.files.identity import FileIdentity, hash_prefix
 from logcap.sources.files.reader import LineReader
 from logcap.state.positions import FilePosition
@@ -25,14 +27,11 @@ __all__ = [
     "DEFAULT_MAX_INFLIGHT_BYTES",
     "DEFAULT_READ_BYTES",
     "OPEN_FLAGS",
-    "Buffered",
     "Generation",
     "PollResult",
     "Read",
     "TailerSettings",
     "covered_from",
-    "file_of",
-    "generation_of",
 ]
 
 DEFAULT_MAX_INFLIGHT_BATCHES = 32
@@ -104,23 +103,6 @@ class PollResult:
     forget: list[tuple[int, int]] = field(default_factory=list)
 
 
-def generation_of(token: ReadToken) -> str:
-    """The generation id in a token's ``file_key`` (``<gen>|<dev>:<ino>|<fingerprint>``)."""
-    return token.file_key.split("|", 1)[0]
-
-
-def file_of(token: ReadToken) -> tuple[int, int, str] | None:
-    """The ``(dev, ino, fingerprint)`` a token was read from (None for a foreign key)."""
-    parts = token.file_key.split("|", 2)
-    if len(parts) != 3 or ":" not in parts[1]:
-        return None
-    dev, _, ino = parts[1].partition(":")
-    try:
-        return int(dev), int(ino), parts[2]
-    except ValueError:
-        return None
-
-
 def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:
     """How far byte ranges ``spans`` cover contiguously from ``offset`` (a gap stops it)."""
     cursor = offset
@@ -129,7 +111,3 @@ def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:
             break
         cursor = max(cursor, end)
     return cursor
-
-
-Buffered = dict[tuple[int, int, str], list[tuple[int, int]]]
-"""Byte ranges durably in the disk buffer, by file ``(dev, ino, fingerprint at read time)``."""

@@ -1,4 +1,5 @@
-"""The file-tailing logic of one ``sources.files[]`` entry: plain code, driven by its actor.
+"""The file-tailing logic of one ``sources.files[]`` entry: plain code, driven by
+:class:`~logcap.sources.files.source.FileSource` (which runs under the source shell).
 
 :class:`SourceTailer` follows every file its globs match. Each followed file content is a
 :class:`Generation` (one inode + fingerprint lineage, with its own descriptor, reader, read
@@ -15,9 +16,10 @@ Acknowledgement and commit. :meth:`SourceTailer.ack` marks reads settled; a gene
 committed offset advances over the settled *prefix* of its reads (in read order, no holes),
 and the new :class:`~logcap.state.positions.FilePosition` is returned for the keeper.
 
-Rewind. If batches may have been lost downstream (a shard restarted), :meth:`rewind` drops the
-generation's unacknowledged reads and re-reads from its committed offset (a new ``epoch``, so
-late acks of the old reads are ignored). Lines may be sent twice; none is lost.
+Rewind. If batches may have been lost downstream (a shard restarted: the shell selects the
+paths that went to it), :meth:`rewind` drops the generation's unacknowledged reads and
+re-reads from its committed offset (a new ``epoch``, so late acks of the old reads are
+ignored). Lines may be sent twice; none is lost.
 
 Rotation (checked by :meth:`check_rotation` on every poll with an ``os.stat`` of the path, and
 with a fingerprint on each sweep):
@@ -56,7 +58,8 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
     DEFAULT_DRAIN_GRACE_S,
@@ -64,14 +67,11 @@ from logcap.sources.files.generation import (
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_READ_BYTES,
     OPEN_FLAGS,
-    Buffered,
     Generation,
     PollResult,
     Read,
     TailerSettings,
     covered_from,
-    file_of,
-    generation_of,
 )
 from logcap.sources.files.identity import (
     FileIdentity,
@@ -93,8 +93,6 @@ __all__ = [
     "SourceTailer",
     "TailerSettings",
     "covered_from",
-    "file_of",
-    "generation_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,8 +202,9 @@ class SourceTailer:
         reuse and copytruncate leave ranges of other content under the same inode).
         """
         spans: list[tuple[int, int]] = []
-        for (dev, ino, fingerprint), ranges in self.buffered.items():
-            if (dev, ino) == (identity.dev, identity.ino) and fingerprint_matches(fingerprint, fd):
+        for stream, ranges in self.buffered.items():
+            if isinstance(stream, FileStream) and (stream.dev, stream.ino) == (
+                    identity.dev, identity.ino) and fingerprint_matches(stream.fingerprint, fd):
                 spans.extend(ranges)
         resumed = min(covered_from(offset, spans), os.fstat(fd).st_size)
         if resumed > offset:
@@ -352,9 +351,9 @@ class SourceTailer:
 
     def _entries(self, gen: Generation, result: ReadResult) -> Entries:
         ident = gen.identity
-        key = f"{gen.gen_id}|{ident.dev}:{ident.ino}|{ident.fingerprint}"
-        token = ReadToken(self.settings.source, key, result.start_offset, result.end_offset,
-                          gen.epoch)
+        token = ReadToken(self.settings.source, FILE_KIND,
+                          FileStream(ident.dev, ident.ino, ident.fingerprint),
+                          result.start_offset, result.end_offset, gen.gen_id, gen.epoch)
         size = result.end_offset - result.start_offset
         gen.inflight.append(Read(token))
         gen.inflight_bytes += size
@@ -386,7 +385,7 @@ class SourceTailer:
         """Settle reads; returns the positions that advanced (to commit)."""
         touched: dict[str, Generation] = {}
         for token in tokens:
-            gen = self.generations.get(generation_of(token))
+            gen = self.generations.get(token.generation)
             if gen is None or token.epoch != gen.epoch:
                 continue
             for read in gen.inflight:

@@ -3,7 +3,8 @@
 A record body holds one batch, a ``list[Entries]``. Every field of every
 :class:`~logcap.messages.Entries` round-trips exactly: ``source``, ``stream``, ``labels``,
 ``lines`` (any ``str``, including newlines and lone surrogates from escaped non-UTF-8 input),
-``ts_ns``, ``token`` and ``bytes``.
+``ts_ns``, ``token`` and ``bytes`` (``ack_to``, an in-process address, is not stored: decoded
+entries have none).
 
 Body layout (version 1, little-endian)::
 
@@ -13,10 +14,22 @@ Body layout (version 1, little-endian)::
     8       meta_len    meta: JSON (ASCII, so lone surrogates survive as \\udcXX escapes), a list
                         with one item per entry:
                         [source, stream, [[name, value], ...], ts_ns, bytes,
-                         [token.source, token.file_key, token.start, token.end, token.epoch],
-                         line_count]
+                         token, line_count]
+                        token: see "Tokens" below
     ...     4 * N       u32 length of each line in code points, N = total lines of the batch
     ...     rest        the lines concatenated, UTF-8 with ``surrogatepass``
+
+Tokens (:class:`~logcap.origin.ReadToken`; encoded by :func:`token_to_wire`, parsed by
+:func:`token_from_wire` and nowhere else). Two forms, told apart by their length:
+
+* 5 items, ``[source, key, start, end, epoch]`` with ``key = "<generation>|<dev>:<ino>|<fp>"``:
+  a file token (kind ``file``, stream :class:`~logcap.origin.FileStream` ``(dev, ino, fp)``).
+  This is the only form written before typed tokens, and it is still written for file tokens,
+  so records decode both ways (an older logcap reads a newer buffer). An old key of another
+  shape decodes as a file token without a stream identity (``generation`` = the key), which is
+  what it was: nothing to deduplicate or resume by.
+* 7 items, ``[source, kind, generation, stream, start, end, epoch]``, ``stream`` a JSON list of
+  ints and strings or null: every other token.
 
 The lines are not escaped or quoted one by one: they are joined into one string and cut back by
 their lengths, so encoding costs one join and one ``encode`` per batch and decoding one
@@ -41,7 +54,8 @@ from typing import Any
 
 import zstandard
 
-from logcap.messages import Entries, ReadToken
+from logcap.messages import Entries
+from logcap.origin import FILE_KIND, FileStream, ReadToken, StreamId
 from logcap.state.buffer.crypto import Cipher, DecryptionError
 
 __all__ = [
@@ -54,6 +68,8 @@ __all__ = [
     "batch_time_range",
     "decode_batch",
     "encode_batch",
+    "token_from_wire",
+    "token_to_wire",
 ]
 
 BODY_MAGIC = b"LCE1"
@@ -64,7 +80,8 @@ _AAD_LABEL = b"LCBUF001"
 _U32 = "I" if array.array("I").itemsize == 4 else "L"
 _SWAP = sys.byteorder != "little"
 _META_FIELDS = 7
-_TOKEN_FIELDS = 5
+_FILE_TOKEN_FIELDS = 5
+_TOKEN_FIELDS = 7
 
 
 class CodecError(ValueError):
@@ -87,17 +104,66 @@ def batch_time_range(batch: Sequence[Entries]) -> tuple[int, int]:
     return min(lows), max(highs)
 
 
+def _file_stream(stream: StreamId | None) -> FileStream | None:
+    """``stream`` as a :class:`FileStream` if it has that shape (ints are exact ints)."""
+    if stream is None or len(stream) != 3:
+        return None
+    dev, ino, fingerprint = stream
+    if type(dev) is not int or type(ino) is not int or not isinstance(fingerprint, str):
+        return None
+    return FileStream(dev, ino, fingerprint)
+
+
+def token_to_wire(token: ReadToken) -> list[Any]:
+    """The JSON form of a token (module docstring, "Tokens")."""
+    stream = _file_stream(token.stream)
+    if token.kind == FILE_KIND and stream is not None and "|" not in token.generation:
+        key = f"{token.generation}|{stream.dev}:{stream.ino}|{stream.fingerprint}"
+        return [token.source, key, token.start, token.end, token.epoch]
+    wire_stream = None if token.stream is None else list(token.stream)
+    return [token.source, token.kind, token.generation, wire_stream, token.start, token.end,
+            token.epoch]
+
+
+def _stream_from_wire(kind: str, value: Any) -> StreamId | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) or type(v) is int for v in value):
+        raise CodecError(f"malformed stream identity {str(value)[:40]}")
+    stream = tuple(value)
+    return (_file_stream(stream) or stream) if kind == FILE_KIND else stream
+
+
+def token_from_wire(wire: Any) -> ReadToken:
+    """Inverse of :func:`token_to_wire`; also reads the tokens of older records."""
+    if not isinstance(wire, list) or len(wire) not in (_FILE_TOKEN_FIELDS, _TOKEN_FIELDS):
+        raise CodecError("malformed read token")
+    if len(wire) == _TOKEN_FIELDS:
+        source, kind, generation, stream, start, end, epoch = wire
+        return ReadToken(source, kind, _stream_from_wire(kind, stream), start, end, generation,
+                         epoch)
+    source, key, start, end, epoch = wire
+    generation, _, rest = key.partition("|")
+    inode, sep, fingerprint = rest.partition("|")
+    dev, colon, ino = inode.partition(":")
+    try:
+        stream = FileStream(int(dev), int(ino), fingerprint) if sep and colon else None
+    except ValueError:
+        stream = None
+    if stream is None:
+        return ReadToken(source, FILE_KIND, None, start, end, key, epoch)
+    return ReadToken(source, FILE_KIND, stream, start, end, generation, epoch)
+
+
 def encode_batch(batch: Sequence[Entries]) -> bytes:
     """Serialise a batch (see the module docstring for the layout)."""
     meta = []
     all_lines: list[str] = []
     for entries in batch:
-        token = entries.token
         meta.append([
             entries.source, entries.stream, [list(pair) for pair in entries.labels],
-            entries.ts_ns, entries.bytes,
-            [token.source, token.file_key, token.start, token.end, token.epoch],
-            len(entries.lines),
+            entries.ts_ns, entries.bytes, token_to_wire(entries.token), len(entries.lines),
         ])
         all_lines.extend(entries.lines)
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode("ascii")
@@ -125,7 +191,7 @@ def _entries_from_meta(item: Any, lines: list[str]) -> Entries:
         labels=tuple((str(name), str(value)) for name, value in labels),
         lines=lines,
         ts_ns=ts_ns,
-        token=ReadToken(*token),
+        token=token_from_wire(token),
         bytes=nbytes,
     )
 
@@ -139,7 +205,7 @@ def decode_batch(body: bytes) -> list[Entries]:
         meta_end = _PREFIX.size + meta_len
         meta = json.loads(body[_PREFIX.size:meta_end])
         counts = [item[-1] for item in meta]
-        if any(len(item) != _META_FIELDS or len(item[5]) != _TOKEN_FIELDS for item in meta):
+        if any(len(item) != _META_FIELDS for item in meta):
             raise CodecError("malformed entry metadata")
         total = sum(counts)
         lengths_end = meta_end + 4 * total
