@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logcap.actors.shard import SinkStarted
+from logcap.dispatch.retry import retry_delay
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import (
     DLQ_DROPPED_LINES,
@@ -59,7 +60,6 @@ from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
-from logcap.sinks.loki.backoff import retry_delay
 from logcap.state.dlq import DeadLetter, DeadLetterStore, DlqFilter, Dropped
 
 __all__ = ["ANSWER_TIMEOUT_S", "MAINTAIN_INTERVAL_S", "MAX_IN_FLIGHT", "MAX_REPROCESS_ATTEMPTS",

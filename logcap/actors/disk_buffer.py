@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logcap.actors.shard import SinkStarted
+from logcap.dispatch.retry import retry_delay
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
     BUFFER_BYTES,
@@ -56,7 +57,6 @@ from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
-from logcap.sinks.loki.backoff import retry_delay
 from logcap.sources.files.generation import file_of
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore

@@ -37,6 +37,7 @@ from logcap.config.values import (
     str_map,
     text,
 )
+from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 
 __all__ = [
     "DEFAULT_DISPATCH_BATCH_LINES",
@@ -73,8 +74,6 @@ DEFAULT_QUEUE_SIZE_BATCHES = 64
 DEFAULT_DISPATCH_BATCH_LINES = 1000
 DEFAULT_DISPATCH_BATCH_TIMEOUT_S = 0.2
 DEFAULT_MAX_RETRIES = 10
-DEFAULT_RETRY_BASE_DELAY_S = 0.5
-DEFAULT_RETRY_MAX_DELAY_S = 30.0
 
 _SOCKET_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 
