@@ -10,7 +10,9 @@ root                  rest_for_one
 ```
 
 Names in the :class:`~logcap.runtime.directory.Directory` are the qualified child names, e.g.
-``root/sinks/loki``; producers hold handles to those names.
+``root/sinks/loki``; producers hold handles to those names. Every actor is started with the
+directory, so it has its own stable address: senders put it in ``Deliver.reply_to`` and watch
+their sinks' names with it. No receiver is given a list of its senders.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from logcap.runtime.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.supervisor import Supervisor
 from logcap.sinks.file import FileSink
+from logcap.sinks.loki.service import LokiService
 from logcap.sources.files.tailer import TailerSettings
 from logcap.state.buffer.crypto import cipher_from_settings
 from logcap.state.buffer.segments import SegmentStore
@@ -105,9 +108,6 @@ def _handles(directory: Directory, names: list[str]) -> Callable[[], list[Handle
 
 
 def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
-    upstream = shard_names(config) + ([BUFFER] if config.disk_buffer.enabled else [])
-    upstream += [DLQ] if config.dispatcher.dlq_enabled else []
-    shards = _handles(directory, upstream)
     dlq = directory.handle(DLQ) if config.dispatcher.dlq_enabled else None
     dd = config.deduplication
 
@@ -121,17 +121,17 @@ def _sink_specs(config: Config, directory: Directory) -> list[ChildSpec]:
         def start_file(ctx: StartContext) -> ActorRef[Any]:
             return SinkActor.start(
                 "file", lambda: FileSink(fc.directory, fc.format, fc.max_file_size, fc.max_files),
-                shards, dlq, dedup(), link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+                dlq, dedup(), link=ctx.link, name=ctx.name, directory=ctx.directory,
+                mailbox_capacity=capacity)
 
         specs.append(_worker("file", config, start_file))
     if config.sinks.loki.enabled:
-        from logcap.sinks.loki.service import LokiService
-
         lc = config.sinks.loki
 
         def start_loki(ctx: StartContext) -> ActorRef[Any]:
-            return SinkActor.start("loki", lambda: LokiService(lc), shards, dlq, dedup(),
-                                   link=ctx.link, name=ctx.name, mailbox_capacity=capacity)
+            return SinkActor.start("loki", lambda: LokiService(lc), dlq, dedup(),
+                                   link=ctx.link, name=ctx.name, directory=ctx.directory,
+                                   mailbox_capacity=capacity)
 
         # A push may legitimately take the request timeout, times a 413 split or two.
         specs.append(_worker("loki", config, start_loki,
@@ -155,7 +155,8 @@ def _shard_specs(config: Config, directory: Directory) -> list[ChildSpec]:
     for i in range(d.shards):
         def start(ctx: StartContext) -> ActorRef[Any]:
             return DispatcherShard.start(settings, sinks, sources, ctx.scheduler, link=ctx.link,
-                                         name=ctx.name, mailbox_capacity=d.queue_size)
+                                         name=ctx.name, directory=ctx.directory,
+                                         mailbox_capacity=d.queue_size)
 
         specs.append(_worker(f"shard-{i}", config, start))
     return specs
@@ -194,9 +195,7 @@ def make_segment_store(config: Config) -> SegmentStore:
 
 def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
     sinks = {name: directory.handle(f"{ROOT}/sinks/{name}") for name in sink_names(config)}
-    shards = [directory.handle(n) for n in shard_names(config)]
     d = config.dispatcher
-
     bp = config.batch_persistence
 
     def start(ctx: StartContext) -> ActorRef[Any]:
@@ -206,10 +205,10 @@ def _buffer_spec(config: Config, directory: Directory) -> ChildSpec:
             batches = InflightBatches(bp.directory, max_recovery_retries=bp.max_recovery_retries,
                                       batch_ttl_s=bp.batch_ttl, batch_timeout_s=bp.batch_timeout)
         dlq = directory.handle(DLQ) if d.dlq_enabled else None
-        return DiskBuffer.start(config.disk_buffer, make_segment_store(config), sinks, shards,
+        return DiskBuffer.start(config.disk_buffer, make_segment_store(config), sinks,
                                 ctx.scheduler, d.retry_base_delay, d.retry_max_delay, window,
                                 batches, dlq, link=ctx.link, name=ctx.name,
-                                mailbox_capacity=d.queue_size)
+                                directory=ctx.directory, mailbox_capacity=d.queue_size)
 
     return _worker("buffer", config, start)
 
@@ -224,7 +223,7 @@ def _dlq_spec(config: Config, directory: Directory) -> ChildSpec:
         return DeadLetterQueue.start(store, sinks, ctx.scheduler,
                                      retry_base_delay_s=d.retry_base_delay,
                                      retry_max_delay_s=d.retry_max_delay,
-                                     link=ctx.link, name=ctx.name)
+                                     link=ctx.link, name=ctx.name, directory=ctx.directory)
 
     return _worker("dlq", config, start)
 

@@ -66,6 +66,7 @@ class OutboxMachine(RuleBasedStateMachine):
             assert not older, f"{key} sent before the older {older}"
             assert send.payload == send.batch_id
             assert send.attempt == 1 + self.failures[key]
+            assert send.resend == (key in self.ever_sent)
             if send.sink in refuse:
                 return False
             self.state[key] = "sent"

@@ -53,19 +53,21 @@ from logcap.dispatch.retry import (
     retry_delay,
 )
 
-__all__ = ["Failure", "Gate", "Outbox", "Send"]
+__all__ = ["Failure", "Gate", "OpenGate", "Outbox", "Send"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Send(Generic[T]):
-    """Send ``payload`` (batch ``batch_id``) to ``sink``, as attempt number ``attempt``."""
+    """Send ``payload`` (batch ``batch_id``) to ``sink``, as attempt number ``attempt``;
+    ``resend``: it was sent to that sink before (after a failure, a hold or a restart)."""
 
     batch_id: int
     sink: str
     payload: T
     attempt: int
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,14 @@ class Gate:
 
     sink: str
     delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGate:
+    """The timer message a sender's shell schedules for a :class:`Gate` (to itself); on it,
+    :meth:`Outbox.open_gate` then :meth:`Outbox.pump`."""
+
+    sink: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +164,8 @@ class Outbox(Generic[T]):
                 batch_id = queue[0]
                 batch = self._batches[batch_id]
                 delivery = batch.deliveries[sink]
-                if not transmit(Send(batch_id, sink, batch.payload, delivery.attempt)):
+                send = Send(batch_id, sink, batch.payload, delivery.attempt, delivery.sends > 0)
+                if not transmit(send):
                     gates.append(self._close(sink, REFUSED_RETRY_S))
                     break
                 queue.pop(0)
@@ -196,6 +207,14 @@ class Outbox(Generic[T]):
         gate = self._close(sink, delay) if closed else None
         exhausted = self.max_retries is not None and delivery.failures > self.max_retries
         return Failure(batch_id, sink, delivery.failures, delay, exhausted, gate)
+
+    def abandon(self, failure: Failure) -> T | None:
+        """The caller gives the batch up at that sink after ``failure`` (exhausted, or handed
+        to the DLQ): settled as by :meth:`settle`, and the gate this failure closed is open
+        again (nothing waits behind a batch given up). Returns what :meth:`settle` returns."""
+        if failure.gate is not None:
+            self._closed.discard(failure.sink)
+        return self.settle(failure.batch_id, failure.sink)
 
     def held(self, batch_id: int, sink: str) -> Gate | None:
         """The sink did not try the batch (an older one failed): back in line, no attempt
