@@ -4,17 +4,18 @@ Data-lane messages (bounded, may be refused with MailboxFull):
 
 * :class:`Entries` — a source's batch of lines from one stream (a file), sent to a shard; it
   carries the read's origin (:class:`~logcap.origin.ReadToken`) and where to ack it (``ack_to``).
-* :class:`Deliver` — a shard's outgoing batch, sent to each sink.
+* :class:`Deliver` — a sender's (shard, disk buffer, DLQ) outgoing batch to one sink; it carries
+  ``reply_to``, the sender's stable address, where the sink answers.
 
 Control-lane messages (always accepted):
 
-* :class:`SinkResult` — a sink's verdict on one :class:`Deliver` (sink -> shard).
+* :class:`SinkResult` — a sink's verdict on one :class:`Deliver` (sink -> ``reply_to``).
 * :class:`Acked` — read tokens whose lines every sink has settled (shard -> each part's
   ``ack_to``, the source's stable address).
 
 A source learns that a shard restarted (and lost what it held) by watching the shard's name
 (:meth:`~logcap.runtime.directory.Handle.watch`, :class:`~logcap.runtime.directory.Rebound`),
-not from a message of the shard.
+not from a message of the shard; a sender learns the same of its sinks.
 """
 
 from __future__ import annotations
@@ -58,16 +59,23 @@ class Entries(DataMessage):
 
 @dataclass(frozen=True, slots=True)
 class Deliver(DataMessage):
-    """One outgoing batch for one sink; ``attempt`` counts from 1. ``ordered``: the sender's
-    batches must reach the sink in ``batch_id`` order (the sink holds later ones behind a failed
-    one, see :data:`HELD`); false for the DLQ's resends."""
+    """One outgoing batch for one sink; ``attempt`` counts from 1. ``reply_to`` is the sender's
+    stable address (:attr:`logcap.runtime.actor.LogcapActor.address`): the sink tells it the
+    :class:`SinkResult`. ``ordered``: the sender's batches must reach the sink in ``batch_id``
+    order (the sink holds later ones behind a failed one, see :data:`HELD`); false for the DLQ's
+    resends."""
 
     batch_id: int
-    shard: str
     parts: tuple[Entries, ...]
     lines: int
+    reply_to: Handle
     attempt: int = 1
     ordered: bool = True
+
+    @property
+    def sender(self) -> str:
+        """The sender's name: the key of its holds at the sink (:class:`ReleaseHold`)."""
+        return self.reply_to.name
 
 
 @dataclass(frozen=True, slots=True)

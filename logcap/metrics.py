@@ -95,11 +95,18 @@ POSITIONS_FLUSHES = Counter(
 )
 SINK_LINES = Counter(
     "logcap_sink_lines_total",
-    "Lines handled by a sink, by outcome (sent, failed, retried, rejected, dropped).",
+    "Lines a sink handled, by the outcome of each request (sent, failed, rejected, dropped).",
     ["sink", "outcome"],
     registry=REGISTRY,
 )
-SINK_OUTCOMES = ("sent", "retried", "rejected", "failed", "dropped")
+SINK_OUTCOMES = ("sent", "rejected", "failed", "dropped")
+RESENT_LINES = Counter(
+    "logcap_resent_lines_total",
+    "Lines a sender (shard, disk buffer, DLQ) sent again to a sink: after a failure, a hold, "
+    "or a restart of the sink.",
+    ["sender", "sink"],
+    registry=REGISTRY,
+)
 SINK_REQUESTS = Counter(
     "logcap_sink_requests_total",
     "Requests made by a sink, by reason of their outcome.",
@@ -165,9 +172,9 @@ def exposition() -> bytes:
 BUFFER_BYTES = Gauge(
     "logcap_buffer_size_bytes", "Bytes of segment files in the disk buffer.", registry=REGISTRY
 )
-BUFFER_DROPPED = Gauge(
-    "logcap_buffer_dropped_lines",
-    "Lines the disk buffer dropped since it opened, by reason (full, retention, corrupt).",
+BUFFER_DROPPED = Counter(
+    "logcap_buffer_dropped_lines_total",
+    "Lines the disk buffer dropped, by reason (full, retention, corrupt).",
     ["reason"],
     registry=REGISTRY,
 )

@@ -12,7 +12,9 @@ root                  rest_for_one
 
 Names in the :class:`~logcap.runtime.directory.Directory` are the qualified child names, e.g.
 ``root/sinks/loki`` (:func:`~logcap.components.wiring.qualified`); producers hold handles to
-those names.
+those names. Every actor is started with the directory, so it has its own stable address:
+senders put it in ``Deliver.reply_to`` and watch their sinks' names with it. No receiver is
+given a list of its senders.
 """
 
 from __future__ import annotations

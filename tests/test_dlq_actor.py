@@ -3,6 +3,7 @@ real SinkActor whose backend is scripted."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from logcap.api.dlq_routes import parse_reprocess_filters
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.actor import Ping
-from logcap.runtime.directory import Directory
+from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.timers import ManualScheduler
 from logcap.sinks.base import Verdict
 from logcap.state.dlq import DeadLetter, DeadLetterStore
@@ -30,25 +31,43 @@ MiB = 1024 * 1024
 ASK_S = 5.0
 
 
+class SinkHandle(Handle):
+    """The DLQ's handle to the sink; with ``answers_lost`` every answer is lost (each Deliver's
+    ``reply_to`` is replaced by a name nobody holds)."""
+
+    __slots__ = ("answers_lost",)
+
+    def __init__(self, directory: Directory, name: str) -> None:
+        super().__init__(directory, name)
+        self.answers_lost = False
+
+    def tell(self, message: Any) -> None:
+        if self.answers_lost and isinstance(message, Deliver):
+            message = dataclasses.replace(message, reply_to=Handle(self.directory, "nobody"))
+        super().tell(message)
+
+
 class Rig:
     def __init__(self, path: Path, backend: ScriptedBackend) -> None:
         self.path = path
         self.backend = backend
         self.directory = Directory()
-        self.scheduler = ManualScheduler()
+        self.scheduler = ManualScheduler()  # its clock is the DLQ's too (answer timeouts)
         self.store = DeadLetterStore(path, 64 * MiB, 7 * 86_400.0)
         self.dlq = self.directory.handle(DLQ)
-        self.sink = self.directory.handle(SINK)
+        self.sink = SinkHandle(self.directory, SINK)
 
     def start_sink(self, answers: bool = True) -> None:
-        shards = [self.dlq] if answers else []
-        ref = SinkActor.start("loki", lambda: self.backend, lambda: shards, name=SINK)
+        self.sink.answers_lost = not answers
+        ref = SinkActor.start("loki", lambda: self.backend, name=SINK)
         ref.ask(Ping(), timeout=ASK_S)
         self.directory.bind(SINK, ref)
 
     def start_dlq(self) -> None:
         ref = DeadLetterQueue.start(self.store, {"loki": self.sink}, self.scheduler,
-                                    retry_base_delay_s=1.0, retry_max_delay_s=2.0, name=DLQ)
+                                    clock=self.scheduler.clock.monotonic,
+                                    retry_base_delay_s=1.0, retry_max_delay_s=2.0, name=DLQ,
+                                    directory=self.directory)
         ref.ask(Ping(), timeout=ASK_S)  # started (as the supervisor waits before binding)
         self.directory.bind(DLQ, ref)
 
@@ -258,7 +277,7 @@ def test_a_restarted_sink_is_sent_again_what_it_had_not_answered(tmp_path: Path)
     release.set()
     assert old is not None
     wait_until(lambda: not old.is_alive(), what="the sink crashed")
-    rig.start_sink()  # as its supervisor would: it tells the DLQ SinkStarted
+    rig.start_sink()  # as its supervisor would: the bind tells the watching DLQ Rebound
     # The resend may come before the supervisor binds the new sink: then it is retried soon.
     wait_until(lambda: len(backend.batches) >= 2 or rig.retries() != [], what="a resend")
     rig.scheduler.advance(1.0)
@@ -326,11 +345,10 @@ def test_a_rejected_batch_the_dlq_cannot_take_is_answered_retry_never_dropped(
     directory.bind(shard_handle.name, shard)
     backend = ScriptedBackend([Verdict(Outcome.REJECTED, "bad_request", None, "too old")])
     unbound_dlq = directory.handle(DLQ)  # the DLQ is restarting: not running
-    sink = SinkActor.start("loki", lambda: backend, lambda: [shard_handle], unbound_dlq,
-                           name=SINK)
+    sink = SinkActor.start("loki", lambda: backend, unbound_dlq, name=SINK)
     try:
         part = letter().to_parts()[0]
-        sink.tell(Deliver(7, "root/dispatchers/shard-0", (part,), len(part.lines), 1))
+        sink.tell(Deliver(7, (part,), len(part.lines), shard_handle, 1))
         wait_until(lambda: len(results) == 1, what="the verdict")
         assert (results[0].batch_id, results[0].outcome, results[0].reason) == (
             7, Outcome.RETRY, "dlq_unavailable")

@@ -11,7 +11,7 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from logcap.sinks.loki.backoff import backoff_ceiling, retry_delay
+from logcap.dispatch.retry import backoff_ceiling, retry_delay
 from logcap.sinks.loki.response import (
     MAX_MESSAGE_BYTES,
     REASONS,

@@ -25,14 +25,14 @@ class Rig:
         self.results: list[SinkResult] = []
         directory = Directory()
         self.sender_ref = ResultRecorder.start(self.results, name=SENDER)
-        sender: Handle = directory.handle(SENDER)
+        self.sender: Handle = directory.handle(SENDER)
         directory.bind(SENDER, self.sender_ref)
-        self.sink = SinkActor.start("loki", lambda: self.backend, lambda: [sender], name=SINK)
+        self.sink = SinkActor.start("loki", lambda: self.backend, name=SINK)
 
     def send(self, batch_id: int, attempt: int = 1, ordered: bool = True) -> None:
         part = Entries("app", "/x.log", (("job", "x"),), [f"line {batch_id}"], batch_id,
                        ReadToken("app", FILE_KIND, None, batch_id, batch_id + 1, "k", 0))
-        self.sink.tell(Deliver(batch_id, SENDER, (part,), 1, attempt, ordered))
+        self.sink.tell(Deliver(batch_id, (part,), 1, self.sender, attempt, ordered))
 
     def answers(self, count: int) -> list[tuple[int, str]]:
         wait_until(lambda: len(self.results) >= count, what=f"{count} answers")

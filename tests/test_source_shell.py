@@ -157,11 +157,11 @@ def test_lines_in_flight_to_a_restarted_shard_are_read_again_and_all_arrive(
     writers = [NumberedWriter(tmp_path / "logs" / f"{n}.log") for n in range(4)]
     agent = Agent(config)
     agent.start()
+    shards = agent.wiring.names("dispatchers")
     try:
         for round_ in range(3):
             for writer in writers:
                 writer.write(2_000)
-            shards = agent.wiring.names("dispatchers")
             old = [agent.directory.lookup(name) for name in shards]
             for ref in old:  # a normal stop: the supervisor restarts the shard
                 assert ref is not None

@@ -12,23 +12,25 @@ Messages taken (all in the control lane):
   what would be sent. Otherwise the selected entries are *claimed* in the idempotency ledger
   (durably, before anything is sent) and only the newly claimed ones are queued, so a repeated
   or concurrent reprocess never sends an entry twice. Queued entries go, at most
-  :data:`MAX_IN_FLIGHT` at a time, as a :class:`~logcap.messages.Deliver` (``shard`` = this
-  actor's name, lines with their original timestamps) to the entry's sink; a refused send
-  (full mailbox, sink restarting) is retried on a timer.
+  :data:`MAX_IN_FLIGHT` at a time, as a :class:`~logcap.messages.Deliver` (``reply_to`` = this
+  actor's address, ``ordered=False``, lines with their original timestamps) to the entry's
+  sink, through an :class:`~logcap.dispatch.outbox.Outbox` (one retry gate per sink, shared by
+  the resends to it); a refused send (full mailbox, sink restarting) is offered again on a
+  timer.
 * :class:`~logcap.messages.SinkResult` (tell, from a sink): delivered -> done; rejected again ->
   done, logged and counted (the entry stays in the DLQ, its claim recorded); retry -> resent
   with exponential backoff and full jitter; after :data:`MAX_REPROCESS_ATTEMPTS` failures the
-  claim is released, so a later reprocess may try again. For the answer to reach this actor,
-  the sinks must list its handle among their ``shards``.
-* :class:`~logcap.actors.shard.SinkStarted` (tell): a sink restarted; what it was sent and did
-  not answer is sent again.
+  claim is released, so a later reprocess may try again.
+* :class:`~logcap.runtime.directory.Rebound` (from the directory: this actor watches each
+  sink's name): a sink restarted; what it was sent and did not answer is sent again.
 * ``_Maintain`` (timer, every :data:`MAINTAIN_INTERVAL_S`): retention by age and size (dropped
   lines counted by cause), outcomes of resends written to the ledger.
 
-Start: open the store (problems found are logged as warnings; bad data never stops it),
-schedule ``_Maintain`` and, :data:`RESUME_DELAY_S` later (once the supervisor has bound this
-actor's name), resume the resends a crash interrupted (claimed, no outcome recorded). A resend
-whose answer never comes (lost with a restart) is sent again after :data:`ANSWER_TIMEOUT_S`.
+Start: open the store (problems found are logged as warnings; bad data never stops it), watch
+the sinks' names, schedule ``_Maintain`` and, :data:`RESUME_DELAY_S` later (once the supervisor
+has bound this actor's name), resume the resends a crash interrupted (claimed, no outcome
+recorded). A resend whose answer never comes (lost with a restart) counts as a failure after
+:data:`ANSWER_TIMEOUT_S` (:meth:`~logcap.dispatch.outbox.Outbox.overdue`) and is sent again.
 Stop: write the ledger, close the store. Resends still under way stay claimed without an
 outcome and are resumed at the next start (at least once, with the original timestamps).
 Failure: an unexpected exception crashes the actor; the supervisor restarts it, and the restart
@@ -46,7 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.shard import SinkStarted
+from logcap.dispatch.outbox import Failure, Gate, Outbox, Send
+from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import (
     DLQ_DROPPED_LINES,
@@ -54,12 +57,12 @@ from logcap.metrics import (
     DLQ_LINES,
     DLQ_REPROCESSED,
     DLQ_SIZE,
+    RESENT_LINES,
 )
 from logcap.runtime.actor import LogcapActor
-from logcap.runtime.directory import Handle
+from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
-from logcap.sinks.loki.backoff import retry_delay
 from logcap.state.dlq import DeadLetter, DeadLetterStore, DlqFilter, Dropped
 
 __all__ = ["ANSWER_TIMEOUT_S", "MAINTAIN_INTERVAL_S", "MAX_IN_FLIGHT", "MAX_REPROCESS_ATTEMPTS",
@@ -71,10 +74,6 @@ MAINTAIN_INTERVAL_S = 60.0
 MAX_IN_FLIGHT = 8
 """Entries being re-sent at once (the rest wait as ids: memory stays bounded)."""
 MAX_REPROCESS_ATTEMPTS = 10
-DEFAULT_RETRY_BASE_DELAY_S = 1.0
-DEFAULT_RETRY_MAX_DELAY_S = 60.0
-REFUSED_RETRY_S = 0.05
-"""First delay before offering a resend again to a sink that refused it (doubles, capped)."""
 MAX_UNWRITTEN = 64
 WRITE_RETRY_S = 5.0
 RESUME_DELAY_S = 1.0
@@ -121,7 +120,9 @@ class _Maintain:
 
 @dataclass(frozen=True, slots=True)
 class _Retry:
-    batch_id: int
+    """Timer: ``sink``'s retry gate opens; the resends waiting for it go."""
+
+    sink: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,21 +137,15 @@ class _Resume:
 
 @dataclass(frozen=True, slots=True)
 class _AnswerDue:
-    batch_id: int
-    send: int
+    """Timer, ANSWER_TIMEOUT_S after a send: resends unanswered that long count as failed."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Resend:
     entry_id: str
     sink: str
     parts: tuple[Entries, ...]
     lines: int
-    attempt: int = 1
-    failures: int = 0
-    refusals: int = 0
-    sends: int = 0
-    waiting: bool = False
 
 
 class DeadLetterQueue(LogcapActor):
@@ -172,11 +167,12 @@ class DeadLetterQueue(LogcapActor):
         self.scheduler = scheduler
         self.clock = clock
         self.rng = rng or random.Random()
-        self.retry_base_delay_s = retry_base_delay_s
-        self.retry_max_delay_s = retry_max_delay_s
         self.problems: list[str] = []
         self._queue: deque[str] = deque()
-        self._in_flight: dict[int, _Resend] = {}
+        self.outbox: Outbox[_Resend] = Outbox(
+            sinks, max_retries=MAX_REPROCESS_ATTEMPTS - 1, base_delay_s=retry_base_delay_s,
+            max_delay_s=retry_max_delay_s, clock=clock, rng=self.rng)
+        self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
         self._batch_ids = itertools.count(time.time_ns())  # unique across restarts
         self._unwritten: list[DeadLetter] = []
         self._maintain_timer: TimerHandle | None = None
@@ -185,6 +181,8 @@ class DeadLetterQueue(LogcapActor):
         self.problems = self.store.open()
         for problem in self.problems:
             log.warning("%s: %s", self.name, problem)
+        for handle in self.sinks.values():
+            handle.watch(self.address)
         self._later(RESUME_DELAY_S, _Resume())
         DLQ_SIZE.set(self.store.total_bytes)
         self._maintain_timer = self._later(MAINTAIN_INTERVAL_S, _Maintain())
@@ -203,30 +201,29 @@ class DeadLetterQueue(LogcapActor):
         elif isinstance(message, SinkResult):
             self._on_result(message)
         elif isinstance(message, _Retry):
-            resend = self._in_flight.get(message.batch_id)
-            if resend is not None and resend.waiting:
-                self._send(message.batch_id)
+            self.outbox.open_gate(message.sink)
+            self._send_ready()
         elif isinstance(message, _AnswerDue):
-            resend = self._in_flight.get(message.batch_id)
-            if resend is not None and not resend.waiting and resend.sends == message.send:
-                self._failed(message.batch_id, resend, "no answer", None)
+            for batch_id, late in self.outbox.overdue(ANSWER_TIMEOUT_S):
+                self._failed(batch_id, late, "no answer", None)
         elif isinstance(message, _Resume):
-            busy = {*self._queue, *(r.entry_id for r in self._in_flight.values())}
+            busy = {*self._queue, *(r.entry_id for r in self.outbox.payloads())}
             resumed = [i for i in self.store.unfinished() if i not in busy]
             if resumed:
                 log.info("%s: resuming %d interrupted resends", self.name, len(resumed))
                 self._queue.extend(resumed)
                 self._pump()
-        elif isinstance(message, SinkStarted):
-            for batch_id, resend in list(self._in_flight.items()):
-                if resend.sink == message.sink and not resend.waiting:
-                    self._send(batch_id)
+        elif isinstance(message, Rebound):
+            restarted = self._sink_of.get(message.name)
+            if restarted is not None:
+                self.outbox.restarted(restarted)
+                self._send_ready()
         elif isinstance(message, Reprocess):
             return self._reprocess(message)
         elif isinstance(message, DlqStats):
             return {**self.store.stats(), "problems": list(self.problems),
                     "reprocessing": {"queued": len(self._queue),
-                                     "in_flight": len(self._in_flight)}}
+                                     "in_flight": len(self.outbox)}}
         elif isinstance(message, _Maintain):
             self._maintain()
             self._maintain_timer = self._later(MAINTAIN_INTERVAL_S, _Maintain())
@@ -303,7 +300,7 @@ class DeadLetterQueue(LogcapActor):
         return answer
 
     def _pump(self) -> None:
-        while self._queue and len(self._in_flight) < MAX_IN_FLIGHT:
+        while self._queue and len(self.outbox) < MAX_IN_FLIGHT:
             entry_id = self._queue.popleft()
             entry = self.store.get(entry_id)
             if entry is None:  # removed by retention meanwhile
@@ -319,35 +316,40 @@ class DeadLetterQueue(LogcapActor):
                 self.store.finish([entry_id], "delivered")
                 DLQ_REPROCESSED.labels(entry.sink, "delivered").inc()
                 continue
-            batch_id = next(self._batch_ids)
-            self._in_flight[batch_id] = _Resend(entry_id, entry.sink, entry.to_parts(),
-                                                entry.line_count)
-            self._send(batch_id)
-        if not self._queue and not self._in_flight:
+            self.outbox.add(next(self._batch_ids), _Resend(entry_id, entry.sink,
+                                                           entry.to_parts(), entry.line_count),
+                            [entry.sink])
+        self._send_ready()
+        if not self._queue and not len(self.outbox):
             self.store.flush_ledger()
 
-    def _send(self, batch_id: int) -> None:
-        resend = self._in_flight[batch_id]
-        message = Deliver(batch_id, self.name, resend.parts, resend.lines, resend.attempt,
+    def _send_ready(self) -> None:
+        for gate in self.outbox.pump(self._transmit):
+            self._arm(gate)
+
+    def _transmit(self, send: Send[_Resend]) -> bool:
+        resend = send.payload
+        message = Deliver(send.batch_id, resend.parts, resend.lines, self.address, send.attempt,
                           ordered=False)
         try:
             self.sinks[resend.sink].tell(message)
-            resend.waiting = False
-            resend.sends += 1
-            self._later(ANSWER_TIMEOUT_S, _AnswerDue(batch_id, resend.sends))
         except DeliveryRefused:
-            resend.refusals += 1
-            resend.waiting = True
-            delay = min(self.retry_max_delay_s,
-                        REFUSED_RETRY_S * 2.0 ** min(resend.refusals - 1, 20))
-            self._later(delay, _Retry(batch_id))
+            return False
+        if send.resend:
+            RESENT_LINES.labels(self.name, resend.sink).inc(resend.lines)
+        self._later(ANSWER_TIMEOUT_S, _AnswerDue())
+        return True
+
+    def _arm(self, gate: Gate | None) -> None:
+        if gate is not None:
+            self._later(gate.delay_s, _Retry(gate.sink))
 
     def _on_result(self, result: SinkResult) -> None:
-        resend = self._in_flight.get(result.batch_id)
-        if resend is None or resend.sink != result.sink or resend.waiting:
-            return  # not ours, or from an earlier send
+        resend = self.outbox.payload(result.batch_id)
+        if resend is None or resend.sink != result.sink:
+            return  # not ours, or already settled
         if result.outcome is Outcome.RETRY:
-            self._failed(result.batch_id, resend, result.reason, result.retry_after_s)
+            self._failed(result.batch_id, result.sink, result.reason, result.retry_after_s)
             return
         if result.outcome is Outcome.REJECTED:
             log.error("%s: %s rejected DLQ entry %s again (%d lines): %s %s; it stays in the "
@@ -355,24 +357,24 @@ class DeadLetterQueue(LogcapActor):
                       result.reason, result.detail[:300])
         outcome = "rejected" if result.outcome is Outcome.REJECTED else "delivered"
         self.store.finish([resend.entry_id], outcome)
-        self._done(result.batch_id, resend, outcome)
+        self.outbox.settle(result.batch_id, result.sink)
+        self._done(resend, outcome)
 
-    def _failed(self, batch_id: int, resend: _Resend, reason: str,
+    def _failed(self, batch_id: int, sink: str, reason: str,
                 retry_after_s: float | None) -> None:
-        resend.failures += 1
-        if resend.failures < MAX_REPROCESS_ATTEMPTS:
-            resend.attempt += 1
-            resend.waiting = True
-            delay = retry_delay(resend.failures, self.retry_base_delay_s,
-                                self.retry_max_delay_s, self.rng, retry_after_s)
-            self._later(delay, _Retry(batch_id))
+        failure: Failure | None = self.outbox.failed(batch_id, sink, retry_after_s)
+        resend = self.outbox.payload(batch_id)
+        if failure is None or resend is None:
+            return  # an answer to an earlier send
+        if not failure.exhausted:
+            self._arm(failure.gate)
             return
         log.warning("%s: resend of %s to %s failed %d times (%s); released for a later "
-                    "reprocess", self.name, resend.entry_id, resend.sink, resend.failures, reason)
+                    "reprocess", self.name, resend.entry_id, sink, failure.failures, reason)
         self.store.release([resend.entry_id])
-        self._done(batch_id, resend, "abandoned")
+        self.outbox.abandon(failure)
+        self._done(resend, "abandoned")
 
-    def _done(self, batch_id: int, resend: _Resend, outcome: str) -> None:
+    def _done(self, resend: _Resend, outcome: str) -> None:
         DLQ_REPROCESSED.labels(resend.sink, outcome).inc()
-        del self._in_flight[batch_id]
         self._pump()

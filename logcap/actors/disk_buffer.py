@@ -1,8 +1,9 @@
 """DiskBuffer: the durable stage between the shards and the sinks (DESIGN.md §3, §4).
 
 To a shard the buffer is one sink, named ``buffer``: a shard sends it
-:class:`~logcap.messages.Deliver` and gets a :class:`~logcap.messages.SinkResult` back, so the
-shard's per-sink tracking, retries and backpressure apply unchanged. The verdict is *delivered*
+:class:`~logcap.messages.Deliver` and gets a :class:`~logcap.messages.SinkResult` back at the
+message's ``reply_to``, so the shard's per-sink tracking, retries and backpressure apply
+unchanged. The verdict is *delivered*
 only once the batch is **fsynced** (group commit, one fsync per ``fsync_interval`` covers every
 append since the last one): that is the moment the shard acknowledges the read to its source,
 and positions move. With the buffer full (``when_full: block``) or the disk full (ENOSPC), the
@@ -11,11 +12,15 @@ reading, nothing is lost, and everything resumes by itself when space returns. A
 state is reported in ``/health`` (``Degraded`` ask).
 
 To the sinks the buffer is the shard: it reads each sink's next batches from that sink's own
-cursor (at most ``MAX_INFLIGHT_PER_SINK`` outstanding), sends them as ``Deliver`` and settles
-the seq on the sink's verdict; a retry holds that sink (only that sink) for the backoff delay
-(exponential, full jitter, ``Retry-After`` honoured) and then resends its failed batches oldest
-first, so a stream arrives in order. A sink that (re)starts (``SinkStarted``) gets its unanswered
-batches again. Rejected batches are settled (a DLQ, when there is one, has them).
+cursor (at most ``MAX_INFLIGHT_PER_SINK`` outstanding) into an
+:class:`~logcap.dispatch.outbox.Outbox` (batch id = record seq), sends them as ``Deliver``
+(``reply_to`` = this buffer) and settles the seq on the sink's verdict; a retry closes that
+sink's gate (only that sink's) for the backoff delay (exponential, full jitter, ``Retry-After``
+honoured) and then its failed batches are resent oldest first, so a stream arrives in order.
+The buffer watches each sink's name: at a restart (``Rebound``) the sink gets its unanswered
+batches again. Rejected batches are settled (a DLQ, when there is one, has them). What stays
+here, outside the outbox: the store's cursors, the group-commit fsync, the persisted records and
+the hand-off to the DLQ.
 
 With ``batch_persistence`` (an :class:`~logcap.state.inflight.InflightBatches`), every batch
 sent to a sink is recorded (attempts, failures, last error, next retry), the records ride on the
@@ -24,25 +29,25 @@ is ``batch_ttl`` old, is handed to the DLQ and settled (if the DLQ refuses it, i
 before: nothing is given up that is not stored elsewhere). Without it, a sink's failed batches
 are retried for ever, under backpressure.
 
-Messages: ``Deliver`` (data, from shards), ``SinkResult`` and ``SinkStarted`` (control, from
-sinks), ``Degraded`` and ``BufferStats`` (asks), private timers. On start: opens the store
-(recovery: torn tails cut, corrupt records skipped, all logged), tells shards ``SinkStarted``
-so what they had sent a predecessor comes again. On stop: fsync, cursors persisted, store
-closed. A failed fsync crashes the actor on purpose: only a reopen knows what is on disk.
+Messages: ``Deliver`` (data, from shards), ``SinkResult`` (control, from sinks), ``Rebound``
+(control, from the directory: a sink restarted), ``Degraded`` and ``BufferStats`` (asks),
+private timers. On start: opens the store (recovery: torn tails cut, corrupt records skipped,
+all logged), watches the sinks and tells them ``ReleaseHold`` (a predecessor may have left a
+hold). The shards watch the buffer's name, so what they had sent a predecessor comes again.
+On stop: fsync, cursors persisted, store closed. A failed fsync crashes the actor on purpose:
+only a reopen knows what is on disk.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from logcap.actors.shard import SinkStarted
+from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
     BUFFER_BYTES,
@@ -51,13 +56,13 @@ from logcap.metrics import (
     INFLIGHT_GIVEN_UP,
     INFLIGHT_OVERDUE,
     INFLIGHT_PENDING,
+    RESENT_LINES,
 )
 from logcap.origin import Buffered
 from logcap.runtime.actor import LogcapActor
-from logcap.runtime.directory import Handle
+from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
-from logcap.sinks.loki.backoff import retry_delay
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
 from logcap.state.dlq_entry import DeadLetter
@@ -71,7 +76,6 @@ log = logging.getLogger(__name__)
 BUFFER_SINK = "buffer"
 MAX_INFLIGHT_PER_SINK = 4
 MAINTAIN_INTERVAL_S = 1.0
-REFUSED_RETRY_S = 0.02
 DEFAULT_RESUME_WINDOW_S = 30.0
 """How far back (by line timestamp) start-up looks in the buffer for reads newer than the
 positions file; the tree passes max(this, 3 x positions.flush_interval)."""
@@ -107,20 +111,13 @@ class _Maintain:
 
 
 @dataclass(frozen=True, slots=True)
-class _OpenGate:
-    """Timer: a sink's retry delay is over; resend its failed batches, oldest first."""
-
-    sink: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Feed:
     pass
 
 
 class DiskBuffer(LogcapActor):
     def __init__(self, settings: Any, store: SegmentStore, sinks: dict[str, Handle],
-                 shards: list[Handle], scheduler: Scheduler, retry_base_s: float,
+                 scheduler: Scheduler, retry_base_s: float,
                  retry_max_s: float, resume_window_s: float = DEFAULT_RESUME_WINDOW_S,
                  batches: InflightBatches | None = None, dlq: Handle | None = None,
                  clock: Callable[[], float] = time.time, **kw: Any) -> None:
@@ -133,17 +130,13 @@ class DiskBuffer(LogcapActor):
         self.settings = settings
         self.store = store
         self.sinks = sinks
-        self.shards = shards
         self.scheduler = scheduler
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
-        self.rng = random.Random()
-        self._waiting: list[tuple[int, str, int]] = []  # (seq, shard, batch_id) until fsync
+        self.outbox: Outbox[tuple[Entries, ...]] = Outbox(
+            sinks, base_delay_s=retry_base_s, max_delay_s=retry_max_s, clock=clock)
+        self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
+        self._waiting: list[tuple[int, Handle, int]] = []  # (seq, reply_to, batch_id) to fsync
         self._sync_timer: TimerHandle | None = None
-        self._inflight: dict[str, dict[int, tuple[list[Entries], int]]] = {s: {} for s in sinks}
-        self._unsent: dict[str, deque[int]] = {s: deque() for s in sinks}
-        self._failed: dict[str, set[int]] = {}
-        self._gates: set[str] = set()
+        self._dropped_lines: dict[str, int] = {}  # the store's totals already counted
         self._degraded = ""
         self._feed_pending = False
         self._acked_since_persist = False
@@ -161,11 +154,8 @@ class DiskBuffer(LogcapActor):
         if self.batches is not None:
             self._load_batches()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
-        for shard in self.shards:
-            try:
-                shard.tell(SinkStarted(BUFFER_SINK))
-            except DeliveryRefused:
-                pass  # not running yet: nothing of ours is pending there
+        for handle in self.sinks.values():
+            handle.watch(self.address)
         _release_holds(self.name, self.sinks.values())
         self._feed()
 
@@ -199,20 +189,16 @@ class DiskBuffer(LogcapActor):
             self._sync()
         elif isinstance(message, SinkResult):
             self._on_result(message)
-        elif isinstance(message, _OpenGate):
-            self._gates.discard(message.sink)
-            failed = sorted(self._failed.pop(message.sink, set()))
-            self._unsent[message.sink].extendleft(reversed(failed))
+        elif isinstance(message, OpenGate):
+            self.outbox.open_gate(message.sink)
             self._feed()
         elif isinstance(message, _Feed):
             self._feed_pending = False
             self._feed()
-        elif isinstance(message, SinkStarted):
-            if message.sink in self._inflight:
-                self._inflight[message.sink].clear()
-                self._unsent[message.sink].clear()
-                self._failed.pop(message.sink, None)
-                self.store.rewind(message.sink)
+        elif isinstance(message, Rebound):
+            sink = self._sink_of.get(message.name)
+            if sink is not None:  # what it was sent and had not answered is resent
+                self.outbox.restarted(sink)
                 self._feed()
         elif isinstance(message, _Maintain):
             self._maintain()
@@ -239,14 +225,12 @@ class DiskBuffer(LogcapActor):
                     spans.append((token.start, token.end))
         return out
 
-    def _reply(self, shard: str, result: SinkResult) -> None:
-        for handle in self.shards:
-            if handle.name == shard:
-                try:
-                    handle.tell(result)
-                except DeliveryRefused:
-                    pass  # the shard restarted: its sources re-read, we may store it twice
-                return
+    @staticmethod
+    def _reply(reply_to: Handle, result: SinkResult) -> None:
+        try:
+            reply_to.tell(result)
+        except DeliveryRefused:
+            pass  # the shard restarted: its sources re-read, we may store it twice
 
     def _append(self, message: Deliver) -> None:
         try:
@@ -262,7 +246,7 @@ class DiskBuffer(LogcapActor):
         if self._degraded:
             log.info("disk buffer: accepting data again")
             self._degraded = ""
-        self._waiting.append((seq, message.shard, message.batch_id))
+        self._waiting.append((seq, message.reply_to, message.batch_id))
         if self.settings.fsync_interval <= 0:
             self._sync()
         elif self._sync_timer is None:
@@ -274,7 +258,7 @@ class DiskBuffer(LogcapActor):
         if self._degraded != detail:
             log.error("disk buffer: %s; backpressure until it has room", detail)
         self._degraded = detail
-        self._reply(message.shard, SinkResult(message.batch_id, BUFFER_SINK, Outcome.RETRY,
+        self._reply(message.reply_to, SinkResult(message.batch_id, BUFFER_SINK, Outcome.RETRY,
                                               reason, 1.0, detail))
 
     def _sync(self) -> None:
@@ -289,11 +273,11 @@ class DiskBuffer(LogcapActor):
                 log.debug("disk buffer: writing cursors failed: %s (retried)", exc)
         self._persist_batches()
         still = []
-        for seq, shard, batch_id in self._waiting:
+        for seq, reply_to, batch_id in self._waiting:
             if seq <= durable:
-                self._reply(shard, SinkResult(batch_id, BUFFER_SINK, Outcome.DELIVERED))
+                self._reply(reply_to, SinkResult(batch_id, BUFFER_SINK, Outcome.DELIVERED))
             else:
-                still.append((seq, shard, batch_id))
+                still.append((seq, reply_to, batch_id))
         self._waiting = still
 
     # -- feeding the sinks -----------------------------------------------------------------
@@ -304,60 +288,58 @@ class DiskBuffer(LogcapActor):
             self.actor_ref.tell(_Feed())
 
     def _feed(self) -> None:
+        """Read each sink's next records into the outbox (up to MAX_INFLIGHT_PER_SINK
+        unsettled; none while its gate is closed), then send what may go."""
         for sink in self.sinks:
-            if sink in self._gates:
-                continue  # retrying: everything waits behind the oldest failed batch
-            inflight = self._inflight[sink]
-            while self._unsent[sink]:
-                seq = self._unsent[sink][0]
-                if not self._send(sink, seq, inflight[seq][0]):
-                    break
-                self._unsent[sink].popleft()
-            room = MAX_INFLIGHT_PER_SINK - len(inflight)
-            if room <= 0 or self._unsent[sink]:
-                continue
+            room = MAX_INFLIGHT_PER_SINK - self.outbox.unsettled(sink)
+            if room <= 0 or self.outbox.gate_closed(sink):
+                continue  # full, or retrying: everything waits behind the oldest failed batch
             for seq, batch in self.store.read(sink, room):
                 record = self.batches.get(sink, seq) if self.batches is not None else None
-                inflight[seq] = (batch, 1 + (record.attempts if record is not None else 0))
-                if not self._send(sink, seq, batch):
-                    self._unsent[sink].append(seq)
+                self.outbox.add(seq, tuple(batch), [sink],
+                                attempt=1 + (record.attempts if record is not None else 0))
+        for gate in self.outbox.pump(self._transmit):
+            self._arm(gate)
         for problem in self.store.drain_problems():
             log.error("disk buffer: %s", problem)
 
-    def _send(self, sink: str, seq: int, batch: list[Entries]) -> bool:
-        attempt = self._inflight[sink][seq][1]
-        lines = sum(len(p.lines) for p in batch)
+    def _transmit(self, send: Send[tuple[Entries, ...]]) -> bool:
+        lines = sum(len(p.lines) for p in send.payload)
         try:
-            self.sinks[sink].tell(Deliver(seq, self.name, tuple(batch), lines, attempt))
+            self.sinks[send.sink].tell(Deliver(send.batch_id, send.payload, lines, self.address,
+                                               send.attempt))
         except DeliveryRefused:
-            self.scheduler.call_later(REFUSED_RETRY_S, self.actor_ref, _Feed())
             return False
+        if send.resend:
+            RESENT_LINES.labels(self.name, send.sink).inc(lines)
         if self.batches is not None:
-            self.batches.sent(sink, seq, lines, self.clock())
+            self.batches.sent(send.sink, send.batch_id, lines, self.clock())
         return True
 
-    def _on_result(self, result: SinkResult) -> None:
-        inflight = self._inflight.get(result.sink)
-        if inflight is None or result.batch_id not in inflight:
-            return
-        if result.outcome is Outcome.RETRY:
-            batch, attempt = inflight[result.batch_id]
-            delay = retry_delay(attempt, self.retry_base_s, self.retry_max_s, self.rng,
-                                result.retry_after_s)
-            counted = self.batches is not None and result.reason != HELD
-            if counted and self._give_up(result, batch, delay):
-                self._settle(result.sink, result.batch_id)
-                _release_holds(self.name, [self.sinks[result.sink]])  # nothing waits behind it
-                return
-            inflight[result.batch_id] = (batch, attempt + 1)
-            self._failed.setdefault(result.sink, set()).add(result.batch_id)
-            if result.sink not in self._gates:  # one timer per sink keeps the order
-                self._gates.add(result.sink)
-                self.scheduler.call_later(delay, self.actor_ref, _OpenGate(result.sink))
-            return
-        self._settle(result.sink, result.batch_id)
+    def _arm(self, gate: Gate | None) -> None:
+        if gate is not None:  # one timer per sink keeps the order
+            self.scheduler.call_later(gate.delay_s, self.actor_ref, OpenGate(gate.sink))
 
-    def _give_up(self, result: SinkResult, batch: list[Entries], delay: float) -> bool:
+    def _on_result(self, result: SinkResult) -> None:
+        batch = self.outbox.payload(result.batch_id)
+        if batch is None or self.outbox.attempt(result.batch_id, result.sink) is None:
+            return  # not ours (e.g. from before a restart of the sink, already resent)
+        if result.outcome is Outcome.RETRY and result.reason == HELD:
+            self._arm(self.outbox.held(result.batch_id, result.sink))  # not a failure
+        elif result.outcome is Outcome.RETRY:
+            failure = self.outbox.failed(result.batch_id, result.sink, result.retry_after_s)
+            if failure is None:
+                return  # an answer to an earlier send
+            if self.batches is not None and self._give_up(result, batch, failure.delay_s):
+                self.outbox.abandon(failure)
+                self._settle(result.sink, result.batch_id)
+                _release_holds(self.name, [self.sinks[result.sink]])
+                return
+            self._arm(failure.gate)
+        else:
+            self._settle(result.sink, result.batch_id)
+
+    def _give_up(self, result: SinkResult, batch: tuple[Entries, ...], delay: float) -> bool:
         """Record the failure; True if the batch was handed to the DLQ (so it is settled)."""
         assert self.batches is not None
         error = f"{result.reason}: {result.detail}" if result.detail else result.reason
@@ -368,7 +350,7 @@ class DiskBuffer(LogcapActor):
         assert record and record.first_failure is not None and record.last_failure is not None
         entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts,
                                       record.first_failure, record.last_failure,
-                                      record.last_error, tuple(batch))
+                                      record.last_error, batch)
         try:
             assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
             self.dlq.tell(entry)
@@ -384,7 +366,7 @@ class DiskBuffer(LogcapActor):
 
     def _settle(self, sink: str, seq: int) -> None:
         """``sink`` is done with ``seq`` (delivered, rejected or dead-lettered)."""
-        del self._inflight[sink][seq]
+        self.outbox.settle(seq, sink)
         if self.batches is not None:
             self.batches.done(sink, seq)
         self.store.ack(sink, seq)
@@ -407,10 +389,10 @@ class DiskBuffer(LogcapActor):
         not yet sent; with batch_persistence, the persisted records too."""
         out: dict[str, Any] = {}
         recorded = self.batches.pending(self.sinks) if self.batches is not None else None
-        for sink, inflight in self._inflight.items():
-            row: dict[str, Any] = {"batches": len(inflight),
-                                   "failed": len(self._failed.get(sink, ())),
-                                   "retry_gate_closed": sink in self._gates}
+        for sink in self.sinks:
+            row: dict[str, Any] = {"batches": self.outbox.unsettled(sink),
+                                   "failed": self.outbox.waiting(sink),
+                                   "retry_gate_closed": self.outbox.gate_closed(sink)}
             if recorded is not None:
                 row["persisted"] = recorded[sink]
             out[sink] = row
@@ -429,10 +411,13 @@ class DiskBuffer(LogcapActor):
             log.error("disk buffer: releasing segments failed: %s", exc)
         stats = self.store.stats()
         BUFFER_BYTES.set(stats["bytes"])
-        for reason, counts in stats["dropped"].items():
-            BUFFER_DROPPED.labels(reason).set(counts["lines"])
-        for sink, inflight in self._inflight.items():
-            INFLIGHT_PENDING.labels(sink).set(len(inflight))
+        for reason, counts in stats["dropped"].items():  # the store counts since it opened
+            seen = self._dropped_lines.get(reason, 0)
+            if counts["lines"] > seen:
+                BUFFER_DROPPED.labels(reason).inc(counts["lines"] - seen)
+            self._dropped_lines[reason] = counts["lines"]
+        for sink in self.sinks:
+            INFLIGHT_PENDING.labels(sink).set(self.outbox.unsettled(sink))
         self._persist_batches()  # failures change records without a group commit
         if self.batches is not None:
             for record in self.batches.overdue(self.clock()):

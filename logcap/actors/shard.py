@@ -5,18 +5,21 @@ Messages taken:
 * :class:`~logcap.messages.Entries` (data): added to the open batch; a batch closes at
   ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
   goes to every sink.
-* :class:`~logcap.messages.SinkResult` (control): delivered/rejected settles the batch for that
-  sink; retry holds that sink's batches (only that sink's) for the backoff delay (exponential,
-  full jitter, honouring Retry-After), then resends them oldest first, so order is kept. When
-  every sink has settled a batch, its read tokens go back as :class:`~logcap.messages.Acked`
-  to each part's ``ack_to`` (one ``Acked`` per source).
-* :class:`SinkStarted` (control): a sink (re)started; batches it had been sent and not answered
-  are resent to it.
+* :class:`~logcap.messages.SinkResult` (control, the answer to a ``Deliver`` whose ``reply_to``
+  is this shard): the per-sink bookkeeping is a :class:`~logcap.dispatch.outbox.Outbox`.
+  Delivered/rejected settles the batch for that sink; retry closes that sink's retry gate (only
+  that sink's) for the backoff delay (exponential, full jitter, honouring Retry-After), then
+  its batches are resent oldest first, so order is kept; a ``held`` retry puts the batch back
+  in line without counting an attempt. When every sink has settled a batch, its read tokens go
+  back as :class:`~logcap.messages.Acked` to each part's ``ack_to`` (one ``Acked`` per source).
+* :class:`~logcap.runtime.directory.Rebound` (control): a watched sink (re)started; batches it
+  had been sent and not answered are resent to it.
 * :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
 * :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
   like ``InFlight``.
 
-A shard does not know its sources: they watch its name, so when it (re)starts they are told
+On start it watches each sink's name (:meth:`~logcap.runtime.directory.Handle.watch`). A
+shard does not know its sources: they watch its name, so when it (re)starts they are told
 :class:`~logcap.runtime.directory.Rebound` and re-read what they had sent to its predecessor.
 On stop the open batch and the unsettled ones are dropped from memory; their lines are not
 acknowledged, so they are read again after the restart (at-least-once). A crash does the
@@ -26,34 +29,24 @@ same.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from logcap.dispatch.batcher import Batcher
-from logcap.dispatch.tracker import DeliveryTracker, TrackedBatch
-from logcap.messages import Acked, Deliver, Entries, Outcome, SinkResult
-from logcap.metrics import SINK_LINES
+from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
+from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult
+from logcap.metrics import RESENT_LINES
 from logcap.origin import ReadToken
 from logcap.runtime.actor import LogcapActor
-from logcap.runtime.directory import Handle
+from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 
-__all__ = ["REFUSED_RETRY_S", "DispatcherShard", "Flush", "InFlight", "ShardSettings",
-           "SinkStarted"]
+__all__ = ["DispatcherShard", "Flush", "InFlight", "ShardSettings"]
 
 log = logging.getLogger(__name__)
-
-REFUSED_RETRY_S = 0.02
-"""Delay before offering a batch again to a sink whose mailbox was full."""
-
-
-@dataclass(frozen=True, slots=True)
-class SinkStarted:
-    sink: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +65,11 @@ class _FlushDue:
 
 
 @dataclass(frozen=True, slots=True)
-class _OpenGate:
-    """Timer: the retry delay of a sink is over; resend what waits for it, oldest first."""
+class _Batch:
+    """A closed batch: its parts (each with its read token) and their line count."""
 
-    sink: str
+    parts: tuple[Entries, ...]
+    lines: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +96,17 @@ class DispatcherShard(LogcapActor):
         self.scheduler = scheduler
         self.clock = clock
         self.batcher = Batcher(settings.batch_size, settings.batch_timeout_s)
-        self.tracker = DeliveryTracker(
-            list(sinks), settings.max_retries, settings.retry_base_delay_s,
-            settings.retry_max_delay_s, random.Random(),
-        )
+        self.outbox: Outbox[_Batch] = Outbox(
+            sinks, max_retries=settings.max_retries, base_delay_s=settings.retry_base_delay_s,
+            max_delay_s=settings.retry_max_delay_s, clock=clock)
+        self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
+        self._next_id = 1
+        self._lines_held = 0  # lines of the batches not yet settled by every sink
         self._flush_timer: TimerHandle | None = None
-        self._gates: dict[str, TimerHandle] = {}
+
+    def handle_start(self) -> None:
+        for handle in self.sinks.values():
+            handle.watch(self.address)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Entries):
@@ -124,21 +123,18 @@ class DispatcherShard(LogcapActor):
             self._flush_timer = None
             if len(self.batcher):
                 self._dispatch(self.batcher.take())
-        elif isinstance(message, _OpenGate):
-            self._gates.pop(message.sink, None)
-            for batch_id in self.tracker.waiting_for(message.sink):
-                batch = self.tracker.resend(batch_id, message.sink)
-                if batch is not None:
-                    self._send(batch, message.sink)
-        elif isinstance(message, SinkStarted):
-            for batch_id in self.tracker.pending_for(message.sink):
-                batch = self.tracker.get(batch_id)
-                if batch is not None:
-                    self._send(batch, message.sink)
+        elif isinstance(message, OpenGate):
+            self.outbox.open_gate(message.sink)
+            self._pump()
+        elif isinstance(message, Rebound):
+            sink = self._sink_of.get(message.name)
+            if sink is not None:
+                self.outbox.restarted(sink)
+                self._pump()
         elif isinstance(message, (Flush, InFlight)):
             if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
-            return self.tracker.lines_in_flight + self.batcher.lines
+            return self._lines_held + self.batcher.lines
         else:
             return super().handle(message)
         return None
@@ -151,53 +147,56 @@ class DispatcherShard(LogcapActor):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        batch = self.tracker.open(parts, self.clock())
+        batch = _Batch(tuple(parts), sum(len(p.lines) for p in parts))
         if not self.sinks:
             self._release(batch)
             return
-        for sink in self.sinks:
-            self._send(batch, sink)
+        self._lines_held += batch.lines
+        self.outbox.add(self._next_id, batch)
+        self._next_id += 1
+        self._pump()
 
-    def _send(self, batch: TrackedBatch, sink: str) -> None:
-        if sink in self._gates:  # the sink is retrying: wait behind the older batches
-            self.tracker.defer(batch.batch_id, sink)
-            return
-        message = Deliver(batch.batch_id, self.name, batch.parts, batch.lines,
-                          batch.attempts[sink])
+    def _pump(self) -> None:
+        for gate in self.outbox.pump(self._transmit):
+            self._arm(gate)
+
+    def _transmit(self, send: Send[_Batch]) -> bool:
+        batch = send.payload
         try:
-            self.sinks[sink].tell(message)
+            self.sinks[send.sink].tell(Deliver(send.batch_id, batch.parts, batch.lines,
+                                               self.address, send.attempt))
         except DeliveryRefused:
-            self.tracker.defer(batch.batch_id, sink)
-            self._close_gate(sink, REFUSED_RETRY_S)
+            return False
+        if send.resend:
+            RESENT_LINES.labels(self.name, send.sink).inc(batch.lines)
+        return True
 
-    def _close_gate(self, sink: str, delay_s: float) -> None:
-        """Hold every batch for ``sink`` for ``delay_s``, then resend them in order: one retry
-        timer per sink, not per batch, so a stream's batches reach the sink in order."""
-        if sink not in self._gates:
-            self._gates[sink] = self.scheduler.call_later(delay_s, self.actor_ref,
-                                                          _OpenGate(sink))
+    def _arm(self, gate: Gate | None) -> None:
+        """One retry timer per sink, not per batch, so a stream's batches reach it in order."""
+        if gate is not None:
+            self.scheduler.call_later(gate.delay_s, self.actor_ref, OpenGate(gate.sink))
 
     def _on_result(self, result: SinkResult) -> None:
-        if result.outcome is Outcome.RETRY:
-            retry = self.tracker.failed(result.batch_id, result.sink, result.retry_after_s)
-            if retry is None:
+        if result.outcome is Outcome.RETRY and result.reason == HELD:
+            self._arm(self.outbox.held(result.batch_id, result.sink))
+        elif result.outcome is Outcome.RETRY:
+            failure = self.outbox.failed(result.batch_id, result.sink, result.retry_after_s)
+            if failure is None:
                 return
-            batch = self.tracker.get(result.batch_id)
-            lines = batch.lines if batch else 0
-            SINK_LINES.labels(result.sink, "retried").inc(lines)
-            if retry.exhausted:
+            if failure.exhausted:
                 # No line is dropped: past max_retries the batch keeps being retried at the
                 # maximum delay (the DLQ, when enabled, takes exhausted batches instead).
                 log.warning("%s: batch %d to %s failed %d times (%s); still retrying",
-                            self.name, result.batch_id, result.sink, retry.attempt - 1,
+                            self.name, result.batch_id, result.sink, failure.failures,
                             result.reason)
-            self._close_gate(result.sink, retry.delay_s)
-            return
-        done = self.tracker.settle(result.batch_id, result.sink)
-        if done is not None:
-            self._release(done)
+            self._arm(failure.gate)
+        else:
+            done = self.outbox.settle(result.batch_id, result.sink)
+            if done is not None:
+                self._lines_held -= done.lines
+                self._release(done)
 
-    def _release(self, batch: TrackedBatch) -> None:
+    def _release(self, batch: _Batch) -> None:
         by_source: dict[str, tuple[Handle, list[ReadToken]]] = {}
         for part in batch.parts:
             if part.ack_to is not None:

@@ -1,11 +1,14 @@
 """SinkActor: the thin shell around one :class:`~logcap.sinks.base.SinkBackend`.
 
 Messages taken: :class:`~logcap.messages.Deliver` (data). Each is handed to the backend
-synchronously (one request at a time per sink) and its verdict goes back to the sending shard
-as a :class:`~logcap.messages.SinkResult` (control lane, always accepted). Metrics are updated
-once per batch. On start it tells every shard :class:`~logcap.actors.shard.SinkStarted`, so
-batches lost with a crashed predecessor are resent to this sink (and only to it). On stop the
-backend is closed. A backend exception crashes the actor; the supervisor restarts it.
+synchronously (one request at a time per sink) and its verdict goes to the message's
+``reply_to`` as a :class:`~logcap.messages.SinkResult` (control lane, always accepted; a sender
+that is not running is skipped: it resends after its own restart). The sink knows no sender.
+Metrics are updated once per request (``logcap_sink_lines_total`` counts the outcome of each;
+a sender's resends are its own counter). On start the backend is made: senders watch this
+sink's name and resend what a crashed predecessor had not answered when the name is re-bound.
+On stop the backend is closed. A backend exception crashes the actor; the supervisor restarts
+it.
 A batch rejected for good goes to the DLQ (when enabled) before its verdict is sent; if the DLQ
 refuses it (full, restarting) the verdict becomes *retry* with reason ``dlq_unavailable``.
 With ``deduplication`` on, parts whose bytes this sink already delivered are not sent again
@@ -29,7 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logcap.actors.shard import SinkStarted
 from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
@@ -52,7 +54,6 @@ class SinkActor(LogcapActor):
         self,
         sink_name: str,
         make_backend: Callable[[], SinkBackend],
-        shards: Callable[[], list[Handle]],
         dlq: Handle | None = None,
         dedup: DeliveredRanges | None = None,
         **kw: Any,
@@ -62,17 +63,11 @@ class SinkActor(LogcapActor):
         self.dedup = dedup
         self.sink_name = sink_name
         self.make_backend = make_backend
-        self.shards = shards
         self.backend: SinkBackend | None = None
         self._holds: dict[str, int] = {}  # sender -> id of its batch that failed here
 
     def handle_start(self) -> None:
         self.backend = self.make_backend()
-        for shard in self.shards():
-            try:
-                shard.tell(SinkStarted(self.sink_name))
-            except DeliveryRefused:
-                pass  # not started yet: it has nothing pending for us
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, ReleaseHold):
@@ -108,36 +103,34 @@ class SinkActor(LogcapActor):
         SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)
         SINK_LINES.labels(self.sink_name, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
         if verdict.outcome is Outcome.RETRY and message.ordered:
-            self._holds[message.shard] = message.batch_id
+            self._holds[message.sender] = message.batch_id
         self._answer(message, SinkResult(message.batch_id, self.sink_name, verdict.outcome,
                                          verdict.reason, verdict.retry_after_s, verdict.detail))
         return None
 
     def _held(self, message: Deliver) -> bool:
         """Whether ``message`` waits behind its sender's failed batch (class docstring)."""
-        failed = self._holds.get(message.shard)
+        failed = self._holds.get(message.sender)
         if failed is None:
             return False
         if message.batch_id <= failed:  # the resend of the failed batch (or a restarted sender)
-            del self._holds[message.shard]
+            del self._holds[message.sender]
             return False
         return True
 
     def _answer(self, message: Deliver, result: SinkResult) -> None:
-        shard = next((s for s in self.shards() if s.name == message.shard), None)
-        if shard is not None:
-            try:
-                shard.tell(result)
-            except DeliveryRefused:
-                log.debug("%s: shard %s gone; it re-reads the batch", self.sink_name,
-                          message.shard)
+        try:
+            message.reply_to.tell(result)
+        except DeliveryRefused:
+            log.debug("%s: sender %s gone; it resends after its restart", self.sink_name,
+                      message.sender)
 
     def _dead_letter(self, message: Deliver, verdict: Verdict) -> bool:
         """Hand a rejected batch to the DLQ (not one the DLQ itself is re-sending: it keeps
         that entry). Sent before the verdict, so it is stored before the source moves on.
         False when the DLQ is enabled but refused it (full or restarting): the batch is then
         answered *retry*, so it is rejected again later and nothing is lost."""
-        if self.dlq is None or message.shard == self.dlq.name:
+        if self.dlq is None or message.sender == self.dlq.name:
             return True
         now = time.time()
         entry = DeadLetter.from_parts(self.sink_name, verdict.reason, None, message.attempt,

@@ -44,7 +44,8 @@ class ShardKind(ComponentKind):
 
         def start(ctx: StartContext) -> ActorRef[Any]:
             return DispatcherShard.start(settings, sinks, ctx.scheduler, link=ctx.link,
-                                         name=ctx.name, mailbox_capacity=capacity)
+                                         name=ctx.name, directory=ctx.directory,
+                                         mailbox_capacity=capacity)
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)

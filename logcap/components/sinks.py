@@ -12,7 +12,7 @@ from pykka import ActorRef
 from logcap.actors.sink import SinkActor
 from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
-from logcap.components.wiring import BUFFER, DLQ, Wiring
+from logcap.components.wiring import DLQ, Wiring
 from logcap.config import Config
 from logcap.config.values import redact_url
 from logcap.dispatch.dedup import DeliveredRanges
@@ -26,16 +26,14 @@ __all__ = ["FILE_SINK", "LOKI_SINK", "FileSinkKind", "LokiSinkKind"]
 def _sink_spec(instance: Instance, wiring: Wiring, make_backend: Callable[[], SinkBackend],
                ping_timeout_s: float | None = None) -> ChildSpec:
     config = wiring.config
-    upstream = wiring.names("dispatchers")
-    upstream += [n for n in wiring.names("state") if n.endswith((f"/{BUFFER}", f"/{DLQ}"))]
-    shards = wiring.later(upstream)
     dlq = wiring.state(DLQ)
     dd = config.deduplication
 
     def start(ctx: StartContext) -> ActorRef[Any]:
         dedup = DeliveredRanges(dd.window, dd.max_entries) if dd.enabled else None
-        return SinkActor.start(instance.name, make_backend, shards, dlq, dedup, link=ctx.link,
-                               name=ctx.name, mailbox_capacity=config.dispatcher.queue_size)
+        return SinkActor.start(instance.name, make_backend, dlq, dedup, link=ctx.link,
+                               name=ctx.name, directory=ctx.directory,
+                               mailbox_capacity=config.dispatcher.queue_size)
 
     return ChildSpec(id=instance.name, start=start,
                      shutdown_s=config.supervision.shutdown_timeout,

@@ -42,7 +42,8 @@ class PositionsKind(ComponentKind):
         pc = instance.settings
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return PositionsKeeper.start(pc, ctx.scheduler, link=ctx.link, name=ctx.name)
+            return PositionsKeeper.start(pc, ctx.scheduler, link=ctx.link, name=ctx.name,
+                                         directory=ctx.directory)
 
         return _worker(instance, wiring.config, start)
 
@@ -85,7 +86,6 @@ class DiskBufferKind(ComponentKind):
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
         config = wiring.config
         sinks = wiring.sinks()
-        shards = wiring.handles("dispatchers")
         d = config.dispatcher
         bp = config.batch_persistence
         window = max(DEFAULT_RESUME_WINDOW_S, 3 * config.positions.flush_interval)
@@ -98,10 +98,10 @@ class DiskBufferKind(ComponentKind):
                                           batch_ttl_s=bp.batch_ttl,
                                           batch_timeout_s=bp.batch_timeout)
             store = segment_store_for(config, list(sinks))
-            return DiskBuffer.start(config.disk_buffer, store, sinks, shards, ctx.scheduler,
+            return DiskBuffer.start(config.disk_buffer, store, sinks, ctx.scheduler,
                                     d.retry_base_delay, d.retry_max_delay, window, batches,
                                     wiring.state(DLQ), link=ctx.link, name=ctx.name,
-                                    mailbox_capacity=d.queue_size)
+                                    directory=ctx.directory, mailbox_capacity=d.queue_size)
 
         return _worker(instance, config, start)
 
@@ -151,7 +151,8 @@ class DlqKind(ComponentKind):
             return DeadLetterQueue.start(store, sinks, ctx.scheduler,
                                          retry_base_delay_s=d.retry_base_delay,
                                          retry_max_delay_s=d.retry_max_delay,
-                                         link=ctx.link, name=ctx.name)
+                                         link=ctx.link, name=ctx.name,
+                                         directory=ctx.directory)
 
         return _worker(instance, wiring.config, start)
 

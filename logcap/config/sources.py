@@ -37,6 +37,7 @@ from logcap.config.values import (
     str_map,
     text,
 )
+from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY as DEFAULT_QUEUE_SIZE_BATCHES
 from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 
@@ -73,8 +74,6 @@ MAX_SHARDS = 256
 DEFAULT_DISPATCH_BATCH_LINES = 1000
 DEFAULT_DISPATCH_BATCH_TIMEOUT_S = 0.2
 DEFAULT_MAX_RETRIES = 10
-DEFAULT_RETRY_BASE_DELAY_S = 0.5
-DEFAULT_RETRY_MAX_DELAY_S = 30.0
 
 _SOCKET_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 

@@ -1,1 +1,2 @@
-"""Dispatcher logic: batching entries and tracking each sink's delivery of each batch."""
+"""Dispatcher logic, plain synchronous code: batching entries, retry arithmetic, the outbox
+(what each sink was sent, its retry gate and resends), delivered-range deduplication."""

@@ -4,7 +4,7 @@
 - :mod:`~logcap.sinks.loki.protobuf`: the hand-written ``PushRequest`` encoder and snappy framing.
 - :mod:`~logcap.sinks.loki.request`: one push request body (protobuf or JSON) from a batch.
 - :mod:`~logcap.sinks.loki.response`: what an HTTP outcome means (success, retry, split, reject).
-- :mod:`~logcap.sinks.loki.backoff`: exponential backoff with full jitter and ``Retry-After``.
+  The backoff between retries is the senders' (:mod:`logcap.dispatch.retry`).
 
 None of these modules starts a thread or talks to an actor; they are tested without either.
 """
