@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logcap.sources.files.identity import hash_prefix
 from logcap.sources.files.reader import CHUNK_BYTES, LineReader, ReadResult
+from logcap.state.file_identity import hash_prefix
 
 MiB = 1024 * 1024
 

@@ -10,13 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from logcap.sources.files.identity import (
-    FileIdentity,
-    fingerprint_matches,
-    identity_of,
-    needs_refresh,
-    same_file,
-)
 from logcap.sources.files.reader import LineReader
 from logcap.sources.files.rotation import (
     FileEvent,
@@ -27,6 +20,13 @@ from logcap.sources.files.rotation import (
     find_renamed,
     find_rotated_copy,
     is_rotated_name,
+)
+from logcap.state.file_identity import (
+    FileIdentity,
+    fingerprint_matches,
+    identity_of,
+    needs_refresh,
+    same_file,
 )
 
 LOGROTATE = shutil.which("logrotate") or (

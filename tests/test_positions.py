@@ -23,9 +23,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from logcap.sources.files.identity import FileIdentity, hash_prefix, identity_of
 from logcap.state import atomic
 from logcap.state.atomic import atomic_write_bytes, move_aside
+from logcap.state.file_identity import FileIdentity, hash_prefix, identity_of
 from logcap.state.positions import (
     CONTAINER_POSITIONS_FILE,
     FILE_POSITIONS_FILE,

@@ -3,7 +3,7 @@
 - :class:`FilePosition`, keyed by the file's ``(dev, ino)`` (:data:`FileKey`), not by its path: a
   file renamed by rotation keeps its entry while it is drained, and the new file at the same path
   gets its own. ``fingerprint`` (first bytes, with their length) and ``prefix_hash`` (the bytes
-  before the offset) are described in :mod:`logcap.sources.files.identity`. ``size_at_commit``
+  before the offset) are described in :mod:`logcap.state.file_identity`. ``size_at_commit``
   is the file's size when the position was committed (at least ``offset``), used to tell a
   shrunk file.
 - :class:`ContainerPosition`, keyed by container id: ``cursor_ns`` is the timestamp of the last
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from logcap.sources.files.identity import FileIdentity, fingerprint_length
+from logcap.state.file_identity import FileIdentity, fingerprint_length
 
 __all__ = [
     "ContainerPosition",

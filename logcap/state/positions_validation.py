@@ -14,7 +14,7 @@ import enum
 import os
 import stat
 
-from logcap.sources.files.identity import fingerprint_matches, hash_prefix
+from logcap.state.file_identity import fingerprint_matches, hash_prefix
 from logcap.state.positions_entries import FilePosition
 
 __all__ = ["Validity", "validate_file"]

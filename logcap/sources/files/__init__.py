@@ -1,6 +1,6 @@
 """File sources: the pure, synchronous parts of tailing log files.
 
-- :mod:`~logcap.sources.files.identity`: which file is this? (device, inode, fingerprint of the
+- :mod:`~logcap.state.file_identity`: which file is this? (device, inode, fingerprint of the
   first bytes) and the hash of the bytes before an offset, used to validate stored positions.
 - :mod:`~logcap.sources.files.reader`: :class:`~logcap.sources.files.reader.LineReader` splits
   a file into lines in large chunks, keeps the partial last line for later, truncates huge lines.

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from logcap.messages import Entries, Labels
 from logcap.origin import ReadToken
-from logcap.sources.files.identity import FileIdentity, hash_prefix
 from logcap.sources.files.reader import LineReader
+from logcap.state.file_identity import FileIdentity, hash_prefix
 from logcap.state.positions import FilePosition
 
 __all__ = [

@@ -47,7 +47,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from logcap.sources.files.identity import PREFIX_HASH_BYTES, digest_bytes, hash_prefix
+from logcap.state.file_identity import PREFIX_HASH_BYTES, digest_bytes, hash_prefix
 
 __all__ = [
     "CHUNK_BYTES",
@@ -76,7 +76,7 @@ class ReadResult:
     line, not yet emitted). ``line_offsets`` (only with ``track_offsets``) holds the byte offset
     where each line starts. ``eof``: the read reached the end of the file. ``prefix_hash``: the
     hash of the bytes before ``end_offset`` (see
-    :func:`~logcap.sources.files.identity.hash_prefix`), to store with the position.
+    :func:`~logcap.state.file_identity.hash_prefix`), to store with the position.
     """
 
     lines: list[str]

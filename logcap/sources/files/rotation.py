@@ -1,7 +1,7 @@
 """What happened to a tailed path? Pure decisions about rotation, truncation and deletion.
 
 A tailer knows, for each file it follows, a :class:`TrackedFile`: the path, the identity it
-opened (:class:`~logcap.sources.files.identity.FileIdentity`), its read offset and the size it
+opened (:class:`~logcap.state.file_identity.FileIdentity`), its read offset and the size it
 last saw. :func:`observe` looks at the path now (one ``open`` + ``fstat`` + fingerprint read, all
 through one descriptor so they describe the same file); :func:`classify` turns the two into a
 :class:`FileEvent`, without touching the file system. :func:`check` does both.
@@ -36,7 +36,7 @@ Notes on the rows
     - GREW compares with the *last size seen*, not with the offset: a reader that is behind has
       unread data whatever the event.
     - The fingerprint is compared on the common prefix (see
-      :mod:`~logcap.sources.files.identity`); if the path cannot be read (permission), the
+      :mod:`~logcap.state.file_identity`); if the path cannot be read (permission), the
       fingerprint row is skipped.
 
 copytruncate also has a window logcap cannot close: lines written between logrotate's copy and
@@ -53,7 +53,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from logcap.sources.files.identity import (
+from logcap.state.file_identity import (
     FileIdentity,
     fingerprint,
     fingerprint_length,
@@ -227,7 +227,7 @@ def find_rotated_copy(
     it). An empty fingerprint (``"0:…"``) proves nothing, so it finds nothing.
 
     The caller should open the returned path and re-check
-    :func:`~logcap.sources.files.identity.fingerprint_matches` on the descriptor before reading
+    :func:`~logcap.state.file_identity.fingerprint_matches` on the descriptor before reading
     from ``offset`` to end of file (the copy may be rotated again meanwhile).
     """
     if fingerprint_length(identity.fingerprint) == 0:

@@ -73,14 +73,14 @@ from logcap.sources.files.generation import (
     TailerSettings,
     covered_from,
 )
-from logcap.sources.files.identity import (
+from logcap.sources.files.reader import LineReader, ReadResult
+from logcap.sources.files.rotation import find_renamed, find_rotated_copy
+from logcap.state.file_identity import (
     FileIdentity,
     fingerprint_matches,
     identity_of,
     needs_refresh,
 )
-from logcap.sources.files.reader import LineReader, ReadResult
-from logcap.sources.files.rotation import find_renamed, find_rotated_copy
 from logcap.state.positions import FilePosition, Validity, validate_file
 
 __all__ = [

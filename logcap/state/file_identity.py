@@ -1,4 +1,5 @@
-"""Which file is this? Identity of a tailed file, and a check on the bytes before an offset.
+"""Which file is this? Identity of a tailed file, and a check on the bytes before an offset
+(kept with the positions, which record it; the file tailer uses it to recognise files).
 
 A path is not an identity: logrotate moves files, truncates them, and a deleted file's inode number
 is soon handed to a new file. logcap identifies a file by three things:
