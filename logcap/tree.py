@@ -19,10 +19,11 @@ given a list of its senders.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pykka import ActorRef
 
+from logcap.api.app import AdminBackend
 from logcap.api.server import AdminServer
 from logcap.components.instance import GROUPS
 from logcap.components.registry import child_specs
@@ -30,9 +31,6 @@ from logcap.components.wiring import ROOT, Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.runtime.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from logcap.api.app import AdminBackend
 
 __all__ = ["GROUP_STRATEGIES", "ROOT", "build_root_children", "root_flags"]
 

@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from types import FrameType
 
 from logcap import __version__
+from logcap.agent import Agent
 from logcap.cli import dlq as dlq_cli
 from logcap.components.registry import preflight_directories, preflight_problems, summary
 from logcap.config import Config, ConfigError, load_config, resolve_config_path
+from logcap.logsetup import configure
 
 __all__ = ["main"]
 
@@ -96,9 +98,6 @@ def preflight(config: Config) -> None:
 
 
 def _run(config: Config, path: str) -> int:
-    from logcap.agent import Agent
-    from logcap.logsetup import configure
-
     configure(config.logging.level, config.logging.format)
     preflight(config)
     log.info("logcap %s starting: %s (config %s)", __version__, summary(config), path)
