@@ -1,4 +1,4 @@
-"""The messages of the data path (DESIGN.md §3) and their acknowledgements.
+"""The messages of the data path and their acknowledgements.
 
 Data-lane messages (bounded, may be refused with MailboxFull):
 

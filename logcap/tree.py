@@ -1,4 +1,4 @@
-"""The supervision tree of DESIGN.md §2, built from a :class:`~logcap.config.Config` through
+"""The supervision tree, built from a :class:`~logcap.config.Config` through
 the component registry (:mod:`logcap.components.registry`).
 
 ```

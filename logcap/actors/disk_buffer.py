@@ -1,4 +1,4 @@
-"""DiskBuffer: the durable stage between the shards and the sinks (DESIGN.md §3, §4).
+"""DiskBuffer: the durable stage between the shards and the sinks.
 
 To a shard the buffer is one sink, named ``buffer``: a shard sends it
 :class:`~logcap.messages.Deliver` and gets a :class:`~logcap.messages.SinkResult` back at the

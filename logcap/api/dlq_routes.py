@@ -1,4 +1,4 @@
-"""The admin API's DLQ endpoints (DESIGN.md §8).
+"""The admin API's DLQ endpoints.
 
 * ``GET /dlq/stats``: the DLQ's entries, lines and bytes by sink and by reason, oldest and
   newest entry, the reprocessing under way (``backend.dlq_stats()``). Read-only: no token.

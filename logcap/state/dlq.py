@@ -1,4 +1,4 @@
-"""The dead-letter queue on disk: batches a sink rejected for good (DESIGN.md §4, DLQ row).
+"""The dead-letter queue on disk: batches a sink rejected for good.
 
 An open, documented format (full reference, with readers in other languages: ``docs/DLQ.md``).
 Files of the DLQ directory:

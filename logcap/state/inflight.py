@@ -1,5 +1,5 @@
 """Persisted in-flight batches: what each sink has been sent from the disk buffer and not yet
-acknowledged, with its attempts and last error (the batch persistence seed, DESIGN.md §4).
+acknowledged, with its attempts and last error (the batch persistence seed).
 
 A batch is a buffer record, named by its sink and seq (``"loki:1042"``); the seq is stable
 across restarts, so a batch's history survives them. The rules:

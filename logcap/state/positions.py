@@ -1,6 +1,6 @@
 """The positions store: where each file and container was read up to, durable across restarts.
 
-A source position is committed only once every line before it is safe (DESIGN.md §1); this
+A source position is committed only once every line before it is safe; this
 store keeps the committed positions in memory and writes them to disk now and then. On restart,
 each source resumes from its stored position, so nothing is lost and little is sent twice.
 

@@ -1,4 +1,4 @@
-"""The disk buffer (DESIGN.md §3, §4): batches in zstd segment files, read and acked per sink.
+"""The disk buffer: batches in zstd segment files, read and acked per sink.
 
 * :mod:`~logcap.state.buffer.record` — record framing (header, BLAKE2b checksum) and the scan
   that finds valid records, corrupt regions and torn tails;

@@ -242,7 +242,7 @@ class SegmentStore:
 
     @property
     def durable_seq(self) -> int:
-        """Every seq up to this one is fsynced ("safe", DESIGN.md §3)."""
+        """Every seq up to this one is fsynced ("safe": guarantee 1 in docs/ARCHITECTURE.md)."""
         return self._durable_seq
 
     @property
