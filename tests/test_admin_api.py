@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -122,3 +123,54 @@ def test_a_running_agent_reports_its_tree_stats_and_redacted_config(tmp_path: Pa
         assert positions["files"] == []
     finally:
         agent.stop(10)
+
+
+def test_the_api_answers_when_the_process_holds_more_than_1024_descriptors() -> None:
+    """select() cannot watch a descriptor above 1,023; the servers use poll."""
+    from logcap.api.server import AdminServer
+    from tests.harness import free_port
+
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    server = AdminServer.start(FakeBackend(), "127.0.0.1", free_port(), None)
+    try:
+        port = server.ask("ports", timeout=5)[0]
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    finally:
+        server.stop()
+        for fd in held:
+            os.close(fd)
+
+
+def test_a_dead_server_thread_crashes_the_admin_actor_at_its_next_ping() -> None:
+    """So the supervisor restarts it, instead of the API answering nothing for good."""
+    from logcap.api.server import AdminServer
+    from logcap.runtime.actor import ChildExited, ExitLink, Ping
+    from tests.harness import free_port
+
+    exits: list[ChildExited] = []
+
+    class Watcher:
+        def tell(self, message: Any) -> None:
+            exits.append(message)
+
+    started: list[AdminServer] = []
+
+    class SeenServer(AdminServer):
+        def handle_start(self) -> None:
+            super().handle_start()
+            started.append(self)
+
+    server = SeenServer.start(FakeBackend(), "127.0.0.1", free_port(), None,
+                              link=ExitLink(Watcher(), "admin", 1))
+    assert server.ask(Ping(), timeout=5) == "pong"
+    actor = started[0]
+    for http in actor._servers:
+        http.close()  # the serving loop ends: what a crash of waitress's thread looks like
+    for thread in actor._threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+    assert server.ask(Ping(), timeout=5) == "pong"
+    deadline = time.monotonic() + 5
+    while not exits and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert exits and exits[0].crashed and "died" in exits[0].error

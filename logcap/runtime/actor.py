@@ -125,6 +125,11 @@ class LogcapActor(pykka.ThreadingActor):
     def handle_stop(self) -> None:
         """Clean up on a normal stop (flush what must be flushed). Raising is a crash."""
 
+    def on_ping(self) -> None:
+        """Called at each liveness ``Ping``: check what the actor's own threads are doing. To
+        crash, tell yourself a message whose handler raises (an exception during an ask goes
+        to the asker, and the actor would keep running)."""
+
     # -- pykka hooks, final -----------------------------------------------------------------
 
     def report_exit(self, crashed: bool, error: str = "") -> None:
@@ -145,6 +150,7 @@ class LogcapActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Ping):
+            self.on_ping()
             return "pong"
         return self.handle(message)
 
