@@ -214,3 +214,42 @@ def test_a_corrupt_positions_file_is_recovered_from_its_backup(tmp_path: Path) -
         assert list((tmp_path / "positions").glob("file_positions.json.corrupt-*"))
     finally:
         proc.stop()
+
+
+def test_compressed_files_matching_the_glob_are_skipped_counted_and_reported(
+    tmp_path: Path,
+) -> None:
+    """A rotated ``.gz`` (and bzip2, xz, zstd, recognised by magic, not by name) is never
+    shipped as text; text files beside them flow."""
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    text = b"".join(b"seq=%d old line\n" % i for i in range(1000, 1050))
+    (logs / "app.log.2.gz").write_bytes(gzip.compress(text))
+    (logs / "app.log.3.bz2").write_bytes(bz2.compress(text))
+    (logs / "app.log.4.xz").write_bytes(lzma.compress(text))
+    (logs / "app.log.5").write_bytes(zstandard.ZstdCompressor().compress(text))  # no suffix
+    writer = NumberedWriter(logs / "app.log")
+    writer.write(100)
+    proc = LogcapProcess(make_config(tmp_path, [str(logs / "app.log*")])).start()
+    try:
+        assert_conserved(tmp_path / "out", 100)
+        shipped = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").glob("*"))
+        assert "\\u001f" not in shipped and "BZh" not in shipped and "7zXZ" not in shipped
+        assert file_sink_counts(tmp_path / "out").keys() == set(range(100))
+        problems = proc.api("/health")["components"]["root/sources/app"]["problems"]
+        for name, kind in (("app.log.2.gz", "gzip"), ("app.log.3.bz2", "bzip2"),
+                           ("app.log.4.xz", "xz"), ("app.log.5", "zstd")):
+            assert any(name in p and f"compressed ({kind})" in p for p in problems), problems
+        metrics = proc.api_text("/metrics")
+        assert 'logcap_source_errors_total{reason="compressed",source="app"} 4.0' in metrics
+        writer.write(50)  # later rescans neither re-report nor read them
+        assert_conserved(tmp_path / "out", 150)
+        assert proc.tail_log(200).count("app.log.2.gz: compressed") == 1
+    finally:
+        proc.stop()

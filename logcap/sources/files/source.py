@@ -115,8 +115,12 @@ class FileSource:
 
     def _report(self, problems: list[str]) -> None:
         for problem in problems:
-            log.warning("%s: cannot read %s", self.name, problem)
-            reason = "permission_denied" if "permission" in problem else "io_error"
+            if "compressed (" in problem:
+                log.warning("%s: %s", self.name, problem)
+                reason = "compressed"
+            else:
+                log.warning("%s: cannot read %s", self.name, problem)
+                reason = "permission_denied" if "permission" in problem else "io_error"
             SOURCE_ERRORS.labels(self.name, reason).inc()
 
     def on_wake(self) -> None:

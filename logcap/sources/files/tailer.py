@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable
 
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
+from logcap.sources.files.compression import compression_of
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
     DEFAULT_DRAIN_GRACE_S,
@@ -97,6 +98,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+class SkippedFile(Exception):
+    """A file that matches the globs and is not read (compressed); the message says why."""
+
+
 class SourceTailer:
     def __init__(
         self,
@@ -121,6 +126,7 @@ class SourceTailer:
         self._ids = itertools.count(1)
         self._first_scan = True
         self.errors: dict[str, str] = {}
+        self._skipped: dict[str, tuple[int, int]] = {}  # compressed: path -> (dev, ino)
         self.inflight_bytes = 0
         self._pending_rotations: list[str] = []
         self._pending_forget: list[tuple[int, int]] = []
@@ -136,28 +142,38 @@ class SourceTailer:
                 problems.append(f"{err.path}: {err.reason}")
             self.errors[err.path] = err.reason
         for path in list(self.errors):
-            if path in result.files:
+            if path in result.files and not self._still_skipped(path, result.files[path]):
                 del self.errors[path]
         for path, st in result.files.items():
-            if path not in self.current:
+            if path not in self.current and not self._still_skipped(path, st):
                 try:
                     self._discover(path, st.st_size)
-                except OSError as exc:
-                    reason = exc.strerror or str(exc)
+                except (OSError, SkippedFile) as exc:
+                    reason = str(exc) if isinstance(exc, SkippedFile) else exc.strerror or str(exc)
                     if self.errors.get(path) != reason:
                         problems.append(f"{path}: {reason}")
                     self.errors[path] = reason
         self._first_scan = False
         return problems
 
+    def _still_skipped(self, path: str, st: os.stat_result) -> bool:
+        """``path`` is the compressed file we skipped (same dev and inode)."""
+        return self._skipped.get(path) == (st.st_dev, st.st_ino)
+
     def _discover(self, path: str, size: int) -> None:
-        stored = self._stored.pop(path, [])
         fd = os.open(path, OPEN_FLAGS)
         try:
             identity = identity_of(fd)
+            compressed = compression_of(fd)
         except OSError:
             os.close(fd)
             raise
+        if compressed is not None:
+            os.close(fd)
+            self._skipped[path] = (identity.dev, identity.ino)
+            raise SkippedFile(f"compressed ({compressed}): skipped, never shipped as text")
+        self._skipped.pop(path, None)
+        stored = self._stored.pop(path, [])
         offset = 0 if not self._first_scan or self.settings.start_at == "beginning" else size
         mine = [p for p in stored if p.key == (identity.dev, identity.ino)
                 and fingerprint_matches(p.fingerprint, fd)]
