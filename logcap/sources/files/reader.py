@@ -47,6 +47,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from logcap.sources.text import cut_utf8
 from logcap.state.file_identity import PREFIX_HASH_BYTES, digest_bytes, hash_prefix
 
 __all__ = [
@@ -87,20 +88,6 @@ class ReadResult:
     line_offsets: list[int] | None = None
     eof: bool = False
     prefix_hash: str = ""
-
-
-def _cut_utf8(data: bytes, limit: int) -> bytes:
-    """``data[:limit]``, backed off so that it does not end inside a UTF-8 character."""
-    head = data[:limit]
-    for back in range(1, min(_MAX_UTF8_CHAR_BYTES, len(head)) + 1):
-        byte = head[-back]
-        if byte & 0xC0 != 0x80:  # not a continuation byte: ASCII or a lead byte
-            if byte >= 0xC0:
-                need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-                if need > back:
-                    return head[:-back]
-            return head
-    return head
 
 
 def _decode(raw: bytes) -> str:
@@ -295,7 +282,7 @@ class LineReader:
         self._pending.clear()
         if self._skipping:
             self._skipping = False
-            lines.append(_decode(_cut_utf8(raw, self._max_line)))
+            lines.append(_decode(cut_utf8(raw, self._max_line)))
             return 1
         if raw.endswith(b"\r"):
             raw = raw[:-1]
@@ -335,7 +322,7 @@ class LineReader:
         truncated = 0
         for raw in raw_parts:
             if len(raw) > limit:
-                lines.append(_decode(_cut_utf8(raw, limit)))
+                lines.append(_decode(cut_utf8(raw, limit)))
                 truncated += 1
             else:
                 lines.append(_decode(raw[:-1] if raw.endswith(b"\r") else raw))
