@@ -14,6 +14,7 @@ from logcap.components.registry import summary
 from logcap.config import (
     DEFAULT_CONFIG_PATH,
     Config,
+    ConfigError,
     load_config,
     parse_config,
     resolve_config_path,
@@ -108,9 +109,9 @@ def test_full_file_source_is_read() -> None:
               include: [/var/log/opensips/*.log, /var/log/opensips.log]
               exclude: ["*.gz"]
               labels: {job: opensips, env: prod}
-              pipeline: sip
+              pipeline: null
               start_at: BEGINNING
-              multiline: {pattern: '^\s', negate: false, match: before, max_lines: 50, timeout: 2s}
+              multiline: null
               max_line_bytes: 1MiB
               encoding: latin-1
         """
@@ -119,12 +120,35 @@ def test_full_file_source_is_read() -> None:
     assert source.include == ("/var/log/opensips/*.log", "/var/log/opensips.log")
     assert source.exclude == ("*.gz",)
     assert dict(source.labels) == {"job": "opensips", "env": "prod"}
-    assert source.pipeline == "sip"
+    assert source.pipeline is None
     assert source.start_at == "beginning"
-    assert source.multiline == schema.MultilineConfig(
-        pattern=r"^\s", negate=False, match="before", max_lines=50, timeout=2.0
-    )
+    assert source.multiline is None
     assert source.max_line_bytes == 1024 * 1024
+    assert source.encoding == "latin-1"
+
+
+def test_pipeline_and_multiline_are_refused_until_processing_is_built() -> None:
+    """A key that is accepted and has no effect is a bug: both name their key path."""
+    with pytest.raises(ConfigError) as err:
+        _parse(
+            r"""
+            sources:
+              files:
+                - name: opensips.main
+                  include: [/var/log/opensips/*.log]
+                  pipeline: sip
+                  multiline: {pattern: '^\s', negate: false, match: before, max_lines: 50}
+            """
+        )
+    text = str(err.value)
+    assert "sources.files[0].pipeline: pipelines are not implemented" in text
+    assert "sources.files[0].multiline: multiline joining is not implemented" in text
+
+
+def test_an_encoding_that_does_not_write_newline_as_one_byte_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        _parse("sources: {files: [{name: a, include: [x], encoding: utf-16}]}")
+    assert "sources.files[0].encoding" in str(err.value) and "0x0A" in str(err.value)
 
 
 def test_enum_values_are_matched_case_insensitively() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.actor_kit import wait_until
 from tests.harness import (
@@ -251,5 +253,24 @@ def test_compressed_files_matching_the_glob_are_skipped_counted_and_reported(
         writer.write(50)  # later rescans neither re-report nor read them
         assert_conserved(tmp_path / "out", 150)
         assert proc.tail_log(200).count("app.log.2.gz: compressed") == 1
+    finally:
+        proc.stop()
+
+
+def test_a_latin1_source_arrives_as_text_with_its_accents(tmp_path: Path) -> None:
+    """``encoding: latin-1`` decodes with that codec (before, é arrived as ``\\xe9``)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes("seq=0 café crème\nseq=1 déjà vu\n".encode("latin-1"))
+    config = make_config(tmp_path, [str(logs / "*.log")])
+    data = yaml.safe_load(config.read_text())
+    data["sources"]["files"][0]["encoding"] = "latin-1"
+    config.write_text(yaml.safe_dump(data))
+    proc = LogcapProcess(config).start()
+    try:
+        assert_conserved(tmp_path / "out", 2)
+        lines = [json.loads(raw)["line"] for raw in (tmp_path / "out" / "app.log").read_text(
+            encoding="utf-8").splitlines()]
+        assert sorted(lines) == ["seq=0 café crème", "seq=1 déjà vu"]
     finally:
         proc.stop()

@@ -39,6 +39,7 @@ from logcap.config.values import (
 )
 from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY as DEFAULT_QUEUE_SIZE_BATCHES
+from logcap.sources.files.reader import DEFAULT_ENCODING
 from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 
 __all__ = [
@@ -95,6 +96,9 @@ def _check_encoding(value: str) -> str | None:
         codecs.lookup(value)
     except LookupError:
         return f"unknown text encoding {value!r} (e.g. utf-8, latin-1)"
+    if "\n".encode(value) != b"\n":  # lines are split at the byte 0x0A
+        return (f"text encoding {value!r} does not write a newline as the byte 0x0A "
+                "(UTF-16 and UTF-32 files are not supported)")
     return None
 
 
@@ -123,7 +127,16 @@ class FileSourceConfig(Section):
     start_at: str = choice("end", START_AT_CHOICES)
     multiline: MultilineConfig | None = None
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
-    encoding: str = text("utf-8", check=_check_encoding)
+    encoding: str = text(DEFAULT_ENCODING, check=_check_encoding)
+
+    def problems(self) -> Iterator[Problem]:
+        # Accepted and without effect would be a bug: refused until processing is built.
+        if self.pipeline is not None:
+            yield Problem("pipeline", "pipelines are not implemented in this version "
+                          "(remove the key or set it to null)", ("pipeline",))
+        if self.multiline is not None:
+            yield Problem("multiline", "multiline joining is not implemented in this version "
+                          "(remove the key or set it to null)", ("multiline",))
 
 
 @attrs.frozen

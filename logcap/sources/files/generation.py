@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from logcap.messages import Entries, Labels
 from logcap.origin import ReadToken
-from logcap.sources.files.reader import LineReader
+from logcap.sources.files.reader import DEFAULT_ENCODING, MAX_LINE_BYTES, LineReader
 from logcap.state.file_identity import FileIdentity, hash_prefix
 from logcap.state.positions import FilePosition
 
@@ -49,7 +49,8 @@ class TailerSettings:
     exclude: tuple[str, ...] = ()
     labels: Labels = ()
     start_at: str = "end"
-    max_line_bytes: int = 256 * 1024
+    max_line_bytes: int = MAX_LINE_BYTES
+    encoding: str = DEFAULT_ENCODING
     batch_lines: int = 1000
     read_bytes: int = DEFAULT_READ_BYTES
     max_inflight_batches: int = DEFAULT_MAX_INFLIGHT_BATCHES

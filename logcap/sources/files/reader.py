@@ -19,9 +19,10 @@ Semantics
       exceeds the limit the reader keeps the head, discards the rest as it arrives, and still
       tracks offsets exactly until the newline. A 50 MB line costs at most one chunk plus
       ``max_line_bytes`` of memory.
-    - **Nothing is lost to decoding.** Bytes are decoded as UTF-8 with
-      ``errors="backslashreplace"``: invalid bytes become ``\\xNN`` escapes; NUL and other
-      control bytes pass through. Binary files never raise.
+    - **Nothing is lost to decoding.** Bytes are decoded with the source's ``encoding``
+      (UTF-8 by default; any codec that writes ``\\n`` as the single byte 0x0A, e.g.
+      latin-1, cp1252, shift_jis) with ``errors="backslashreplace"``: invalid bytes become
+      ``\\xNN`` escapes; NUL and other control bytes pass through. Binary files never raise.
     - **max_lines.** A batch cut short by ``max_lines`` discards the bytes it read past the last
       emitted line; they are read again by the next call. Choose ``max_bytes`` near
       ``max_lines`` times the typical line length to avoid re-reading.
@@ -90,8 +91,7 @@ class ReadResult:
     prefix_hash: str = ""
 
 
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
+DEFAULT_ENCODING = "utf-8"
 
 
 class LineReader:
@@ -108,12 +108,14 @@ class LineReader:
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
         track_offsets: bool = False,
+        encoding: str = DEFAULT_ENCODING,
     ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be at least 1")
         if offset < 0:
             raise ValueError("offset must not be negative")
         self._fd = fd
+        self._encoding = encoding
         self._max_line = max_line_bytes
         self._track = track_offsets
         self._offset = offset
@@ -282,19 +284,22 @@ class LineReader:
         self._pending.clear()
         if self._skipping:
             self._skipping = False
-            lines.append(_decode(cut_utf8(raw, self._max_line)))
+            lines.append(self._decode(cut_utf8(raw, self._max_line)))
             return 1
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        lines.append(_decode(raw))
+        lines.append(self._decode(raw))
         return 0
+
+    def _decode(self, raw: bytes) -> str:
+        return raw.decode(self._encoding, "backslashreplace")
 
     def _split_block(
         self, block: bytes, block_offset: int, lines: list[str], offsets: list[int] | None
     ) -> int:
         """Append the lines of ``block`` (which ends with a newline); return how many were cut."""
         limit = self._max_line
-        text = _decode(block)
+        text = self._decode(block)
         if b"\r" not in block:
             parts = text.split("\n")
         elif block.count(b"\r\n") == block.count(b"\n"):
@@ -322,8 +327,8 @@ class LineReader:
         truncated = 0
         for raw in raw_parts:
             if len(raw) > limit:
-                lines.append(_decode(cut_utf8(raw, limit)))
+                lines.append(self._decode(cut_utf8(raw, limit)))
                 truncated += 1
             else:
-                lines.append(_decode(raw[:-1] if raw.endswith(b"\r") else raw))
+                lines.append(self._decode(raw[:-1] if raw.endswith(b"\r") else raw))
         return truncated

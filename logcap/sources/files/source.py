@@ -59,6 +59,7 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         labels=tuple(sorted(dict(source.labels).items())),
         start_at=source.start_at,
         max_line_bytes=source.max_line_bytes,
+        encoding=source.encoding,
         batch_lines=config.dispatcher.batch_size,
     )
 

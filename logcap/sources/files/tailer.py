@@ -231,7 +231,8 @@ class SourceTailer:
     def _new_gen(self, path: str, fd: int, identity: FileIdentity, offset: int) -> Generation:
         gen = Generation(
             gen_id=f"g{next(self._ids)}", path=path, fd=fd, identity=identity,
-            reader=LineReader(fd, offset, max_line_bytes=self.settings.max_line_bytes),
+            reader=LineReader(fd, offset, max_line_bytes=self.settings.max_line_bytes,
+                              encoding=self.settings.encoding),
             committed=offset,
         )
         gen.size = os.fstat(fd).st_size
@@ -312,7 +313,8 @@ class SourceTailer:
         gen.fd = copy_fd
         gen.identity = identity_of(copy_fd)
         gen.reader = LineReader(copy_fd, gen.reader.offset,
-                                max_line_bytes=self.settings.max_line_bytes)
+                                max_line_bytes=self.settings.max_line_bytes,
+                                encoding=self.settings.encoding)
         self._retire(gen, "copytruncate")
         del self.current[path]
         self._add_current(path, live_fd, identity_of(live_fd), 0)
