@@ -1,16 +1,25 @@
 # logcap: a log-shipping agent. Multi-stage: build a wheel, install it into a slim runtime.
-FROM python:3.11-slim AS build
+# The base is a build argument (any image with Python 3.11 and pip), e.g.
+#   podman build --build-arg BASE_IMAGE=localhost/debian-python:bookworm -t logcap .
+# Dependencies are installed at the versions pinned in requirements/runtime.txt (`make lock`).
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
+COPY requirements/runtime.txt ./requirements/runtime.txt
 COPY setup.cfg pyproject.toml README.md ./
 COPY logcap ./logcap
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir -c requirements/runtime.txt --wheel-dir /wheels . \
+    && cp requirements/runtime.txt /wheels/runtime.txt
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --home /var/lib/logcap logcap \
     && mkdir -p /var/lib/logcap /etc/logcap \
     && chown logcap /var/lib/logcap
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels -c /wheels/runtime.txt \
+        /wheels/logcap-*.whl \
+    && rm -rf /wheels
 COPY configs/ /etc/logcap/
 WORKDIR /var/lib/logcap
 USER logcap

@@ -67,12 +67,14 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the wheel installed (dependencies from the index or cache)."""
+    """A fresh virtualenv with the wheel installed as the image installs it: dependencies (from
+    the index or cache) at the versions pinned in ``requirements/runtime.txt``."""
     env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     wheel = next(dist.glob("logcap-*.whl"))
     _run(env_dir / "bin" / "python", "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", wheel, cwd=env_dir)
+         "--disable-pip-version-check", "-c", REPO / "requirements" / "runtime.txt", wheel,
+         cwd=env_dir)
     return env_dir
 
 
