@@ -1,34 +1,57 @@
-# logcap: a log-shipping agent. Multi-stage: build a wheel, install it into a slim runtime.
-# The base is a build argument (any image with Python 3.11 and pip), e.g.
-#   podman build --build-arg BASE_IMAGE=localhost/debian-python:bookworm -t logcap .
+# logcap: a log-shipping agent. Multi-stage: build the wheel and install it into a virtualenv,
+# then copy that virtualenv into a runtime stage of the same base.
+#
+# BASE_IMAGE: any Debian-like image with python3 >= 3.11 and its venv module (python:3.11-slim,
+# or Debian's python3 + python3-venv; Debian refuses system-wide pip installs, PEP 668, so
+# everything goes into the virtualenv /opt/logcap). Both stages must use the same base: the
+# virtualenv links to the base's interpreter.
+#
+# pip reads its settings from the environment, so a build behind a proxy or a private index
+# passes them as build arguments (for example --build-arg PIP_INDEX_URL=... or PIP_CERT with
+# the CA file mounted by `podman build -v`); none is needed with direct access to PyPI.
+#
 # Dependencies are installed at the versions pinned in requirements/runtime.txt (`make lock`).
+#
+# The agent runs as uid 10001 (user logcap). Host logs are usually 0640 root:adm (gid 4) or
+# owned by the service's group: give the container that group, e.g. `docker run --group-add 4`
+# (compose: `group_add: ["4"]`), and mount the log directory read-only.
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_CERT
+ARG PIP_FIND_LINKS
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/logcap
 WORKDIR /src
 COPY requirements/runtime.txt ./requirements/runtime.txt
 COPY setup.cfg pyproject.toml README.md ./
 COPY logcap ./logcap
-RUN pip wheel --no-cache-dir -c requirements/runtime.txt --wheel-dir /wheels . \
-    && cp requirements/runtime.txt /wheels/runtime.txt
+# The logcap wheel and the wheels of its dependencies, then an install from those wheels only
+# (not editable: nothing of /src is used at run time).
+RUN /opt/logcap/bin/pip wheel -c requirements/runtime.txt --wheel-dir /wheels . \
+    && /opt/logcap/bin/pip install --no-index --find-links /wheels -c requirements/runtime.txt \
+        /wheels/logcap-*.whl \
+    && /opt/logcap/bin/logcap --help >/dev/null
 
 FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --home /var/lib/logcap logcap \
     && mkdir -p /var/lib/logcap /etc/logcap \
     && chown logcap /var/lib/logcap
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels -c /wheels/runtime.txt \
-        /wheels/logcap-*.whl \
-    && rm -rf /wheels
+COPY --from=build /opt/logcap /opt/logcap
 COPY configs/ /etc/logcap/
 WORKDIR /var/lib/logcap
 USER logcap
-ENV LOGCAP_CONFIG=/etc/logcap/config.yaml \
+ENV PATH=/opt/logcap/bin:$PATH \
+    LOGCAP_CONFIG=/etc/logcap/config.yaml \
     LOGCAP_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
 EXPOSE 8401 8001
+# LOGCAP_HEALTH_URL: where the check asks, if server.port is not 8401 (e.g. with --network host).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8401/health', timeout=2).status == 200 else 1)"
+    CMD python -c "import os,sys,urllib.request as u; sys.exit(0 if u.urlopen(os.environ.get('LOGCAP_HEALTH_URL', 'http://127.0.0.1:8401/health'), timeout=2).status == 200 else 1)"
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["logcap"]
 CMD ["run"]

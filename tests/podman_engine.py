@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONTAINER_KWARGS", "IMAGE", "PodmanEngine", "podman_missing", "start_engine"]
+__all__ = ["CONTAINER_KWARGS", "IMAGE", "PodmanEngine", "configure", "podman_missing",
+           "start_engine"]
 
 IMAGE = "localhost/bb:latest"
 PODMAN = "/usr/bin/podman"
@@ -212,6 +213,13 @@ def _import_image(engine: PodmanEngine) -> None:
         archive.add(root, arcname=".")
     engine.podman("import", "-q", "--change", 'CMD ["/bin/sh"]', "--change", "ENV PATH=/bin",
                   str(tar), IMAGE)
+
+
+def configure(base: Path) -> PodmanEngine:
+    """A private engine's configs and storage under ``base`` for podman CLI calls only (no API
+    service, no image): ``build``, ``run``, ``import`` through :meth:`PodmanEngine.env`."""
+    _write_configs(base)
+    return PodmanEngine(base)
 
 
 def start_engine(base: Path) -> PodmanEngine:

@@ -67,12 +67,12 @@ from logcap.sources.files.generation import (
     DEFAULT_MAX_INFLIGHT_BATCHES,
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_READ_BYTES,
-    OPEN_FLAGS,
     Generation,
     PollResult,
     Read,
     TailerSettings,
     covered_from,
+    open_log,
 )
 from logcap.sources.files.reader import LineReader, ReadResult
 from logcap.sources.files.rotation import find_renamed, find_rotated_copy
@@ -161,7 +161,7 @@ class SourceTailer:
         return self._skipped.get(path) == (st.st_dev, st.st_ino)
 
     def _discover(self, path: str, size: int) -> None:
-        fd = os.open(path, OPEN_FLAGS)
+        fd = open_log(path)
         try:
             identity = identity_of(fd)
             compressed = compression_of(fd)
@@ -243,7 +243,7 @@ class SourceTailer:
         self.current[path] = self._new_gen(path, fd, identity, offset)
 
     def _retire_at(self, path: str, pos: FilePosition) -> None:
-        fd = os.open(path, OPEN_FLAGS)
+        fd = open_log(path)
         gen = self._new_gen(pos.path, fd, identity_of(fd), pos.offset)
         gen.retired = True
         gen.idle_since = self.clock()
@@ -264,7 +264,7 @@ class SourceTailer:
                 self._retire(gen, "rename")
                 del self.current[path]
                 try:
-                    fd = os.open(path, OPEN_FLAGS)
+                    fd = open_log(path)
                     self._add_current(path, fd, identity_of(fd), 0)
                 except OSError:
                     pass  # picked up by the next rescan
@@ -300,7 +300,7 @@ class SourceTailer:
             self._replace_in_place(path, gen, fallback)
             return
         try:
-            copy_fd = os.open(copy, OPEN_FLAGS)
+            copy_fd = open_log(copy)
         except OSError:
             self._replace_in_place(path, gen, fallback)
             return
@@ -321,7 +321,7 @@ class SourceTailer:
 
     def _replace_in_place(self, path: str, gen: Generation, kind: str) -> None:
         """Same inode, new content: the old generation keeps only its in-flight reads."""
-        fresh_fd = os.open(path, OPEN_FLAGS)
+        fresh_fd = open_log(path)
         gen.exhausted = True
         gen.finished = True
         self._retire(gen, kind)
