@@ -25,7 +25,7 @@ from logcap.actors.shard import Flush, InFlight
 from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.errors import BackendTimeout
 from logcap.components import wiring as names
-from logcap.components.registry import wiring
+from logcap.components.registry import wire
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
@@ -72,7 +72,7 @@ class Agent:
         self.config_path = config_path
         self.admin_token = config.server.admin_token
         self.directory = Directory()
-        self.wiring = wiring(config, self.directory)
+        self.wiring = wire(config, self.directory)
         self.timers = TimerThread()
         self.watcher = _RootWatcher()
         self.root: ActorRef[Any] | None = None

@@ -20,6 +20,8 @@ preflight and the summary iterate it, so adding a kind is adding one declaration
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from logcap.components.instance import GROUPS, Instance
 from logcap.components.wiring import Wiring
 from logcap.config import Config
@@ -28,7 +30,7 @@ from logcap.runtime.childspec import ChildSpec
 __all__ = ["GROUPS", "ComponentKind", "Instance"]
 
 
-class ComponentKind:
+class ComponentKind(ABC):
     """The declaration of one kind of component (module docstring). Subclasses set ``kind``
     and ``group`` and define :meth:`instances` and :meth:`child_spec`; the others default to
     "nothing to check" and the instance's name."""
@@ -36,13 +38,13 @@ class ComponentKind:
     kind: str = ""
     group: str = ""
 
+    @abstractmethod
     def instances(self, config: Config) -> list[Instance]:
         """The enabled instances, in start order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
         """How the group supervisor starts (and restarts) ``instance``."""
-        raise NotImplementedError
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         """``(key path, directory)`` that must exist and be writable before the start."""

@@ -22,7 +22,7 @@ from logcap.runtime.directory import Directory
 from logcap.state.buffer.segments import SegmentStore
 
 __all__ = ["KINDS", "child_specs", "instances", "make_segment_store", "preflight_directories",
-           "preflight_problems", "sink_names", "summary", "wiring"]
+           "preflight_problems", "sink_names", "summary", "wire"]
 
 SUMMARY_NAMES_SHOWN = 5
 """Source names listed in the start-up line before "..."."""
@@ -60,7 +60,8 @@ def instances(config: Config) -> dict[str, list[Instance]]:
     return out
 
 
-def wiring(config: Config, directory: Directory) -> Wiring:
+def wire(config: Config, directory: Directory) -> Wiring:
+    """The wiring of the tree for ``config``: every enabled instance, handles in ``directory``."""
     return Wiring(config, directory, instances(config))
 
 

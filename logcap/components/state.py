@@ -4,6 +4,7 @@ and the DLQ (``dispatcher.dlq_enabled``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pykka import ActorRef
@@ -76,8 +77,8 @@ class DiskBufferKind(ComponentKind):
     kind = "disk_buffer"
     group = "state"
 
-    def __init__(self, sink_names: Any) -> None:
-        self._sink_names = sink_names  # Config -> the sink instance names (the registry's)
+    def __init__(self, sink_names: Callable[[Config], list[str]]) -> None:
+        self._sink_names = sink_names  # the registry's: the enabled sinks' names
 
     def instances(self, config: Config) -> list[Instance]:
         db = config.disk_buffer

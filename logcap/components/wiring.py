@@ -9,7 +9,7 @@ enabled", and so on, so no component builder looks at another component's config
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from logcap.components.instance import Instance
@@ -46,11 +46,6 @@ class Wiring:
 
     def handles(self, group: str) -> list[Handle]:
         return [self.directory.handle(name) for name in self.names(group)]
-
-    def later(self, names: Sequence[str]) -> Callable[[], list[Handle]]:
-        """Handles of ``names`` as a callable (for components that start before them)."""
-        handles = [self.directory.handle(name) for name in names]
-        return lambda: handles
 
     def sinks(self) -> dict[str, Handle]:
         """Every sink instance by its name."""
