@@ -39,12 +39,23 @@ Labels = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True, slots=True)
 class Entries(DataMessage):
-    """Lines of one stream, in read order; line ``i`` has timestamp ``ts_ns + i``.
+    """Lines of one stream, in read order; line ``i`` has timestamp ``ts_ns + i`` unless
+    ``timestamps`` says otherwise.
 
     ``token`` is the read's origin. ``ack_to`` is the stable address of the source to tell
     :class:`Acked` once every sink has settled the lines (None: nobody to ack, e.g. entries
     decoded from the disk buffer or a DLQ resend). It is an address, not content: it is not
     compared and not stored on disk.
+
+    Per-line attributes set by processing (each None, or a list as long as ``lines``):
+
+    * ``timestamps``: line ``i``'s timestamp in ns (the log's own time, or the engine's);
+    * ``line_labels``: labels line ``i`` adds to ``labels`` (its Loki stream is the union;
+      a key in both takes the line's value);
+    * ``metadata``: line ``i``'s structured metadata (Loki 3), pairs in order.
+
+    One ``Entries`` stays the unit of acknowledgement, deduplication and buffering even when
+    its lines go to several Loki streams.
     """
 
     source: str
@@ -55,6 +66,13 @@ class Entries(DataMessage):
     token: ReadToken
     bytes: int = 0
     ack_to: Handle | None = field(default=None, compare=False)
+    timestamps: list[int] | None = None
+    line_labels: list[Labels] | None = None
+    metadata: list[Labels] | None = None
+
+    def timestamp(self, i: int) -> int:
+        """Line ``i``'s timestamp in ns."""
+        return self.timestamps[i] if self.timestamps is not None else self.ts_ns + i
 
 
 @dataclass(frozen=True, slots=True)
