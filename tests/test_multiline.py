@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logcap.config import ConfigError, parse_config
 from logcap.config.sources import DEFAULT_MULTILINE_MAX_BYTES, MultilineConfig
@@ -145,6 +147,33 @@ def test_an_unknown_close_reason_and_bad_caps_are_refused() -> None:
         LineJoiner(MultilineRule(re.compile("x"))).flush("because")
     with pytest.raises(ValueError):
         MultilineRule(re.compile("x"), max_lines=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["H1", "H2", " c", "x \\", "end;", ""]), max_size=12),
+                max_size=4),
+       st.sampled_from([("^H", True, True), (r"^\s", False, True), (r"\\$", False, False),
+                        (";$", True, False)]),
+       st.integers(1, 5), st.integers(1, 30))
+def test_feeding_runs_of_lines_gives_what_feeding_them_one_by_one_gives(
+        runs: list[list[str]], how: tuple[str, bool, bool], max_lines: int, max_bytes: int
+) -> None:
+    pattern, negate, after = how
+    rule = MultilineRule(re.compile(pattern), negate, after, max_lines, max_bytes)
+    one, many = LineJoiner(rule), LineJoiner(rule)
+    by_line: list[JoinedEntry] = []
+    by_run: list[JoinedEntry] = []
+    offset = 0
+    for run in runs:
+        starts = []
+        for line in run:
+            starts.append(offset)
+            by_line.extend(one.feed(line, offset, offset + len(line) + 1, 0.0))
+            offset += len(line) + 1
+        by_run.extend(many.feed_lines(run, starts, offset, 0.0))
+        assert (one.open_start, one.open_lines) == (many.open_start, many.open_lines)
+    assert by_run == by_line
+    assert one.flush(END_OF_STREAM) == many.flush(END_OF_STREAM)
 
 
 # --- the config section -----------------------------------------------------------------------

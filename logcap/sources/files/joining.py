@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 
 from logcap.sources.files.reader import CHUNK_BYTES, LineReader, ReadResult
 from logcap.sources.multiline import END_OF_STREAM, TIMEOUT, JoinedEntry, LineJoiner, MultilineRule
@@ -53,6 +54,10 @@ class JoinCounts:
     def add(self, reason: str, n: int = 1) -> None:
         self._new[reason] += n
         self.total[reason] += n
+
+    def add_all(self, counts: Counter[str]) -> None:
+        self._new.update(counts)
+        self.total.update(counts)
 
     def take(self) -> dict[str, int]:
         """The counts added since the last call."""
@@ -125,18 +130,15 @@ class JoiningReader:
         closed: list[JoinedEntry] = []
         joiner = self._joiner
         result = self._reader.read_batch(max_bytes, max_lines, final=final)
-        offsets = result.line_offsets or []
-        last = len(result.lines) - 1
-        for i, line in enumerate(result.lines):
-            end = offsets[i + 1] if i < last else result.end_offset
-            closed.extend(joiner.feed(line, offsets[i], end, now))
+        if result.lines:
+            closed.extend(joiner.feed_lines(result.lines, result.line_offsets or [],
+                                            result.end_offset, now))
         if final and result.eof:
             self._close(closed, END_OF_STREAM)
         elif result.eof and joiner.due(now):
             self._close(closed, TIMEOUT)
-        counts = self._counts
-        for entry in closed:
-            counts.add(entry.reason)
+        if closed:
+            self._counts.add_all(Counter(map(itemgetter(4), closed)))
         if closed:
             self._offset = closed[-1].end
         return ReadResult(
