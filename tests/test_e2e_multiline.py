@@ -158,3 +158,25 @@ def test_kill_9_mid_entry_twice_and_a_rotation_mid_entry_deliver_every_entry_who
     sent = receiver.received_seq_numbers()
     print(f"\nmultiline, buffer on, 2 x kill -9 mid-entry + rename mid-entry: {total} entries "
           f"whole, {sum(sent.values()) - total} resent, 0 kept twice")
+
+
+def test_a_sigterm_with_an_entry_open_neither_cuts_it_nor_sends_it_twice(
+        tmp_path: Path, receiver: LokiReceiver) -> None:
+    config = config_for(tmp_path, receiver, "30s")
+    log = tmp_path / "logs" / "app.log"
+    lines = trace(7)
+    log.write_text(whole(6) + "\n" + "\n".join(lines[:2]) + "\n")
+    proc = LogcapProcess(config).start()
+    try:
+        wait_until(lambda: receiver.line_count >= 1, timeout=60, what="the first entry")
+    finally:
+        assert proc.stop() == 0  # entry 7 is open: the drain does not close it
+    with open(log, "a") as fh:
+        fh.write("\n".join(lines[2:]) + "\n" + whole(8) + "\n")
+    proc = LogcapProcess(config).start()
+    try:
+        wait_until(lambda: receiver.line_count >= 2, timeout=60, what="the second entry")
+    finally:
+        proc.stop()
+    assert entries_by_seq(receiver) == {6: {whole(6)}, 7: {whole(7)}}
+    assert receiver.line_count == 2  # sent once each: entry 8 waits for its timeout
