@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logcap.config import ConfigError, parse_config
@@ -149,7 +149,7 @@ def test_an_unknown_close_reason_and_bad_caps_are_refused() -> None:
         MultilineRule(re.compile("x"), max_lines=0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.sampled_from(["H1", "H2", " c", "x \\", "end;", ""]), max_size=12),
                 max_size=4),
        st.sampled_from([("^H", True, True), (r"^\s", False, True), (r"\\$", False, False),
