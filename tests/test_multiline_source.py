@@ -194,3 +194,22 @@ def test_paths_without_a_rule_are_read_line_by_line(tmp_path: Path) -> None:
         assert isinstance(make(str(tmp_path / "x.java"), fd, 0), JoiningReader)
     finally:
         os.close(fd)
+
+
+def test_entries_cut_at_a_cap_are_counted_by_cap(tmp_path: Path) -> None:
+    rule = MultilineRule(re.compile(r"^seq="), max_lines=3, max_bytes=60, timeout_s=5.0)
+    counts = JoinCounts()
+    path = tmp_path / "x.log"
+    path.write_text(entry(0, tail=4) + "\n" + "seq=1 " + "y" * 40 + "\n" + "z" * 30 + "\n"
+                    + entry(2) + "\n")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        joined = JoiningReader(LineReader(fd, track_offsets=True), rule, counts)
+        result = joined.read_batch(final=True)
+    finally:
+        os.close(fd)
+    assert result.lines == ["seq=0 ERROR boom\n\tat frame 0.0\n\tat frame 0.1",
+                            "\tat frame 0.2\n\tat frame 0.3", "seq=1 " + "y" * 40, "z" * 30,
+                            entry(2)]
+    assert counts.take() == {"max_lines": 1, "complete": 2, "max_bytes": 1, "end_of_stream": 1}
+    assert counts.take() == {} and counts.total["complete"] == 2
