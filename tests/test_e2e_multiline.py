@@ -22,6 +22,7 @@ from tests.loki_receiver import LokiReceiver
 pytestmark = pytest.mark.integration
 
 FIRSTLINE = r"^\d{4}-\d\d-\d\d "
+SENTINEL = "2024-05-01 23:59:59.999 INFO [main] the writer is done"
 
 
 def trace(n: int) -> list[str]:
@@ -88,7 +89,7 @@ def test_a_stack_trace_file_arrives_one_entry_per_trace(
 class TraceWriter:
     """Writes traces line by line (flushed after each line), pausing mid-entry at the entries
     in ``pause_at`` until told to go on, and renaming the file (then writing a new one) before
-    the entry ``rotate_at``."""
+    the entry ``rotate_at``; a last first line (:data:`SENTINEL`) closes the last entry."""
 
     def __init__(self, path: Path, total: int, pause_at: tuple[int, ...], rotate_at: int
                  ) -> None:
@@ -118,6 +119,7 @@ class TraceWriter:
                         self.reached[n].set()
                         self.go_on[n].wait(120)
                     tick.wait(0.0005)
+            fh.write(SENTINEL + "\n")  # closes the last entry; itself stays open, unsent
             fh.close()
         except BaseException as exc:  # reported by the test
             self.error = exc
@@ -127,7 +129,7 @@ class TraceWriter:
 
 def test_kill_9_mid_entry_twice_and_a_rotation_mid_entry_deliver_every_entry_whole_once(
         tmp_path: Path, receiver: LokiReceiver) -> None:
-    config = config_for(tmp_path, receiver, "10s",
+    config = config_for(tmp_path, receiver, "60s",  # a slow restart must not cut the half entry
                         disk_buffer={"enabled": True, "directory": str(tmp_path / "buffer"),
                                      "fsync_interval": "50ms"})
     total = 1_500
