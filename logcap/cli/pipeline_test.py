@@ -19,6 +19,7 @@ pipeline, an unreadable FILE).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -108,7 +109,7 @@ def render(processed: Processed, read_ns: int, out: IO[str]) -> None:
 def run_test(config: Config, routing: Routing, args: argparse.Namespace,
              out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> None:
     """The command's work (module docstring); raises OSError or :class:`UnknownName`."""
-    path = args.path or ("" if args.file == "-" else args.file)
+    path = args.path or ("" if args.file == "-" else os.path.abspath(args.file))
     pipeline, source, labels = _choose(config, routing, args, path)
     if args.file == "-":
         lines = _read_lines(sys.stdin)

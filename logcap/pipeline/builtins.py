@@ -59,7 +59,7 @@ pipelines:
       - regex:
           expression: >-
             (?x) ^(?P<time>\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d)
-            [ ](?:(?P<host>[^\s\[]+)[ ])?[\w.-]*\[(?P<pid>\d+)\]:?[ ]
+            [ ](?:(?P<host>[^\s\[]+)[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
             (?P<level>ALERT|CRITICAL|CRIT|ERROR|WARNING|NOTICE|INFO|DBG|DEBUG|BUG):
             (?:(?P<module>\w+):(?P<function>\w+):[ ])?(?P<message>.*)
       - timestamp: {source: time, format: syslog, fallback_formats: [rfc3339]}
@@ -84,7 +84,7 @@ pipelines:
             |INFO|REFER|MESSAGE|UPDATE)\b
       - regex:
           optional: true
-          expression: '(?m)(?:^SIP/2\.0 |\breply |\bstatus=|\bcode=)(?P<status>[1-6]\d\d)\b'
+          expression: '(?m)(?:^SIP/2\.0 |\brepl(?:y|ied) |\bstatus=|\bcode=)(?P<status>[1-6]\d\d)\b'
       - regex:
           optional: true
           expression: >-
