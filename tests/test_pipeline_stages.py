@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 
@@ -239,7 +239,7 @@ def test_a_stage_that_raises_is_counted_and_the_batch_goes_on() -> None:
 def test_syslog_times_take_the_year_closest_to_the_read_time(text: str, read: str,
                                                              expected: str) -> None:
     read_ns = parse_time("rfc3339", read, 0)
-    assert parse_time("syslog", text, read_ns, timezone.utc) == parse_time("rfc3339", expected, 0)
+    assert parse_time("syslog", text, read_ns, UTC) == parse_time("rfc3339", expected, 0)
 
 
 @pytest.mark.parametrize("fmt, text, expected", [

@@ -22,9 +22,10 @@ the same code as a user's file, once, on first use (:func:`builtin_pipelines`).
   ``# Thread_id``/``# Query_time`` comments, ``SET timestamp=...;``, the statement over any
   number of lines) is one entry; the ``# Time:`` line MariaDB writes when the second changes
   precedes an entry and is dropped from the end of the one before it (``SET timestamp``
-  carries the time). Metadata ``user``, ``host``, ``ip`` (when not empty), ``query_time``, ``lock_time``,
-  ``rows_sent``, ``rows_examined`` (and ``schema``); timestamp from ``SET timestamp``;
-  passwords in ``IDENTIFIED BY '...'`` and ``PASSWORD('...')`` masked as ``'***'``.
+  carries the time). Metadata ``user``, ``host``, ``ip`` (when not empty), ``query_time``,
+  ``lock_time``, ``rows_sent``, ``rows_examined`` (and ``schema``); timestamp from
+  ``SET timestamp``; passwords in ``IDENTIFIED BY '...'`` and ``PASSWORD('...')`` masked
+  as ``'***'``.
 * ``docker_json``: Docker's ``json-file`` lines; the line becomes ``log`` (without its
   newline), timestamp from ``time``, label ``stream``.
 * ``cri``: CRI (containerd, CRI-O) log lines ``<time> <stream> <F|P> <text>``; the line becomes
