@@ -107,8 +107,11 @@ def render(processed: Processed, read_ns: int, out: IO[str]) -> None:
 
 
 def run_test(config: Config, routing: Routing, args: argparse.Namespace,
-             out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> None:
-    """The command's work (module docstring); raises OSError or :class:`UnknownName`."""
+             out: IO[str] | None = None, err: IO[str] | None = None) -> None:
+    """The command's work (module docstring); raises OSError or :class:`UnknownName`.
+    ``out`` and ``err`` default to the standard streams."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     path = args.path or ("" if args.file == "-" else os.path.abspath(args.file))
     pipeline, source, labels = _choose(config, routing, args, path)
     if args.file == "-":

@@ -7,7 +7,8 @@ a container's name: the stream of container entries), ``labels`` (each given lab
 value among the entries' static labels). A rule must give at least one matcher and name a
 pipeline that exists (checked by :mod:`logcap.pipeline.loading`).
 
-:class:`Router` answers per Entries and caches the answer per ``(source, stream)``; it holds
+:class:`Router` answers per Entries and caches the answer per ``(source, stream)`` (a
+stream's static labels do not change while it is read); it holds
 one :class:`~logcap.pipeline.compiled.CompiledPipeline` per pipeline name it routes to,
 compiled on first use (each shard has its own router, so stage state is per shard).
 """
