@@ -75,6 +75,13 @@ SOURCE_ERRORS = Counter(
     registry=REGISTRY,
 )
 SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_MULTILINE_ENTRIES = Counter(
+    "logcap_source_multiline_entries_total",
+    "Multi-line entries closed, by why: complete, max_lines, max_bytes (cut at a cap), timeout "
+    "(no new line for multiline.timeout), end_of_stream (a rotated-away file's end).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
 SOURCE_PAUSES = Counter(
     "logcap_source_backpressure_pauses_total",
     "Times a source paused because the next stage was full.",

@@ -1,8 +1,12 @@
 """The file source kind: one SourceShell running a FileSource per ``sources.files[]`` entry, in
-the ``sources`` group (one_for_one, started last, after the shards it sends to)."""
+the ``sources`` group (one_for_one, started last, after the shards it sends to).
+
+A file source's multiline spec per path (:func:`multiline_for`) comes from its own
+``multiline`` key, for every path it reads."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pykka import ActorRef
@@ -12,10 +16,21 @@ from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
+from logcap.config.sources import FileSourceConfig, MultilineConfig
 from logcap.runtime.childspec import ChildSpec, StartContext
 from logcap.sources.files.source import FileSource, file_source_settings
 
-__all__ = ["FILE_SOURCE", "FileSourceKind"]
+__all__ = ["FILE_SOURCE", "FileSourceKind", "multiline_for"]
+
+
+def multiline_for(source: FileSourceConfig) -> Callable[[str], MultilineConfig | None]:
+    """The multiline spec of each path ``source`` reads: its ``multiline`` key (or None)."""
+    spec = source.multiline
+
+    def resolve(path: str) -> MultilineConfig | None:
+        return spec
+
+    return resolve
 
 
 class FileSourceKind(ComponentKind):
@@ -31,11 +46,12 @@ class FileSourceKind(ComponentKind):
         shards = wiring.handles("dispatchers")
         positions = wiring.state(POSITIONS)
         buffer = wiring.state(BUFFER)
+        resolve = multiline_for(instance.settings)
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return SourceShell.start(FileSource(settings), shards, positions, ctx.scheduler,
-                                     buffer, link=ctx.link, name=ctx.name,
-                                     directory=ctx.directory)
+            source = FileSource(settings, multiline_for=resolve)
+            return SourceShell.start(source, shards, positions, ctx.scheduler, buffer,
+                                     link=ctx.link, name=ctx.name, directory=ctx.directory)
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)

@@ -130,6 +130,11 @@ class LineReader:
         return self._fd
 
     @property
+    def tracks_offsets(self) -> bool:
+        """Whether results carry each line's start offset (``track_offsets``)."""
+        return self._track
+
+    @property
     def offset(self) -> int:
         """Byte offset just past the last line emitted: where to resume from."""
         return self._offset
