@@ -10,10 +10,9 @@ can be checked against whole entries; it is not used by logcap itself.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from logcap.config.sources import MultilineConfig
+from logcap.cli.pipeline_test import join_all
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, FileStream, ReadToken
 from logcap.pipeline.builtins import builtin_pipelines
@@ -39,28 +38,6 @@ def read_lines(path: Path) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
-def join_records(lines: list[str], spec: MultilineConfig) -> list[str]:
-    pattern = re.compile(spec.pattern)
-    records: list[list[str]] = []
-    open_record: list[str] | None = None
-    for line in lines:
-        marks = bool(pattern.search(line)) != spec.negate
-        if spec.match == "after":
-            if marks or open_record is None or len(open_record) >= spec.max_lines:
-                open_record = [line]
-                records.append(open_record)
-            else:
-                open_record.append(line)
-        else:
-            if open_record is None:
-                open_record = []
-                records.append(open_record)
-            open_record.append(line)
-            if marks or len(open_record) >= spec.max_lines:
-                open_record = None
-    return ["\n".join(r) for r in records]
-
-
 def builtin(name: str) -> CompiledPipeline:
     return builtin_pipelines()[name].compile()
 
@@ -70,7 +47,7 @@ def run_builtin(name: str, fixture: str, read_ns: int = READ_NS) -> Processed:
     pipeline = builtin(name)
     lines = read_lines(FIXTURES / fixture)
     if pipeline.multiline is not None:
-        lines = join_records(lines, pipeline.multiline)
+        lines = join_all(lines, pipeline.multiline)
     return pipeline.run(entries(lines, read_ns))
 
 

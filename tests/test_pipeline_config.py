@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from logcap.cli.main import main
+from logcap.components.sources import multiline_for
 from logcap.config import ConfigError, parse_config
 from logcap.pipeline.loading import load_routing
 from tests.pipeline_kit import entries
@@ -110,12 +111,26 @@ def test_a_pipeline_that_does_not_exist_is_refused_where_it_is_named(
            "'json'?)" in out
 
 
-def test_a_pipeline_that_joins_lines_is_refused_where_the_agent_would_run_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(tmp_path, source_extra=", pipeline: opensips")
-    code, out = check(config, capsys)
-    assert code == 2
-    assert "sources.files[0].pipeline: pipeline 'opensips' joins lines (a multiline stage)" in out
+def test_the_file_source_joins_lines_by_the_routed_pipelines_multiline_stage(
+        tmp_path: Path) -> None:
+    write(tmp_path / "routes.yml", "routes: [{path: '*/slow.log', pipeline: mysql_slow}]\n")
+    config = parse_config(textwrap.dedent(f"""
+        processing: {{routing_file: {tmp_path / 'routes.yml'}}}
+        sources:
+          files:
+            - {{name: db, include: [x]}}
+            - {{name: sip, include: [y], pipeline: opensips}}
+            - {{name: own, include: [z], pipeline: opensips, multiline: {{firstline: '^X'}}}}
+        """), {})
+    routing = load_routing(config, {})
+    db, sip, own = (multiline_for(s, routing) for s in config.sources.files)
+    slow = db("/var/log/mysql/slow.log")
+    assert slow is not None and slow.firstline == "^# User@Host: "
+    assert db("/var/log/mysql/error.log") is None
+    opensips = sip("/var/log/opensips.log")
+    assert opensips is not None and opensips == routing.pipelines["opensips"].multiline
+    mine = own("/var/log/z.log")
+    assert mine is not None and mine.firstline == "^X"  # the source's own key wins
 
 
 def test_a_missing_processing_file_is_refused_and_env_overrides_the_paths(

@@ -8,9 +8,10 @@ one that source's entries get (its ``pipeline`` key, else the routing rules, mat
 source's static labels and ``--path``, default FILE); with ``--pipeline`` it is named.
 
 Prints each resulting entry (timestamp, where it came from, labels, structured metadata,
-line), then every counted failure and drop by stage and reason. A pipeline with a multiline
-stage: the source-side joiner is not in this version, so the lines are run as read and a note
-says so on stderr.
+line), then every counted failure and drop by stage and reason. Lines are first joined as the
+file source joins them (:class:`~logcap.sources.multiline.LineJoiner`, the source's own
+``multiline`` key or the pipeline's multiline stage), with the end of the input closing the
+last entry.
 
 Exit codes: 0 done; 2 bad input (invalid config or processing files, an unknown source or
 pipeline, an unreadable FILE).
@@ -26,13 +27,15 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from logcap.config import Config
+from logcap.config.sources import MultilineConfig
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.pipeline.compiled import CompiledPipeline, Processed
 from logcap.pipeline.routing import Routing
 from logcap.sinks.loki.labels import render_labels
+from logcap.sources.multiline import END_OF_STREAM, LineJoiner, MultilineRule
 
-__all__ = ["add_subcommand", "run_test"]
+__all__ = ["add_subcommand", "join_all", "run_test"]
 
 NS = 1_000_000_000
 
@@ -56,13 +59,30 @@ def add_subcommand(sub: Any) -> None:
     test.add_argument("file", nargs="?", default="-", help="sample lines (default: stdin)")
 
 
-def _choose(config: Config, routing: Routing, args: argparse.Namespace,
-            path: str) -> tuple[CompiledPipeline | None, str, tuple[tuple[str, str], ...]]:
+def join_all(lines: list[str], spec: MultilineConfig) -> list[str]:
+    """``lines`` (one stream, complete) joined into entries as the file source joins them."""
+    joiner = LineJoiner(MultilineRule.of(spec))
+    out: list[str] = []
+    offset = 0
+    for line in lines:
+        end = offset + len(line.encode("utf-8", "surrogateescape")) + 1
+        out.extend(entry.text for entry in joiner.feed(line, offset, end, 0.0))
+        offset = end
+    last = joiner.flush(END_OF_STREAM)
+    if last is not None:
+        out.append(last.text)
+    return out
+
+
+def _choose(config: Config, routing: Routing, args: argparse.Namespace, path: str
+            ) -> tuple[CompiledPipeline | None, str, tuple[tuple[str, str], ...],
+                       MultilineConfig | None]:
     if args.pipeline:
         if args.pipeline not in routing.pipelines:
             raise UnknownName(f"no pipeline named {args.pipeline!r} (known: "
                               f"{', '.join(sorted(routing.pipelines))})")
-        return routing.router().compiled(args.pipeline), "test", ()
+        compiled = routing.router().compiled(args.pipeline)
+        return compiled, "test", (), compiled.multiline
     sources = {s.name: s for s in config.sources.files}
     source = sources.get(args.source)
     if source is None:
@@ -71,7 +91,8 @@ def _choose(config: Config, routing: Routing, args: argparse.Namespace,
     labels = tuple(sorted(dict(source.labels).items()))
     name = routing.pipeline_for(source.name, FILE_KIND, path, labels)
     pipeline = None if name is None else routing.router().compiled(name)
-    return pipeline, source.name, labels
+    multiline = source.multiline or (pipeline.multiline if pipeline is not None else None)
+    return pipeline, source.name, labels, multiline
 
 
 def _read_lines(stream: IO[str]) -> list[str]:
@@ -113,12 +134,14 @@ def run_test(config: Config, routing: Routing, args: argparse.Namespace,
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     path = args.path or ("" if args.file == "-" else os.path.abspath(args.file))
-    pipeline, source, labels = _choose(config, routing, args, path)
+    pipeline, source, labels, multiline = _choose(config, routing, args, path)
     if args.file == "-":
         lines = _read_lines(sys.stdin)
     else:
         with open(args.file, encoding="utf-8", errors="replace") as stream:
             lines = _read_lines(stream)
+    if multiline is not None:
+        lines = join_all(lines, multiline)
     read_ns = time.time_ns()
     token = ReadToken(source, FILE_KIND, None, 0, sum(len(x) + 1 for x in lines))
     entries = Entries(source, path or "-", labels, lines, read_ns, token)
@@ -127,7 +150,4 @@ def run_test(config: Config, routing: Routing, args: argparse.Namespace,
               "go on as read", file=err)
         render(Processed(entries, {}, {}), read_ns, out)
         return
-    if pipeline.multiline is not None:
-        print(f"note: pipeline {pipeline.name!r} joins lines at the source (multiline), which "
-              "is not implemented in this version: the lines are run as read", file=err)
     render(pipeline.run(entries, time.monotonic()), read_ns, out)

@@ -53,8 +53,7 @@ pipelines:
   opensips:
     stages:
       - multiline:
-          pattern: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
-          match: after
+          firstline: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
           max_lines: 500
       - replace: {expression: '#015#012', replace: '\r\n'}
       - regex:
@@ -105,8 +104,7 @@ pipelines:
   mysql_error:
     stages:
       - multiline:
-          pattern: '^(?:\d{4}-\d\d-\d\d[ T]|\d{6} +\d{1,2}:\d\d:\d\d)'
-          match: after
+          firstline: '^(?:\d{4}-\d\d-\d\d[ T]|\d{6} +\d{1,2}:\d\d:\d\d)'
       - regex:
           expression: >-
             (?x) ^(?P<time>\d{4}-\d\d-\d\d[ T]+\d{1,2}:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?
@@ -120,9 +118,9 @@ pipelines:
   mysql_slow:
     stages:
       - multiline:
-          pattern: '^# User@Host: '
-          match: after
+          firstline: '^# User@Host: '
           max_lines: 10000
+          max_bytes: 1MiB
       - replace: {expression: '\n# Time: [^\n]*\n?\Z', replace: ''}
       - replace:
           expression: >-

@@ -28,9 +28,9 @@ Checks across files: a source's ``pipeline`` and a rule's ``pipeline`` must name
 (built-in or defined), a rule's ``source`` an existing source. Every problem is reported
 at once, each as ``<file>: <key path>: <reason>`` (:class:`~logcap.config.errors.ConfigError`).
 
-Multiline joining runs at the source, which does not join lines in this version: a pipeline
-with a ``multiline`` stage may be defined and tried (``logcap pipeline test``), and is refused
-where the agent would run it (a source's ``pipeline``, a routing rule).
+A pipeline's ``multiline`` stage is run by the file source for the paths routed to the
+pipeline (:func:`logcap.components.sources.multiline_for`), unless the source has its own
+``multiline`` key, which wins.
 """
 
 from __future__ import annotations
@@ -132,9 +132,6 @@ def _usable(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:
         hint = did_you_mean(name, pipelines)
         known = " (known: " + ", ".join(sorted(pipelines)) + ")"
         return f"no pipeline named {name!r}{hint or known}"
-    if spec.multiline is not None:
-        return (f"pipeline {name!r} joins lines (a multiline stage), and multiline joining "
-                "is not implemented in this version")
     return None
 
 
