@@ -175,6 +175,29 @@ def exposition() -> bytes:
     """The Prometheus text exposition of :data:`REGISTRY`."""
     return generate_latest(REGISTRY)
 
+# -- processing (pipelines run by the shards) ---------------------------------------------------
+PIPELINE_FAILURES = Counter(
+    "logcap_pipeline_stage_failures_total",
+    "Lines on which a pipeline stage failed (the line went on unchanged), by pipeline, stage "
+    "('<index>:<kind>') and reason (no_match, missing_field, invalid_json, invalid_logfmt, "
+    "unparsable, error).",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_DROPS = Counter(
+    "logcap_pipeline_dropped_lines_total",
+    "Lines a pipeline dropped on purpose, by pipeline, stage and reason (rate_limit, or a drop "
+    "stage's conditions: regex, value, age, size joined by '+').",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_LINES = Counter(
+    "logcap_pipeline_lines_total",
+    "Lines that went into a pipeline, by pipeline.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+
 # -- disk buffer -------------------------------------------------------------------------------
 BUFFER_BYTES = Gauge(
     "logcap_buffer_size_bytes", "Bytes of segment files in the disk buffer.", registry=REGISTRY

@@ -8,6 +8,8 @@
 - ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
   Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
   labels and names.
+- ``processing`` (:class:`ProcessingConfig`): where the pipelines file and the routing file
+  are (loaded and checked by :mod:`logcap.pipeline.loading`).
 - ``dispatcher`` (:class:`DispatcherConfig`): the shards that batch, process and route lines,
   and the retries of failed deliveries (``retry_base_delay <= retry_max_delay``).
 
@@ -62,6 +64,7 @@ __all__ = [
     "DispatcherConfig",
     "FileSourceConfig",
     "MultilineConfig",
+    "ProcessingConfig",
     "SourcesConfig",
 ]
 
@@ -151,12 +154,6 @@ class FileSourceConfig(Section):
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
     encoding: str = text(DEFAULT_ENCODING, check=_check_encoding)
 
-    def problems(self) -> Iterator[Problem]:
-        # Accepted and without effect would be a bug: refused until processing is built.
-        if self.pipeline is not None:
-            yield Problem("pipeline", "pipelines are not implemented in this version "
-                          "(remove the key or set it to null)", ("pipeline",))
-
 
 @attrs.frozen
 class ContainersConfig(Section):
@@ -199,6 +196,16 @@ class SourcesConfig(Section):
                 )
             else:
                 first_index[source.name] = index
+
+
+@attrs.frozen
+class ProcessingConfig(Section):
+    """Where the pipelines file (named pipelines) and the routing file (which pipeline for
+    which source, path, container or labels) are; empty: none (the built-in pipelines can
+    still be named by a source's ``pipeline``)."""
+
+    pipelines_file: str = text("")
+    routing_file: str = text("")
 
 
 @attrs.frozen
