@@ -213,3 +213,17 @@ def test_entries_cut_at_a_cap_are_counted_by_cap(tmp_path: Path) -> None:
                             entry(2)]
     assert counts.take() == {"max_lines": 1, "complete": 2, "max_bytes": 1, "end_of_stream": 1}
     assert counts.take() == {} and counts.total["complete"] == 2
+
+
+def test_a_truncation_in_place_still_sends_the_entry_that_was_open(rig: Rig) -> None:
+    write(rig.log, entry(0), entry(1))
+    first = rig.poll()
+    assert lines_of(first) == [entry(0)]
+    os.truncate(rig.log, 0)  # no rotated copy anywhere: the old content is gone
+    write(rig.log, entry(2, tail=0), entry(3, tail=0))
+    got = rig.poll_all()
+    assert lines_of(got) == [entry(1), entry(2, tail=0)]
+    assert rig.counts.total["end_of_stream"] == 1
+    rig.ack(first + got)
+    rig.poll()
+    assert len(rig.tailer.retired) == 0  # the cut generation is closed once acknowledged

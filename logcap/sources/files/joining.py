@@ -15,8 +15,9 @@ reads, rewinds and drains it the same way:
   rule's timeout: :func:`entry_due`, checked by the tailer on every poll even when the file
   did not grow), and at the end of a file that will not grow any more (``final=True``, the
   last read of a rotated-away generation: reason ``end_of_stream``).
-* :meth:`reset` (a rewind, or truncation) forgets the open entry with the reader's pending
-  bytes: it is read again from the file.
+* :meth:`reset` (a rewind) forgets the open entry with the reader's pending bytes: it is read
+  again from the file. When the file was cut in place (its old content is gone), the tailer
+  closes the open entry as it is instead (:func:`held_entry`): it was read, so it is sent.
 
 A stop of the agent (SIGTERM) does not close the open entry: the committed position stays at
 its start, and the next run reads it again whole (never sent, so never a duplicate).
@@ -36,7 +37,8 @@ from logcap.sources.files.reader import CHUNK_BYTES, LineReader, ReadResult
 from logcap.sources.multiline import END_OF_STREAM, TIMEOUT, JoinedEntry, LineJoiner, MultilineRule
 from logcap.state.file_identity import hash_prefix
 
-__all__ = ["JoinCounts", "JoiningReader", "ReaderFactory", "entry_due", "reader_factory"]
+__all__ = ["JoinCounts", "JoiningReader", "ReaderFactory", "entry_due", "held_entry",
+           "reader_factory"]
 
 ReaderFactory = Callable[[str, int, int], "LineReader | JoiningReader"]
 """``(path, fd, offset) -> reader``: how a tailer makes the reader of a file generation."""
@@ -152,10 +154,27 @@ class JoiningReader:
             else self.prefix_hash(),
         )
 
+    def close_held(self) -> ReadResult | None:
+        """Close the open entry without reading (its file's content is gone: cut in place);
+        None when nothing is open."""
+        entry = self._joiner.flush(END_OF_STREAM)
+        if entry is None:
+            return None
+        self._counts.add(END_OF_STREAM)
+        start, self._offset = self._offset, entry.end
+        return ReadResult(lines=[entry.text], start_offset=start, end_offset=entry.end,
+                          bytes_read=0, eof=True)
+
     def _close(self, closed: list[JoinedEntry], reason: str) -> None:
         entry = self._joiner.flush(reason)
         if entry is not None:
             closed.append(entry)
+
+
+def held_entry(reader: LineReader | JoiningReader) -> ReadResult | None:
+    """The entry ``reader`` holds open, closed (see :meth:`JoiningReader.close_held`): for a
+    generation whose file was cut in place, so what was read is still sent."""
+    return reader.close_held() if isinstance(reader, JoiningReader) else None
 
 
 def entry_due(reader: LineReader | JoiningReader, now: float) -> bool:

@@ -74,7 +74,7 @@ from logcap.sources.files.generation import (
     covered_from,
     open_log,
 )
-from logcap.sources.files.joining import ReaderFactory, entry_due, reader_factory
+from logcap.sources.files.joining import ReaderFactory, entry_due, held_entry, reader_factory
 from logcap.sources.files.reader import ReadResult
 from logcap.sources.files.rotation import find_renamed, find_rotated_copy
 from logcap.state.file_identity import (
@@ -340,7 +340,12 @@ class SourceTailer:
         out = PollResult()
         now = self.clock()
         for gen in [*self.retired, *self.current.values()]:
-            if gen.finished or not self._has_room(gen):
+            if gen.finished:
+                held = held_entry(gen.reader)  # cut in place with a multiline entry open
+                if held is not None:
+                    out.entries.append(self._entries(gen, held))
+                continue
+            if not self._has_room(gen):
                 continue  # an ack (or nothing) wakes it up again
             if not gen.retired and gen.size <= gen.reader.read_position \
                     and not entry_due(gen.reader, now):
