@@ -137,8 +137,12 @@ class ReplaceStage:
             lines = batch.lines
             literal, contains = self.literal, self.contains
             for i, line in enumerate(lines):
-                if contains and not any(c in line for c in contains):
-                    continue
+                if contains:
+                    for c in contains:  # a plain loop: cheaper than any() per line
+                        if c in line:
+                            break
+                    else:
+                        continue
                 if literal is None:
                     lines[i] = sub(template, line)
                 elif literal in line:
