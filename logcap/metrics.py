@@ -74,7 +74,21 @@ SOURCE_ERRORS = Counter(
     ["source", "reason"],
     registry=REGISTRY,
 )
-SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error", "compressed",
+                        "max_open_files", "binary_run")
+SOURCE_OPEN_FILES = Gauge(
+    "logcap_source_open_files",
+    "File descriptors a source holds open (followed files and rotated files being drained).",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_FILES_CLOSED = Counter(
+    "logcap_source_files_closed_total",
+    "Files a source closed, by reason (drained, inactive, max_open_files).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SOURCE_CLOSE_REASONS = ("drained", "inactive", "max_open_files")
 SOURCE_PAUSES = Counter(
     "logcap_source_backpressure_pauses_total",
     "Times a source paused because the next stage was full.",

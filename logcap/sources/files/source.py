@@ -23,10 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logcap.metrics import POSITIONS_LAG, SOURCE_ERRORS, SOURCE_FILES, SOURCE_ROTATIONS
+from logcap.metrics import (
+    POSITIONS_LAG,
+    SOURCE_ERRORS,
+    SOURCE_FILES,
+    SOURCE_FILES_CLOSED,
+    SOURCE_OPEN_FILES,
+    SOURCE_ROTATIONS,
+)
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
-from logcap.sources.files.discovery import has_magic
+from logcap.sources.files.discovery import has_magic, matches
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.watcher import DirWatcher
 from logcap.state.positions import FilePosition
@@ -61,6 +68,9 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         max_line_bytes=source.max_line_bytes,
         encoding=source.encoding,
         batch_lines=config.dispatcher.batch_size,
+        drain_grace_s=source.rotate_wait,
+        close_inactive_s=source.close_inactive,
+        max_open_files=source.max_open_files,
     )
 
 
@@ -105,7 +115,9 @@ class FileSource:
         positions = [p for p in stored if isinstance(p, FilePosition)]
         self._tailer = SourceTailer(self.settings, positions, buffered=buffered)
         self._report(self.tailer.rescan())
-        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}")
+        include, exclude = self.settings.include, self.settings.exclude
+        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
+                                  wanted=lambda path: matches(path, include, exclude))
         self._watch()
 
     def _watch(self) -> None:
@@ -119,16 +131,26 @@ class FileSource:
             if "compressed (" in problem:
                 log.warning("%s: %s", self.name, problem)
                 reason = "compressed"
+            elif problem.startswith("max_open_files: "):
+                log.warning("%s: %s", self.name, problem)
+                reason = "max_open_files"
             else:
                 log.warning("%s: cannot read %s", self.name, problem)
                 reason = "permission_denied" if "permission" in problem else "io_error"
             SOURCE_ERRORS.labels(self.name, reason).inc()
 
     def on_wake(self) -> None:
+        self._adopt()
         now = self.clock()
         if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
             self._report(self.tailer.rescan())
+
+    def _adopt(self) -> None:
+        if self.watcher is not None:
+            arrivals = self.watcher.take_arrivals()
+            if arrivals:
+                self._report(self.tailer.adopt(arrivals))
 
     def on_tick(self) -> None:
         tailer = self.tailer
@@ -139,12 +161,20 @@ class FileSource:
             self._watch()
         if deep:
             tailer.check_rotation(deep=True)  # each read does the shallow check
-        SOURCE_FILES.labels(self.name).set(len(tailer.current))
+        tailer.close_idle()
+        tailer.sweep_dormant()
+        self._report(tailer.take_problems())
+        for reason, count in tailer.take_closes().items():
+            SOURCE_FILES_CLOSED.labels(self.name, reason).inc(count)
+        SOURCE_FILES.labels(self.name).set(len(tailer.current) + len(tailer.dormant))
+        SOURCE_OPEN_FILES.labels(self.name).set(tailer.open_count())
         POSITIONS_LAG.labels(self.name).set(tailer.lag_bytes())
 
     def read(self) -> Reading:
         tailer = self.tailer
+        self._adopt()
         tailer.check_rotation()
+        self._report(tailer.take_problems())
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
@@ -164,7 +194,8 @@ class FileSource:
     def status(self) -> dict[str, Any]:
         tailer = self.tailer
         return {"files": tailer.describe(), "errors": dict(tailer.errors),
-                "lag_bytes": tailer.lag_bytes(),
+                "lag_bytes": tailer.lag_bytes(), "open_files": tailer.open_count(),
+                "closed_files": len(tailer.dormant),
                 "inotify": self.watcher.active if self.watcher else False}
 
     def close(self) -> None:

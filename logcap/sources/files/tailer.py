@@ -56,6 +56,7 @@ import itertools
 import logging
 import os
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 
 from logcap.messages import Entries
@@ -63,10 +64,13 @@ from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
 from logcap.sources.files.compression import compression_of
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
+    DEFAULT_CLOSE_INACTIVE_S,
     DEFAULT_DRAIN_GRACE_S,
     DEFAULT_MAX_INFLIGHT_BATCHES,
     DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_MAX_OPEN_FILES,
     DEFAULT_READ_BYTES,
+    ClosedFile,
     Generation,
     PollResult,
     Read,
@@ -76,18 +80,22 @@ from logcap.sources.files.generation import (
 )
 from logcap.sources.files.reader import LineReader, ReadResult
 from logcap.sources.files.rotation import find_renamed, find_rotated_copy
+from logcap.sources.files.watcher import Arrival
 from logcap.state.file_identity import (
     FileIdentity,
     fingerprint_matches,
+    hash_prefix,
     identity_of,
     needs_refresh,
 )
 from logcap.state.positions import FilePosition, Validity, validate_file
 
 __all__ = [
+    "DEFAULT_CLOSE_INACTIVE_S",
     "DEFAULT_DRAIN_GRACE_S",
     "DEFAULT_MAX_INFLIGHT_BATCHES",
     "DEFAULT_MAX_INFLIGHT_BYTES",
+    "DEFAULT_MAX_OPEN_FILES",
     "DEFAULT_READ_BYTES",
     "Generation",
     "PollResult",
@@ -97,6 +105,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FINISHED_MEMORY = 4096
+"""How many drained-and-closed files the tailer remembers (to know them if they match again)."""
+CAP_PROBLEM = "max_open_files"
+"""The key of the problem shown while the descriptor cap cannot be kept."""
+
 
 class SkippedFile(Exception):
     """A file that matches the globs and is not read (compressed); the message says why."""
@@ -130,13 +144,27 @@ class SourceTailer:
         self.inflight_bytes = 0
         self._pending_rotations: list[str] = []
         self._pending_forget: list[tuple[int, int]] = []
+        self.dormant: dict[str, ClosedFile] = {}
+        """Current files closed while idle (close_inactive, max_open_files), by path: reopened
+        when ``stat`` shows a change, in the order they were closed."""
+        self.finished: OrderedDict[tuple[int, int], ClosedFile] = OrderedDict()
+        """Rotated files read to their end and closed (the last FINISHED_MEMORY), by key: a
+        file found again under a name the globs match is known, not read twice."""
+        self.closes: Counter[str] = Counter()
+        """Descriptors closed since the last :meth:`take_closes`, by reason."""
+        self._problems: list[str] = []
 
     # -- discovery -------------------------------------------------------------------------
 
     def rescan(self) -> list[str]:
-        """Pick up files that appeared; returns new problems (path: reason) to report."""
+        """Pick up files that appeared; returns new problems (path: reason) to report.
+
+        A matched path whose file is already followed (under another name: a rotated file
+        the globs match too), or is a drained file unchanged since it was closed, is not
+        opened; one that is a known file under a new name continues from its offset.
+        """
         result = scan(self.settings.include, self.settings.exclude)
-        problems = []
+        problems = self.take_problems()
         for err in result.errors:
             if self.errors.get(err.path) != err.reason:
                 problems.append(f"{err.path}: {err.reason}")
@@ -144,35 +172,139 @@ class SourceTailer:
         for path in list(self.errors):
             if path in result.files and not self._still_skipped(path, result.files[path]):
                 del self.errors[path]
+        followed = self._open_keys()
         for path, st in result.files.items():
-            if path not in self.current and not self._still_skipped(path, st):
-                try:
-                    self._discover(path, st.st_size)
-                except (OSError, SkippedFile) as exc:
-                    reason = str(exc) if isinstance(exc, SkippedFile) else exc.strerror or str(exc)
-                    if self.errors.get(path) != reason:
-                        problems.append(f"{path}: {reason}")
-                    self.errors[path] = reason
+            if path in self.current or path in self.dormant or self._still_skipped(path, st):
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in followed:
+                continue
+            done = self.finished.get(key)
+            if done is not None and done.unchanged(st):
+                continue
+            self._open_path(path, st.st_size, problems)
+            followed = self._open_keys()
         self._first_scan = False
+        self._enforce_cap()
         return problems
+
+    def take_problems(self) -> list[str]:
+        """Problems found outside :meth:`rescan` (by a rotation check or a sweep)."""
+        problems, self._problems = self._problems, []
+        return problems
+
+    def _open_path(self, path: str, size: int, problems: list[str]) -> None:
+        try:
+            self._discover(path, size)
+        except (OSError, SkippedFile) as exc:
+            reason = str(exc) if isinstance(exc, SkippedFile) else exc.strerror or str(exc)
+            if self.errors.get(path) != reason:
+                problems.append(f"{path}: {reason}")
+            self.errors[path] = reason
 
     def _still_skipped(self, path: str, st: os.stat_result) -> bool:
         """``path`` is the compressed file we skipped (same dev and inode)."""
         return self._skipped.get(path) == (st.st_dev, st.st_ino)
 
-    def _discover(self, path: str, size: int) -> None:
-        fd = open_log(path)
-        try:
-            identity = identity_of(fd)
-            compressed = compression_of(fd)
-        except OSError:
-            os.close(fd)
-            raise
+    def _open_keys(self) -> dict[tuple[int, int], Generation]:
+        return {gen.key: gen for gen in [*self.retired, *self.current.values()]}
+
+    def _check_compressed(self, path: str, fd: int, identity: FileIdentity) -> None:
+        compressed = compression_of(fd)
         if compressed is not None:
             os.close(fd)
             self._skipped[path] = (identity.dev, identity.ino)
             raise SkippedFile(f"compressed ({compressed}): skipped, never shipped as text")
         self._skipped.pop(path, None)
+
+    def _known(self, origin: str, path: str, fd: int, identity: FileIdentity) -> bool:
+        """Is the open file ``fd`` (now at ``path``, first seen at ``origin``) one the tailer
+        knows? Then it is handled here (closed, or resumed from its offset) and True."""
+        key = (identity.dev, identity.ino)
+        if key in self._open_keys():
+            os.close(fd)  # followed already: never read twice
+            return True
+        size = os.fstat(fd).st_size
+        for dpath, closed in list(self.dormant.items()):
+            if closed.key != key:
+                continue
+            del self.dormant[dpath]
+            if not closed.same_content(fd, size):
+                break  # its inode was reused while it was closed: a new file
+            gen = self._new_gen(dpath, fd, identity, closed.offset)
+            if path == dpath:
+                self.current[dpath] = gen
+            else:  # renamed while it was closed: read its tail, then close it
+                log.info("%s: %s was renamed to %s while closed; reading it from %d",
+                         self.settings.source, dpath, path, closed.offset)
+                self._retire(gen, "rename")
+            return True
+        done = self.finished.get(key)
+        if done is not None:
+            if not done.same_content(fd, size):
+                del self.finished[key]
+                self._pending_rotations.append("inode_reuse")
+                log.info("%s: %s (inode %d) is a new file in a reused inode; reading it from 0",
+                         self.settings.source, path, identity.ino)
+                return False
+            if size <= done.offset:
+                os.close(fd)  # read to its end already
+                st = os.fstat(fd)
+                self.finished[key] = ClosedFile(done.path, done.identity, done.offset, size,
+                                                st.st_mtime_ns, done.prefix)
+                return True
+            del self.finished[key]
+            gen = self._new_gen(done.path, fd, identity, done.offset)
+            self._retire(gen, "rename")  # it grew after it was drained: read the rest
+            return True
+        return False
+
+    def adopt(self, arrivals: Iterable[Arrival]) -> list[str]:
+        """Take the files the watcher opened at once (a creation or rename at a wanted path).
+
+        A followed file's descriptor is closed; a known one continues from its offset; a new
+        one at its wanted path with nothing followed there becomes the path's file, else it is
+        a generation rotated away before the tailer saw it, read from 0 to its end and closed.
+        """
+        problems: list[str] = []
+        for arrival in arrivals:
+            fd = arrival.fd
+            try:
+                identity = identity_of(fd)
+                self._check_compressed(arrival.path, fd, identity)
+            except SkippedFile as exc:
+                if self.errors.get(arrival.path) != str(exc):
+                    problems.append(f"{arrival.path}: {exc}")
+                self.errors[arrival.path] = str(exc)
+                continue
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                continue
+            if self._known(arrival.origin, arrival.path, fd, identity):
+                continue
+            origin = arrival.origin
+            if arrival.path == origin and origin not in self.current \
+                    and origin not in self.dormant:
+                self._add_current(origin, fd, identity, self._past_buffered(fd, identity, 0))
+            else:
+                gen = self._new_gen(origin, fd, identity, 0)
+                self._retire(gen, "rename")
+                log.info("%s: %s (first seen at %s) was rotated before it was read; reading it "
+                         "in full", self.settings.source, arrival.path, origin)
+        self._enforce_cap()
+        return problems
+
+    def _discover(self, path: str, size: int) -> None:
+        fd = open_log(path)
+        try:
+            identity = identity_of(fd)
+            self._check_compressed(path, fd, identity)
+        except OSError:
+            os.close(fd)
+            raise
+        if self._known(path, path, fd, identity):
+            return
         stored = self._stored.pop(path, [])
         offset = 0 if not self._first_scan or self.settings.start_at == "beginning" else size
         mine = [p for p in stored if p.key == (identity.dev, identity.ino)
@@ -236,6 +368,7 @@ class SourceTailer:
             committed=offset,
         )
         gen.size = os.fstat(fd).st_size
+        gen.last_active = self.clock()
         self.generations[gen.gen_id] = gen
         return gen
 
@@ -244,7 +377,12 @@ class SourceTailer:
 
     def _retire_at(self, path: str, pos: FilePosition) -> None:
         fd = open_log(path)
-        gen = self._new_gen(pos.path, fd, identity_of(fd), pos.offset)
+        identity = identity_of(fd)
+        for cpath, other in list(self.current.items()):
+            if other.key == (identity.dev, identity.ino) and not other.inflight:
+                del self.current[cpath]  # found by the globs first: its stored offset wins
+                self._close(other)
+        gen = self._new_gen(pos.path, fd, identity, pos.offset)
         gen.retired = True
         gen.idle_since = self.clock()
         self.retired.append(gen)
@@ -263,11 +401,7 @@ class SourceTailer:
             if (st.st_dev, st.st_ino) != gen.key:
                 self._retire(gen, "rename")
                 del self.current[path]
-                try:
-                    fd = open_log(path)
-                    self._add_current(path, fd, identity_of(fd), 0)
-                except OSError:
-                    pass  # picked up by the next rescan
+                self._open_path(path, 0, self._problems)  # read from 0, or known by identity
                 continue
             if st.st_size < gen.reader.read_position:
                 self._truncated(path, gen)
@@ -279,6 +413,8 @@ class SourceTailer:
             if (deep or unread) and not fingerprint_matches(gen.identity.fingerprint, gen.fd):
                 self._truncated(path, gen, fallback="inode_reuse")
                 continue
+            if st.st_size != gen.size:
+                gen.last_active = self.clock()
             gen.size = st.st_size
             if needs_refresh(gen.identity.fingerprint, st.st_size):
                 gen.identity = identity_of(gen.fd)
@@ -355,6 +491,7 @@ class SourceTailer:
                 out.bytes += result.end_offset - result.start_offset
                 out.truncated_lines += result.truncated_count
                 gen.idle_since = None
+                gen.last_active = now
             if result.eof:
                 if gen.retired:
                     if gen.idle_since is None:
@@ -368,6 +505,11 @@ class SourceTailer:
         return out
 
     def _entries(self, gen: Generation, result: ReadResult) -> Entries:
+        if needs_refresh(gen.identity.fingerprint, result.end_offset):
+            # A token's identity must tell this content from the next file in a reused
+            # inode: a fingerprint of the empty file it was when opened would not (the sinks'
+            # deduplication would take the new file's lines for ones already delivered).
+            gen.identity = identity_of(gen.fd)
         ident = gen.identity
         token = ReadToken(self.settings.source, FILE_KIND,
                           FileStream(ident.dev, ident.ino, ident.fingerprint),
@@ -384,7 +526,10 @@ class SourceTailer:
         keep = []
         for gen in self.retired:
             if gen.finished and not gen.inflight:
+                if not gen.exhausted:
+                    self._remember_finished(gen)
                 self._close(gen)
+                self.closes["drained"] += 1
                 out.forget.append(gen.key)
             else:
                 keep.append(gen)
@@ -396,6 +541,134 @@ class SourceTailer:
         self.generations.pop(gen.gen_id, None)
         with contextlib.suppress(OSError):
             os.close(gen.fd)
+
+    def _closed_file(self, gen: Generation) -> ClosedFile | None:
+        """What to remember of ``gen`` once it is closed (None if it cannot be examined)."""
+        try:
+            st = os.fstat(gen.fd)
+            offset = gen.reader.offset
+            prefix = hash_prefix(gen.fd, offset) if offset else ""
+        except OSError:
+            return None
+        return ClosedFile(gen.path, gen.identity, offset, st.st_size, st.st_mtime_ns, prefix)
+
+    def _remember_finished(self, gen: Generation) -> None:
+        closed = self._closed_file(gen)
+        if closed is None:
+            return
+        self.finished[closed.key] = closed
+        self.finished.move_to_end(closed.key)
+        while len(self.finished) > FINISHED_MEMORY:
+            self.finished.popitem(last=False)
+
+    # -- open descriptors ------------------------------------------------------------------
+
+    def open_count(self) -> int:
+        """Descriptors held: every current and retired generation."""
+        return len(self.current) + len(self.retired)
+
+    def take_closes(self) -> Counter[str]:
+        """Descriptors closed since the last call, by reason (drained, inactive,
+        max_open_files), for the metrics."""
+        closes, self.closes = self.closes, Counter()
+        return closes
+
+    def _make_dormant(self, path: str, gen: Generation, reason: str) -> None:
+        closed = self._closed_file(gen)
+        if closed is None:
+            return
+        del self.current[path]
+        self._close(gen)
+        self.dormant[path] = closed
+        self.closes[reason] += 1
+
+    def close_idle(self) -> None:
+        """Close the current files that have had no new data for ``close_inactive``
+        (reopened by :meth:`sweep_dormant` when they change)."""
+        limit = self.clock() - self.settings.close_inactive_s
+        for path, gen in list(self.current.items()):
+            if gen.last_active <= limit and gen.fully_read:
+                self._make_dormant(path, gen, "inactive")
+
+    def _enforce_cap(self) -> None:
+        """Keep the descriptors at ``max_open_files``: close the least recently active
+        current files that are fully read (reopened when they change). Rotated files being
+        drained are never closed for the cap (their lines would be lost); while nothing can
+        be closed, the cap is exceeded and that is a problem of the source."""
+        cap = self.settings.max_open_files
+        excess = self.open_count() - cap
+        if excess > 0:
+            closable = sorted((gen for gen in self.current.values() if gen.fully_read),
+                              key=lambda gen: gen.last_active)
+            for gen in closable[:excess]:
+                self._make_dormant(gen.path, gen, "max_open_files")
+            excess = self.open_count() - cap
+        if excess > 0:
+            if CAP_PROBLEM not in self.errors:
+                reason = (f"{self.open_count()} files open, over the cap of {cap}: none can "
+                          "be closed yet (unread data, reads in flight, or rotated files "
+                          "being drained)")
+                self.errors[CAP_PROBLEM] = reason
+                self._problems.append(f"{CAP_PROBLEM}: {reason}")
+        else:
+            self.errors.pop(CAP_PROBLEM, None)
+
+    def sweep_dormant(self) -> None:
+        """Reopen the closed current files that changed (by ``stat``), as room under the cap
+        allows (the longest closed first). A file found rotated while closed has its unread
+        tail read under its new name; a reused inode or a file shorter than its offset is a
+        new file, read from 0."""
+        self._enforce_cap()
+        room = self.settings.max_open_files - self.open_count()
+        for path, closed in list(self.dormant.items()):
+            if room <= 0:
+                break
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            if st is not None and closed.unchanged(st):
+                continue
+            del self.dormant[path]
+            room -= 1
+            if st is None or (st.st_dev, st.st_ino) != closed.key:
+                self._follow_closed_away(closed)
+                if st is not None:
+                    self._open_path(path, st.st_size, self._problems)
+                continue
+            try:
+                fd = open_log(path)
+            except OSError:
+                self.dormant[path] = closed  # try again at the next sweep
+                continue
+            if closed.same_content(fd, os.fstat(fd).st_size):
+                self.current[path] = self._new_gen(path, fd, identity_of(fd), closed.offset)
+            else:
+                log.info("%s: %s changed while closed (truncated, or a reused inode); reading "
+                         "it from 0", self.settings.source, path)
+                self._pending_rotations.append("inode_reuse")
+                self._pending_forget.append(closed.key)
+                self._add_current(path, fd, identity_of(fd), 0)
+        self._enforce_cap()
+
+    def _follow_closed_away(self, closed: ClosedFile) -> None:
+        """A closed file's path names another file now: read what it gained under its rotated
+        name, if it is there and did."""
+        renamed = find_renamed(os.path.dirname(closed.path), os.path.basename(closed.path),
+                               closed.identity)
+        if renamed is not None:
+            try:
+                fd = open_log(renamed)
+            except OSError:
+                renamed = None
+            else:
+                size = os.fstat(fd).st_size
+                if size > closed.offset and closed.same_content(fd, size):
+                    gen = self._new_gen(closed.path, fd, identity_of(fd), closed.offset)
+                    self._retire(gen, "rename")
+                    return
+                os.close(fd)
+        self._pending_forget.append(closed.key)
 
     # -- acknowledgements ------------------------------------------------------------------
 
@@ -459,7 +732,14 @@ class SourceTailer:
                          "fingerprint": gen.identity.fingerprint, "committed": gen.committed,
                          "read": gen.reader.offset, "size": gen.size,
                          "lag_bytes": max(0, gen.size - gen.committed),
-                         "retired": gen.retired, "inflight_batches": len(gen.inflight)})
+                         "retired": gen.retired, "inflight_batches": len(gen.inflight),
+                         "open": True})
+        for path, closed in self.dormant.items():
+            rows.append({"path": path, "dev": closed.identity.dev, "ino": closed.identity.ino,
+                         "fingerprint": closed.identity.fingerprint, "committed": closed.offset,
+                         "read": closed.offset, "size": closed.size,
+                         "lag_bytes": max(0, closed.size - closed.offset), "retired": False,
+                         "inflight_batches": 0, "open": False})
         return rows
 
     def close(self) -> None:
