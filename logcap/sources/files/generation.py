@@ -118,7 +118,7 @@ class Generation:
     @property
     def fully_read(self) -> bool:
         """No read in flight and nothing read is unsent: it may be closed and reopened."""
-        return not self.inflight and self.size <= self.reader.offset
+        return not self.inflight and self.size <= self.reader.read_position
 
     def position(self, now: float) -> FilePosition:
         prefix = hash_prefix(self.fd, self.committed) if self.committed else ""

@@ -144,6 +144,9 @@ class SourceTailer:
         self.inflight_bytes = 0
         self._pending_rotations: list[str] = []
         self._pending_forget: list[tuple[int, int]] = []
+        self.waiting: dict[str, bool] = {}
+        """Paths matched while the cap was reached, never opened yet (value: found by the
+        first scan, so ``start_at`` applies): opened by :meth:`sweep_dormant` as room allows."""
         self.dormant: dict[str, ClosedFile] = {}
         """Current files closed while idle (close_inactive, max_open_files), by path: reopened
         when ``stat`` shows a change, in the order they were closed."""
@@ -164,7 +167,7 @@ class SourceTailer:
         opened; one that is a known file under a new name continues from its offset.
         """
         result = scan(self.settings.include, self.settings.exclude)
-        problems = self.take_problems()
+        problems: list[str] = []
         for err in result.errors:
             if self.errors.get(err.path) != err.reason:
                 problems.append(f"{err.path}: {err.reason}")
@@ -174,7 +177,8 @@ class SourceTailer:
                 del self.errors[path]
         followed = self._open_keys()
         for path, st in result.files.items():
-            if path in self.current or path in self.dormant or self._still_skipped(path, st):
+            if path in self.current or path in self.dormant or path in self.waiting \
+                    or self._still_skipped(path, st):
                 continue
             key = (st.st_dev, st.st_ino)
             if key in followed:
@@ -182,10 +186,18 @@ class SourceTailer:
             done = self.finished.get(key)
             if done is not None and done.unchanged(st):
                 continue
+            if self.open_count() >= self.settings.max_open_files:
+                self._enforce_cap(room_for=1)
+            if self.open_count() >= self.settings.max_open_files:
+                self.waiting[path] = self._first_scan  # opened by sweep_dormant, as room allows
+                continue
             self._open_path(path, st.st_size, problems)
             followed = self._open_keys()
+        for path in [p for p in self.waiting if p not in result.files]:
+            del self.waiting[path]
         self._first_scan = False
         self._enforce_cap()
+        problems.extend(self.take_problems())
         return problems
 
     def take_problems(self) -> list[str]:
@@ -193,9 +205,10 @@ class SourceTailer:
         problems, self._problems = self._problems, []
         return problems
 
-    def _open_path(self, path: str, size: int, problems: list[str]) -> None:
+    def _open_path(self, path: str, size: int, problems: list[str],
+                   first: bool = False) -> None:
         try:
-            self._discover(path, size)
+            self._discover(path, size, first or self._first_scan)
         except (OSError, SkippedFile) as exc:
             reason = str(exc) if isinstance(exc, SkippedFile) else exc.strerror or str(exc)
             if self.errors.get(path) != reason:
@@ -295,7 +308,9 @@ class SourceTailer:
         self._enforce_cap()
         return problems
 
-    def _discover(self, path: str, size: int) -> None:
+    def _discover(self, path: str, size: int, first: bool) -> None:
+        """Follow the file at ``path``: known by identity, or resumed from a stored position,
+        or new (at ``start_at`` if ``first``: present at the first scan; else from 0)."""
         fd = open_log(path)
         try:
             identity = identity_of(fd)
@@ -306,7 +321,7 @@ class SourceTailer:
         if self._known(path, path, fd, identity):
             return
         stored = self._stored.pop(path, [])
-        offset = 0 if not self._first_scan or self.settings.start_at == "beginning" else size
+        offset = 0 if not first or self.settings.start_at == "beginning" else size
         mine = [p for p in stored if p.key == (identity.dev, identity.ino)
                 and fingerprint_matches(p.fingerprint, fd)]
         for pos in stored:
@@ -575,8 +590,8 @@ class SourceTailer:
 
     def _make_dormant(self, path: str, gen: Generation, reason: str) -> None:
         closed = self._closed_file(gen)
-        if closed is None:
-            return
+        if closed is None or closed.size > closed.offset + gen.reader.pending_bytes:
+            return  # it grew since it was last looked at: read that first
         del self.current[path]
         self._close(gen)
         self.dormant[path] = closed
@@ -590,12 +605,13 @@ class SourceTailer:
             if gen.last_active <= limit and gen.fully_read:
                 self._make_dormant(path, gen, "inactive")
 
-    def _enforce_cap(self) -> None:
+    def _enforce_cap(self, room_for: int = 0) -> None:
         """Keep the descriptors at ``max_open_files``: close the least recently active
         current files that are fully read (reopened when they change). Rotated files being
         drained are never closed for the cap (their lines would be lost); while nothing can
-        be closed, the cap is exceeded and that is a problem of the source."""
-        cap = self.settings.max_open_files
+        be closed, the cap is exceeded. While it is reached (or files wait to be opened:
+        :attr:`waiting`), that is a problem of the source, reported once."""
+        cap = self.settings.max_open_files - room_for
         excess = self.open_count() - cap
         if excess > 0:
             closable = sorted((gen for gen in self.current.values() if gen.fully_read),
@@ -603,11 +619,11 @@ class SourceTailer:
             for gen in closable[:excess]:
                 self._make_dormant(gen.path, gen, "max_open_files")
             excess = self.open_count() - cap
-        if excess > 0:
+        if excess > 0 or self.waiting:
             if CAP_PROBLEM not in self.errors:
-                reason = (f"{self.open_count()} files open, over the cap of {cap}: none can "
-                          "be closed yet (unread data, reads in flight, or rotated files "
-                          "being drained)")
+                reason = (f"cap of {self.settings.max_open_files} open files reached: files "
+                          "are closed once read and others opened in turn (rotated files "
+                          "being drained are never closed for it)")
                 self.errors[CAP_PROBLEM] = reason
                 self._problems.append(f"{CAP_PROBLEM}: {reason}")
         else:
@@ -618,17 +634,30 @@ class SourceTailer:
         allows (the longest closed first). A file found rotated while closed has its unread
         tail read under its new name; a reused inode or a file shorter than its offset is a
         new file, read from 0."""
-        self._enforce_cap()
-        room = self.settings.max_open_files - self.open_count()
-        for path, closed in list(self.dormant.items()):
-            if room <= 0:
-                break
+        cap = self.settings.max_open_files
+        changed: list[tuple[str, ClosedFile, os.stat_result | None]] = []
+        for path, closed in self.dormant.items():
             try:
-                st = os.stat(path)
+                st: os.stat_result | None = os.stat(path)
             except OSError:
                 st = None
-            if st is not None and closed.unchanged(st):
-                continue
+            if st is None or not closed.unchanged(st):
+                changed.append((path, closed, st))
+        wanted = len(self.waiting) + len(changed)
+        # Make room: fully read files are closed (least recently active first) so that the
+        # ones waiting get their turn; at most half the cap at a time.
+        self._enforce_cap(room_for=min(wanted, max(1, cap // 2)) if wanted else 0)
+        room = cap - self.open_count()
+        for path, first in list(self.waiting.items()):
+            if room <= 0:
+                break
+            del self.waiting[path]
+            room -= 1
+            self._open_path(path, 0 if not first else self._size_of(path), self._problems,
+                            first=first)
+        for path, closed, st in changed:
+            if room <= 0:
+                break
             del self.dormant[path]
             room -= 1
             if st is None or (st.st_dev, st.st_ino) != closed.key:
@@ -650,6 +679,13 @@ class SourceTailer:
                 self._pending_forget.append(closed.key)
                 self._add_current(path, fd, identity_of(fd), 0)
         self._enforce_cap()
+
+    @staticmethod
+    def _size_of(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return 0
 
     def _follow_closed_away(self, closed: ClosedFile) -> None:
         """A closed file's path names another file now: read what it gained under its rotated
