@@ -34,6 +34,17 @@ def make(tmp: Path, clock: Clock, include: str = "*.log", **kw: object) -> Sourc
     return SourceTailer(settings, clock=clock)
 
 
+def started(tmp: Path, clock: Clock, made: list[SourceTailer], lines: list[str],
+            include: str = "*.log", **kw: object) -> tuple[Path, SourceTailer]:
+    """``app.log`` holding ``lines``, and a tailer that found it."""
+    log = tmp / "app.log"
+    write(log, *lines)
+    tailer = make(tmp, clock, include, **kw)
+    made.append(tailer)
+    tailer.rescan()
+    return log, tailer
+
+
 def pump(tailer: SourceTailer, clock: Clock, rounds: int = 6) -> list[str]:
     """Read and acknowledge everything there is; retired files drain past rotate_wait."""
     lines: list[str] = []
@@ -63,11 +74,7 @@ def tailers() -> Iterator[list[SourceTailer]]:
 
 def test_a_renamed_file_the_globs_still_match_is_not_read_again(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "a1", "a2")
-    tailer = make(tmp_path, clock, "*.log*")
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["a1", "a2"], "*.log*")
     assert pump(tailer, clock) == ["a1", "a2"]
     log.rename(tmp_path / "app.log.1")
     write(log, "b1")
@@ -80,11 +87,7 @@ def test_a_renamed_file_the_globs_still_match_is_not_read_again(
 
 def test_a_generation_rotated_before_the_tailer_looked_is_read_in_full_from_its_arrival(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "a1")
-    tailer = make(tmp_path, clock)
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["a1"])
     assert pump(tailer, clock) == ["a1"]
     # app.log renamed; B created, opened by the watcher, written and renamed; C created.
     log.rename(tmp_path / "app.log.1")
@@ -98,11 +101,7 @@ def test_a_generation_rotated_before_the_tailer_looked_is_read_in_full_from_its_
 
 def test_the_arrival_of_a_file_already_followed_is_closed_and_nothing_is_read_twice(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "a1")
-    tailer = make(tmp_path, clock)
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["a1"])
     fd = open_log(str(log))
     tailer.adopt([Arrival(str(log), str(log), fd)])
     with pytest.raises(OSError):
@@ -113,11 +112,7 @@ def test_the_arrival_of_a_file_already_followed_is_closed_and_nothing_is_read_tw
 
 def test_an_idle_file_is_closed_after_close_inactive_and_reopened_at_its_offset(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "a1")
-    tailer = make(tmp_path, clock, close_inactive_s=60.0)
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["a1"], close_inactive_s=60.0)
     assert pump(tailer, clock) == ["a1"]
     tailer.close_idle()
     assert tailer.open_count() == 1  # not idle long enough
@@ -135,11 +130,8 @@ def test_an_idle_file_is_closed_after_close_inactive_and_reopened_at_its_offset(
 
 def test_a_closed_file_truncated_and_rewritten_while_closed_is_read_from_zero(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "old line one", "old line two")
-    tailer = make(tmp_path, clock, close_inactive_s=1.0)
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["old line one", "old line two"],
+                          close_inactive_s=1.0)
     pump(tailer, clock)
     clock.now += 5
     tailer.close_idle()
@@ -150,11 +142,7 @@ def test_a_closed_file_truncated_and_rewritten_while_closed_is_read_from_zero(
 
 def test_a_closed_file_renamed_and_grown_while_closed_has_its_tail_read(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    log = tmp_path / "app.log"
-    write(log, "a1")
-    tailer = make(tmp_path, clock, close_inactive_s=1.0)
-    tailers.append(tailer)
-    tailer.rescan()
+    log, tailer = started(tmp_path, clock, tailers, ["a1"], close_inactive_s=1.0)
     pump(tailer, clock)
     clock.now += 5
     tailer.close_idle()
