@@ -6,10 +6,13 @@ read window, commits) and adds the file source's own wake-ups:
 * an inotify thread (:class:`~logcap.sources.files.watcher.DirWatcher`) on the glob roots and
   the directories of followed files calls ``wake``; :meth:`FileSource.on_wake` re-scans the
   globs (new files), at most every ``WAKE_RESCAN_MIN_S``;
-* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path happens at
-  each read anyway (rotation, growth); every ``DEEP_CHECK_EVERY`` ticks (and on every tick
-  without inotify) also a re-scan of the globs and a fingerprint check (inode reuse). The
-  fallback when inotify misses something. It also sets the files and lag gauges.
+* each read ``stat`` s the paths that had directory events since the last read (every path
+  without inotify, or after an overflow) and adopts the files the watcher opened at once;
+* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path (rotation,
+  growth), idle files closed (``close_inactive``), closed files that changed reopened under
+  ``max_open_files``; every ``DEEP_CHECK_EVERY`` ticks (and on every tick without inotify)
+  also a re-scan of the globs and a fingerprint check (inode reuse). The fallback when
+  inotify misses something. It also sets the files, open files and lag gauges.
 
 Files it cannot read are logged once per new reason, counted
 (``logcap_source_errors_total``), and listed in :meth:`status`; they never fail the source.
@@ -145,6 +148,7 @@ class FileSource:
         if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
             self._report(self.tailer.rescan())
+            self.tailer.sweep_dormant()
 
     def _adopt(self) -> None:
         if self.watcher is not None:
@@ -159,8 +163,7 @@ class FileSource:
         if deep or not (self.watcher and self.watcher.active):
             self._report(tailer.rescan())
             self._watch()
-        if deep:
-            tailer.check_rotation(deep=True)  # each read does the shallow check
+        tailer.check_rotation(deep=deep)  # every path; a read looks only at those with events
         tailer.close_idle()
         tailer.sweep_dormant()
         self._report(tailer.take_problems())
@@ -173,7 +176,7 @@ class FileSource:
     def read(self) -> Reading:
         tailer = self.tailer
         self._adopt()
-        tailer.check_rotation()
+        tailer.check_rotation(paths=self.watcher.take_touched() if self.watcher else None)
         self._report(tailer.take_problems())
         result = tailer.poll()
         for kind in result.rotations:

@@ -148,6 +148,7 @@ class SourceTailer:
         """Paths matched while the cap was reached, never opened yet (value: found by the
         first scan, so ``start_at`` applies): opened by :meth:`sweep_dormant` as room allows."""
         self.dormant: dict[str, ClosedFile] = {}
+        self._dormant_keys: dict[tuple[int, int], str] = {}
         """Current files closed while idle (close_inactive, max_open_files), by path: reopened
         when ``stat`` shows a change, in the order they were closed."""
         self.finished: OrderedDict[tuple[int, int], ClosedFile] = OrderedDict()
@@ -238,12 +239,11 @@ class SourceTailer:
             os.close(fd)  # followed already: never read twice
             return True
         size = os.fstat(fd).st_size
-        for dpath, closed in list(self.dormant.items()):
-            if closed.key != key:
-                continue
-            del self.dormant[dpath]
+        dpath = self._dormant_keys.get(key)
+        if dpath is not None:
+            closed = self._undormant(dpath)
             if not closed.same_content(fd, size):
-                break  # its inode was reused while it was closed: a new file
+                return False  # its inode was reused while it was closed: a new file
             gen = self._new_gen(dpath, fd, identity, closed.offset)
             if path == dpath:
                 self.current[dpath] = gen
@@ -404,9 +404,14 @@ class SourceTailer:
 
     # -- rotation --------------------------------------------------------------------------
 
-    def check_rotation(self, deep: bool = False) -> None:
-        """Look at every path; retire generations whose file was rotated (module table)."""
-        for path, gen in list(self.current.items()):
+    def check_rotation(self, deep: bool = False, paths: set[str] | None = None) -> None:
+        """Look at every path (or only ``paths``, those with directory events since the last
+        look); retire generations whose file was rotated (module table)."""
+        if paths is None:
+            looked = list(self.current.items())
+        else:
+            looked = [(path, self.current[path]) for path in paths if path in self.current]
+        for path, gen in looked:
             try:
                 st = os.stat(path)
             except OSError:
@@ -594,8 +599,18 @@ class SourceTailer:
             return  # it grew since it was last looked at: read that first
         del self.current[path]
         self._close(gen)
-        self.dormant[path] = closed
+        self._put_dormant(path, closed)
         self.closes[reason] += 1
+
+    def _put_dormant(self, path: str, closed: ClosedFile) -> None:
+        self.dormant[path] = closed
+        self._dormant_keys[closed.key] = path
+
+    def _undormant(self, path: str) -> ClosedFile:
+        closed = self.dormant.pop(path)
+        if self._dormant_keys.get(closed.key) == path:
+            del self._dormant_keys[closed.key]
+        return closed
 
     def close_idle(self) -> None:
         """Close the current files that have had no new data for ``close_inactive``
@@ -658,7 +673,7 @@ class SourceTailer:
         for path, closed, st in changed:
             if room <= 0:
                 break
-            del self.dormant[path]
+            self._undormant(path)
             room -= 1
             if st is None or (st.st_dev, st.st_ino) != closed.key:
                 self._follow_closed_away(closed)
@@ -668,7 +683,7 @@ class SourceTailer:
             try:
                 fd = open_log(path)
             except OSError:
-                self.dormant[path] = closed  # try again at the next sweep
+                self._put_dormant(path, closed)  # try again at the next sweep
                 continue
             if closed.same_content(fd, os.fstat(fd).st_size):
                 self.current[path] = self._new_gen(path, fd, identity_of(fd), closed.offset)

@@ -14,6 +14,9 @@ created at, or moved from, a wanted path the moment it reads the event, before c
 still held by that descriptor. The descriptors wait in :meth:`DirWatcher.take_arrivals` as
 :class:`Arrival` s, for the tailer to adopt (or close: a file it already follows is never read
 twice). A file that cannot be opened is left to the sweep.
+
+**What changed.** :meth:`DirWatcher.take_touched` gives the paths that had events since the
+last call, so the tailer ``stat`` s only those at each read (every path at each sweep).
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ class DirWatcher:
         self._on_change = on_change
         self._tracker = MoveTracker(wanted) if wanted is not None else None
         self._arrivals: deque[Arrival] = deque()
+        self._touched: set[str] = set()
+        self._all_touched = True  # until the first take: nothing is known yet
+        self._touched_lock = threading.Lock()
         self._dirs: dict[int, str] = {}
         self._watched: dict[str, int] = {}
         self.errors: list[str] = []
@@ -155,7 +161,28 @@ class DirWatcher:
             if events and not self._stop.is_set():
                 if self._tracker is not None:
                     self._open_sightings(events)
+                self._record(events)
                 self._on_change()
+
+    def _record(self, events: Iterable[Any]) -> None:
+        directories = dict(self._dirs)
+        with self._touched_lock:
+            for event in events:
+                directory = directories.get(event.wd)
+                if directory is None or not event.name:
+                    self._all_touched = True  # overflow, or an event on a directory itself
+                else:
+                    self._touched.add(os.path.join(directory, event.name))
+
+    def take_touched(self) -> set[str] | None:
+        """The paths that had events since the last call; None when anything may have
+        changed (no inotify, a queue overflow, an event on a watched directory itself, the
+        thread stopped): then look at every path."""
+        alive = self._thread is not None and self._thread.is_alive()
+        with self._touched_lock:
+            touched, everything = self._touched, self._all_touched or not alive
+            self._touched, self._all_touched = set(), False
+        return None if everything else touched
 
     def _open_sightings(self, events: Iterable[Any]) -> None:
         assert self._tracker is not None
