@@ -75,7 +75,13 @@ SOURCE_ERRORS = Counter(
     registry=REGISTRY,
 )
 SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error", "compressed",
-                        "max_open_files", "binary_run")
+                        "max_open_files")
+SOURCE_BINARY_RUNS = Counter(
+    "logcap_source_binary_run_bytes_total",
+    "Bytes of NUL and control-character runs dropped from lines (crash regions, sparse files).",
+    ["source"],
+    registry=REGISTRY,
+)
 SOURCE_OPEN_FILES = Gauge(
     "logcap_source_open_files",
     "File descriptors a source holds open (followed files and rotated files being drained).",

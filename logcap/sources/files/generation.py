@@ -110,6 +110,9 @@ class Generation:
     inflight_bytes: int = 0
     size: int = 0
     last_active: float = 0.0  # the clock when it last grew or was read
+    binary_chars: int = 0  # NUL and control runs dropped from its lines
+    reader_nul_seen: int = 0  # of reader.nul_dropped, already counted in binary_chars
+    binary_warned: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -170,6 +173,8 @@ class PollResult:
     lines: int = 0
     rotations: list[str] = field(default_factory=list)
     forget: list[tuple[int, int]] = field(default_factory=list)
+    commits: list[FilePosition] = field(default_factory=list)  # reads with no line left
+    binary_chars: int = 0  # NUL and control runs dropped from lines
 
 
 def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 
 from logcap.metrics import (
     POSITIONS_LAG,
+    SOURCE_BINARY_RUNS,
     SOURCE_ERRORS,
     SOURCE_FILES,
     SOURCE_FILES_CLOSED,
@@ -181,9 +182,13 @@ class FileSource:
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
+        if result.binary_chars:
+            SOURCE_BINARY_RUNS.labels(self.name).inc(result.binary_chars)
         updates: list[PositionsUpdate] = []
         if result.forget:
             updates.append(ForgetFiles(tuple(result.forget)))
+        if result.commits:
+            updates.append(CommitFiles(tuple(result.commits)))
         return Reading(result.entries, result.more, result.lines, result.bytes,
                        result.truncated_lines, updates)
 
@@ -195,10 +200,14 @@ class FileSource:
         return self.tailer.rewind(selects)
 
     def status(self) -> dict[str, Any]:
+        """Counts, not per-file rows (``/health`` asks this of every source each time; the
+        rows are :meth:`SourceTailer.describe`)."""
         tailer = self.tailer
-        return {"files": tailer.describe(), "errors": dict(tailer.errors),
-                "lag_bytes": tailer.lag_bytes(), "open_files": tailer.open_count(),
-                "closed_files": len(tailer.dormant),
+        return {"errors": dict(tailer.errors), "files": len(tailer.current) + len(tailer.dormant)
+                + len(tailer.waiting), "open_files": tailer.open_count(),
+                "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
+                "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
+                "binary_bytes_dropped": tailer.binary_chars(),
                 "inotify": self.watcher.active if self.watcher else False}
 
     def close(self) -> None:

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable
 
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
+from logcap.sources.files.binary_runs import drop_binary_runs
 from logcap.sources.files.compression import compression_of
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
@@ -505,9 +506,17 @@ class SourceTailer:
                 final = True
             result = gen.reader.read_batch(self.settings.read_bytes, self.settings.batch_lines,
                                            final=final)
+            if gen.reader.nul_dropped > gen.reader_nul_seen:
+                out.binary_chars += gen.reader.nul_dropped - gen.reader_nul_seen
+                gen.binary_chars += gen.reader.nul_dropped - gen.reader_nul_seen
+                gen.reader_nul_seen = gen.reader.nul_dropped
             if result.lines:
-                out.entries.append(self._entries(gen, result))
-                out.lines += len(result.lines)
+                lines = self._text_only(gen, result.lines, out)
+                if lines:
+                    out.entries.append(self._entries(gen, result, lines))
+                    out.lines += len(lines)
+                else:
+                    self._settle_unsent(gen, result, out)
                 out.bytes += result.end_offset - result.start_offset
                 out.truncated_lines += result.truncated_count
                 gen.idle_since = None
@@ -524,22 +533,56 @@ class SourceTailer:
         out.rotations, self._pending_rotations = self._pending_rotations, []
         return out
 
-    def _entries(self, gen: Generation, result: ReadResult) -> Entries:
+    def _text_only(self, gen: Generation, lines: list[str], out: PollResult) -> list[str]:
+        """``lines`` without NUL and control runs (:mod:`binary_runs`); counted, and a
+        warning the first time a file has them."""
+        cleaned = drop_binary_runs(lines)
+        if cleaned.removed_chars:
+            if not gen.binary_warned:
+                gen.binary_warned = True
+                log.warning("%s: %s holds runs of NUL or control bytes (a crash or a sparse "
+                            "file?): dropped from its lines (%d bytes in this read, %d lines "
+                            "that held nothing else); counted in "
+                            "logcap_source_binary_run_bytes_total", self.settings.source,
+                            gen.path, gen.binary_chars + cleaned.removed_chars,
+                            cleaned.dropped_lines)
+            gen.binary_chars += cleaned.removed_chars
+            out.binary_chars += cleaned.removed_chars
+        return cleaned.lines
+
+    def _settle_unsent(self, gen: Generation, result: ReadResult, out: PollResult) -> None:
+        """A read whose lines were all binary runs: nothing to send, settled at once (its
+        range is committed after the reads before it)."""
+        token = self._token(gen, result)
+        if not gen.inflight:
+            gen.committed = result.end_offset
+            if not gen.exhausted:
+                out.commits.append(gen.position(self.wall()))
+            return
+        size = result.end_offset - result.start_offset
+        gen.inflight.append(Read(token, acked=True))
+        gen.inflight_bytes += size
+        self.inflight_bytes += size
+
+    def _token(self, gen: Generation, result: ReadResult) -> ReadToken:
         if needs_refresh(gen.identity.fingerprint, result.end_offset):
             # A token's identity must tell this content from the next file in a reused
             # inode: a fingerprint of the empty file it was when opened would not (the sinks'
             # deduplication would take the new file's lines for ones already delivered).
             gen.identity = identity_of(gen.fd)
         ident = gen.identity
-        token = ReadToken(self.settings.source, FILE_KIND,
-                          FileStream(ident.dev, ident.ino, ident.fingerprint),
-                          result.start_offset, result.end_offset, gen.gen_id, gen.epoch)
+        return ReadToken(self.settings.source, FILE_KIND,
+                         FileStream(ident.dev, ident.ino, ident.fingerprint),
+                         result.start_offset, result.end_offset, gen.gen_id, gen.epoch)
+
+    def _entries(self, gen: Generation, result: ReadResult, lines: list[str]) -> Entries:
+        token = self._token(gen, result)
         size = result.end_offset - result.start_offset
         gen.inflight.append(Read(token))
         gen.inflight_bytes += size
         self.inflight_bytes += size
         labels = (*self.settings.labels, ("filename", gen.path))
-        return Entries(self.settings.source, gen.path, labels, result.lines, self.time_ns(),
+        return Entries(self.settings.source, gen.path, labels, lines, self.time_ns(),
                        token, size)
 
     def _reap(self, out: PollResult) -> None:
@@ -776,6 +819,10 @@ class SourceTailer:
                 total += max(0, gen.size - gen.committed)
         return total
 
+    def binary_chars(self) -> int:
+        """NUL and control runs dropped from the lines of the files open now."""
+        return sum(gen.binary_chars for gen in [*self.retired, *self.current.values()])
+
     def describe(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
         for gen in [*self.current.values(), *self.retired]:
@@ -784,7 +831,7 @@ class SourceTailer:
                          "read": gen.reader.offset, "size": gen.size,
                          "lag_bytes": max(0, gen.size - gen.committed),
                          "retired": gen.retired, "inflight_batches": len(gen.inflight),
-                         "open": True})
+                         "open": True, "binary_bytes_dropped": gen.binary_chars})
         for path, closed in self.dormant.items():
             rows.append({"path": path, "dev": closed.identity.dev, "ino": closed.identity.ino,
                          "fingerprint": closed.identity.fingerprint, "committed": closed.offset,
