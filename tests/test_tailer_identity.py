@@ -210,3 +210,19 @@ def test_a_closed_file_is_the_same_file_only_with_the_same_bytes_before_its_offs
         assert not closed.same_content(fd, closed.offset - 1)  # shorter than the offset
     finally:
         os.close(fd)
+
+
+def test_a_new_file_arriving_where_a_closed_file_was_rotated_away_becomes_the_paths_file(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    log, tailer = started(tmp_path, clock, tailers, ["a1"], close_inactive_s=1.0)
+    pump(tailer, clock)
+    clock.now += 5
+    tailer.close_idle()
+    write(log, "a2")
+    log.rename(tmp_path / "app.log.1")
+    write(log, "b1")
+    tailer.adopt([Arrival(str(log), str(log), open_log(str(log)))])
+    assert set(tailer.current) == {str(log)} and not tailer.dormant
+    assert sorted(pump(tailer, clock, rounds=8)) == ["a2", "b1"]
+    write(log, "b2")
+    assert pump(tailer, clock) == ["b2"]

@@ -298,8 +298,10 @@ class SourceTailer:
             if self._known(arrival.origin, arrival.path, fd, identity):
                 continue
             origin = arrival.origin
-            if arrival.path == origin and origin not in self.current \
-                    and origin not in self.dormant:
+            if arrival.path == origin and origin not in self.current:
+                if origin in self.dormant:  # the closed file there was rotated away
+                    self._follow_closed_away(self._undormant(origin))
+                self.waiting.pop(origin, None)
                 self._add_current(origin, fd, identity, self._past_buffered(fd, identity, 0))
             else:
                 gen = self._new_gen(origin, fd, identity, 0)
