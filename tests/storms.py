@@ -40,11 +40,13 @@ class StormResult:
     max_fds: int
     inode_reuses: int = 0
     elapsed_s: float = 0.0
+    rotations: dict[str, int] | None = None
+    """The source's rotation counts from /health at the end."""
 
     def summary(self) -> str:
         return (f"{self.total} lines, {len(self.missing)} lost, {self.duplicates_kept} "
                 f"duplicates kept, max {self.max_fds} fds, {self.inode_reuses} inode reuses, "
-                f"{self.elapsed_s:.1f} s")
+                f"{self.elapsed_s:.1f} s, rotations seen {self.rotations}")
 
 
 class FdSampler:
@@ -96,16 +98,18 @@ def _collect(receiver: LokiReceiver, total: int, deadline_s: float) -> tuple[lis
 
 
 def _finish(proc: LogcapProcess, sampler: FdSampler, receiver: LokiReceiver, total: int,
-            deadline_s: float) -> tuple[list[int], int]:
-    """Wait for the lines, stop sampling, stop logcap (SIGTERM, exit 0): (missing, dups)."""
+            deadline_s: float) -> tuple[list[int], int, dict[str, int]]:
+    """Wait for the lines, stop sampling, stop logcap (SIGTERM, exit 0): (missing, dups,
+    the rotations /health counted)."""
     try:
-        result = _collect(receiver, total, deadline_s)
+        missing, dups = _collect(receiver, total, deadline_s)
         sampler.stop()
+        rotations = proc.api("/health")["components"]["root/sources/app"]["rotations"]
         assert proc.stop() == 0, proc.tail_log()
     finally:
         if proc.proc is not None and proc.proc.poll() is None:
             proc.kill()
-    return result
+    return missing, dups, rotations
 
 
 def _rotate(path: Path, keep: int) -> None:
@@ -155,8 +159,9 @@ def rename_storm(tmp: Path, include: str, seconds: float, rate: float = 5000, fi
             ahead = start + (seq / rate) - time.monotonic()
             time.sleep(max(0.0, min(ahead, tick)))
         elapsed = time.monotonic() - start
-        missing, dups = _finish(proc, sampler, receiver, seq, deadline_s)
-    return StormResult(seq, missing, dups, sampler.peak, elapsed_s=elapsed)
+        missing, dups, rotations = _finish(proc, sampler, receiver, seq, deadline_s)
+    return StormResult(seq, missing, dups, sampler.peak, elapsed_s=elapsed,
+                       rotations=rotations)
 
 
 def recreate_storm(tmp: Path, pause: float, times: int = 20, lines: int = 500,
@@ -192,5 +197,5 @@ def recreate_storm(tmp: Path, pause: float, times: int = 20, lines: int = 500,
                 time.sleep(pause)
         path.touch()
         elapsed = time.monotonic() - start
-        missing, dups = _finish(proc, sampler, receiver, seq, deadline_s)
-    return StormResult(seq, missing, dups, sampler.peak, reuses, elapsed)
+        missing, dups, rotations = _finish(proc, sampler, receiver, seq, deadline_s)
+    return StormResult(seq, missing, dups, sampler.peak, reuses, elapsed, rotations)

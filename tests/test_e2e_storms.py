@@ -22,6 +22,7 @@ def test_rename_rotation_every_100ms_across_5_files_loses_and_repeats_nothing(
     assert not result.missing, result.summary()
     assert result.duplicates_kept == 0, result.summary()
     assert result.max_fds < FD_BOUND, result.summary()
+    assert result.rotations and result.rotations.get("rename", 0) > 0, result.summary()
 
 
 @pytest.mark.parametrize("pause", [0.2, 0.0])
@@ -30,3 +31,4 @@ def test_delete_and_recreate_20_times_with_inode_reuse_loses_nothing(
     result = recreate_storm(tmp_path, pause)
     assert not result.missing, result.summary()
     assert result.duplicates_kept == 0, result.summary()
+    assert result.rotations, result.summary()  # each deletion seen, shown in /health

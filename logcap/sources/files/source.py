@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,6 +109,7 @@ class FileSource:
         self.watcher: DirWatcher | None = None
         self._last_rescan = 0.0
         self._sweeps = 0
+        self._rotations: Counter[str] = Counter()
 
     @property
     def tailer(self) -> SourceTailer:
@@ -182,6 +184,7 @@ class FileSource:
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
+            self._rotations[kind] += 1
         if result.binary_chars:
             SOURCE_BINARY_RUNS.labels(self.name).inc(result.binary_chars)
         updates: list[PositionsUpdate] = []
@@ -208,6 +211,7 @@ class FileSource:
                 "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
                 "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
                 "binary_bytes_dropped": tailer.binary_chars(),
+                "rotations": dict(self._rotations),
                 "inotify": self.watcher.active if self.watcher else False}
 
     def close(self) -> None:

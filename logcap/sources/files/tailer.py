@@ -39,6 +39,21 @@ A retired generation that has reached its end and not grown for ``drain_grace_s`
 last time (its final partial line is emitted), and once its reads are all acknowledged it is
 closed and its position forgotten.
 
+Identity, never twice (issue 9). Every file found (by a scan, by a rotation check, or opened
+at once by the watcher on a creation or rename: :meth:`SourceTailer.adopt`) is first looked up
+by identity (:meth:`SourceTailer._known`): a file followed already has its new descriptor
+closed; a file closed while idle, or drained and closed, continues from its offset when it
+still starts with its fingerprint and holds the same bytes before that offset
+(:class:`~logcap.sources.files.generation.ClosedFile`); a reused inode, or a file shorter than
+the offset, is new and read from 0. A new file the watcher found under a rotated name is a
+generation the tailer never saw at its path: read in full (from 0), then closed.
+
+Descriptors. ``close_inactive``: a fully read current file without new data for that long is
+closed (:attr:`dormant`) and reopened when ``stat`` shows a change. ``max_open_files``: fully
+read current files are closed least recently active first; files matched beyond the cap wait
+(:attr:`waiting`) and are opened in turn by :meth:`sweep_dormant`; rotated files being drained
+are never closed for the cap. ``rotate_wait`` is ``drain_grace_s`` below.
+
 Start-up resolution of a discovered path (positions from the previous run):
 
 * a stored position with this file's identity: validated; resume at its offset, or (file cut)
