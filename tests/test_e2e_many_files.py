@@ -51,8 +51,11 @@ def test_2000_files_under_a_cap_of_256_descriptors_all_arrive_and_the_api_answer
         wait_until(lambda: arrived(2 * FILES), timeout=120, what="the second line of each")
         counts = file_sink_counts(tmp_path / "out")
         assert all(counts.get(n) == 1 for n in range(2 * FILES))
-        stats = proc.api("/stats")
-        assert "logcap_source_open_files" in proc.api_text("/metrics")
+        source = proc.api("/health")["components"]["root/sources/app"]
+        assert source["files"] == FILES and source["open_files"] <= CAP, source
+        assert source["closed_files"] + source["waiting_files"] >= FILES - CAP, source
+        assert 'logcap_source_files_closed_total{reason="max_open_files",source="app"}' \
+            in proc.api_text("/metrics")
     finally:
         probe.stop()
         assert proc.stop() == 0
@@ -60,4 +63,3 @@ def test_2000_files_under_a_cap_of_256_descriptors_all_arrive_and_the_api_answer
     assert probe.slowest < API_DEADLINE_S, \
         f"slowest admin answer {probe.slowest:.2f} s ({probe.slowest_path})"
     assert peak < CAP + BASE_FDS, f"{peak} descriptors"
-    assert stats
