@@ -203,7 +203,8 @@ class Agent:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
         ``degraded`` with the reason: 503). Sources also list the files they cannot read
-        (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
+        (``problems``): reported, but not unhealthy, since the rest keeps flowing; and the
+        counts their status gives (files followed, open, ...)."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
         rows = self._walk(deadline)
         components: dict[str, Any] = {
@@ -232,8 +233,7 @@ class Agent:
             except (pykka.Timeout, DeliveryRefused) as exc:
                 raise BackendTimeout(f"{name} did not answer in time") from exc
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            if "files" in status:
-                entry["files"] = len(status["files"])
+            entry.update({k: v for k, v in status.items() if k not in ("errors", "source")})
         return ok, components
 
     def stats(self) -> dict[str, Any]:

@@ -74,7 +74,8 @@ SOURCE_ERRORS = Counter(
     ["source", "reason"],
     registry=REGISTRY,
 )
-SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error", "compressed",
+                        "max_open_files")
 SOURCE_MULTILINE_ENTRIES = Counter(
     "logcap_source_multiline_entries_total",
     "Multi-line entries closed, by why: complete, max_lines, max_bytes (cut at a cap), timeout "
@@ -82,6 +83,25 @@ SOURCE_MULTILINE_ENTRIES = Counter(
     ["source", "reason"],
     registry=REGISTRY,
 )
+SOURCE_BINARY_RUNS = Counter(
+    "logcap_source_binary_run_bytes_total",
+    "Bytes of NUL and control-character runs dropped from lines (crash regions, sparse files).",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_OPEN_FILES = Gauge(
+    "logcap_source_open_files",
+    "File descriptors a source holds open (followed files and rotated files being drained).",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_FILES_CLOSED = Counter(
+    "logcap_source_files_closed_total",
+    "Files a source closed, by reason (drained, inactive, max_open_files).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SOURCE_CLOSE_REASONS = ("drained", "inactive", "max_open_files")
 SOURCE_PAUSES = Counter(
     "logcap_source_backpressure_pauses_total",
     "Times a source paused because the next stage was full.",

@@ -4,7 +4,8 @@
   ``include`` globs minus ``exclude`` globs, with static labels, an optional pipeline, where a
   new file starts (``end`` or ``beginning``), optional multiline joining
   (:class:`MultilineConfig`), the longest line kept whole and the text encoding (any codec
-  Python knows). Names are unique among the file sources.
+  Python knows), and the bounds on descriptors (``rotate_wait``, ``close_inactive``,
+  ``max_open_files``). Names are unique among the file sources.
 - ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
   Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
   labels and names.
@@ -41,6 +42,11 @@ from logcap.config.values import (
 )
 from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY as DEFAULT_QUEUE_SIZE_BATCHES
+from logcap.sources.files.generation import (
+    DEFAULT_CLOSE_INACTIVE_S,
+    DEFAULT_DRAIN_GRACE_S,
+    DEFAULT_MAX_OPEN_FILES,
+)
 from logcap.sources.files.reader import DEFAULT_ENCODING
 from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 
@@ -153,6 +159,14 @@ class FileSourceConfig(Section):
     multiline: MultilineConfig | None = None
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
     encoding: str = text(DEFAULT_ENCODING, check=_check_encoding)
+    rotate_wait: float = duration(DEFAULT_DRAIN_GRACE_S)
+    """A rotated (renamed, deleted) file is read until it has not grown for this long, then
+    closed."""
+    close_inactive: float = duration(DEFAULT_CLOSE_INACTIVE_S)
+    """A file with no new data for this long is closed; reopened when ``stat`` shows a change."""
+    max_open_files: int = integer(DEFAULT_MAX_OPEN_FILES, minimum=1)
+    """Descriptors this source keeps open at most: the least recently active fully read files
+    are closed first (reopened when they change)."""
 
 
 @attrs.frozen

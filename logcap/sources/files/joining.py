@@ -102,6 +102,11 @@ class JoiningReader:
         return self._reader.read_position - self._offset
 
     @property
+    def nul_dropped(self) -> int:
+        """NUL bytes the reader cut from overlong lines (:attr:`LineReader.nul_dropped`)."""
+        return self._reader.nul_dropped
+
+    @property
     def holding(self) -> bool:
         """Whether an entry is open."""
         return self._joiner.holding

@@ -6,10 +6,13 @@ read window, commits) and adds the file source's own wake-ups:
 * an inotify thread (:class:`~logcap.sources.files.watcher.DirWatcher`) on the glob roots and
   the directories of followed files calls ``wake``; :meth:`FileSource.on_wake` re-scans the
   globs (new files), at most every ``WAKE_RESCAN_MIN_S``;
-* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path happens at
-  each read anyway (rotation, growth); every ``DEEP_CHECK_EVERY`` ticks (and on every tick
-  without inotify) also a re-scan of the globs and a fingerprint check (inode reuse). The
-  fallback when inotify misses something. It also sets the files and lag gauges.
+* each read ``stat`` s the paths that had directory events since the last read (every path
+  without inotify, or after an overflow) and adopts the files the watcher opened at once;
+* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path (rotation,
+  growth), idle files closed (``close_inactive``), closed files that changed reopened under
+  ``max_open_files``; every ``DEEP_CHECK_EVERY`` ticks (and on every tick without inotify)
+  also a re-scan of the globs and a fingerprint check (inode reuse). The fallback when
+  inotify misses something. It also sets the files, open files and lag gauges.
 
 Files it cannot read are logged once per new reason, counted
 (``logcap_source_errors_total``), and listed in :meth:`status`; they never fail the source.
@@ -26,19 +29,23 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from logcap.metrics import (
     POSITIONS_LAG,
+    SOURCE_BINARY_RUNS,
     SOURCE_ERRORS,
     SOURCE_FILES,
+    SOURCE_FILES_CLOSED,
     SOURCE_MULTILINE_ENTRIES,
+    SOURCE_OPEN_FILES,
     SOURCE_ROTATIONS,
 )
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
-from logcap.sources.files.discovery import has_magic
+from logcap.sources.files.discovery import has_magic, matches
 from logcap.sources.files.joining import JoinCounts, reader_factory
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.watcher import DirWatcher
@@ -75,6 +82,9 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         max_line_bytes=source.max_line_bytes,
         encoding=source.encoding,
         batch_lines=config.dispatcher.batch_size,
+        drain_grace_s=source.rotate_wait,
+        close_inactive_s=source.close_inactive,
+        max_open_files=source.max_open_files,
     )
 
 
@@ -113,6 +123,7 @@ class FileSource:
         self.watcher: DirWatcher | None = None
         self._last_rescan = 0.0
         self._sweeps = 0
+        self._rotations: Counter[str] = Counter()
 
     @property
     def tailer(self) -> SourceTailer:
@@ -127,7 +138,9 @@ class FileSource:
         self._tailer = SourceTailer(self.settings, positions, clock=self.clock,
                                     buffered=buffered, make_reader=make_reader)
         self._report(self.tailer.rescan())
-        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}")
+        include, exclude = self.settings.include, self.settings.exclude
+        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
+                                  wanted=lambda path: matches(path, include, exclude))
         self._watch()
 
     def _rule_for(self, path: str) -> MultilineRule | None:
@@ -150,16 +163,27 @@ class FileSource:
             if "compressed (" in problem:
                 log.warning("%s: %s", self.name, problem)
                 reason = "compressed"
+            elif problem.startswith("max_open_files: "):
+                log.warning("%s: %s", self.name, problem)
+                reason = "max_open_files"
             else:
                 log.warning("%s: cannot read %s", self.name, problem)
                 reason = "permission_denied" if "permission" in problem else "io_error"
             SOURCE_ERRORS.labels(self.name, reason).inc()
 
     def on_wake(self) -> None:
+        self._adopt()
         now = self.clock()
         if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
             self._report(self.tailer.rescan())
+            self.tailer.sweep_dormant()
+
+    def _adopt(self) -> None:
+        if self.watcher is not None:
+            arrivals = self.watcher.take_arrivals()
+            if arrivals:
+                self._report(self.tailer.adopt(arrivals))
 
     def on_tick(self) -> None:
         tailer = self.tailer
@@ -168,22 +192,34 @@ class FileSource:
         if deep or not (self.watcher and self.watcher.active):
             self._report(tailer.rescan())
             self._watch()
-        if deep:
-            tailer.check_rotation(deep=True)  # each read does the shallow check
-        SOURCE_FILES.labels(self.name).set(len(tailer.current))
+        tailer.check_rotation(deep=deep)  # every path; a read looks only at those with events
+        tailer.close_idle()
+        tailer.sweep_dormant()
+        self._report(tailer.take_problems())
+        for reason, count in tailer.take_closes().items():
+            SOURCE_FILES_CLOSED.labels(self.name, reason).inc(count)
+        SOURCE_FILES.labels(self.name).set(len(tailer.current) + len(tailer.dormant))
+        SOURCE_OPEN_FILES.labels(self.name).set(tailer.open_count())
         POSITIONS_LAG.labels(self.name).set(tailer.lag_bytes())
 
     def read(self) -> Reading:
         tailer = self.tailer
-        tailer.check_rotation()
+        self._adopt()
+        tailer.check_rotation(paths=self.watcher.take_touched() if self.watcher else None)
+        self._report(tailer.take_problems())
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
+            self._rotations[kind] += 1
+        if result.binary_chars:
+            SOURCE_BINARY_RUNS.labels(self.name).inc(result.binary_chars)
         for reason, count in self.joined.take().items():
             SOURCE_MULTILINE_ENTRIES.labels(self.name, reason).inc(count)
         updates: list[PositionsUpdate] = []
         if result.forget:
             updates.append(ForgetFiles(tuple(result.forget)))
+        if result.commits:
+            updates.append(CommitFiles(tuple(result.commits)))
         return Reading(result.entries, result.more, result.lines, result.bytes,
                        result.truncated_lines, updates)
 
@@ -195,9 +231,15 @@ class FileSource:
         return self.tailer.rewind(selects)
 
     def status(self) -> dict[str, Any]:
+        """Counts, not per-file rows (``/health`` asks this of every source each time; the
+        rows are :meth:`SourceTailer.describe`)."""
         tailer = self.tailer
-        return {"files": tailer.describe(), "errors": dict(tailer.errors),
-                "lag_bytes": tailer.lag_bytes(),
+        return {"errors": dict(tailer.errors), "files": len(tailer.current) + len(tailer.dormant)
+                + len(tailer.waiting), "open_files": tailer.open_count(),
+                "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
+                "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
+                "binary_bytes_dropped": tailer.binary_chars(),
+                "rotations": dict(self._rotations),
                 "inotify": self.watcher.active if self.watcher else False,
                 "multiline": dict(self.joined.total)}
 
