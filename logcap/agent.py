@@ -271,11 +271,12 @@ class Agent:
         """Queue matching entries for re-sending; idempotent (the DLQ's claim ledger)."""
         return dict(self._ask_dlq(Reprocess.from_filters(filters)))
 
-    def _inbox_snapshot(self) -> list[tuple[str, int, int, int]]:
+    def _inbox_snapshot(self) -> list[tuple[str, int, int, int, int]]:
         out = []
         for name in self.directory.names():
             ref = self.directory.lookup(name)
             inbox = ref.actor_inbox if ref is not None else None
             if isinstance(inbox, BoundedInbox):
-                out.append((name, inbox.data_depth, inbox.full_events, inbox.taken))
+                out.append((name, inbox.data_depth, inbox.full_events, inbox.taken,
+                            inbox.capacity))
         return out
