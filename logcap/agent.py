@@ -18,12 +18,15 @@ from typing import Any
 import pykka
 from pykka import ActorDeadError, ActorRef
 
+from logcap import __version__
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.positions_keeper import Snapshot
 from logcap.actors.shard import Flush, InFlight
 from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.errors import BackendTimeout
+from logcap.api.recent_errors import RecentErrors
+from logcap.api.status import counter_totals, summarize
 from logcap.components import wiring as names
 from logcap.components.registry import wire
 from logcap.config import Config
@@ -79,6 +82,8 @@ class Agent:
         self.started_at = time.time()
         self._collector = InboxCollector(self._inbox_snapshot)
         REGISTRY.register(self._collector)
+        self.recent_errors = RecentErrors()
+        logging.getLogger("logcap").addHandler(self.recent_errors)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class Agent:
                 stopped = False
         self.timers.stop()
         REGISTRY.unregister(self._collector)
+        logging.getLogger("logcap").removeHandler(self.recent_errors)
         return stopped
 
     def drain(self, budget_s: float) -> int:
@@ -193,6 +199,29 @@ class Agent:
         rows.sort(key=lambda r: r["name"])
         return rows
 
+    def _ask_in_time(self, name: str, message: Any, deadline: float) -> Any:
+        """Ask ``name`` within what is left until ``deadline``; a timeout or a refusal is a
+        :class:`BackendTimeout` (HTTP 503)."""
+        try:
+            return self.directory.handle(name).ask(
+                message, timeout=max(0.01, deadline - time.monotonic()))
+        except (pykka.Timeout, DeliveryRefused) as exc:
+            raise BackendTimeout(f"{name} did not answer in time") from exc
+
+    def _buffer_degraded(self, rows: list[dict[str, Any]], deadline: float) -> str:
+        """Why the running disk buffer cannot take data ("" if it can, or is off or down)."""
+        if not self.config.disk_buffer.enabled or not any(
+                r["name"] == BUFFER and r["status"] == "running" for r in rows):
+            return ""
+        return str(self._ask_in_time(BUFFER, Degraded(), deadline) or "")
+
+    def _source_statuses(self, rows: list[dict[str, Any]],
+                         deadline: float) -> dict[str, dict[str, Any]]:
+        """Each running source's status, by its actor name."""
+        running = {r["name"] for r in rows if r["status"] == "running"}
+        return {name: self._ask_in_time(name, SourceStatus(), deadline)
+                for name in self.wiring.names("sources") if name in running}
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
         ``degraded`` with the reason: 503). Sources also list the files they cannot read
@@ -203,27 +232,13 @@ class Agent:
             r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
         }
         ok = all(r["status"] == "running" for r in rows)
-        if self.config.disk_buffer.enabled and components.get(BUFFER, {}).get("status") \
-                == "running":
-            try:
-                reason = self.directory.handle(BUFFER).ask(
-                    Degraded(), timeout=max(0.01, deadline - time.monotonic()))
-            except (pykka.Timeout, DeliveryRefused) as exc:
-                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
-            if reason:
-                components[BUFFER]["status"] = "degraded"
-                components[BUFFER]["reason"] = reason
-                ok = False
-        for name in self.wiring.names("sources"):
-            entry = components.get(name)
-            if entry is None or entry["status"] != "running":
-                continue
-            remaining = deadline - time.monotonic()
-            try:
-                status = self.directory.handle(name).ask(SourceStatus(), timeout=max(0.01,
-                                                                                     remaining))
-            except (pykka.Timeout, DeliveryRefused) as exc:
-                raise BackendTimeout(f"{name} did not answer in time") from exc
+        reason = self._buffer_degraded(rows, deadline)
+        if reason:
+            components[BUFFER]["status"] = "degraded"
+            components[BUFFER]["reason"] = reason
+            ok = False
+        for name, status in self._source_statuses(rows, deadline).items():
+            entry = components[name]
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
             if "files" in status:
                 entry["files"] = len(status["files"])
@@ -237,12 +252,28 @@ class Agent:
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 3),
                                "actors": rows}
         if self.config.disk_buffer.enabled:
-            try:
-                out["disk_buffer"] = self.directory.handle(BUFFER).ask(
-                    BufferStats(), timeout=max(0.01, deadline - time.monotonic()))
-            except (pykka.Timeout, DeliveryRefused) as exc:
-                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
+            out["disk_buffer"] = self._ask_in_time(BUFFER, BufferStats(), deadline)
         return out
+
+    def status(self) -> dict[str, Any]:
+        """The status page's summary (:func:`logcap.api.status.summarize`)."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        running = {r["name"] for r in rows if r["status"] == "running"}
+        degraded = self._buffer_degraded(rows, deadline)
+        buffer = dlq = None
+        if BUFFER in running:
+            buffer = self._ask_in_time(BUFFER, BufferStats(), deadline)
+        if DLQ in running:
+            dlq = self._ask_in_time(DLQ, DlqStats(), deadline)
+        now = time.time()
+        return summarize(
+            now=now, uptime_s=now - self.started_at, version=__version__,
+            healthy=not degraded and len(running) == len(rows), rows=rows,
+            sources=self._source_statuses(rows, deadline), sinks=self.wiring.sink_names(),
+            totals=counter_totals(REGISTRY.collect()), buffer=buffer,
+            buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,
+            errors=self.recent_errors.recent())
 
     def effective_config(self) -> dict[str, Any]:
         return {"path": self.config_path, "config": self.config.to_dict(redact=True)}

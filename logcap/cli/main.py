@@ -1,5 +1,6 @@
 """The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
-reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`).
+reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`); ``status`` (see
+:mod:`logcap.cli.status`).
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
@@ -26,6 +27,7 @@ from types import FrameType
 from logcap import __version__
 from logcap.agent import Agent
 from logcap.cli import dlq as dlq_cli
+from logcap.cli import status as status_cli
 from logcap.components.registry import preflight_directories, preflight_problems, summary
 from logcap.config import Config, ConfigError, load_config, resolve_config_path
 from logcap.logsetup import configure
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="config file")
     sub.add_parser("version", help="print the version")
     dlq_cli.add_subcommands(sub)
+    status_cli.add_subcommand(sub)
     return parser
 
 
@@ -140,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command in dlq_cli.COMMANDS:
         return dlq_cli.run(args)
+    if args.command == "status":
+        return status_cli.run(args)
     try:
         config, path = _load(args.config)
         if args.command == "check-config":
