@@ -26,12 +26,8 @@ class RecentErrors(logging.Handler):
         self._guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not break the caller
-            message = str(record.msg)
         entry = {"time": record.created, "level": record.levelname.lower(),
-                 "logger": record.name, "message": message[:MESSAGE_CHARS]}
+                 "logger": record.name, "message": record.getMessage()[:MESSAGE_CHARS]}
         with self._guard:
             self._records.append(entry)
 
