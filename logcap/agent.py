@@ -261,16 +261,19 @@ class Agent:
         rows = self._walk(deadline)
         running = {r["name"] for r in rows if r["status"] == "running"}
         degraded = self._buffer_degraded(rows, deadline)
-        buffer = dlq = None
-        if BUFFER in running:
-            buffer = self._ask_in_time(BUFFER, BufferStats(), deadline)
-        if DLQ in running:
-            dlq = self._ask_in_time(DLQ, DlqStats(), deadline)
+        buffer = dlq = None  # disabled; {} while enabled and not running
+        if self.config.disk_buffer.enabled:
+            buffer = self._ask_in_time(BUFFER, BufferStats(), deadline) \
+                if BUFFER in running else {}
+        if self.config.dispatcher.dlq_enabled:
+            dlq = self._ask_in_time(DLQ, DlqStats(), deadline) if DLQ in running else {}
+        answered = self._source_statuses(rows, deadline)
+        sources = {name: answered.get(name, {}) for name in self.wiring.names("sources")}
         now = time.time()
         return summarize(
             now=now, uptime_s=now - self.started_at, version=__version__,
             healthy=not degraded and len(running) == len(rows), rows=rows,
-            sources=self._source_statuses(rows, deadline), sinks=self.wiring.sink_names(),
+            sources=sources, sinks=self.wiring.sink_names(),
             totals=counter_totals(REGISTRY.collect()), buffer=buffer,
             buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,
             errors=self.recent_errors.recent())

@@ -192,3 +192,17 @@ def test_logcap_status_without_an_agent_fails_with_exit_1(
     assert main(["status", "--url", "http://127.0.0.1:9", "--interval", "0"]) == 1
     assert "cannot reach the agent at http://127.0.0.1:9" in capsys.readouterr().err
     assert main(["status", "--interval", "-1"]) == 2
+
+
+def test_a_source_buffer_or_dlq_not_running_is_shown_without_numbers() -> None:
+    rows = [{**ROWS[0], "status": "restarting"}, ROWS[1]]
+    doc = _summary(rows=rows, sources={"root/sources/app": {}}, buffer={}, dlq={})
+    [source] = doc["sources"]
+    assert source["status"] == "restarting" and source["lines"] == 10
+    assert source["lag_bytes"] is None and source["streams"] == []
+    assert doc["buffer"] == {"enabled": True, "bytes": None, "capacity": 1 << 20,
+                             "oldest_age_s": None, "backlog": {}}
+    assert doc["dlq"] == {"enabled": True, "entries": None, "lines": None, "bytes": None}
+    text = format_status(doc, None)
+    assert "disk buffer: - of 1.0 MiB, oldest -, records not yet sent: -" in text
+    assert "dlq: - entries, - lines, -" in text

@@ -20,8 +20,9 @@ The summary (all counts since the agent started; times in unix seconds):
 - ``sinks``: ``name``, ``status``, ``sent``, ``failed``, ``rejected``, ``dropped`` (lines, by
   outcome), ``retries`` (requests by reason other than ``ok``);
 - ``buffer``: ``enabled`` and, when on, ``bytes``, ``capacity``, ``oldest_age_s``,
-  ``backlog`` (records not yet sent, by sink);
-- ``dlq``: ``enabled`` and, when on, ``entries``, ``lines``, ``bytes``;
+  ``backlog`` (records not yet sent, by sink); the counts are None while it is not running;
+- ``dlq``: ``enabled`` and, when on, ``entries``, ``lines``, ``bytes`` (None while it is not
+  running);
 - ``errors``: the recent warnings and errors of logcap's own log, newest last.
 """
 
@@ -85,8 +86,9 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
               dlq: Mapping[str, Any] | None,
               errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The summary (see the module docstring). ``rows`` are the tree's rows (``/stats``),
-    ``sources`` each source's status by its actor name, ``sinks`` the sink names with their
-    actor names in ``rows`` as ``root/sinks/<name>``; ``buffer``/``dlq`` None when disabled."""
+    ``sources`` each source's status by its actor name (``{}`` for one not running), ``sinks``
+    the sink names with their actor names in ``rows`` as ``root/sinks/<name>``;
+    ``buffer``/``dlq`` their stats, ``{}`` when enabled and not running, None when disabled."""
     by_name = {row["name"]: row for row in rows}
     source_rows = []
     for actor, status in sources.items():
@@ -109,13 +111,15 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
             "retries": {r: int(n) for r, n in sorted(requests.items()) if r != OK_REASON}})
     buffer_view: dict[str, Any] = {"enabled": buffer is not None}
     if buffer is not None:
+        age = buffer.get("oldest_age_s")
         buffer_view.update(
-            bytes=buffer["bytes"], capacity=buffer_capacity,
-            oldest_age_s=round(buffer["oldest_age_s"], 1),
+            bytes=buffer.get("bytes"), capacity=buffer_capacity,
+            oldest_age_s=None if age is None else round(age, 1),
             backlog={s: row["lag_batches"] for s, row in buffer.get("sinks", {}).items()})
     dlq_view: dict[str, Any] = {"enabled": dlq is not None}
     if dlq is not None:
-        dlq_view.update(entries=dlq["entries"], lines=dlq["lines"], bytes=dlq["total_bytes"])
+        dlq_view.update(entries=dlq.get("entries"), lines=dlq.get("lines"),
+                        bytes=dlq.get("total_bytes"))
     return {"time": now, "uptime_s": round(uptime_s, 1), "version": version,
             "healthy": healthy, "components": [_component(r) for r in rows],
             "sources": source_rows, "sinks": sink_rows, "buffer": buffer_view,

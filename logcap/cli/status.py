@@ -75,6 +75,10 @@ def _size(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}/s"
 
@@ -106,11 +110,12 @@ def format_status(doc: Mapping[str, Any], per_s: Mapping[str, Any] | None) -> st
     buffer, dlq = doc["buffer"], doc["dlq"]
     if buffer["enabled"]:
         backlog = ", ".join(f"{k}={v}" for k, v in buffer["backlog"].items()) or "-"
+        age = "-" if buffer["oldest_age_s"] is None else f"{buffer['oldest_age_s']:.0f}s"
         out.append(f"disk buffer: {_size(buffer['bytes'])} of {_size(buffer['capacity'])}, "
-                   f"oldest {buffer['oldest_age_s']:.0f}s, records not yet sent: {backlog}")
+                   f"oldest {age}, records not yet sent: {backlog}")
     else:
         out.append("disk buffer: off")
-    out.append(f"dlq: {dlq['entries']:,} entries, {dlq['lines']:,} lines, "
+    out.append(f"dlq: {_count(dlq['entries'])} entries, {_count(dlq['lines'])} lines, "
                f"{_size(dlq['bytes'])}" if dlq["enabled"] else "dlq: disabled")
     troubled = [c for c in doc["components"] if c["status"] != "running" or c["restarts"]]
     out.append(f"components: {len(doc['components'])}, "
