@@ -199,6 +199,57 @@ class Agent:
         rows.sort(key=lambda r: r["name"])
         return rows
 
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
+        ``degraded`` with the reason: 503). Sources also list the files they cannot read
+        (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        components: dict[str, Any] = {
+            r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
+        }
+        ok = all(r["status"] == "running" for r in rows)
+        if self.config.disk_buffer.enabled and components.get(BUFFER, {}).get("status") \
+                == "running":
+            try:
+                reason = self.directory.handle(BUFFER).ask(
+                    Degraded(), timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
+            if reason:
+                components[BUFFER]["status"] = "degraded"
+                components[BUFFER]["reason"] = reason
+                ok = False
+        for name in self.wiring.names("sources"):
+            entry = components.get(name)
+            if entry is None or entry["status"] != "running":
+                continue
+            remaining = deadline - time.monotonic()
+            try:
+                status = self.directory.handle(name).ask(SourceStatus(), timeout=max(0.01,
+                                                                                     remaining))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{name} did not answer in time") from exc
+            entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
+            if "files" in status:
+                entry["files"] = len(status["files"])
+        return ok, components
+
+    def stats(self) -> dict[str, Any]:
+        """Per actor rows; with the disk buffer, its counters and each sink's pending batches
+        (stored and not yet acknowledged: the persisted in-flight batches)."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 3),
+                               "actors": rows}
+        if self.config.disk_buffer.enabled:
+            try:
+                out["disk_buffer"] = self.directory.handle(BUFFER).ask(
+                    BufferStats(), timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, DeliveryRefused) as exc:
+                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
+        return out
+
     def _ask_in_time(self, name: str, message: Any, deadline: float) -> Any:
         """Ask ``name`` within what is left until ``deadline``; a timeout or a refusal is a
         :class:`BackendTimeout` (HTTP 503)."""
@@ -222,39 +273,6 @@ class Agent:
         return {name: self._ask_in_time(name, SourceStatus(), deadline)
                 for name in self.wiring.names("sources") if name in running}
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
-        ``degraded`` with the reason: 503). Sources also list the files they cannot read
-        (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
-        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
-        rows = self._walk(deadline)
-        components: dict[str, Any] = {
-            r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
-        }
-        ok = all(r["status"] == "running" for r in rows)
-        reason = self._buffer_degraded(rows, deadline)
-        if reason:
-            components[BUFFER]["status"] = "degraded"
-            components[BUFFER]["reason"] = reason
-            ok = False
-        for name, status in self._source_statuses(rows, deadline).items():
-            entry = components[name]
-            entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            if "files" in status:
-                entry["files"] = len(status["files"])
-        return ok, components
-
-    def stats(self) -> dict[str, Any]:
-        """Per actor rows; with the disk buffer, its counters and each sink's pending batches
-        (stored and not yet acknowledged: the persisted in-flight batches)."""
-        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
-        rows = self._walk(deadline)
-        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 3),
-                               "actors": rows}
-        if self.config.disk_buffer.enabled:
-            out["disk_buffer"] = self._ask_in_time(BUFFER, BufferStats(), deadline)
-        return out
-
     def status(self) -> dict[str, Any]:
         """The status page's summary (:func:`logcap.api.status.summarize`)."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
@@ -272,7 +290,8 @@ class Agent:
         now = time.time()
         return summarize(
             now=now, uptime_s=now - self.started_at, version=__version__,
-            healthy=not degraded and len(running) == len(rows), rows=rows,
+            healthy=not degraded and len(running) == len(rows)
+            and not any(status.get("degraded") for status in answered.values()), rows=rows,
             sources=sources, sinks=self.wiring.sink_names(),
             totals=counter_totals(REGISTRY.collect()), buffer=buffer,
             buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,

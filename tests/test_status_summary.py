@@ -31,7 +31,8 @@ ROWS = [
 ]
 SOURCE_STATUS = {"source": "app", "lag_bytes": 4096, "errors": {"/var/log/x.log": "EACCES"},
                  "files": [{"path": "/var/log/app.log", "lag_bytes": 4096}],
-                 "containers": [{"name": "web", "lag_seconds": 1.5}]}
+                 "stats": {"containers": [{"name": "web", "unacked_bytes": 10,
+                                           "lag_seconds": 1.5}]}}
 BUFFER = {"bytes": 2048, "oldest_age_s": 12.345, "sinks": {"loki": {"lag_batches": 7}}}
 DLQ = {"entries": 2, "lines": 30, "total_bytes": 999}
 
@@ -77,7 +78,7 @@ def test_the_summary_joins_components_sources_sinks_buffer_dlq_and_errors() -> N
         "name": "app", "status": "running", "lines": 10, "bytes": 50, "lag_bytes": 4096,
         "problems": ["/var/log/x.log: EACCES"],
         "streams": [{"kind": "file", "name": "/var/log/app.log", "lag_bytes": 4096},
-                    {"kind": "container", "name": "web", "lag_bytes": None,
+                    {"kind": "container", "name": "web", "lag_bytes": 10,
                      "lag_seconds": 1.5}]}
     assert doc["sinks"] == [{"name": "loki", "status": "restarting", "sent": 8, "failed": 2,
                              "rejected": 0, "dropped": 0, "retries": {"server_error": 1}}]
@@ -109,7 +110,7 @@ def test_the_text_summary_shows_rates_problems_streams_and_troubled_components()
     assert "  app [running] in 12.5/s lines=10 lag=4.0 KiB" in text
     assert "    problem: /var/log/x.log: EACCES" in text
     assert "sent 3.0/s failed 1.0/s sent=8 failed=2" in text and "server_error=1" in text
-    assert "  app container web: - 1.5s" in text
+    assert "  app container web: 10 B 1.5s" in text
     assert "disk buffer: 2.0 KiB of 1.0 MiB, oldest 12s, records not yet sent: loki=7" in text
     assert "dlq: 2 entries, 30 lines, 999 B" in text
     assert "  root/sinks/loki [restarting] restarts=2: ConnectionError: refused" in text

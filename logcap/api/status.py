@@ -14,9 +14,9 @@ The summary (all counts since the agent started; times in unix seconds):
 - ``components``: ``name``, ``status``, ``restarts``, ``crashes``, ``last_error``,
   ``mailbox_depth``, ``mailbox_capacity`` (None for actors without a bounded mailbox);
 - ``sources``: ``name``, ``status``, ``lines``, ``bytes``, ``lag_bytes``, ``problems`` and
-  ``streams`` (one per file, or per container when the source reports ``containers``):
-  ``kind``, ``name``, ``lag_bytes`` (None if the source does not know it) and, for
-  containers, ``lag_seconds`` when reported;
+  ``streams``: one per file (``files[]`` of the source's status: ``path``, ``lag_bytes``) and
+  one per container (``stats.containers[]``: ``name``, ``unacked_bytes`` as its lag, and
+  ``lag_seconds`` if reported), each ``kind``, ``name``, ``lag_bytes`` (None if unknown);
 - ``sinks``: ``name``, ``status``, ``sent``, ``failed``, ``rejected``, ``dropped`` (lines, by
   outcome), ``retries`` (requests by reason other than ``ok``);
 - ``buffer``: ``enabled`` and, when on, ``bytes``, ``capacity``, ``oldest_age_s``,
@@ -73,9 +73,10 @@ def _component(row: Mapping[str, Any]) -> dict[str, Any]:
 def _streams(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     streams = [{"kind": "file", "name": f["path"], "lag_bytes": f.get("lag_bytes")}
                for f in status.get("files", [])]
-    for c in status.get("containers", []):
+    for c in status.get("stats", {}).get("containers", []):
         streams.append({"kind": "container", "name": c.get("name") or c.get("id", "?"),
-                        "lag_bytes": c.get("lag_bytes"), "lag_seconds": c.get("lag_seconds")})
+                        "lag_bytes": c.get("unacked_bytes"),
+                        "lag_seconds": c.get("lag_seconds")})
     return streams
 
 
