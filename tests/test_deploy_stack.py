@@ -60,6 +60,15 @@ def test_every_service_has_a_healthcheck_and_resource_limits(name: str) -> None:
     assert service["restart"] == "unless-stopped"
 
 
+@pytest.mark.skipif(shutil.which("docker-compose") is None,
+                    reason="docker-compose missing (Debian package docker-compose; .ci/run "
+                           "installs it)")
+def test_docker_compose_validates_the_stack_against_the_compose_schema() -> None:
+    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_every_file_the_stack_mounts_from_the_repo_exists() -> None:
     mounts = [m for service in _services().values() for m in _bind_mounts(service)]
     repo_mounts = [m for m in mounts if m[0].startswith(".")]
