@@ -1,15 +1,25 @@
 """logcap's Prometheus alert rules: valid for Prometheus, each one unit-tested with
-``promtool test rules``, each with a runbook that exists in docs/OPERATIONS.md."""
+``promtool test rules``, each with a runbook that exists in docs/OPERATIONS.md; and every
+expression of the Grafana dashboard is valid PromQL."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.deploy_files import ALERT_TESTS, ALERTS, OPERATIONS, alert_rules, load_yaml
+from tests.deploy_files import (
+    ALERT_TESTS,
+    ALERTS,
+    OPERATIONS,
+    alert_rules,
+    dashboard_expressions,
+    load_yaml,
+)
 
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
@@ -37,6 +47,30 @@ def test_every_alert_passes_its_promtool_unit_tests() -> None:
     done = _promtool("test", "rules", str(ALERT_TESTS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
+
+
+# Grafana's variables, as Grafana would substitute them for promtool
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$instance": ".*"}
+
+
+@needs_promtool
+def test_every_dashboard_expression_is_valid_promql(tmp_path: Path) -> None:
+    expressions = []
+    for expr in dashboard_expressions():
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, f"unknown Grafana variable in {expr}"
+        expressions.append(expr)
+    # label_values(...) is Grafana's variable query, not PromQL: its argument is
+    queries = [re.fullmatch(r"label_values\((.+), \w+\)", e) for e in expressions]
+    exprs = [q.group(1) if q else e for q, e in zip(queries, expressions, strict=True)]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:expr_{n}", "expr": e} for n, e in enumerate(exprs)]}]}
+    path = tmp_path / "dashboard-exprs.yml"
+    path.write_text(yaml.safe_dump(rules))
+    done = _promtool("check", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in done.stdout
 
 
 def test_every_alert_has_a_unit_test_that_fires_it_and_one_that_does_not() -> None:
