@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
 READ_PAGE = """document.getElementById("health") === null ? "null" : JSON.stringify({
   health: document.getElementById("health").textContent,
   fetchError: document.getElementById("fetch-error").textContent,
+  rateIn: document.getElementById("rate-in").textContent,
+  rateOut: document.getElementById("rate-out").textContent,
   components: [...document.querySelectorAll("#components tr[data-name]")].map(r => [
       r.dataset.name, r.querySelector('[data-k="status"]').textContent]),
   sources: Object.fromEntries([...document.querySelectorAll("#sources tr[data-name]")].map(
@@ -110,7 +112,8 @@ def test_the_page_shows_the_components_and_its_numbers_move_while_lines_flow(
                     and _number(doc["sinks"]["file"]["sent"])
                     > _number(first["sinks"]["file"]["sent"])
                     and _number(doc["sources"]["app"]["rate"]) > 0
-                    and _number(doc["sinks"]["file"]["rate"]) > 0)
+                    and _number(doc["sinks"]["file"]["rate"]) > 0
+                    and _number(doc["rateIn"]) > 0 and _number(doc["rateOut"]) > 0)
 
         wait_until(moving, timeout=60, what="the page's numbers moving")
         assert seen[-1]["fetchError"] == ""
