@@ -292,7 +292,8 @@ class Agent:
             now=now, uptime_s=now - self.started_at, version=__version__,
             healthy=not degraded and len(running) == len(rows)
             and not any(status.get("degraded") for status in answered.values()), rows=rows,
-            sources=sources, sinks=self.wiring.sink_names(),
+            sources=sources,
+            sinks={sink: names.qualified("sinks", sink) for sink in self.wiring.sink_names()},
             totals=counter_totals(REGISTRY.collect()), buffer=buffer,
             buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,
             errors=self.recent_errors.recent())

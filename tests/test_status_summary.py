@@ -54,7 +54,8 @@ def _totals() -> dict[str, Any]:
 def _summary(now: float = 100.0, **changes: Any) -> dict[str, Any]:
     args: dict[str, Any] = dict(
         now=now, uptime_s=60.04, version="9.9", healthy=False, rows=ROWS,
-        sources={"root/sources/app": SOURCE_STATUS}, sinks=["loki"], totals=_totals(),
+        sources={"root/sources/app": SOURCE_STATUS}, sinks={"loki": "root/sinks/loki"},
+        totals=_totals(),
         buffer=BUFFER, buffer_capacity=1 << 20, dlq=DLQ,
         errors=[{"time": 99.0, "level": "error", "logger": "logcap.x", "message": "boom"}])
     args.update(changes)

@@ -82,13 +82,13 @@ def _streams(status: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
               rows: Sequence[Mapping[str, Any]], sources: Mapping[str, Mapping[str, Any]],
-              sinks: Sequence[str], totals: Mapping[str, Mapping[str, Mapping[str, float]]],
+              sinks: Mapping[str, str], totals: Mapping[str, Mapping[str, Mapping[str, float]]],
               buffer: Mapping[str, Any] | None, buffer_capacity: int,
               dlq: Mapping[str, Any] | None,
               errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The summary (see the module docstring). ``rows`` are the tree's rows (``/stats``),
     ``sources`` each source's status by its actor name (``{}`` for one not running), ``sinks``
-    the sink names with their actor names in ``rows`` as ``root/sinks/<name>``;
+    each sink's actor name (in ``rows``) by the sink's name;
     ``buffer``/``dlq`` their stats, ``{}`` when enabled and not running, None when disabled."""
     by_name = {row["name"]: row for row in rows}
     source_rows = []
@@ -102,12 +102,11 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
             "problems": [f"{path}: {why}" for path, why in status.get("errors", {}).items()],
             "streams": _streams(status)})
     sink_rows = []
-    for name in sinks:
+    for name, actor in sinks.items():
         lines = totals["sinks"].get(name, {})
         requests = totals["requests"].get(name, {})
         sink_rows.append({
-            "name": name,
-            "status": by_name.get(f"root/sinks/{name}", {}).get("status", "unknown"),
+            "name": name, "status": by_name.get(actor, {}).get("status", "unknown"),
             **{outcome: int(lines.get(outcome, 0)) for outcome in SINK_OUTCOMES},
             "retries": {r: int(n) for r, n in sorted(requests.items()) if r != OK_REASON}})
     buffer_view: dict[str, Any] = {"enabled": buffer is not None}
