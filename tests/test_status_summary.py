@@ -19,6 +19,7 @@ from logcap.api.status import counter_totals, rates, summarize
 from logcap.cli.main import main
 from logcap.cli.status import format_status
 from logcap.config import load_config
+from logcap.metrics import REGISTRY
 from tests.actor_kit import wait_until
 from tests.harness import NumberedWriter, make_config
 
@@ -161,18 +162,22 @@ def test_a_running_agent_summarises_its_flow_and_logcap_status_prints_it(
                               dlq={"directory": str(tmp_path / "dlq")})
     NumberedWriter(tmp_path / "logs" / "app.log").write(500)
     config = load_config(config_path, {})
+    # the metrics registry is the process's: earlier in-process agents counted too
+    before = counter_totals(REGISTRY.collect())
+    read_before = int(before["sources"].get("app", {}).get("lines", 0))
+    sent_before = int(before["sinks"].get("file", {}).get("sent", 0))
     agent = Agent(config, str(config_path))
     agent.start()
     try:
-        wait_until(lambda: agent.status()["sinks"][0]["sent"] >= 500, timeout=30,
-                   what="500 lines sent")
+        wait_until(lambda: agent.status()["sinks"][0]["sent"] >= sent_before + 500,
+                   timeout=30, what="500 lines sent")
         logging.getLogger("logcap.test").warning("something to see")
         doc = agent.status()
         assert doc["healthy"] is True
         assert {c["name"] for c in doc["components"]} >= {
             "root/sources/app", "root/sinks/file", "root/state/buffer", "root/state/dlq"}
         [source] = doc["sources"]
-        assert source["lines"] == 500 and source["streams"][0]["kind"] == "file"
+        assert source["lines"] - read_before == 500 and source["streams"][0]["kind"] == "file"
         assert doc["buffer"]["enabled"] and doc["buffer"]["capacity"] == \
             config.disk_buffer.max_total_size
         assert doc["dlq"] == {"enabled": True, "entries": 0, "lines": 0, "bytes": 0}
@@ -180,11 +185,12 @@ def test_a_running_agent_summarises_its_flow_and_logcap_status_prints_it(
         assert main(["status", "-c", str(config_path), "--interval", "0.2"]) == 0
         out = capsys.readouterr().out
         assert "logcap " in out and ": ok, up " in out
-        assert "  app [running] in 0.0/s lines=500" in out
+        assert f"  app [running] in 0.0/s lines={read_before + 500:,}" in out
         assert "  file [running] sent 0.0/s" in out
         assert main(["status", "-c", str(config_path), "--interval", "0", "--json"]) == 0
         answer = json.loads(capsys.readouterr().out)
-        assert answer["rates"] is None and answer["status"]["sinks"][0]["sent"] == 500
+        assert answer["rates"] is None
+        assert answer["status"]["sinks"][0]["sent"] == sent_before + 500
     finally:
         agent.stop(10)
 
