@@ -37,7 +37,8 @@ def exposition(tmp_path: Path) -> Iterator[str]:
     proc = LogcapProcess(config).start()
     try:
         wait_until(lambda: receiver.line_count >= LINES, timeout=30, what="every line")
-        wait_until(lambda: 'logcap_buffer_size_bytes' in proc.api_text("/metrics"),
+        # labelled gauges appear once the buffer's maintenance tick has set them
+        wait_until(lambda: 'logcap_buffer_sink_backlog_records{' in proc.api_text("/metrics"),
                    timeout=10, what="the buffer's gauges")
         yield proc.api_text("/metrics")
     finally:
@@ -84,3 +85,19 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exposed(exposition: s
         [rule["expr"] for rule in alert_rules()])
     assert len(named) > 20
     assert sorted(named - exposed) == []
+
+
+def test_the_buffer_and_mailbox_gauges_the_alerts_divide_by_hold_their_limits(
+        exposition: str) -> None:
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition)
+               for s in family.samples}
+    assert samples[("logcap_buffer_capacity_bytes", ())] == 1 << 30  # the default 1GiB
+    assert 0 < samples[("logcap_buffer_size_bytes", ())] <= 1 << 30
+    assert samples[("logcap_buffer_oldest_age_seconds", ())] >= 0
+    # one per sink (their value may be a tick old: set once a second)
+    for sink in ("loki", "file"):
+        assert samples[("logcap_buffer_sink_backlog_records", (("sink", sink),))] >= 0
+    shard = (("actor", "root/dispatchers/shard-0"),)
+    assert samples[("logcap_actor_mailbox_capacity_messages", shard)] == 64
+    assert 0 <= samples[("logcap_actor_mailbox_depth_messages", shard)] <= 64

@@ -154,6 +154,7 @@ class DiskBuffer(LogcapActor):
         log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
                  report.segments, report.first_seq, report.last_seq)
         self._ranges = self._recent_ranges()
+        BUFFER_CAPACITY.set(self.settings.max_total_size)
         if self.batches is not None:
             self._load_batches()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
@@ -414,7 +415,6 @@ class DiskBuffer(LogcapActor):
             log.error("disk buffer: releasing segments failed: %s", exc)
         stats = self.store.stats()
         BUFFER_BYTES.set(stats["bytes"])
-        BUFFER_CAPACITY.set(self.settings.max_total_size)
         BUFFER_OLDEST_AGE.set(stats["oldest_age_s"])
         for sink, row in stats["sinks"].items():
             BUFFER_SINK_BACKLOG.labels(sink).set(row["lag_batches"])
