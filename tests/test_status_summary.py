@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from logcap.agent import Agent
 from logcap.api.app import create_app
 from logcap.api.recent_errors import RecentErrors
-from logcap.api.status import counter_totals, rates, summarize
+from logcap.api.status import STREAMS_SHOWN, counter_totals, rates, summarize
 from logcap.cli.main import main
 from logcap.cli.status import format_status
 from logcap.config import load_config
@@ -81,7 +81,8 @@ def test_the_summary_joins_components_sources_sinks_buffer_dlq_and_errors() -> N
         "problems": ["/var/log/x.log: EACCES"],
         "streams": [{"kind": "file", "name": "/var/log/app.log", "lag_bytes": 4096},
                     {"kind": "container", "name": "web", "lag_bytes": 10,
-                     "lag_seconds": 1.5}]}
+                     "lag_seconds": 1.5}],
+        "streams_total": 2}
     assert doc["sinks"] == [{"name": "loki", "status": "restarting", "sent": 8, "failed": 2,
                              "rejected": 0, "dropped": 0, "retries": {"server_error": 1}}]
     assert doc["buffer"] == {"enabled": True, "bytes": 2048, "capacity": 1 << 20,
@@ -208,9 +209,20 @@ def test_a_source_buffer_or_dlq_not_running_is_shown_without_numbers() -> None:
     [source] = doc["sources"]
     assert source["status"] == "restarting" and source["lines"] == 10
     assert source["lag_bytes"] is None and source["streams"] == []
+    assert source["streams_total"] == 0
     assert doc["buffer"] == {"enabled": True, "bytes": None, "capacity": 1 << 20,
                              "oldest_age_s": None, "backlog": {}}
     assert doc["dlq"] == {"enabled": True, "entries": None, "lines": None, "bytes": None}
     text = format_status(doc, None)
     assert "disk buffer: - of 1.0 MiB, oldest -, records not yet sent: -" in text
     assert "dlq: - entries, - lines, -" in text
+
+
+def test_a_source_with_thousands_of_files_lists_only_its_largest_lags() -> None:
+    files = [{"path": f"/var/log/f{n:04d}.log", "lag_bytes": n} for n in range(1000)]
+    doc = _summary(sources={"root/sources/app": {"source": "app", "files": files}})
+    [source] = doc["sources"]
+    assert source["streams_total"] == 1000 and len(source["streams"]) == STREAMS_SHOWN
+    assert [x["lag_bytes"] for x in source["streams"][:3]] == [999, 998, 997]
+    assert f"... {1000 - STREAMS_SHOWN:,} more (the largest lags are shown)" in \
+        format_status(doc, None)

@@ -16,7 +16,8 @@ The summary (all counts since the agent started; times in unix seconds):
 - ``sources``: ``name``, ``status``, ``lines``, ``bytes``, ``lag_bytes``, ``problems`` and
   ``streams``: one per file (``files[]`` of the source's status: ``path``, ``lag_bytes``) and
   one per container (``stats.containers[]``: ``name``, ``unacked_bytes`` as its lag, and
-  ``lag_seconds`` if reported), each ``kind``, ``name``, ``lag_bytes`` (None if unknown);
+  ``lag_seconds`` if reported), each ``kind``, ``name``, ``lag_bytes`` (None if unknown); at
+  most :data:`STREAMS_SHOWN` per source, the largest lags first, and ``streams_total``;
 - ``sinks``: ``name``, ``status``, ``sent``, ``failed``, ``rejected``, ``dropped`` (lines, by
   outcome), ``retries`` (requests by reason other than ``ok``);
 - ``buffer``: ``enabled`` and, when on, ``bytes``, ``capacity``, ``oldest_age_s``,
@@ -33,13 +34,15 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-__all__ = ["counter_totals", "rates", "summarize"]
+__all__ = ["STREAMS_SHOWN", "counter_totals", "rates", "summarize"]
 
 _SOURCE_LINES = "logcap_source_lines"
 _SOURCE_BYTES = "logcap_source_bytes"
 _SINK_LINES = "logcap_sink_lines"
 _SINK_REQUESTS = "logcap_sink_requests"
 SINK_OUTCOMES = ("sent", "failed", "rejected", "dropped")
+STREAMS_SHOWN = 50
+"""Streams listed per source (a source may follow thousands of files)."""
 OK_REASON = "ok"
 
 
@@ -77,6 +80,7 @@ def _streams(status: Mapping[str, Any]) -> list[dict[str, Any]]:
         streams.append({"kind": "container", "name": c.get("name") or c.get("id", "?"),
                         "lag_bytes": c.get("unacked_bytes"),
                         "lag_seconds": c.get("lag_seconds")})
+    streams.sort(key=lambda x: (-(x["lag_bytes"] or 0), x["name"]))
     return streams
 
 
@@ -95,12 +99,13 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
     for actor, status in sources.items():
         name = status.get("source", actor.rsplit("/", 1)[-1])
         counts = totals["sources"].get(name, {})
+        streams = _streams(status)
         source_rows.append({
             "name": name, "status": by_name.get(actor, {}).get("status", "unknown"),
             "lines": int(counts.get("lines", 0)), "bytes": int(counts.get("bytes", 0)),
             "lag_bytes": status.get("lag_bytes"),
             "problems": [f"{path}: {why}" for path, why in status.get("errors", {}).items()],
-            "streams": _streams(status)})
+            "streams": streams[:STREAMS_SHOWN], "streams_total": len(streams)})
     sink_rows = []
     for name, actor in sinks.items():
         lines = totals["sinks"].get(name, {})

@@ -107,6 +107,9 @@ def format_status(doc: Mapping[str, Any], per_s: Mapping[str, Any] | None) -> st
     for source, x in streams:
         seconds = "" if x.get("lag_seconds") is None else f" {x['lag_seconds']:.1f}s"
         out.append(f"  {source} {x['kind']} {x['name']}: {_size(x['lag_bytes'])}{seconds}")
+    hidden = sum(s["streams_total"] - len(s["streams"]) for s in doc["sources"])
+    if hidden:
+        out.append(f"  ... {hidden:,} more (the largest lags are shown)")
     buffer, dlq = doc["buffer"], doc["dlq"]
     if buffer["enabled"]:
         backlog = ", ".join(f"{k}={v}" for k, v in buffer["backlog"].items()) or "-"
