@@ -31,6 +31,8 @@ from logcap.components import wiring as names
 from logcap.components.registry import wire
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
+from logcap.pipeline.loading import load_routing
+from logcap.pipeline.routing import Routing
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
 from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.runtime.directory import Directory
@@ -70,12 +72,17 @@ class _RootWatcher:
 
 
 class Agent:
-    def __init__(self, config: Config, config_path: str = "") -> None:
+    def __init__(self, config: Config, config_path: str = "",
+                 routing: Routing | None = None) -> None:
+        """``routing``: the pipelines (loaded from the config's processing files when not
+        given; raises ConfigError if they are invalid)."""
         self.config = config
         self.config_path = config_path
         self.admin_token = config.server.admin_token
         self.directory = Directory()
-        self.wiring = wire(config, self.directory)
+        if routing is None:
+            routing = load_routing(config, config_file=config_path or "config")
+        self.wiring = wire(config, self.directory, routing)
         self.timers = TimerThread()
         self.watcher = _RootWatcher()
         self.root: ActorRef[Any] | None = None

@@ -75,6 +75,13 @@ SOURCE_ERRORS = Counter(
     registry=REGISTRY,
 )
 SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_MULTILINE_ENTRIES = Counter(
+    "logcap_source_multiline_entries_total",
+    "Multi-line entries closed, by why: complete, max_lines, max_bytes (cut at a cap), timeout "
+    "(no new line for multiline.timeout), end_of_stream (a rotated-away file's end).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
 SOURCE_PAUSES = Counter(
     "logcap_source_backpressure_pauses_total",
     "Times a source paused because the next stage was full.",
@@ -177,6 +184,29 @@ class InboxCollector(Collector):
 def exposition() -> bytes:
     """The Prometheus text exposition of :data:`REGISTRY`."""
     return generate_latest(REGISTRY)
+
+# -- processing (pipelines run by the shards) ---------------------------------------------------
+PIPELINE_FAILURES = Counter(
+    "logcap_pipeline_stage_failures_total",
+    "Lines on which a pipeline stage failed (the line went on unchanged), by pipeline, stage "
+    "('<index>:<kind>') and reason (no_match, missing_field, invalid_json, invalid_logfmt, "
+    "unparsable, error).",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_DROPS = Counter(
+    "logcap_pipeline_dropped_lines_total",
+    "Lines a pipeline dropped on purpose, by pipeline, stage and reason (rate_limit, or a drop "
+    "stage's conditions: regex, value, age, size joined by '+').",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_LINES = Counter(
+    "logcap_pipeline_lines_total",
+    "Lines that went into a pipeline, by pipeline.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
 
 # -- disk buffer -------------------------------------------------------------------------------
 BUFFER_BYTES = Gauge(

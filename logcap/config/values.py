@@ -312,9 +312,12 @@ def flag(default: bool) -> bool:
     return _declare(Spec(Kind.BOOL), default)
 
 
-def integer(default: int, *, minimum: int, maximum: int | None = None) -> int:
-    """A YAML integer within ``[minimum, maximum]``; booleans are refused."""
-    return _declare(Spec(Kind.INT, minimum=minimum, maximum=maximum), default)
+def integer(default: int, *, minimum: int, maximum: int | None = None,
+            required: bool = False) -> int:
+    """A YAML integer within ``[minimum, maximum]``; booleans are refused; ``required``
+    refuses a missing value."""
+    return _declare(Spec(Kind.INT, minimum=minimum, maximum=maximum, required=required),
+                    default)
 
 
 def tcp_port(default: int) -> int:
@@ -342,9 +345,10 @@ def duration(default: float, *, allow_zero: bool = False) -> float:
     return _declare(Spec(Kind.DURATION, positive=not allow_zero), default)
 
 
-def size(default: int) -> int:
-    """A size (string or bare number of bytes) as int bytes, > 0."""
-    return _declare(Spec(Kind.SIZE, positive=True), default)
+def size(default: int, *, required: bool = False) -> int:
+    """A size (string or bare number of bytes) as int bytes, > 0; ``required`` refuses a
+    missing value (the default then only serves sections built in code)."""
+    return _declare(Spec(Kind.SIZE, positive=True, required=required), default)
 
 
 def regex(*, required: bool = False) -> str:

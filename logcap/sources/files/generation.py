@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from logcap.messages import Entries, Labels
 from logcap.origin import ReadToken
+from logcap.sources.files.joining import JoiningReader
 from logcap.sources.files.reader import DEFAULT_ENCODING, MAX_LINE_BYTES, LineReader
 from logcap.state.file_identity import FileIdentity, hash_prefix
 from logcap.state.positions import FilePosition
@@ -89,7 +90,7 @@ class Generation:
     path: str
     fd: int
     identity: FileIdentity
-    reader: LineReader
+    reader: LineReader | JoiningReader
     committed: int
     epoch: int = 0
     retired: bool = False

@@ -44,6 +44,7 @@ Speed
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,6 +129,11 @@ class LineReader:
     @property
     def fd(self) -> int:
         return self._fd
+
+    @property
+    def tracks_offsets(self) -> bool:
+        """Whether results carry each line's start offset (``track_offsets``)."""
+        return self._track
 
     @property
     def offset(self) -> int:
@@ -315,12 +321,11 @@ class LineReader:
             return 0
         raw_parts = block.split(b"\n")
         raw_parts.pop()
-        if offsets is not None:
-            offsets.extend(
-                itertools.accumulate(
-                    raw_parts[:-1], lambda acc, raw: acc + len(raw) + 1, initial=block_offset
-                )
-            )
+        if offsets is not None:  # line i starts after the i newlines and lines before it
+            offsets.extend(map(
+                operator.add,
+                itertools.accumulate(map(len, raw_parts[:-1]), initial=block_offset),
+                itertools.count()))
         if not may_be_long or max(map(len, raw_parts)) <= limit:
             lines.extend(parts)
             return 0

@@ -13,6 +13,12 @@ read window, commits) and adds the file source's own wake-ups:
 
 Files it cannot read are logged once per new reason, counted
 (``logcap_source_errors_total``), and listed in :meth:`status`; they never fail the source.
+
+Multi-line joining: ``multiline_for(path)`` gives the multiline spec of a path (None: lines as
+they are); its files are read through a
+:class:`~logcap.sources.files.joining.JoiningReader`, so every read is whole entries and
+positions commit only whole entries. Entries closed are counted by reason
+(``logcap_source_multiline_entries_total``, and ``multiline`` in :meth:`status`).
 """
 
 from __future__ import annotations
@@ -23,12 +29,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logcap.metrics import POSITIONS_LAG, SOURCE_ERRORS, SOURCE_FILES, SOURCE_ROTATIONS
+from logcap.metrics import (
+    POSITIONS_LAG,
+    SOURCE_ERRORS,
+    SOURCE_FILES,
+    SOURCE_MULTILINE_ENTRIES,
+    SOURCE_ROTATIONS,
+)
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
 from logcap.sources.files.discovery import has_magic
+from logcap.sources.files.joining import JoinCounts, reader_factory
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.watcher import DirWatcher
+from logcap.sources.multiline import MultilineRule, MultilineSpec
 from logcap.state.positions import FilePosition
 from logcap.state.positions_messages import (
     CommitFiles,
@@ -86,10 +100,15 @@ class FileSource:
     tick_interval_s = SWEEP_INTERVAL_S
 
     def __init__(self, settings: TailerSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 multiline_for: Callable[[str], MultilineSpec | None] = lambda path: None,
+                 ) -> None:
         self.name = settings.source
         self.settings = settings
         self.clock = clock
+        self.multiline_for = multiline_for
+        self._rules: dict[MultilineSpec, MultilineRule] = {}
+        self.joined = JoinCounts()
         self._tailer: SourceTailer | None = None
         self.watcher: DirWatcher | None = None
         self._last_rescan = 0.0
@@ -103,10 +122,22 @@ class FileSource:
     def start(self, stored: Sequence[Any], buffered: Buffered,
               wake: Callable[[], None]) -> None:
         positions = [p for p in stored if isinstance(p, FilePosition)]
-        self._tailer = SourceTailer(self.settings, positions, buffered=buffered)
+        make_reader = reader_factory(self.settings.max_line_bytes, self.settings.encoding,
+                                     self._rule_for, self.joined, self.clock)
+        self._tailer = SourceTailer(self.settings, positions, clock=self.clock,
+                                    buffered=buffered, make_reader=make_reader)
         self._report(self.tailer.rescan())
         self.watcher = DirWatcher(wake, name=f"inotify-{self.name}")
         self._watch()
+
+    def _rule_for(self, path: str) -> MultilineRule | None:
+        spec = self.multiline_for(path)
+        if spec is None:
+            return None
+        rule = self._rules.get(spec)
+        if rule is None:
+            rule = self._rules[spec] = MultilineRule.of(spec)
+        return rule
 
     def _watch(self) -> None:
         assert self.watcher is not None
@@ -148,6 +179,8 @@ class FileSource:
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
+        for reason, count in self.joined.take().items():
+            SOURCE_MULTILINE_ENTRIES.labels(self.name, reason).inc(count)
         updates: list[PositionsUpdate] = []
         if result.forget:
             updates.append(ForgetFiles(tuple(result.forget)))
@@ -165,7 +198,8 @@ class FileSource:
         tailer = self.tailer
         return {"files": tailer.describe(), "errors": dict(tailer.errors),
                 "lag_bytes": tailer.lag_bytes(),
-                "inotify": self.watcher.active if self.watcher else False}
+                "inotify": self.watcher.active if self.watcher else False,
+                "multiline": dict(self.joined.total)}
 
     def close(self) -> None:
         if self.watcher is not None:

@@ -74,7 +74,8 @@ from logcap.sources.files.generation import (
     covered_from,
     open_log,
 )
-from logcap.sources.files.reader import LineReader, ReadResult
+from logcap.sources.files.joining import ReaderFactory, entry_due, reader_factory
+from logcap.sources.files.reader import ReadResult
 from logcap.sources.files.rotation import find_renamed, find_rotated_copy
 from logcap.state.file_identity import (
     FileIdentity,
@@ -111,8 +112,11 @@ class SourceTailer:
         buffered: Buffered | None = None,
         wall: Callable[[], float] = time.time,
         time_ns: Callable[[], int] = time.time_ns,
+        make_reader: ReaderFactory | None = None,
     ) -> None:
         self.settings = settings
+        self._make_reader = make_reader or reader_factory(settings.max_line_bytes,
+                                                          settings.encoding)
         self.clock = clock
         self.wall = wall
         self.time_ns = time_ns
@@ -231,8 +235,7 @@ class SourceTailer:
     def _new_gen(self, path: str, fd: int, identity: FileIdentity, offset: int) -> Generation:
         gen = Generation(
             gen_id=f"g{next(self._ids)}", path=path, fd=fd, identity=identity,
-            reader=LineReader(fd, offset, max_line_bytes=self.settings.max_line_bytes,
-                              encoding=self.settings.encoding),
+            reader=self._make_reader(path, fd, offset),
             committed=offset,
         )
         gen.size = os.fstat(fd).st_size
@@ -312,9 +315,7 @@ class SourceTailer:
         live_fd = gen.fd
         gen.fd = copy_fd
         gen.identity = identity_of(copy_fd)
-        gen.reader = LineReader(copy_fd, gen.reader.offset,
-                                max_line_bytes=self.settings.max_line_bytes,
-                                encoding=self.settings.encoding)
+        gen.reader = self._make_reader(gen.path, copy_fd, gen.reader.offset)
         self._retire(gen, "copytruncate")
         del self.current[path]
         self._add_current(path, live_fd, identity_of(live_fd), 0)
@@ -341,7 +342,8 @@ class SourceTailer:
         for gen in [*self.retired, *self.current.values()]:
             if gen.finished or not self._has_room(gen):
                 continue  # an ack (or nothing) wakes it up again
-            if not gen.retired and gen.size <= gen.reader.read_position:
+            if not gen.retired and gen.size <= gen.reader.read_position \
+                    and not entry_due(gen.reader, now):
                 continue  # nothing new (size from the last stat in check_rotation)
             final = False
             if gen.retired and gen.idle_since is not None \
