@@ -212,3 +212,16 @@ def test_pipeline_test_prints_entries_and_counts(
     assert main(["pipeline", "test", "-c", str(config), "--pipeline", "nope",
                  str(sample)]) == 2
     assert "no pipeline named 'nope'" in capsys.readouterr().err
+
+
+def test_relative_processing_paths_are_beside_the_config_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    write(tmp_path / "etc" / "p.yaml", "pipelines: {mine: {stages: [{json: {}}]}}\n")
+    config = write(tmp_path / "etc" / "config.yaml",
+                   "processing: {pipelines_file: p.yaml}\n"
+                   "sources: {files: [{name: a, include: [x], pipeline: mine}]}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out = check(config, capsys)
+    assert code == 0, out

@@ -145,6 +145,7 @@ def _run(config: Config, routing: Routing, path: str) -> int:
 
 def _describe(config: Config, routing: Routing) -> str:
     files = [f for f in (config.processing.pipelines_file, config.processing.routing_file) if f]
+    # (as written in the config; relative ones are read beside it)
     return (f"pipelines: {len(routing.pipelines)} ({', '.join(files) or 'built-in only'}), "
             f"{len(routing.rules)} routing rule{'' if len(routing.rules) == 1 else 's'}")
 

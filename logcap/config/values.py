@@ -262,6 +262,7 @@ class Spec:
     required: bool = False
     nullable: bool = False
     label_names: bool = False
+    blank_items: bool = False
     check: Check | None = None
 
 
@@ -356,9 +357,10 @@ def regex(*, required: bool = False) -> str:
     return _declare(Spec(Kind.REGEX, required=required), "")
 
 
-def str_list(*, required: bool = False) -> tuple[str, ...]:
-    """A list of non-empty strings, stored as a tuple; ``required`` refuses an empty list."""
-    return _declare(Spec(Kind.STR_LIST, required=required), ())
+def str_list(*, required: bool = False, blank_items: bool = False) -> tuple[str, ...]:
+    """A list of non-empty strings, stored as a tuple; ``required`` refuses an empty list;
+    ``blank_items`` accepts items of white space only (a newline to search for)."""
+    return _declare(Spec(Kind.STR_LIST, required=required, blank_items=blank_items), ())
 
 
 def str_map(*, label_names: bool = False) -> Mapping[str, str]:

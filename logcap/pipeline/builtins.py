@@ -55,7 +55,7 @@ pipelines:
       - multiline:
           firstline: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
           max_lines: 500
-      - replace: {expression: '#015#012', replace: '\r\n'}
+      - replace: {expression: '#015#012', replace: "\r\n"}
       - regex:
           expression: >-
             (?x) ^(?P<time>\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d)
@@ -65,30 +65,36 @@ pipelines:
       - timestamp: {source: time, format: syslog, fallback_formats: [rfc3339]}
       - regex:
           optional: true
+          contains: ["\n", "all", "ALL"]
           expression: >-
-            (?xim) (?:^(?:Call-ID|i)[ \t]*:[ \t]*|\bcall[-_]?id[=:][ \t]*)
+            (?x) (?:[cC](?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*|\n(?i:Call-ID|i)[ \t]*:[ \t]*)
             (?P<call_id>[^\s;,]+)
       - regex:
           optional: true
+          contains: ["\n", "from_tag=", "fromtag="]
           expression: >-
-            (?xim) (?:^(?:From|f)[ \t]*:[^\r\n]*?;tag=|\bfrom_?tag=)(?P<from_tag>[^\s;>,]+)
+            (?x) (?:from_?tag=|\n(?i:From|f)[ \t]*:[^\r\n]*?;(?i:tag)=)(?P<from_tag>[^\s;>,]+)
       - regex:
           optional: true
+          contains: ["\n", "to_tag=", "totag="]
           expression: >-
-            (?xim) (?:^(?:To|t)[ \t]*:[^\r\n]*?;tag=|\bto_?tag=)(?P<to_tag>[^\s;>,]+)
+            (?x) (?:to_?tag=|\n(?i:To|t)[ \t]*:[^\r\n]*?;(?i:tag)=)(?P<to_tag>[^\s;>,]+)
       - regex:
           optional: true
+          contains: ["\n", "request ", "method="]
           expression: >-
-            (?xm) (?:^|\brequest[ ]|\bmethod=|^CSeq:[ \t]*\d+[ \t]+)
+            (?x) (?:request[ ]|method=|\nCSeq:[ \t]*\d+[ \t]+|\n)
             (?P<method>INVITE|ACK|BYE|CANCEL|REGISTER|OPTIONS|PRACK|SUBSCRIBE|NOTIFY|PUBLISH
             |INFO|REFER|MESSAGE|UPDATE)\b
       - regex:
           optional: true
-          expression: '(?m)(?:^SIP/2\.0 |\brepl(?:y|ied) |\bstatus=|\bcode=)(?P<status>[1-6]\d\d)\b'
+          contains: ["\n", "repl", "status=", "code="]
+          expression: '(?:repl(?:y|ied) |status=|code=|\nSIP/2\.0 )(?P<status>[1-6]\d\d)\b'
       - regex:
           optional: true
+          contains: ["from ", "src_ip=", "source ", "\nVia:"]
           expression: >-
-            (?xm) (?:\bfrom[ ]|\bsrc_ip=|\bsource[ ]|^Via:[ \t]*SIP/2\.0/\w+[ \t]+)
+            (?x) (?:from[ ]|src_ip=|source[ ]|\nVia:[ \t]*SIP/2\.0/\w+[ \t]+)
             (?P<src_ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])
       - labels: {level: , module: }
       - structured_metadata:
@@ -123,8 +129,10 @@ pipelines:
           max_bytes: 1MiB
       - replace: {expression: '\n# Time: [^\n]*\n?\Z', replace: ''}
       - replace:
+          contains: [IDENTIFIED, identified, PASSWORD, password]
           expression: >-
-            (?xi) (IDENTIFIED[ ](?:BY|WITH[ ]\w+[ ](?:BY|AS))|PASSWORD[ ]*\()[ ]*'(?:[^'\\]|\\.)*'
+            (?x) ((?:IDENTIFIED|identified)[ ](?:BY|by|(?:WITH|with)[ ]\w+[ ](?:BY|AS|by|as))
+            |(?:PASSWORD|password)[ ]*\()[ ]*'(?:[^'\\]|\\.)*'
           replace: "\\1 '***'"
       - regex:
           expression: >-

@@ -3,7 +3,9 @@ strictly as the main config, into a :class:`~logcap.pipeline.routing.Routing`.
 
 Files (both optional; their paths are ``processing.pipelines_file`` and
 ``processing.routing_file`` of the main config, overridden by ``$LOGCAP_PIPELINES_FILE`` and
-``$LOGCAP_ROUTING_FILE``; empty = none, a path given that does not exist is an error):
+``$LOGCAP_ROUTING_FILE``; empty = none, a path given that does not exist is an error; a
+relative path is relative to the directory of the main config file, so a config and its
+processing files move together, e.g. into ``/etc/logcap/``):
 
 ``pipelines.yaml``::
 
@@ -82,32 +84,35 @@ def load_routing(config: Config, env: Mapping[str, str] | None = None,
                  config_file: str = "config") -> Routing:
     """The pipelines (built-in and from ``processing.pipelines_file``), the sources' own
     pipelines and the rules of ``processing.routing_file``, all checked (module docstring);
-    raises :class:`ConfigError` with every problem. ``config_file`` names the main config
-    in messages."""
+    raises :class:`ConfigError` with every problem. ``config_file`` is the main config's path
+    (relative processing paths are beside it; the default ``"config"``: the working
+    directory) and names it in messages."""
     environ = os.environ if env is None else env
     problems: list[ConfigIssue] = []
     pipelines = dict(builtin_pipelines())
-    files = config.processing
-    if files.pipelines_file:
+    base = os.path.dirname(config_file) if config_file != "config" else ""
+    pipelines_file = _beside(base, config.processing.pipelines_file)
+    routing_file = _beside(base, config.processing.routing_file)
+    if pipelines_file:
         issues = IssueCollector()
-        data = _read(files.pipelines_file, environ, issues)
+        data = _read(pipelines_file, environ, issues)
         if data is not UNREADABLE:
-            for name, spec in decode_pipelines(data, files.pipelines_file, issues).items():
+            for name, spec in decode_pipelines(data, pipelines_file, issues).items():
                 if name in pipelines:
                     issues.add(f"pipelines.{name}", "is the name of a built-in pipeline "
                                "(choose another name)")
                 else:
                     pipelines[name] = spec
-        problems.extend(_prefixed(files.pipelines_file, issues))
+        problems.extend(_prefixed(pipelines_file, issues))
     rules: tuple[RouteConfig, ...] = ()
-    if files.routing_file:
+    if routing_file:
         issues = IssueCollector()
-        data = _read(files.routing_file, environ, issues)
+        data = _read(routing_file, environ, issues)
         if data is not UNREADABLE:
             decoded = ConfigDecoder(issues).section(_RoutingFile, data, "")
             rules = decoded.routes
             _check_rules(rules, pipelines, config, issues)
-        problems.extend(_prefixed(files.routing_file, issues))
+        problems.extend(_prefixed(routing_file, issues))
     own: dict[str, str] = {}
     for index, source in enumerate(config.sources.files):
         if source.pipeline is not None:
@@ -124,6 +129,11 @@ def load_routing(config: Config, env: Mapping[str, str] | None = None,
     if problems:
         raise ConfigError(problems)
     return Routing(pipelines, own, rules, containers)
+
+
+def _beside(base: str, path: str) -> str:
+    """``path`` (may be empty) made relative to ``base``, the main config file's directory."""
+    return os.path.join(base, path) if path and base and not os.path.isabs(path) else path
 
 
 def _usable(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:

@@ -6,7 +6,8 @@
   by ``replace``, a template that may use ``\\1`` and ``\\g<name>`` (e.g. mask passwords:
   ``expression: "(IDENTIFIED BY|PASSWORD\\() *'[^']*'"``, ``replace: "\\1 '***'"``). A template
   naming a group the expression does not have is a config error. A line without the source
-  field is counted (``missing_field``).
+  field is counted (``missing_field``). ``contains``: a fast prefilter, the expression runs
+  only on texts that contain one of these strings (list strings every match contains).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import attrs
 
 from logcap.config.section import Problem, Section
 from logcap.config.sources import DEFAULT_MAX_LINE_BYTES
-from logcap.config.values import optional_text, regex, size, text
+from logcap.config.values import optional_text, regex, size, str_list, text
 from logcap.pipeline.batch import LineBatch
 
 __all__ = ["ReplaceConfig", "ReplaceStage", "TruncateConfig", "TruncateStage",
@@ -76,6 +77,7 @@ class TruncateStage:
                 batch.set_value(i, self.source, truncate_utf8(value, limit, suffix))
 
 
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()")
 _GROUP_REF = re.compile(r"\\(?:g<([^>]*)>|(\d{1,2}))")
 
 
@@ -106,6 +108,7 @@ class ReplaceConfig(Section):
     expression: str = regex(required=True)
     replace: str = text("")
     source: str | None = optional_text()
+    contains: tuple[str, ...] = str_list(blank_items=True)
 
     def problems(self) -> Iterator[Problem]:
         reason = template_problem(self.expression, self.replace)
@@ -116,27 +119,37 @@ class ReplaceConfig(Section):
 class ReplaceStage:
     """Rewrites matches of an expression (module docstring)."""
 
-    __slots__ = ("label", "pattern", "source", "template")
+    __slots__ = ("contains", "label", "literal", "pattern", "source", "template")
 
     def __init__(self, config: ReplaceConfig, label: str) -> None:
         self.label = label
         self.pattern = re.compile(config.expression)
         self.template = config.replace
         self.source = config.source
+        self.contains = config.contains
+        # a plain text for a plain text: str.replace, the same result at a fraction of the cost
+        plain = not _REGEX_SYNTAX.intersection(config.expression) and "\\" not in self.template
+        self.literal = config.expression if plain and config.expression else None
 
     def __call__(self, batch: LineBatch) -> None:
         sub, template = self.pattern.sub, self.template
         if self.source is None:
             lines = batch.lines
+            literal, contains = self.literal, self.contains
             for i, line in enumerate(lines):
-                lines[i] = sub(template, line)
+                if contains and not any(c in line for c in contains):
+                    continue
+                if literal is None:
+                    lines[i] = sub(template, line)
+                elif literal in line:
+                    lines[i] = line.replace(literal, template)
             return
         missing = 0
         for i in range(len(batch)):
             value = batch.value(i, self.source)
             if value is None:
                 missing += 1
-            else:
+            elif not self.contains or any(c in value for c in self.contains):
                 batch.set_value(i, self.source, sub(template, value))
         if missing:
             batch.fail(self.label, "missing_field", missing)

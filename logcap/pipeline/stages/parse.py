@@ -3,7 +3,9 @@
 * ``regex``: ``expression``'s named groups become fields (groups that did not take part are
   not set). The expression is *searched* (anchor it with ``^`` to match at the start).
   No match is a failure counted as ``no_match``, unless ``optional`` (for patterns that apply
-  to some lines only, e.g. a Call-ID).
+  to some lines only, e.g. a Call-ID). ``contains``: a fast prefilter for optional patterns,
+  the expression runs only on texts that contain one of these strings (the others are left
+  as if it did not match; listing a string every match must contain keeps the result exact).
 * ``json``: the text is a JSON object; ``fields`` maps a field name to a key path in it
   (``a.b`` for nested objects); empty ``fields`` takes every top-level key. Strings are taken
   as they are, other values as compact JSON (``3``, ``true``, ``{"a":1}``). Not an object:
@@ -26,7 +28,7 @@ from typing import Any
 import attrs
 
 from logcap.config.section import Problem, Section
-from logcap.config.values import flag, optional_text, regex, str_map
+from logcap.config.values import flag, optional_text, regex, str_list, str_map
 from logcap.pipeline.batch import LineBatch
 
 __all__ = ["JsonConfig", "JsonStage", "LogfmtConfig", "LogfmtStage", "RegexConfig",
@@ -40,26 +42,31 @@ class RegexConfig(Section):
     expression: str = regex(required=True)
     source: str | None = optional_text()
     optional: bool = flag(False)
+    contains: tuple[str, ...] = str_list(blank_items=True)
 
     def problems(self) -> Iterator[Problem]:
         if self.expression and not re.compile(self.expression).groupindex:
             yield Problem("expression", "has no named group (?P<name>...): nothing would be "
                           "extracted", ("expression",))
+        if self.contains and not self.optional:
+            yield Problem("contains", "needs optional: true (the lines it skips are not "
+                          "counted as no_match)", ("contains", "optional"))
 
 
 class RegexStage:
     """Named groups of a searched expression become fields (module docstring)."""
 
-    __slots__ = ("label", "optional", "search", "source")
+    __slots__ = ("contains", "label", "optional", "search", "source")
 
     def __init__(self, config: RegexConfig, label: str) -> None:
         self.label = label
         self.search = re.compile(config.expression).search
         self.source = config.source
         self.optional = config.optional
+        self.contains = config.contains
 
     def __call__(self, batch: LineBatch) -> None:
-        search, source = self.search, self.source
+        search, source, contains = self.search, self.source, self.contains
         misses = missing = 0
         fields = batch.fields
         texts = batch.lines if source is None else [batch.value(i, source)
@@ -67,6 +74,8 @@ class RegexStage:
         for i, text in enumerate(texts):
             if text is None:
                 missing += 1
+                continue
+            if contains and not any(c in text for c in contains):
                 continue
             m = search(text)
             if m is None:
