@@ -165,7 +165,10 @@ SINK_CARDINALITY_DROPS = Counter(
 class InboxCollector(Collector):
     """Reports mailbox depth and full events of every actor bound in a directory, at scrape."""
 
-    def __init__(self, snapshot: Callable[[], Iterable[tuple[str, int, int, int]]]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Iterable[tuple[str, int, int, int, int]]]
+    ) -> None:
+        """``snapshot`` yields ``(actor, depth, full_events, handled, capacity)``."""
         self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
@@ -182,11 +185,18 @@ class InboxCollector(Collector):
             "Messages taken from the mailbox (since the actor started).",
             labels=["actor"],
         )
-        for name, d, f, t in self._snapshot():
+        capacity = GaugeMetricFamily(
+            "logcap_actor_mailbox_capacity_messages",
+            "Data messages the mailbox holds at most (depth / capacity is its saturation).",
+            labels=["actor"],
+        )
+        for name, d, f, t, c in self._snapshot():
             depth.add_metric([name], d)
             full.add_metric([name], f)
             taken.add_metric([name], t)
+            capacity.add_metric([name], c)
         yield depth
+        yield capacity
         yield full
         yield taken
 
@@ -221,6 +231,20 @@ PIPELINE_LINES = Counter(
 # -- disk buffer -------------------------------------------------------------------------------
 BUFFER_BYTES = Gauge(
     "logcap_buffer_size_bytes", "Bytes of segment files in the disk buffer.", registry=REGISTRY
+)
+BUFFER_CAPACITY = Gauge(
+    "logcap_buffer_capacity_bytes", "The disk buffer's max_total_size.", registry=REGISTRY
+)
+BUFFER_OLDEST_AGE = Gauge(
+    "logcap_buffer_oldest_age_seconds",
+    "Age of the oldest segment file still held in the disk buffer (0 when empty).",
+    registry=REGISTRY,
+)
+BUFFER_SINK_BACKLOG = Gauge(
+    "logcap_buffer_sink_backlog_records",
+    "Buffer records a sink has not been sent yet (behind its cursor, not in flight), by sink.",
+    ["sink"],
+    registry=REGISTRY,
 )
 BUFFER_DROPPED = Counter(
     "logcap_buffer_dropped_lines_total",

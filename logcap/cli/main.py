@@ -1,7 +1,8 @@
 """The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
 reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`); ``pipeline test`` (see
-:mod:`logcap.cli.pipeline_test`). ``run``, ``check-config`` and ``pipeline test`` load the
-config and its processing files (pipelines, routing); a problem in any is bad input.
+:mod:`logcap.cli.pipeline_test`); ``status`` (see :mod:`logcap.cli.status`). ``run``,
+``check-config`` and ``pipeline test`` load the config and its processing files (pipelines,
+routing); a problem in any is bad input.
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
@@ -29,6 +30,7 @@ from logcap import __version__
 from logcap.agent import Agent
 from logcap.cli import dlq as dlq_cli
 from logcap.cli import pipeline_test
+from logcap.cli import status as status_cli
 from logcap.components.registry import preflight_directories, preflight_problems, summary
 from logcap.config import Config, ConfigError, load_config, resolve_config_path
 from logcap.logsetup import configure
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     dlq_cli.add_subcommands(sub)
     pipeline_test.add_subcommand(sub)
+    status_cli.add_subcommand(sub)
     return parser
 
 
@@ -154,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command in dlq_cli.COMMANDS:
         return dlq_cli.run(args)
+    if args.command == "status":
+        return status_cli.run(args)
     try:
         config, routing, path = _load(args.config)
         if args.command == "check-config":
