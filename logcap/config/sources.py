@@ -231,6 +231,8 @@ class DispatcherConfig(Section):
     batch_size: int = integer(DEFAULT_DISPATCH_BATCH_LINES, minimum=1)
     batch_timeout: float = duration(DEFAULT_DISPATCH_BATCH_TIMEOUT_S)
     max_retries: int = integer(DEFAULT_MAX_RETRIES, minimum=0)
+    """Failed sends of one batch to one sink after which the shard logs it as exhausted; it is
+    still retried at ``retry_max_delay`` (no line is dropped, see ARCHITECTURE.md)."""
     retry_base_delay: float = duration(DEFAULT_RETRY_BASE_DELAY_S)
     retry_max_delay: float = duration(DEFAULT_RETRY_MAX_DELAY_S)
     dlq_enabled: bool = flag(True)
