@@ -31,7 +31,7 @@ ROWS = [
      "last_error": "ConnectionError: refused", "supervisor": False},
 ]
 SOURCE_STATUS = {"source": "app", "lag_bytes": 4096, "errors": {"/var/log/x.log": "EACCES"},
-                 "files": [{"path": "/var/log/app.log", "lag_bytes": 4096}],
+                 "files": 1, "most_lagging": [{"path": "/var/log/app.log", "lag_bytes": 4096}],
                  "stats": {"containers": [{"name": "web", "unacked_bytes": 10,
                                            "lag_seconds": 1.5}]}}
 BUFFER = {"bytes": 2048, "oldest_age_s": 12.345, "sinks": {"loki": {"lag_batches": 7}}}
@@ -219,8 +219,10 @@ def test_a_source_buffer_or_dlq_not_running_is_shown_without_numbers() -> None:
 
 
 def test_a_source_with_thousands_of_files_lists_only_its_largest_lags() -> None:
-    files = [{"path": f"/var/log/f{n:04d}.log", "lag_bytes": n} for n in range(1000)]
-    doc = _summary(sources={"root/sources/app": {"source": "app", "files": files}})
+    # the file source sends its count and its most lagging files (SourceTailer.most_lagging)
+    lagging = [{"path": f"/var/log/f{n:04d}.log", "lag_bytes": n} for n in range(999, 949, -1)]
+    doc = _summary(sources={"root/sources/app": {"source": "app", "files": 1000,
+                                                 "most_lagging": lagging}})
     [source] = doc["sources"]
     assert source["streams_total"] == 1000 and len(source["streams"]) == STREAMS_SHOWN
     assert [x["lag_bytes"] for x in source["streams"][:3]] == [999, 998, 997]

@@ -226,3 +226,17 @@ def test_a_new_file_arriving_where_a_closed_file_was_rotated_away_becomes_the_pa
     assert sorted(pump(tailer, clock, rounds=8)) == ["a2", "b1"]
     write(log, "b2")
     assert pump(tailer, clock) == ["b2"]
+
+
+def test_most_lagging_lists_the_files_furthest_behind_first(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    for n in range(8):
+        write(tmp_path / f"f{n}.log", *(["x" * 9] * n))  # n lines of 10 bytes, none read yet
+    tailer = make(tmp_path, clock)
+    tailers.append(tailer)
+    tailer.rescan()
+    tailer.check_rotation()
+    top = tailer.most_lagging(3)
+    assert top == [{"path": str(tmp_path / f"f{n}.log"), "lag_bytes": 10 * n} for n in (7, 6, 5)]
+    pump(tailer, clock)
+    assert [row["lag_bytes"] for row in tailer.most_lagging(3)] == [0, 0, 0]

@@ -14,7 +14,7 @@ The summary (all counts since the agent started; times in unix seconds):
 - ``components``: ``name``, ``status``, ``restarts``, ``crashes``, ``last_error``,
   ``mailbox_depth``, ``mailbox_capacity`` (None for actors without a bounded mailbox);
 - ``sources``: ``name``, ``status``, ``lines``, ``bytes``, ``lag_bytes``, ``problems`` and
-  ``streams``: one per file (``files[]`` of the source's status: ``path``, ``lag_bytes``) and
+  ``streams``: one per file (``most_lagging[]`` of the source's status: ``path``, ``lag_bytes``) and
   one per container (``stats.containers[]``: ``name``, ``unacked_bytes`` as its lag, and
   ``lag_seconds`` if reported), each ``kind``, ``name``, ``lag_bytes`` (None if unknown); at
   most :data:`STREAMS_SHOWN` per source, the largest lags first, and ``streams_total``;
@@ -75,13 +75,20 @@ def _component(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _streams(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     streams = [{"kind": "file", "name": f["path"], "lag_bytes": f.get("lag_bytes")}
-               for f in status.get("files", [])]
+               for f in status.get("most_lagging", [])]
     for c in status.get("stats", {}).get("containers", []):
         streams.append({"kind": "container", "name": c.get("name") or c.get("id", "?"),
                         "lag_bytes": c.get("unacked_bytes"),
                         "lag_seconds": c.get("lag_seconds")})
     streams.sort(key=lambda x: (-(x["lag_bytes"] or 0), x["name"]))
     return streams
+
+
+def _stream_count(status: Mapping[str, Any]) -> int:
+    """Files followed (the status's ``files`` count) plus containers."""
+    files = status.get("files", 0)
+    return (files if isinstance(files, int) else 0) \
+        + len(status.get("stats", {}).get("containers", []))
 
 
 def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
@@ -105,7 +112,7 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
             "lines": int(counts.get("lines", 0)), "bytes": int(counts.get("bytes", 0)),
             "lag_bytes": status.get("lag_bytes"),
             "problems": [f"{path}: {why}" for path, why in status.get("errors", {}).items()],
-            "streams": streams[:STREAMS_SHOWN], "streams_total": len(streams)})
+            "streams": streams[:STREAMS_SHOWN], "streams_total": _stream_count(status)})
     sink_rows = []
     for name, actor in sinks.items():
         lines = totals["sinks"].get(name, {})

@@ -64,6 +64,8 @@ __all__ = ["DEEP_CHECK_EVERY", "SWEEP_INTERVAL_S", "WAKE_RESCAN_MIN_S", "FileSou
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0
+MOST_LAGGING_SHOWN = 50
+"""Files listed in a status's ``most_lagging`` (the status page shows this many)."""
 DEEP_CHECK_EVERY = 10
 """Every this many sweeps (and on every sweep without inotify): re-scan the globs and compare
 fingerprints (inode reuse). Other sweeps only ``stat`` the paths (rotation, growth)."""
@@ -239,6 +241,7 @@ class FileSource:
                 "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
                 "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
                 "binary_bytes_dropped": tailer.binary_chars(),
+                "most_lagging": tailer.most_lagging(MOST_LAGGING_SHOWN),
                 "rotations": dict(self._rotations),
                 "inotify": self.watcher.active if self.watcher else False,
                 "multiline": dict(self.joined.total)}

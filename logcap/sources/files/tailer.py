@@ -67,6 +67,7 @@ Start-up resolution of a discovered path (positions from the previous run):
 from __future__ import annotations
 
 import contextlib
+import heapq
 import itertools
 import logging
 import os
@@ -847,6 +848,16 @@ class SourceTailer:
             if not gen.exhausted:
                 total += max(0, gen.size - gen.committed)
         return total
+
+    def most_lagging(self, limit: int) -> list[dict[str, object]]:
+        """The ``limit`` files furthest behind (``path``, ``lag_bytes``: size minus committed
+        offset), largest first; open, rotated and closed files alike. One pass, no syscall."""
+        lags = [(max(0, gen.size - gen.committed), gen.path)
+                for gen in [*self.current.values(), *self.retired]]
+        lags.extend((max(0, closed.size - closed.offset), path)
+                    for path, closed in self.dormant.items())
+        return [{"path": path, "lag_bytes": lag}
+                for lag, path in heapq.nlargest(limit, lags, key=lambda item: item[0])]
 
     def binary_chars(self) -> int:
         """NUL and control runs dropped from the lines of the files open now."""
