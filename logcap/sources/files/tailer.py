@@ -704,14 +704,19 @@ class SourceTailer:
         else:
             self.errors.pop(CAP_PROBLEM, None)
 
-    def sweep_dormant(self) -> None:
-        """Reopen the closed current files that changed (by ``stat``), as room under the cap
-        allows (the longest closed first). A file found rotated while closed has its unread
-        tail read under its new name; a reused inode or a file shorter than its offset is a
-        new file, read from 0."""
+    def sweep_dormant(self, paths: set[str] | None = None) -> None:
+        """Reopen the closed current files that changed (by ``stat``; only those among
+        ``paths``, the ones with directory events, when given), as room under the cap allows
+        (the longest closed first). A file found rotated while closed has its unread tail
+        read under its new name; a reused inode or a file shorter than its offset is a new
+        file, read from 0."""
         cap = self.settings.max_open_files
         changed: list[tuple[str, ClosedFile, os.stat_result | None]] = []
-        for path, closed in self.dormant.items():
+        if paths is None:
+            looked = list(self.dormant.items())
+        else:
+            looked = [(path, self.dormant[path]) for path in paths if path in self.dormant]
+        for path, closed in looked:
             try:
                 st: os.stat_result | None = os.stat(path)
             except OSError:
