@@ -5,7 +5,8 @@ read window, commits) and adds the file source's own wake-ups:
 
 * an inotify thread (:class:`~logcap.sources.files.watcher.DirWatcher`) on the glob roots and
   the directories of followed files calls ``wake``; :meth:`FileSource.on_wake` re-scans the
-  globs (new files), at most every ``WAKE_RESCAN_MIN_S``;
+  globs (new files) when a name other than a followed file had an event, at most every
+  ``WAKE_RESCAN_MIN_S``;
 * each read ``stat`` s the paths that had directory events since the last read (every path
   without inotify, or after an overflow) and adopts the files the watcher opened at once; a
   wake also reopens the closed files among those paths that changed;
@@ -149,11 +150,17 @@ class FileSource:
 
     def on_wake(self) -> None:
         self._adopt()
+        tailer = self.tailer
+        touched = self._touched()
         now = self.clock()
-        if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
+        # A re-scan only when something other than a followed file had an event (a name that
+        # appeared, moved or went): thousands of files being written cost no scan each time.
+        unknown = touched is None or any(
+            path not in tailer.current and path not in tailer.dormant for path in touched)
+        if unknown and now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
-            self._report(self.tailer.rescan())
-            self.tailer.sweep_dormant(self._touched())
+            self._report(tailer.rescan())
+        tailer.sweep_dormant(touched)
 
     def _touched(self) -> set[str] | None:
         """The paths with directory events since the last read (None: look at every path);
