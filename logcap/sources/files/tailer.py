@@ -424,11 +424,16 @@ class SourceTailer:
 
     def check_rotation(self, deep: bool = False, paths: set[str] | None = None) -> None:
         """Look at every path (or only ``paths``, those with directory events since the last
-        look); retire generations whose file was rotated (module table)."""
+        look, and the files with unread bytes); retire generations whose file was rotated
+        (module table)."""
         if paths is None:
             looked = list(self.current.items())
         else:
-            looked = [(path, self.current[path]) for path in paths if path in self.current]
+            # Also every file with unread bytes: the poll that follows reads it, and must not
+            # read a file cut and rewritten since its last stat (its events may still be on
+            # their way from the watcher thread).
+            looked = [(path, gen) for path, gen in self.current.items()
+                      if path in paths or gen.size > gen.reader.read_position]
         for path, gen in looked:
             try:
                 st = os.stat(path)
@@ -586,7 +591,12 @@ class SourceTailer:
             # A token's identity must tell this content from the next file in a reused
             # inode: a fingerprint of the empty file it was when opened would not (the sinks'
             # deduplication would take the new file's lines for ones already delivered).
-            gen.identity = identity_of(gen.fd)
+            # Only while the file still starts with the bytes fingerprinted: if it was cut
+            # and rewritten meanwhile (copytruncate), the rotation check must still see the
+            # old fingerprint to find the copy.
+            fresh = identity_of(gen.fd)
+            if fingerprint_matches(gen.identity.fingerprint, gen.fd):
+                gen.identity = fresh
         ident = gen.identity
         return ReadToken(self.settings.source, FILE_KIND,
                          FileStream(ident.dev, ident.ino, ident.fingerprint),
