@@ -5,9 +5,11 @@ read window, commits) and adds the file source's own wake-ups:
 
 * an inotify thread (:class:`~logcap.sources.files.watcher.DirWatcher`) on the glob roots and
   the directories of followed files calls ``wake``; :meth:`FileSource.on_wake` re-scans the
-  globs (new files), at most every ``WAKE_RESCAN_MIN_S``;
+  globs (new files) when a name other than a followed file had an event, at most every
+  ``WAKE_RESCAN_MIN_S``;
 * each read ``stat`` s the paths that had directory events since the last read (every path
-  without inotify, or after an overflow) and adopts the files the watcher opened at once;
+  without inotify, or after an overflow) and adopts the files the watcher opened at once; a
+  wake also reopens the closed files among those paths that changed;
 * :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path (rotation,
   growth), idle files closed (``close_inactive``), closed files that changed reopened under
   ``max_open_files``; every ``DEEP_CHECK_EVERY`` ticks (and on every tick without inotify)
@@ -126,6 +128,7 @@ class FileSource:
         self._last_rescan = 0.0
         self._sweeps = 0
         self._rotations: Counter[str] = Counter()
+        self._pending_touched: set[str] | None = None
 
     @property
     def tailer(self) -> SourceTailer:
@@ -175,11 +178,27 @@ class FileSource:
 
     def on_wake(self) -> None:
         self._adopt()
+        tailer = self.tailer
+        touched = self._touched()
         now = self.clock()
-        if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
+        # A re-scan only when something other than a followed file had an event (a name that
+        # appeared, moved or went): thousands of files being written cost no scan each time.
+        unknown = touched is None or any(
+            path not in tailer.current and path not in tailer.dormant for path in touched)
+        if unknown and now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
-            self._report(self.tailer.rescan())
-            self.tailer.sweep_dormant()
+            self._report(tailer.rescan())
+        tailer.sweep_dormant(touched)
+
+    def _touched(self) -> set[str] | None:
+        """The paths with directory events since the last read (None: look at every path);
+        kept until the next read, which looks at them too."""
+        fresh = self.watcher.take_touched() if self.watcher else None
+        if fresh is None or self._pending_touched is None:
+            self._pending_touched = None
+        else:
+            self._pending_touched |= fresh
+        return self._pending_touched
 
     def _adopt(self) -> None:
         if self.watcher is not None:
@@ -207,7 +226,8 @@ class FileSource:
     def read(self) -> Reading:
         tailer = self.tailer
         self._adopt()
-        tailer.check_rotation(paths=self.watcher.take_touched() if self.watcher else None)
+        tailer.check_rotation(paths=self._touched())
+        self._pending_touched = set()
         self._report(tailer.take_problems())
         result = tailer.poll()
         for kind in result.rotations:

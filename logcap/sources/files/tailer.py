@@ -428,11 +428,16 @@ class SourceTailer:
 
     def check_rotation(self, deep: bool = False, paths: set[str] | None = None) -> None:
         """Look at every path (or only ``paths``, those with directory events since the last
-        look); retire generations whose file was rotated (module table)."""
+        look, and the files with unread bytes); retire generations whose file was rotated
+        (module table)."""
         if paths is None:
             looked = list(self.current.items())
         else:
-            looked = [(path, self.current[path]) for path in paths if path in self.current]
+            # Also every file with unread bytes: the poll that follows reads it, and must not
+            # read a file cut and rewritten since its last stat (its events may still be on
+            # their way from the watcher thread).
+            looked = [(path, gen) for path, gen in self.current.items()
+                      if path in paths or gen.size > gen.reader.read_position]
         for path, gen in looked:
             try:
                 st = os.stat(path)
@@ -599,7 +604,12 @@ class SourceTailer:
             # A token's identity must tell this content from the next file in a reused
             # inode: a fingerprint of the empty file it was when opened would not (the sinks'
             # deduplication would take the new file's lines for ones already delivered).
-            gen.identity = identity_of(gen.fd)
+            # Only while the file still starts with the bytes fingerprinted: if it was cut
+            # and rewritten meanwhile (copytruncate), the rotation check must still see the
+            # old fingerprint to find the copy.
+            fresh = identity_of(gen.fd)
+            if fingerprint_matches(gen.identity.fingerprint, gen.fd):
+                gen.identity = fresh
         ident = gen.identity
         return ReadToken(self.settings.source, FILE_KIND,
                          FileStream(ident.dev, ident.ino, ident.fingerprint),
@@ -717,14 +727,19 @@ class SourceTailer:
         else:
             self.errors.pop(CAP_PROBLEM, None)
 
-    def sweep_dormant(self) -> None:
-        """Reopen the closed current files that changed (by ``stat``), as room under the cap
-        allows (the longest closed first). A file found rotated while closed has its unread
-        tail read under its new name; a reused inode or a file shorter than its offset is a
-        new file, read from 0."""
+    def sweep_dormant(self, paths: set[str] | None = None) -> None:
+        """Reopen the closed current files that changed (by ``stat``; only those among
+        ``paths``, the ones with directory events, when given), as room under the cap allows
+        (the longest closed first). A file found rotated while closed has its unread tail
+        read under its new name; a reused inode or a file shorter than its offset is a new
+        file, read from 0."""
         cap = self.settings.max_open_files
         changed: list[tuple[str, ClosedFile, os.stat_result | None]] = []
-        for path, closed in self.dormant.items():
+        if paths is None:
+            looked = list(self.dormant.items())
+        else:
+            looked = [(path, self.dormant[path]) for path in paths if path in self.dormant]
+        for path, closed in looked:
             try:
                 st: os.stat_result | None = os.stat(path)
             except OSError:
