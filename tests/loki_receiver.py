@@ -29,7 +29,9 @@ out, the rest of the request is still ingested, and the answer is **400** listin
 - a request without any stream answers **422**; a stream without entries is ignored.
 
 Success answers **204**. Everything accepted is recorded: per canonical label string (names
-sorted, empty values dropped, values escaped as Prometheus does) the list of ``(ts_ns, line)``.
+sorted, empty values dropped, values escaped as Prometheus does) the list of ``(ts_ns, line)``
+(:meth:`LokiReceiver.streams`), and the same entries with their structured metadata, from
+protobuf or JSON (:meth:`LokiReceiver.stream_entries`, ``GET /test/entries``).
 Numbered lines (``... seq=<int> ...``, or a line that starts with an integer) are counted for
 loss and duplicate checks: :meth:`LokiReceiver.received_seq_numbers` returns a ``Counter``, raw or
 with Loki's exact-duplicate rule (same stream, timestamp and line stored once) applied.
@@ -46,7 +48,8 @@ Two ways to run it:
   the first line of stdout. Faults are set by ``POST /test/fault`` with a JSON spec (see
   :meth:`LokiReceiver.apply_fault_spec`) or by writing the same spec to the fault file (re-read
   when it changes; its content is the whole fault state). ``GET /test/stats`` gives counts,
-  ``GET /test/seq`` the sequence counters, ``POST /test/reset`` forgets what was received,
+  ``GET /test/seq`` the sequence counters, ``GET /test/entries`` every stream's entries as
+``[ns, line, {metadata}]``, ``POST /test/reset`` forgets what was received,
   ``GET /ready`` answers 200.
 
 Differences from Loki worth knowing: Python's protobuf runtime refuses invalid UTF-8 in strings
@@ -558,6 +561,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, b"ready\n")
         elif path == "/test/stats":
             self._json(200, receiver.stats())
+        elif path == "/test/entries":
+            self._json(200, {key: [[str(e.ts_ns), e.line, dict(e.metadata)] for e in entries]
+                             for key, entries in receiver.stream_entries().items()})
         elif path == "/test/seq":
             raw = receiver.received_seq_numbers()
             dedup = receiver.received_seq_numbers(dedupe=True)
@@ -861,8 +867,8 @@ class LokiReceiver:
         return status, text, {}, delay
 
     def _validate(self, streams: list[DecodedStream], marker: str | None,
-                  ) -> tuple[list[tuple[str, list[tuple[int, str]]]], list[str]]:
-        accepted: list[tuple[str, list[tuple[int, str]]]] = []
+                  ) -> tuple[list[tuple[str, list[DecodedEntry]]], list[str]]:
+        accepted: list[tuple[str, list[DecodedEntry]]] = []
         errors: list[str] = []
         wall_ns = time.time_ns()
         for stream in streams:
@@ -896,13 +902,13 @@ class LokiReceiver:
                 errors.append(problem)
                 continue
             canonical = canonical_labels(pairs)
-            kept: list[tuple[int, str]] = []
+            kept: list[DecodedEntry] = []
             for entry in stream.entries:
                 problem = self._entry_problem(entry, canonical, marker, wall_ns)
                 if problem:
                     errors.append(problem)
                 else:
-                    kept.append((entry.ts_ns, entry.line))
+                    kept.append(entry)
             if kept:
                 accepted.append((canonical, kept))
         return accepted, errors
@@ -936,7 +942,7 @@ class LokiReceiver:
     # -- records (call with the lock held) ----------------------------------------------------
 
     def _reset_unlocked(self) -> None:
-        self._streams: dict[str, list[tuple[int, str]]] = {}
+        self._streams: dict[str, list[DecodedEntry]] = {}
         self._seen: set[int] = set()
         self._seq_raw: Counter[int] = Counter()
         self._seq_dedup: Counter[int] = Counter()
@@ -948,12 +954,13 @@ class LokiReceiver:
         self._exact_duplicates = 0
         self._unnumbered = 0
 
-    def _record(self, accepted: list[tuple[str, list[tuple[int, str]]]]) -> int:
+    def _record(self, accepted: list[tuple[str, list[DecodedEntry]]]) -> int:
         total = 0
         for key, entries in accepted:
             if self.keep_lines:
                 self._streams.setdefault(key, []).extend(entries)
-            for ts, line in entries:
+            for entry in entries:
+                ts, line = entry.ts_ns, entry.line
                 total += 1
                 self._line_bytes += len(line.encode("utf-8", "surrogateescape"))
                 seq = seq_number(line)
@@ -990,6 +997,16 @@ class LokiReceiver:
 
     def streams(self) -> dict[str, list[tuple[int, str]]]:
         """Per canonical label string, the ``(ts_ns, line)`` received, in arrival order."""
+        if not self.keep_lines:
+            raise RuntimeError("this receiver does not keep lines (keep_lines=False)")
+        with self._lock:
+            return {key: [(e.ts_ns, e.line) for e in entries]
+                    for key, entries in self._streams.items()}
+
+    def stream_entries(self) -> dict[str, list[DecodedEntry]]:
+        """Per canonical label string, the entries received (timestamp, line and structured
+        metadata in the order sent), in arrival order; duplicates are kept, as in
+        :meth:`streams`."""
         if not self.keep_lines:
             raise RuntimeError("this receiver does not keep lines (keep_lines=False)")
         with self._lock:

@@ -1,12 +1,15 @@
 """The file sink: lines per source into ``<directory>/<source>.log``, rotated by size.
 
 ``format: raw`` writes each line as read; ``format: json`` writes one JSON object per line:
-``{"ts": "<RFC 3339 ns>", "ts_ns": <int>, "source": ..., "stream": ..., "labels": {...},
-"line": ...}``. When a file would pass ``max_file_size`` it is renamed to ``<name>.1`` (older
-ones shift up to ``<name>.<max_files-1>``, the oldest is deleted) and a new file is started.
-Each batch is written and flushed to the OS before the batch is reported delivered, so a crash
-of logcap (even kill -9) loses nothing the sink acknowledged; a power loss may lose the last
-seconds (the OS writes them back), the usual trade-off of a log file.
+``{"ts": "<RFC 3339 ns>", "ts_ns": <int>, "source": ..., "stream": ..., "labels": {...}, "line":
+...}``, plus ``"metadata": {...}`` when the line has structured metadata. ``ts_ns`` is the
+line's own timestamp (:meth:`~logcap.messages.Entries.timestamp`), ``labels`` its part's labels
+plus its own ``line_labels`` (the line's value wins). When a file would pass ``max_file_size``
+it is renamed to ``<name>.1`` (older ones shift up to ``<name>.<max_files-1>``, the oldest is
+deleted) and a new file is started. Each batch is written and flushed to the OS before the batch
+is reported delivered, so a crash of logcap (even kill -9) loses nothing the sink acknowledged;
+a power loss may lose the last seconds (the OS writes them back), the usual trade-off of a log
+file.
 """
 
 from __future__ import annotations
@@ -55,14 +58,18 @@ class FileSink:
         if self.fmt == "raw":
             return ("\n".join(part.lines) + "\n").encode("utf-8", "backslashreplace")
         labels = dict(part.labels)
+        line_labels, metadata = part.line_labels, part.metadata
         out = []
         for i, line in enumerate(part.lines):
-            ts = part.ts_ns + i
-            out.append(json.dumps(
-                {"ts": _rfc3339_ns(ts), "ts_ns": ts, "source": part.source,
-                 "stream": part.stream, "labels": labels, "line": line},
-                ensure_ascii=False,
-            ))
+            ts = part.timestamp(i)
+            doc: dict[str, object] = {
+                "ts": _rfc3339_ns(ts), "ts_ns": ts, "source": part.source,
+                "stream": part.stream,
+                "labels": {**labels, **dict(line_labels[i])} if line_labels else labels,
+                "line": line}
+            if metadata is not None and metadata[i]:
+                doc["metadata"] = dict(metadata[i])
+            out.append(json.dumps(doc, ensure_ascii=False))
         return ("\n".join(out) + "\n").encode("utf-8", "backslashreplace")
 
     def _path(self, source: str) -> str:

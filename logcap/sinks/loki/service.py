@@ -1,13 +1,14 @@
 """The Loki push service: turns a batch into push requests and sends them.
 
-``deliver`` groups a batch's entries into streams (labels through the cardinality guard:
-sanitised, capped per stream, new streams past ``max_streams`` folded into an overflow
-stream), builds one request (protobuf + snappy, or JSON, gzip optional), POSTs it to
-``{url}/loki/api/v1/push`` over a kept-alive session, and classifies the answer
-(:mod:`logcap.sinks.loki.response`): 2xx delivered; 429, 5xx (not 501), timeouts and
-connection errors retried (``Retry-After`` passed on); 413 split in halves and each half sent
-(recursively, a single entry that is still too large is rejected); other 4xx and 501 rejected
-for good with Loki's reason. Entries keep their original timestamps on every attempt.
+``deliver`` groups a batch's lines into streams (a line's stream is its part's labels plus its
+own ``line_labels``, through the cardinality guard: sanitised, capped per stream, new streams
+past ``max_streams`` folded into an overflow stream; each line keeps its own timestamp and
+structured metadata), builds one request (protobuf + snappy, or JSON, gzip optional), POSTs it
+to ``{url}/loki/api/v1/push`` over a kept-alive session, and classifies the answer
+(:mod:`logcap.sinks.loki.response`): 2xx delivered; 429, 5xx (not 501), timeouts and connection
+errors retried (``Retry-After`` passed on); 413 split in halves and each half sent (recursively,
+a single entry that is still too large is rejected); other 4xx and 501 rejected for good with
+Loki's reason. Entries keep their original timestamps on every attempt.
 
 Credentials: basic (username + password or password_file) or bearer (token or token_file);
 files are read when the service is created; secrets are never logged. TLS: ``verify`` with an
@@ -23,7 +24,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from logcap.messages import Entries, Outcome
+from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
 from logcap.sinks.base import Verdict
 from logcap.sinks.loki.labels import LabelPolicy, StreamLimiter
@@ -77,7 +78,8 @@ class LokiService:
         self.policy = LabelPolicy(static_labels=dict(cfg.labels),
                                   max_labels=cfg.max_labels_per_stream)
         self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
-        self._label_cache: dict[tuple[tuple[str, str], ...], str] = {}
+        self._label_cache: dict[Labels, str] = {}
+        self._merged_cache: dict[tuple[Labels, Labels], str] = {}
 
     def _configure_auth(self, auth: Any) -> None:
         if auth.type == "basic":
@@ -101,19 +103,56 @@ class LokiService:
             self._label_cache[labels] = rendered
         return rendered
 
+    def _line_rendered(self, base: Labels, extra: Labels) -> str:
+        """The rendered stream of a line whose labels ``extra`` add to its part's ``base``
+        (a name in both takes the line's value), through the same guard as ``base``."""
+        key = (base, extra)
+        rendered = self._merged_cache.get(key)
+        if rendered is None:
+            merged = dict(base)
+            merged.update(extra)
+            rendered = self._rendered(tuple(merged.items()))
+            if len(self._merged_cache) > 4 * self.cfg.max_streams:
+                self._merged_cache.clear()
+            self._merged_cache[key] = rendered
+        return rendered
+
     def streams(self, parts: tuple[Entries, ...]) -> list[LokiStream]:
-        """Group the batch by stream; entry ``i`` of a part has timestamp ``ts_ns + i``."""
+        """Group the batch by Loki stream.
+
+        Line ``i`` of a part has timestamp ``part.timestamp(i)``, the stream
+        ``part.labels`` plus ``part.line_labels[i]`` (the line's value wins), and its
+        structured metadata ``part.metadata[i]``; so one part's lines may go to several streams.
+        The stream limiter admits each (part, stream) group once, with its line count.
+        """
         grouped: dict[str, list[LokiEntry]] = {}
         folded_before = self.limiter.folded_lines
         for part in parts:
-            labels = self.limiter.admit(self._rendered(part.labels), len(part.lines))
-            entries = grouped.setdefault(labels, [])
-            base = part.ts_ns
-            entries.extend([LokiEntry(base + i, line) for i, line in enumerate(part.lines)])
+            if part.line_labels is None and part.timestamps is None and part.metadata is None:
+                labels = self.limiter.admit(self._rendered(part.labels), len(part.lines))
+                entries = grouped.setdefault(labels, [])
+                base = part.ts_ns
+                entries.extend([LokiEntry(base + i, line) for i, line in enumerate(part.lines)])
+                continue
+            self._group_lines(part, grouped)
         folded = self.limiter.folded_lines - folded_before
         if folded:
             SINK_CARDINALITY_DROPS.labels(self.name, "streams_folded").inc(folded)
         return [LokiStream(labels, entries) for labels, entries in grouped.items()]
+
+    def _group_lines(self, part: Entries, grouped: dict[str, list[LokiEntry]]) -> None:
+        """Add a part with per-line fields to ``grouped``, line by line."""
+        own: dict[str, list[LokiEntry]] = {}
+        base_rendered = self._rendered(part.labels)
+        line_labels, metadata = part.line_labels, part.metadata
+        for i, line in enumerate(part.lines):
+            extra = line_labels[i] if line_labels is not None else ()
+            rendered = self._line_rendered(part.labels, extra) if extra else base_rendered
+            md = metadata[i] if metadata is not None else ()
+            own.setdefault(rendered, []).append(LokiEntry(part.timestamp(i), line, md))
+        for rendered, entries in own.items():
+            labels = self.limiter.admit(rendered, len(entries))
+            grouped.setdefault(labels, []).extend(entries)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -124,9 +163,10 @@ class LokiService:
         return self._send_capped(streams, 0)
 
     def _send_capped(self, streams: list[LokiStream], depth: int) -> Verdict:
-        """Send, first halving a batch over ``batch_bytes`` of line text (``batch_size``
-        lines is applied by the shard, whose batch is at most that long)."""
-        size = sum(len(e.line) for s in streams for e in s.entries)
+        """Send, first halving a batch over ``batch_bytes`` of line text and structured
+        metadata (``batch_size`` lines is applied by the shard, whose batch is at most that
+        long)."""
+        size = sum(_entry_size(e) for s in streams for e in s.entries)
         entries = sum(len(s.entries) for s in streams)
         if size <= self.cfg.batch_bytes or entries < 2 or depth >= MAX_SPLIT_DEPTH:
             return self._push(streams, 0)
@@ -173,6 +213,14 @@ def _worst(a: Verdict, b: Verdict) -> Verdict:
             if verdict.outcome is wanted:
                 return verdict
     return a
+
+
+def _entry_size(entry: LokiEntry) -> int:
+    """What an entry counts toward ``batch_bytes``: its line and its metadata's names and
+    values, in characters."""
+    if not entry.metadata:
+        return len(entry.line)
+    return len(entry.line) + sum(len(k) + len(v) for k, v in entry.metadata)
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, str]:

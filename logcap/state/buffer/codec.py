@@ -3,21 +3,29 @@
 A record body holds one batch, a ``list[Entries]``. Every field of every
 :class:`~logcap.messages.Entries` round-trips exactly: ``source``, ``stream``, ``labels``,
 ``lines`` (any ``str``, including newlines and lone surrogates from escaped non-UTF-8 input),
-``ts_ns``, ``token`` and ``bytes`` (``ack_to``, an in-process address, is not stored: decoded
-entries have none).
+``ts_ns``, ``token``, ``bytes`` and the per-line ``timestamps``, ``line_labels`` and
+``metadata`` (``ack_to``, an in-process address, is not stored: decoded entries have none).
 
-Body layout (version 1, little-endian)::
+Body layout (little-endian)::
 
     offset  size        field
-    0       4           magic b"LCE1"
+    0       4           magic: b"LCE1" (version 1) or b"LCE2" (version 2)
     4       4           u32 meta_len
     8       meta_len    meta: JSON (ASCII, so lone surrogates survive as \\udcXX escapes), a list
                         with one item per entry:
                         [source, stream, [[name, value], ...], ts_ns, bytes,
                          token, line_count]
-                        token: see "Tokens" below
+                        token: see "Tokens" below; version 2 adds an 8th item,
+                        the per-line fields (below)
     ...     4 * N       u32 length of each line in code points, N = total lines of the batch
     ...     rest        the lines concatenated, UTF-8 with ``surrogatepass``
+
+Versions. A batch none of whose entries has per-line fields is written as version 1, exactly
+as before per-line fields existed (so a logcap rolled back to that version still reads it);
+otherwise as version 2, whose meta items have an 8th item, an object with the per-line fields
+the entry has: ``{"ts": [ns, ...], "labels": [[[name, value], ...], ...],
+"md": [[[name, value], ...], ...]}`` (each list as long as the entry's lines; an absent key is
+None). Both versions decode.
 
 Tokens (:class:`~logcap.origin.ReadToken`; encoded by :func:`token_to_wire`, parsed by
 :func:`token_from_wire` and nowhere else). Two forms, told apart by their length:
@@ -60,6 +68,7 @@ from logcap.state.buffer.crypto import Cipher, DecryptionError
 
 __all__ = [
     "BODY_MAGIC",
+    "BODY_MAGIC_V2",
     "DEFAULT_COMPRESSION_LEVEL",
     "CodecError",
     "EncodedBatch",
@@ -68,11 +77,13 @@ __all__ = [
     "batch_time_range",
     "decode_batch",
     "encode_batch",
+    "entries_time_range",
     "token_from_wire",
     "token_to_wire",
 ]
 
 BODY_MAGIC = b"LCE1"
+BODY_MAGIC_V2 = b"LCE2"
 DEFAULT_COMPRESSION_LEVEL = 3
 _PREFIX = struct.Struct("<4sI")
 _AAD = struct.Struct("<8sQIqq")
@@ -80,6 +91,7 @@ _AAD_LABEL = b"LCBUF001"
 _U32 = "I" if array.array("I").itemsize == 4 else "L"
 _SWAP = sys.byteorder != "little"
 _META_FIELDS = 7
+_META_FIELDS_V2 = 8
 _FILE_TOKEN_FIELDS = 5
 _TOKEN_FIELDS = 7
 
@@ -94,14 +106,20 @@ def batch_line_count(batch: Sequence[Entries]) -> int:
     return sum(len(entries.lines) for entries in batch)
 
 
+def entries_time_range(entries: Entries) -> tuple[int, int]:
+    """``(min, max)`` of an entry's line timestamps in ns (its lines must not be empty)."""
+    if entries.timestamps is not None:
+        return min(entries.timestamps), max(entries.timestamps)
+    return entries.ts_ns, entries.ts_ns + len(entries.lines) - 1
+
+
 def batch_time_range(batch: Sequence[Entries]) -> tuple[int, int]:
-    """``(min, max)`` line timestamps of a batch in ns (line ``i`` of an entry is ``ts_ns + i``);
+    """``(min, max)`` line timestamps of a batch in ns (:meth:`Entries.timestamp`);
     ``(0, 0)`` when the batch has no lines."""
-    lows = [entries.ts_ns for entries in batch if entries.lines]
-    if not lows:
+    ranges = [entries_time_range(entries) for entries in batch if entries.lines]
+    if not ranges:
         return 0, 0
-    highs = [entries.ts_ns + len(entries.lines) - 1 for entries in batch if entries.lines]
-    return min(lows), max(highs)
+    return min(low for low, _ in ranges), max(high for _, high in ranges)
 
 
 def _file_stream(stream: StreamId | None) -> FileStream | None:
@@ -156,22 +174,41 @@ def token_from_wire(wire: Any) -> ReadToken:
     return ReadToken(source, FILE_KIND, stream, start, end, generation, epoch)
 
 
+def _per_line_fields(entries: Entries) -> dict[str, Any] | None:
+    """The version-2 meta item of an entry's per-line fields; None when it has none."""
+    fields: dict[str, Any] = {}
+    if entries.timestamps is not None:
+        fields["ts"] = list(entries.timestamps)
+    if entries.line_labels is not None:
+        fields["labels"] = [[list(pair) for pair in labels] for labels in entries.line_labels]
+    if entries.metadata is not None:
+        fields["md"] = [[list(pair) for pair in pairs] for pairs in entries.metadata]
+    return fields or None
+
+
 def encode_batch(batch: Sequence[Entries]) -> bytes:
-    """Serialise a batch (see the module docstring for the layout)."""
-    meta = []
+    """Serialise a batch (see the module docstring for the layout and the two versions)."""
+    meta: list[list[Any]] = []
+    extras: list[dict[str, Any] | None] = []
     all_lines: list[str] = []
     for entries in batch:
         meta.append([
             entries.source, entries.stream, [list(pair) for pair in entries.labels],
             entries.ts_ns, entries.bytes, token_to_wire(entries.token), len(entries.lines),
         ])
+        extras.append(_per_line_fields(entries))
         all_lines.extend(entries.lines)
+    magic = BODY_MAGIC
+    if any(fields is not None for fields in extras):
+        magic = BODY_MAGIC_V2
+        for item, fields in zip(meta, extras, strict=True):
+            item.append(fields or {})
     meta_bytes = json.dumps(meta, separators=(",", ":")).encode("ascii")
     lengths = array.array(_U32, map(len, all_lines))
     if _SWAP:
         lengths.byteswap()
     text = "".join(all_lines).encode("utf-8", "surrogatepass")
-    prefix = _PREFIX.pack(BODY_MAGIC, len(meta_bytes))
+    prefix = _PREFIX.pack(magic, len(meta_bytes))
     return b"".join((prefix, meta_bytes, lengths.tobytes(), text))
 
 
@@ -183,8 +220,24 @@ def _split_lines(lengths: array.array[int], text: str) -> list[str]:
     return [text[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
+def _label_lists(value: Any, count: int, what: str) -> list[tuple[tuple[str, str], ...]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != count:
+        raise CodecError(f"per-line {what} do not match the entry's {count} lines")
+    return [tuple((str(name), str(value)) for name, value in pairs) for pairs in value]
+
+
 def _entries_from_meta(item: Any, lines: list[str]) -> Entries:
-    source, stream, labels, ts_ns, nbytes, token, _count = item
+    source, stream, labels, ts_ns, nbytes, token, count = item[:_META_FIELDS]
+    fields = item[_META_FIELDS] if len(item) == _META_FIELDS_V2 else {}
+    if not isinstance(fields, dict):
+        raise CodecError("malformed per-line fields")
+    timestamps = fields.get("ts")
+    if timestamps is not None and (
+            not isinstance(timestamps, list) or len(timestamps) != count
+            or not all(type(ts) is int for ts in timestamps)):
+        raise CodecError(f"per-line timestamps do not match the entry's {count} lines")
     return Entries(
         source=source,
         stream=stream,
@@ -193,20 +246,28 @@ def _entries_from_meta(item: Any, lines: list[str]) -> Entries:
         ts_ns=ts_ns,
         token=token_from_wire(token),
         bytes=nbytes,
+        timestamps=timestamps,
+        line_labels=_label_lists(fields.get("labels"), count, "labels"),
+        metadata=_label_lists(fields.get("md"), count, "metadata"),
     )
 
 
 def decode_batch(body: bytes) -> list[Entries]:
-    """Inverse of :func:`encode_batch`; raises :class:`CodecError` on a malformed body."""
+    """Inverse of :func:`encode_batch` (both versions); raises :class:`CodecError` on a
+    malformed body."""
     try:
         magic, meta_len = _PREFIX.unpack_from(body, 0)
-        if magic != BODY_MAGIC:
+        if magic == BODY_MAGIC:
+            fields = _META_FIELDS
+        elif magic == BODY_MAGIC_V2:
+            fields = _META_FIELDS_V2
+        else:
             raise CodecError(f"unknown body magic {magic!r}")
         meta_end = _PREFIX.size + meta_len
         meta = json.loads(body[_PREFIX.size:meta_end])
-        counts = [item[-1] for item in meta]
-        if any(len(item) != _META_FIELDS for item in meta):
+        if any(len(item) != fields for item in meta):
             raise CodecError("malformed entry metadata")
+        counts = [item[_META_FIELDS - 1] for item in meta]
         total = sum(counts)
         lengths_end = meta_end + 4 * total
         lengths = array.array(_U32)

@@ -2,11 +2,11 @@
 
 The seed's ``ReadAll`` returned everything; :func:`select_batches` returns only what is asked
 for, and reads only what it must. A segment whose ledger time range misses the window is not
-opened; a record whose header time range misses it is not read or decompressed. Within a
-record, entries are kept whole (an entry is one stream's run of lines): those of the wanted
-sources with at least one line in ``[since_ns, until_ns]`` (line ``i`` of an entry has
-timestamp ``ts_ns + i``). Unreadable records are skipped and described in ``problems``; a
-record the key cannot decrypt raises
+opened; a record whose header time range misses it is not read or decompressed. Within a record,
+entries are kept whole (an entry is one stream's run of lines): those of the wanted sources with
+at least one line in ``[since_ns, until_ns]`` (line ``i`` of an entry has timestamp
+:meth:`~logcap.messages.Entries.timestamp`: its own, or ``ts_ns + i``). Unreadable records are
+skipped and described in ``problems``; a record the key cannot decrypt raises
 :class:`~logcap.state.buffer.crypto.DecryptionError`.
 """
 
@@ -29,6 +29,12 @@ MAX_TS_NS = 2**63 - 1
 
 def _overlaps(low: int, high: int, first: int, last: int) -> bool:
     return first <= high and last >= low
+
+
+def _has_line_in(entries: Entries, low: int, high: int) -> bool:
+    if entries.timestamps is None:
+        return _overlaps(low, high, entries.ts_ns, entries.ts_ns + len(entries.lines) - 1)
+    return any(low <= ts <= high for ts in entries.timestamps)
 
 
 def _positions(segment: SegmentIndex, low: int, high: int) -> Iterator[int]:
@@ -59,6 +65,6 @@ def select_batches(
                 continue
             kept = [entries for entries in batch
                     if entries.lines and (sources is None or entries.source in sources)
-                    and _overlaps(low, high, entries.ts_ns, entries.ts_ns + len(entries.lines) - 1)]
+                    and _has_line_in(entries, low, high)]
             if kept:
                 yield seq, kept
