@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.actor_kit import wait_until
-from tests.harness import LogcapProcess, make_config, missing_and_duplicates
+from tests.harness import LogcapProcess, make_config
 from tests.loki_receiver import LokiReceiver, parse_label_string, seq_number
 from tests.podman_engine import (
     CONTAINER_KWARGS,
@@ -43,7 +43,8 @@ def expected_line(n: int) -> str:
     kind = n // 1_000_000
     if kind == 3:
         return f"seq={n} " + "x" * LONG_LINE_BYTES
-    return f"seq={n} " + ("tty", "out", "err")[kind] + "-line-" + "a" * max(1, n % 50)  # printf "%00d" is "0"
+    # (printf "%00d" prints "0": at least one "a")
+    return f"seq={n} " + ("tty", "out", "err")[kind] + "-line-" + "a" * max(1, n % 50)
 
 
 def writer(base: int, count: int, per_sleep: int, sleep_us: int, *, err_base: int | None = None,
@@ -51,14 +52,14 @@ def writer(base: int, count: int, per_sleep: int, sleep_us: int, *, err_base: in
     """A busybox sh command writing lines ``base+start .. base+count-1`` (and the same numbers
     on stderr from ``err_base``), ``per_sleep`` lines then a sleep of ``sleep_us``."""
     if big:
-        body = f'printf "seq=%d %s\\n" $((B+i)) "$X"'
+        body = 'printf "seq=%d %s\\n" $((B+i)) "$X"'
         prelude = f'X=$(printf "%0{LONG_LINE_BYTES}d" 0 | tr 0 x); '
     else:
         body = 'echo "seq=$((B+i)) KIND-line-$(printf "%0$((( B+i) % 50))d" 0 | tr 0 a)"'
         prelude = ""
     lines = [body.replace("KIND", "tty" if base == TTY_BASE else "out")]
     if err_base is not None:
-        lines.append(f'echo "seq=$((E+i)) err-line-$(printf "%0$(((E+i) % 50))d" 0 | '
+        lines.append('echo "seq=$((E+i)) err-line-$(printf "%0$(((E+i) % 50))d" 0 | '
                      'tr 0 a)" >&2')
     script = (f"{prelude}B={base}; E={err_base or 0}; i={start}; j=0; "
               f"while [ $i -lt {count} ]; do {'; '.join(lines)}; i=$((i+1)); j=$((j+1)); "
@@ -147,6 +148,17 @@ def arrived(receiver: LokiReceiver, expected: set[int]) -> bool:
     return all(got.get(n) for n in expected)
 
 
+def wait_arrived(receiver: LokiReceiver, expected: set[int], timeout: float,
+                 proc: LogcapProcess | None = None) -> None:
+    try:
+        wait_until(lambda: arrived(receiver, expected), timeout=timeout, what="every line")
+    except AssertionError:
+        missing, duplicates = report(receiver, expected)
+        log = proc.tail_log(40) if proc is not None else ""
+        raise AssertionError(f"{len(missing)} missing (first {missing[:10]}, last "
+                             f"{missing[-10:]}), {duplicates} duplicates\n{log}") from None
+
+
 def report(receiver: LokiReceiver, expected: set[int]) -> tuple[list[int], int]:
     got = counts(receiver)
     missing = sorted(n for n in expected if not got.get(n))
@@ -186,5 +198,147 @@ def test_three_containers_tty_stdout_stderr_and_40k_lines_arrive_byte_exact_once
         big = next(c for c in stats["containers"] if c["name"] == "big-lines")
         assert big["reassembled_lines"] >= n_big
         assert source_health(proc)["engine"]["status"] == "ok"
+    finally:
+        proc.stop()
+
+
+def test_kill_9_while_containers_write_loses_nothing_and_keeps_almost_no_duplicates(
+    tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
+) -> None:
+    kills = 5 if LONG else 2
+    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    n_tty, n_out = 4_000 * kills, 2_000 * kills
+    run(client, "tty-writer", writer(TTY_BASE, n_tty, 100, 50_000), tty=True)
+    run(client, "two-streams", writer(OUT_BASE, n_out, 50, 50_000, err_base=ERR_BASE))
+    expected = ({TTY_BASE + i for i in range(n_tty)} | {OUT_BASE + i for i in range(n_out)}
+                | {ERR_BASE + i for i in range(n_out)})
+    try:
+        for k in range(kills):
+            wait_until(lambda k=k: len(container_lines(receiver)) > (k + 0.5) * len(expected)
+                       / (kills + 1), timeout=60, what=f"lines before kill {k + 1}")
+            if os.environ.get("DEBUG_STATS"):
+                print(proc.api("/stats")["sources"], proc.api("/positions")["containers"])
+            proc.kill()
+            proc = LogcapProcess(proc.config).start()
+        wait_arrived(receiver, expected, 120, proc)
+        missing, duplicates = report(receiver, expected)
+        assert missing == []
+        assert duplicates <= len(expected) * 0.00001, duplicates
+        check_exact(receiver)
+        positions = proc.api("/positions")["containers"]
+        assert {p["name"] for p in positions} >= {"tty-writer", "two-streams"}
+    finally:
+        proc.stop()
+
+
+def test_restarted_recreated_and_new_containers_are_all_followed_without_loss(
+    tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
+) -> None:
+    first = run(client, "restarts", writer(OUT_BASE, 500, 100, 10_000))
+    recreated = run(client, "recreated", writer(ERR_BASE, 500, 100, 10_000))
+    proc = LogcapProcess(config(tmp_path, engine, receiver, start_at="beginning")).start()
+    try:
+        wait_until(lambda: arrived(receiver, {OUT_BASE + i for i in range(500)}
+                                   | {ERR_BASE + i for i in range(500)}),
+                   timeout=60, what="the first lines")
+        first.wait(timeout=60)
+        # a restart runs the same command again: its lines come a second time, as new lines
+        first.start()
+        first.wait(timeout=60)
+        recreated.remove(force=True)
+        run(client, "recreated", writer(ERR_BASE, 1_000, 100, 10_000, start=500))
+        started = time.monotonic()
+        run(client, "newcomer", writer(BIG_BASE, 20, 5, 10_000, big=True))
+        wait_until(lambda: arrived(receiver, {BIG_BASE}), timeout=30, what="the newcomer")
+        picked_up = time.monotonic() - started
+        expected = ({OUT_BASE + i for i in range(500)} | {ERR_BASE + i for i in range(1_000)}
+                    | {BIG_BASE + i for i in range(20)})
+        wait_until(lambda: arrived(receiver, expected) and receiver.received_seq_numbers(
+            dedupe=True)[OUT_BASE + 499] == 2, timeout=60, what="every line")
+        got = counts(receiver)
+        assert all(got[OUT_BASE + i] == 2 for i in range(500))  # once per run of the container
+        assert all(got[n] == 1 for n in expected if n >= ERR_BASE)
+        assert picked_up < 15  # within a second of the start event, plus the writer's start
+    finally:
+        proc.stop()
+
+
+def test_the_api_service_stopped_while_containers_run_reconnects_and_loses_nothing(
+    tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
+) -> None:
+    outage_s = 20 if LONG else 5
+    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    n = 400 * (outage_s + 10)
+    run(client, "steady", writer(OUT_BASE, n, 40, 100_000, err_base=ERR_BASE))
+    expected = {OUT_BASE + i for i in range(n)} | {ERR_BASE + i for i in range(n)}
+    try:
+        wait_until(lambda: len(container_lines(receiver)) > 1_000, timeout=60,
+                   what="lines before the outage")
+        engine.stop()
+        wait_until(lambda: source_health_or_none(proc) == "degraded", timeout=20,
+                   what="health showing the outage")
+        reason = source_health(proc)["engine"]["reason"]
+        time.sleep(outage_s)
+        before = len(container_lines(receiver))
+        engine.start()
+        wait_until(lambda: arrived(receiver, expected), timeout=120, what="every line")
+        assert len(container_lines(receiver)) > before
+        missing, duplicates = report(receiver, expected)
+        assert missing == [] and duplicates == 0
+        assert reason
+        wait_until(lambda: source_health_or_none(proc) == "running", timeout=20,
+                   what="health back to ok")
+        stats = proc.api("/stats")["sources"]["containers"]
+        assert stats["reconnects"] >= 1
+    finally:
+        proc.stop()
+
+
+def source_health_or_none(proc: LogcapProcess) -> str | None:
+    try:
+        return str(source_health(proc)["status"])
+    except (OSError, ValueError, StopIteration, KeyError):
+        return None
+
+
+def test_only_containers_matching_the_filters_are_followed(
+    tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
+) -> None:
+    proc = LogcapProcess(config(tmp_path, engine, receiver, include_labels={"logs": "yes"},
+                                include_names=["app-*"], exclude_names=["app-secret*"])).start()
+    try:
+        run(client, "app-one", writer(OUT_BASE, 50, 50, 1000), labels={"logs": "yes"})
+        run(client, "app-nolabel", writer(ERR_BASE, 50, 50, 1000))
+        run(client, "other", writer(BIG_BASE, 5, 5, 1000, big=True), labels={"logs": "yes"})
+        run(client, "app-secret", writer(TTY_BASE, 50, 50, 1000), labels={"logs": "yes"})
+        wait_until(lambda: arrived(receiver, {OUT_BASE + i for i in range(50)}), timeout=30,
+                   what="the matching container's lines")
+        time.sleep(2)  # the others had the same time to arrive
+        names = {labels["container"] for labels, _ts, _line in container_lines(receiver)}
+        assert names == {"app-one"}
+    finally:
+        proc.stop()
+
+
+def test_a_missing_socket_degrades_health_retries_and_files_keep_shipping(
+    tmp_path: Path, engine: PodmanEngine, receiver: LokiReceiver
+) -> None:
+    cfg = config(tmp_path, engine, receiver, socket=f"unix://{tmp_path}/no-such.sock")
+    proc = LogcapProcess(cfg).start(wait_healthy=False)
+    try:
+        wait_until(lambda: source_health_or_none(proc) == "degraded", timeout=30,
+                   what="degraded health")
+        assert "socket not found" in source_health(proc)["reason"]
+        (tmp_path / "logs" / "a.log").write_text("".join(f"seq={i}\n" for i in range(100)))
+        wait_until(lambda: len(receiver.received_seq_numbers()) >= 100, timeout=30,
+                   what="file lines")
+        time.sleep(3)  # several retries
+        assert proc.proc is not None and proc.proc.poll() is None
+        text = proc.log_path.read_text()
+        assert text.count("engine unreachable") == 1, text[-2000:]
+        assert proc.api("/stats")["actors"]  # no crash loop: the source actor kept running
+        rows = {r["name"]: r for r in proc.api("/stats")["actors"]}
+        assert next(r for n, r in rows.items() if n.endswith("sources/containers"))[
+            "restarts"] == 0
     finally:
         proc.stop()

@@ -85,8 +85,8 @@ class LogStream(Protocol):
 class Engine(Protocol):
     """The calls the container source makes (see the module docstring)."""
 
-    def running(self) -> list[ContainerInfo]:
-        """The running containers."""
+    def listing(self) -> list[ContainerInfo]:
+        """Every container, running or not (``ContainerInfo.running`` says)."""
 
     def inspect(self, container_id: str) -> ContainerInfo:
         """One container (raises ContainerGone if it does not exist)."""
@@ -234,9 +234,9 @@ class DockerEngine:
         except Exception as exc:  # requests/urllib3/OS errors alike
             raise EngineError(describe_error(exc)) from exc
 
-    def running(self) -> list[ContainerInfo]:
+    def listing(self) -> list[ContainerInfo]:
         api = self._api()
-        rows = self._call(api.containers)
+        rows = self._call(api.containers, all=True)
         return [info_from_list(row) for row in rows]
 
     def inspect(self, container_id: str) -> ContainerInfo:

@@ -300,6 +300,11 @@ class ContainerSource:
     def _seen(self, info: ContainerInfo) -> None:
         follows = self.settings.filter.follows(info.name, info.labels)
         c = self._containers.get(info.id)
+        if not info.running:
+            # stopped while logcap was down, with lines not shipped: read its log to the end
+            if c is None and follows and info.id in self._stored:
+                self._add(info)
+            return
         if c is not None:
             if c.info.name != info.name or c.info.labels != info.labels:
                 c.info = ContainerInfo(info.id, info.name, info.image, info.labels,
@@ -317,8 +322,10 @@ class ContainerSource:
                 c.died_at = None
                 self._follow(c)
             return
-        if not follows:
-            return
+        if follows:
+            self._add(info)
+
+    def _add(self, info: ContainerInfo) -> None:
         cursor = self._stored.get(info.id)
         if cursor is None:
             cursor = ContainerCursor()

@@ -3,9 +3,9 @@ whether the engine is reachable.
 
 It puts on the source's inbox (and calls ``wake``):
 
-* :class:`Seen` — containers found running: the whole list (``full``) after each
-  (re)connection, or one container after its ``start`` or ``rename`` event (inspected, so its
-  labels and name are current);
+* :class:`Seen` — containers found: the whole list, running or not (``full``), after each
+  (re)connection, or one running container after its ``start`` or ``rename`` event
+  (inspected, so its labels and name are current);
 * :class:`Died` — a ``die`` event (the follower ends by itself at the end of the log; the
   source uses this to unstick a stream that does not end);
 * :class:`Removed` — ``remove`` (podman) or ``destroy`` (Docker);
@@ -188,7 +188,7 @@ class EngineWatch:
         try:
             if self._stopped.is_set():
                 return
-            infos = engine.running()
+            infos = engine.listing()
             self.connections += 1
             self._status(True)
             backoff.attempts = 0
