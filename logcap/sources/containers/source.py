@@ -248,7 +248,7 @@ class ContainerSource:
                 c.trouble = item.reason
         elif isinstance(item, Seen):
             for info in item.infos:
-                self._seen(info)
+                self._seen(info, reading.updates)
             self._listed_once = True
         elif isinstance(item, Died):
             c = self._containers.get(item.container_id)
@@ -297,13 +297,13 @@ class ContainerSource:
     def _followed(self) -> int:
         return sum(1 for c in self._containers.values() if c.follower is not None)
 
-    def _seen(self, info: ContainerInfo) -> None:
+    def _seen(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
         follows = self.settings.filter.follows(info.name, info.labels)
         c = self._containers.get(info.id)
         if not info.running:
             # stopped while logcap was down, with lines not shipped: read its log to the end
             if c is None and follows and info.id in self._stored:
-                self._add(info)
+                self._add(info, updates)
             return
         if c is not None:
             if c.info.name != info.name or c.info.labels != info.labels:
@@ -323,15 +323,20 @@ class ContainerSource:
                 self._follow(c)
             return
         if follows:
-            self._add(info)
+            self._add(info, updates)
 
-    def _add(self, info: ContainerInfo) -> None:
+    def _add(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
         cursor = self._stored.get(info.id)
         if cursor is None:
             cursor = ContainerCursor()
             if not self._listed_once and self.settings.start_at == "end":
                 now = self.clock_ns()
                 cursor = ContainerCursor(floor_ns=now - now % _NS_PER_S)
+            # stored at once: should logcap crash and the container stop before a line is
+            # committed, the next start still knows to read its log to the end
+            self._stored[info.id] = cursor
+            updates.append(CommitContainers((ContainerPosition(
+                info.id, info.name, cursor.resume_ns(), encode_cursor(cursor), 0.0),)))
         reads = ContainerReads(self.name, info.id, self.run_id, cursor,
                                max_line_bytes=self.settings.max_line_bytes,
                                clock_ns=self.clock_ns)
