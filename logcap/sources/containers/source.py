@@ -96,6 +96,8 @@ READ_ITEMS = 64
 DIE_GRACE_S = 3.0
 IDLE_RESTART_S = 60.0
 TICK_S = 1.0
+CLOSE_WAIT_S = 2.0
+"""How long :meth:`ContainerSource.close` waits for its threads in all (they are daemons)."""
 _NS_PER_S = 1_000_000_000
 
 
@@ -186,11 +188,12 @@ class ContainerSource:
         for c in self._containers.values():
             if c.follower is not None:
                 c.follower.stop()
+        deadline = time.monotonic() + CLOSE_WAIT_S
         for c in self._containers.values():
             if c.follower is not None:
-                c.follower.join(2.0)
+                c.follower.join(max(0.0, deadline - time.monotonic()))
         if self._watch is not None:
-            self._watch.join(2.0)
+            self._watch.join(max(0.0, deadline - time.monotonic()))
 
     # -- reading ---------------------------------------------------------------------------
 
