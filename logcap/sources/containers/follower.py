@@ -20,8 +20,10 @@ per log request):
 The follow loop (**EOF is not an exit**): inspect the container (TTY or not, running or not),
 open ``logs(follow=True, since=<the source's resume point>)``, read until EOF or an error, then
 inspect again. Running: open again (at once if data came, else after a backoff: podman ends a
-stream when its API service stops while the container keeps running). Not running: one last
-read without ``follow`` (the end of its log), then :class:`Ended`. Removed (404): Ended with
+stream when its API service stops while the container keeps running). Not running: reads
+without ``follow`` (the end of its log) until two reads from the same point return the same
+bytes (podman may say a container exited before its log file holds every line; the source's
+resume filter drops what is read twice), then :class:`Ended`. Removed (404): Ended with
 ``gone``. Engine unreachable: :class:`Trouble`, backoff (0.1 s doubling to
 :data:`RECONNECT_MAX_S`, with jitter), try again, until stopped.
 
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
 """Backoff between failed (or empty) log requests: 0.1 s doubling to 5 s, with jitter."""
+DRAIN_SETTLE_S = 0.2
+"""Pause between the reads of a stopped container's log (until two agree)."""
 PUT_WAIT_S = 0.2
 """How often a follower blocked on a full inbox checks whether it was stopped."""
 
@@ -173,6 +177,7 @@ class Follower:
         follower was stopped)."""
         backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
         draining = False
+        last_drain: tuple[int, int] | None = None
         while not self._stopped.is_set():
             try:
                 info = engine.inspect(self.container_id)
@@ -203,7 +208,13 @@ class Follower:
                 return False
             got, error = self._read(stream, info.tty)
             if draining and error is None:
-                return False
+                # podman may report a container exited before its log file has every line:
+                # read again until two reads from the same point agree
+                if last_drain == (since_ns, got) or self._stopped.is_set():
+                    return False
+                last_drain = (since_ns, got)
+                self._stopped.wait(DRAIN_SETTLE_S)
+                continue
             if error is not None:
                 self._trouble(error, backoff)
             elif got:
