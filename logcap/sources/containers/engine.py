@@ -94,7 +94,8 @@ class Engine(Protocol):
     def logs(self, container_id: str, since: SinceSeconds | None, *, tty: bool,
              follow: bool) -> LogStream:
         """The raw log stream (``timestamps``, stdout and stderr), lines after ``since``
-        (None: from the first), followed while the container runs if ``follow``."""
+        (None: from the first), followed while the container runs if ``follow`` (else a read
+        with nothing for the call timeout raises :class:`StreamIdle`)."""
 
     def events(self, since_s: int, idle_s: float) -> LogStream:
         """The container events from ``since_s`` (whole seconds), as JSON objects; a read
@@ -261,7 +262,9 @@ class DockerEngine:
                                   "stderr": True, "tail": "all"}
         if since is not None:
             params["since"] = str(since)
-        return self._stream("/containers/{0}/logs", params, None, container_id)
+        # a followed log may be quiet for ever; one read to the end may not hang
+        return self._stream("/containers/{0}/logs", params, None if follow else self.timeout_s,
+                            container_id)
 
     def events(self, since_s: int, idle_s: float) -> LogStream:
         params = {"since": str(since_s), "filters": json.dumps({"type": ["container"]})}
