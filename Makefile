@@ -14,7 +14,7 @@ PIP_TOOLS_VERSION ?= 7.6.2
 LOCK_ARGS ?=
 PIP_COMPILE_FLAGS := --quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 
-.PHONY: run test lint typecheck unit bench clean lock
+.PHONY: run test image-test lint typecheck unit bench clean lock
 
 $(BIN)/activate: setup.cfg pyproject.toml $(DEV_PINS)
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: $(BIN)/activate
 
 ## The whole suite: ruff, mypy, then pytest.
 test: $(BIN)/activate lint typecheck unit
+
+## The container image built with podman on a debootstrap base and run as compose runs it
+## (minutes; needs root, podman, runc, debootstrap). Not part of `make test`.
+image-test: $(BIN)/activate
+	$(BIN)/pytest -q -ra -m image tests/test_image.py $(PYTEST_ARGS)
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check logcap tests bench chaos

@@ -11,7 +11,8 @@ push (protobuf+snappy or JSON) in this process:
 2. **latency**: lines written at ``--rate`` lines/s for ``--seconds``, each carrying its write
    time; p50/p99/max of (arrival - write) at the receiver.
 
-Both print logcap's CPU (% of one core, from /proc via psutil) and peak RSS.
+Both print logcap's CPU (% of one core, and µs of CPU per line, from /proc via psutil) and
+peak RSS.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Probe:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.cpu_start = self._cpu()
+        self.cpu_s = 0.0
         self.t_start = time.monotonic()
         self._thread.start()
 
@@ -83,11 +85,15 @@ class Probe:
 
     def finish(self) -> tuple[float, float]:
         """(CPU % of one core, peak RSS MiB) since the probe started."""
-        cpu = self._cpu() - self.cpu_start
+        self.cpu_s = self._cpu() - self.cpu_start
         wall = time.monotonic() - self.t_start
         self._stop.set()
         self._thread.join()
-        return 100 * cpu / wall, self.peak_rss / 2**20
+        return 100 * self.cpu_s / wall, self.peak_rss / 2**20
+
+    def us_per_line(self, lines: int) -> float:
+        """CPU µs per line over the probe's life (after :meth:`finish`)."""
+        return 1e6 * self.cpu_s / max(1, lines)
 
 
 DISK_BUFFER: dict[str, Any] = {"enabled": False}
@@ -132,8 +138,8 @@ def throughput(lines: int, line_bytes: int, encoding: str) -> None:
     mode = f"{encoding}{', disk buffer' if DISK_BUFFER['enabled'] else ''}"
     print(f"throughput [{mode}]: {receiver.count:,} lines of {line_bytes} B in {elapsed:.2f}s"
           f" = {rate:,.0f} lines/s ({rate * line_bytes / 2**20:.1f} MiB/s)"
-          f"  logcap CPU {cpu:.0f}% of a core, peak RSS {rss:.0f} MiB"
-          f"  (target >= 50,000 lines/s: {rate / 50_000:.2f}x)")
+          f"  logcap CPU {cpu:.0f}% of a core ({probe.us_per_line(receiver.count):.1f} µs/line),"
+          f" peak RSS {rss:.0f} MiB  (target >= 50,000 lines/s: {rate / 50_000:.2f}x)")
 
 
 def latency(rate: float, seconds: float, line_bytes: int, encoding: str) -> None:
@@ -172,8 +178,8 @@ def latency(rate: float, seconds: float, line_bytes: int, encoding: str) -> None
     mode = f"{encoding}{', disk buffer' if DISK_BUFFER['enabled'] else ''}"
     print(f"latency [{mode}] at {rate:,.0f} lines/s for {seconds:.0f}s: "
           f"{len(lat):,} lines, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms"
-          f"  logcap CPU {cpu:.0f}% of a core, peak RSS {rss:.0f} MiB"
-          f"  (target p99 <= 150 ms)")
+          f"  logcap CPU {cpu:.0f}% of a core ({probe.us_per_line(len(lat)):.1f} µs/line),"
+          f" peak RSS {rss:.0f} MiB  (target p99 <= 150 ms)")
 
 
 def main() -> None:

@@ -18,16 +18,21 @@ from typing import Any
 import pykka
 from pykka import ActorDeadError, ActorRef
 
+from logcap import __version__
 from logcap.actors.dead_letters import DlqStats, Reprocess
 from logcap.actors.disk_buffer import BufferStats, Degraded
 from logcap.actors.positions_keeper import Snapshot
 from logcap.actors.shard import Flush, InFlight
 from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.errors import BackendTimeout
+from logcap.api.recent_errors import RecentErrors
+from logcap.api.status import counter_totals, summarize
 from logcap.components import wiring as names
 from logcap.components.registry import wire
 from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
+from logcap.pipeline.loading import load_routing
+from logcap.pipeline.routing import Routing
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
 from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.runtime.directory import Directory
@@ -67,18 +72,25 @@ class _RootWatcher:
 
 
 class Agent:
-    def __init__(self, config: Config, config_path: str = "") -> None:
+    def __init__(self, config: Config, config_path: str = "",
+                 routing: Routing | None = None) -> None:
+        """``routing``: the pipelines (loaded from the config's processing files when not
+        given; raises ConfigError if they are invalid)."""
         self.config = config
         self.config_path = config_path
         self.admin_token = config.server.admin_token
         self.directory = Directory()
-        self.wiring = wire(config, self.directory)
+        if routing is None:
+            routing = load_routing(config, config_file=config_path or "config")
+        self.wiring = wire(config, self.directory, routing)
         self.timers = TimerThread()
         self.watcher = _RootWatcher()
         self.root: ActorRef[Any] | None = None
         self.started_at = time.time()
         self._collector = InboxCollector(self._inbox_snapshot)
         REGISTRY.register(self._collector)
+        self.recent_errors = RecentErrors()
+        logging.getLogger("logcap").addHandler(self.recent_errors)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,6 +134,7 @@ class Agent:
                 stopped = False
         self.timers.stop()
         REGISTRY.unregister(self._collector)
+        logging.getLogger("logcap").removeHandler(self.recent_errors)
         return stopped
 
     def drain(self, budget_s: float) -> int:
@@ -196,7 +209,8 @@ class Agent:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
         ``degraded`` with the reason: 503). Sources also list the files they cannot read
-        (``problems``): reported, but not unhealthy, since the rest keeps flowing."""
+        (``problems``): reported, but not unhealthy, since the rest keeps flowing; and the
+        counts their status gives (files followed, open, ...)."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
         rows = self._walk(deadline)
         components: dict[str, Any] = {
@@ -225,10 +239,8 @@ class Agent:
             except (pykka.Timeout, DeliveryRefused) as exc:
                 raise BackendTimeout(f"{name} did not answer in time") from exc
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            if "files" in status:
-                entry["files"] = len(status["files"])
-            if "engine" in status:
-                entry["engine"] = status["engine"]
+            entry.update({k: v for k, v in status.items()
+                          if k not in ("errors", "source", "degraded")})
             if status.get("degraded"):  # a source that cannot read at all (engine down)
                 entry["status"] = "degraded"
                 entry["reason"] = status["degraded"]
@@ -257,6 +269,54 @@ class Agent:
                 raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
         return out
 
+    def _ask_in_time(self, name: str, message: Any, deadline: float) -> Any:
+        """Ask ``name`` within what is left until ``deadline``; a timeout or a refusal is a
+        :class:`BackendTimeout` (HTTP 503)."""
+        try:
+            return self.directory.handle(name).ask(
+                message, timeout=max(0.01, deadline - time.monotonic()))
+        except (pykka.Timeout, DeliveryRefused) as exc:
+            raise BackendTimeout(f"{name} did not answer in time") from exc
+
+    def _buffer_degraded(self, rows: list[dict[str, Any]], deadline: float) -> str:
+        """Why the running disk buffer cannot take data ("" if it can, or is off or down)."""
+        if not self.config.disk_buffer.enabled or not any(
+                r["name"] == BUFFER and r["status"] == "running" for r in rows):
+            return ""
+        return str(self._ask_in_time(BUFFER, Degraded(), deadline) or "")
+
+    def _source_statuses(self, rows: list[dict[str, Any]],
+                         deadline: float) -> dict[str, dict[str, Any]]:
+        """Each running source's status, by its actor name."""
+        running = {r["name"] for r in rows if r["status"] == "running"}
+        return {name: self._ask_in_time(name, SourceStatus(), deadline)
+                for name in self.wiring.names("sources") if name in running}
+
+    def status(self) -> dict[str, Any]:
+        """The status page's summary (:func:`logcap.api.status.summarize`)."""
+        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+        rows = self._walk(deadline)
+        running = {r["name"] for r in rows if r["status"] == "running"}
+        degraded = self._buffer_degraded(rows, deadline)
+        buffer = dlq = None  # disabled; {} while enabled and not running
+        if self.config.disk_buffer.enabled:
+            buffer = self._ask_in_time(BUFFER, BufferStats(), deadline) \
+                if BUFFER in running else {}
+        if self.config.dispatcher.dlq_enabled:
+            dlq = self._ask_in_time(DLQ, DlqStats(), deadline) if DLQ in running else {}
+        answered = self._source_statuses(rows, deadline)
+        sources = {name: answered.get(name, {}) for name in self.wiring.names("sources")}
+        now = time.time()
+        return summarize(
+            now=now, uptime_s=now - self.started_at, version=__version__,
+            healthy=not degraded and len(running) == len(rows)
+            and not any(status.get("degraded") for status in answered.values()), rows=rows,
+            sources=sources,
+            sinks={sink: names.qualified("sinks", sink) for sink in self.wiring.sink_names()},
+            totals=counter_totals(REGISTRY.collect()), buffer=buffer,
+            buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,
+            errors=self.recent_errors.recent())
+
     def effective_config(self) -> dict[str, Any]:
         return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
 
@@ -284,11 +344,12 @@ class Agent:
         """Queue matching entries for re-sending; idempotent (the DLQ's claim ledger)."""
         return dict(self._ask_dlq(Reprocess.from_filters(filters)))
 
-    def _inbox_snapshot(self) -> list[tuple[str, int, int, int]]:
+    def _inbox_snapshot(self) -> list[tuple[str, int, int, int, int]]:
         out = []
         for name in self.directory.names():
             ref = self.directory.lookup(name)
             inbox = ref.actor_inbox if ref is not None else None
             if isinstance(inbox, BoundedInbox):
-                out.append((name, inbox.data_depth, inbox.full_events, inbox.taken))
+                out.append((name, inbox.data_depth, inbox.full_events, inbox.taken,
+                            inbox.capacity))
         return out

@@ -74,7 +74,34 @@ SOURCE_ERRORS = Counter(
     ["source", "reason"],
     registry=REGISTRY,
 )
-SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error")
+SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error", "compressed",
+                        "max_open_files")
+SOURCE_MULTILINE_ENTRIES = Counter(
+    "logcap_source_multiline_entries_total",
+    "Multi-line entries closed, by why: complete, max_lines, max_bytes (cut at a cap), timeout "
+    "(no new line for multiline.timeout), end_of_stream (a rotated-away file's end).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SOURCE_BINARY_RUNS = Counter(
+    "logcap_source_binary_run_bytes_total",
+    "Bytes of NUL and control-character runs dropped from lines (crash regions, sparse files).",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_OPEN_FILES = Gauge(
+    "logcap_source_open_files",
+    "File descriptors a source holds open (followed files and rotated files being drained).",
+    ["source"],
+    registry=REGISTRY,
+)
+SOURCE_FILES_CLOSED = Counter(
+    "logcap_source_files_closed_total",
+    "Files a source closed, by reason (drained, inactive, max_open_files).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)
+SOURCE_CLOSE_REASONS = ("drained", "inactive", "max_open_files")
 SOURCE_PAUSES = Counter(
     "logcap_source_backpressure_pauses_total",
     "Times a source paused because the next stage was full.",
@@ -158,7 +185,10 @@ SINK_CARDINALITY_DROPS = Counter(
 class InboxCollector(Collector):
     """Reports mailbox depth and full events of every actor bound in a directory, at scrape."""
 
-    def __init__(self, snapshot: Callable[[], Iterable[tuple[str, int, int, int]]]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Iterable[tuple[str, int, int, int, int]]]
+    ) -> None:
+        """``snapshot`` yields ``(actor, depth, full_events, handled, capacity)``."""
         self._snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
@@ -175,11 +205,18 @@ class InboxCollector(Collector):
             "Messages taken from the mailbox (since the actor started).",
             labels=["actor"],
         )
-        for name, d, f, t in self._snapshot():
+        capacity = GaugeMetricFamily(
+            "logcap_actor_mailbox_capacity_messages",
+            "Data messages the mailbox holds at most (depth / capacity is its saturation).",
+            labels=["actor"],
+        )
+        for name, d, f, t, c in self._snapshot():
             depth.add_metric([name], d)
             full.add_metric([name], f)
             taken.add_metric([name], t)
+            capacity.add_metric([name], c)
         yield depth
+        yield capacity
         yield full
         yield taken
 
@@ -188,9 +225,46 @@ def exposition() -> bytes:
     """The Prometheus text exposition of :data:`REGISTRY`."""
     return generate_latest(REGISTRY)
 
+# -- processing (pipelines run by the shards) ---------------------------------------------------
+PIPELINE_FAILURES = Counter(
+    "logcap_pipeline_stage_failures_total",
+    "Lines on which a pipeline stage failed (the line went on unchanged), by pipeline, stage "
+    "('<index>:<kind>') and reason (no_match, missing_field, invalid_json, invalid_logfmt, "
+    "unparsable, error).",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_DROPS = Counter(
+    "logcap_pipeline_dropped_lines_total",
+    "Lines a pipeline dropped on purpose, by pipeline, stage and reason (rate_limit, or a drop "
+    "stage's conditions: regex, value, age, size joined by '+').",
+    ["pipeline", "stage", "reason"],
+    registry=REGISTRY,
+)
+PIPELINE_LINES = Counter(
+    "logcap_pipeline_lines_total",
+    "Lines that went into a pipeline, by pipeline.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+
 # -- disk buffer -------------------------------------------------------------------------------
 BUFFER_BYTES = Gauge(
     "logcap_buffer_size_bytes", "Bytes of segment files in the disk buffer.", registry=REGISTRY
+)
+BUFFER_CAPACITY = Gauge(
+    "logcap_buffer_capacity_bytes", "The disk buffer's max_total_size.", registry=REGISTRY
+)
+BUFFER_OLDEST_AGE = Gauge(
+    "logcap_buffer_oldest_age_seconds",
+    "Age of the oldest segment file still held in the disk buffer (0 when empty).",
+    registry=REGISTRY,
+)
+BUFFER_SINK_BACKLOG = Gauge(
+    "logcap_buffer_sink_backlog_records",
+    "Buffer records a sink has not been sent yet (behind its cursor, not in flight), by sink.",
+    ["sink"],
+    registry=REGISTRY,
 )
 BUFFER_DROPPED = Counter(
     "logcap_buffer_dropped_lines_total",

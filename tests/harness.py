@@ -170,3 +170,38 @@ def missing_and_duplicates(counts: Counter[int], total: int) -> tuple[list[int],
     missing = [n for n in range(total) if counts.get(n, 0) == 0]
     duplicates = sum(c - 1 for c in counts.values() if c > 1)
     return missing, duplicates
+
+
+class ApiProbe:
+    """Asks /health, /stats and /metrics in turn on a thread; records the slowest answer."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.slowest = 0.0
+        self.slowest_path = ""
+        self.failures: list[str] = []
+        self.paused = threading.Event()
+        """Set: ask nothing (e.g. while idle CPU is measured)."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.paused.is_set():
+                self._stop.wait(0.2)
+                continue
+            for path in ("/health", "/stats", "/metrics"):
+                start = time.monotonic()
+                try:
+                    requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+                except requests.RequestException as exc:
+                    self.failures.append(f"{path}: {exc}")
+                took = time.monotonic() - start
+                if took > self.slowest:
+                    self.slowest, self.slowest_path = took, path
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -38,8 +38,9 @@ with Loki's exact-duplicate rule (same stream, timestamp and line stored once) a
 
 Faults, settable while running: 503 (for N seconds or until cleared), 429 with ``Retry-After``
 (for N seconds or N requests), 413 for bodies over N bytes, 400 for entries whose line contains a
-marker, and latency (every answer, or the next N, waits; the push is ingested first, as a slow
-Loki that answers late still stores the data).
+marker, random 500s and connection resets for a share of pushes
+(:meth:`LokiReceiver.fail_randomly`), and latency (every answer, or the next N, waits; the
+push is ingested first, as a slow Loki that answers late still stores the data).
 
 Two ways to run it:
 
@@ -64,10 +65,12 @@ import gzip
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -108,6 +111,8 @@ MAX_STRUCTURED_METADATA_BYTES = 64 * 1024
 MAX_STRUCTURED_METADATA_COUNT = 128
 SERVICE_NAME_LABEL = "service_name"
 MAX_ERRORS_REPORTED = 20
+RESET_STATUS = 0
+"""handle_push's status for "reset the connection without an answer" (random resets)."""
 _NS = 1_000_000_000
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # gogo's Timestamp validation: 0001-01-01T00:00:00Z <= t < 10000-01-01T00:00:00Z
@@ -470,6 +475,9 @@ class _Faults:
     reject_marker: str | None = None
     latency_s: float = 0.0
     latency_remaining: int | None = None
+    random_until: float | None = None
+    random_error_share: float = 0.0
+    random_reset_share: float = 0.0
 
     def describe(self, now: float) -> dict[str, Any]:
         def left(deadline: float | None) -> float | str | None:
@@ -486,6 +494,9 @@ class _Faults:
             "reject_marker": self.reject_marker,
             "latency_s": self.latency_s,
             "latency_remaining": self.latency_remaining,
+            "random": left(self.random_until),
+            "random_error_share": self.random_error_share,
+            "random_reset_share": self.random_reset_share,
         }
 
 
@@ -580,6 +591,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, text, headers, delay = receiver.handle_push(dict(self.headers.items()), body)
             if delay > 0:
                 receiver._stopping.wait(delay)
+            if status == RESET_STATUS:  # the connection reset without an answer
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+                return
             self._reply(status, text.encode() + (b"\n" if text else b""), headers)
         elif path == "/test/fault":
             try:
@@ -634,6 +651,7 @@ class LokiReceiver:
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
         self._records: deque[RequestRecord] = deque(maxlen=max_records)
+        self._rng = random.Random()
         self._reset_unlocked()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -734,6 +752,18 @@ class LokiReceiver:
             self._faults.latency_s = max(0.0, seconds)
             self._faults.latency_remaining = count
 
+    def fail_randomly(self, error_share: float, seconds: float | None = None, *,
+                      reset_share: float = 0.0, seed: int | None = None) -> None:
+        """For ``seconds`` (or until cleared), answer a push 500 with probability
+        ``error_share``, or reset its connection without an answer with probability
+        ``reset_share`` (nothing of those pushes is kept); the others are served."""
+        with self._lock:
+            f = self._faults
+            f.random_until = math.inf if seconds is None else time.monotonic() + seconds
+            f.random_error_share = error_share
+            f.random_reset_share = reset_share
+            self._rng = random.Random(seed)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults = _Faults()
@@ -827,7 +857,13 @@ class LokiReceiver:
                 if f.latency_remaining is not None:
                     f.latency_remaining -= 1
             fault: tuple[int, str, dict[str, str]] | None = None
-            if f.unavailable_until is not None and now < f.unavailable_until:
+            draw = self._rng.random() if f.random_until is not None \
+                and now < f.random_until else 1.0
+            if draw < f.random_reset_share:
+                fault = (RESET_STATUS, "receiver fault: connection reset", {})
+            elif draw < f.random_reset_share + f.random_error_share:
+                fault = (500, "receiver fault: random internal error", {})
+            elif f.unavailable_until is not None and now < f.unavailable_until:
                 fault = (503, "receiver fault: service unavailable", {})
             elif f.rate_limit_until is not None and now < f.rate_limit_until and (
                 f.rate_limit_remaining is None or f.rate_limit_remaining > 0

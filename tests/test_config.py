@@ -127,22 +127,19 @@ def test_full_file_source_is_read() -> None:
     assert source.encoding == "latin-1"
 
 
-def test_pipeline_and_multiline_are_refused_until_processing_is_built() -> None:
-    """A key that is accepted and has no effect is a bug: both name their key path."""
-    with pytest.raises(ConfigError) as err:
-        _parse(
-            r"""
-            sources:
-              files:
-                - name: opensips.main
-                  include: [/var/log/opensips/*.log]
-                  pipeline: sip
-                  multiline: {pattern: '^\s', negate: false, match: before, max_lines: 50}
-            """
-        )
-    text = str(err.value)
-    assert "sources.files[0].pipeline: pipelines are not implemented" in text
-    assert "sources.files[0].multiline: multiline joining is not implemented" in text
+def test_a_pipeline_name_is_accepted_by_the_config_and_checked_by_the_loader() -> None:
+    """The name is checked against the pipelines by logcap.pipeline.loading
+    (tests/test_pipeline_config.py)."""
+    config = _parse(
+        r"""
+        sources:
+          files:
+            - name: opensips.main
+              include: [/var/log/opensips/*.log]
+              pipeline: sip
+        """
+    )
+    assert config.sources.files[0].pipeline == "sip"
 
 
 def test_an_encoding_that_does_not_write_newline_as_one_byte_is_refused() -> None:

@@ -76,14 +76,16 @@ def test_an_entry_round_trips_with_its_labels_streams_and_original_timestamps(
         ("opensips", "/x", (("job", "sip"), ("host", "h1")), ["sip \u00e9"], 5000)]
 
 
-def test_rebuilt_parts_split_at_gaps_so_every_line_keeps_its_timestamp() -> None:
+def test_rebuilt_parts_keep_every_lines_timestamp_across_gaps() -> None:
     stream = DeadStream((("job", "x"),), "s", "f",
                         ((10, "a"), (11, "b"), (12, "c"), (20, "d"), (21, "e"), (7, "f")))
     entry = DeadLetter("0" * 32, "loki", "r", None, 1, 0.0, 0.0, "", (stream,))
-    parts = entry.to_parts()
-    assert [(p.ts_ns, p.lines) for p in parts] == [(10, ["a", "b", "c"]), (20, ["d", "e"]),
-                                                   (7, ["f"])]
-    assert [p.ts_ns + i for p in parts for i in range(len(p.lines))] == [10, 11, 12, 20, 21, 7]
+    [part] = entry.to_parts()
+    assert part.lines == ["a", "b", "c", "d", "e", "f"]
+    assert [part.timestamp(i) for i in range(6)] == [10, 11, 12, 20, 21, 7]
+    consecutive = DeadStream((), "s", "f", ((5, "a"), (6, "b")))
+    [plain] = DeadLetter("1" * 32, "loki", "r", None, 1, 0.0, 0.0, "", (consecutive,)).to_parts()
+    assert plain.timestamps is None and plain.ts_ns == 5
 
 
 def test_lines_with_escaped_non_utf8_bytes_survive_the_round_trip(tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ directory and the config mounted in. ``--network host``: the container reaches t
 receiver of this process on 127.0.0.1, and the HEALTHCHECK reaches the admin port
 (``LOGCAP_HEALTH_URL``). Podman runs with a private config and storage
 (:func:`tests.podman_engine.configure`).
+
+Marked ``image``: deselected from the default suite (``pyproject.toml`` addopts), run by
+``make image-test``, which CI calls after ``make test``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tests.harness import REPO, NumberedWriter, free_port, missing_and_duplicate
 from tests.loki_receiver import LokiReceiver
 from tests.podman_engine import PODMAN, PodmanEngine, configure
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.image, pytest.mark.integration, pytest.mark.timeout(1800)]
 
 BASE_IMAGE = "localhost/logcap-base:bookworm"
 IMAGE = "localhost/logcap:test"

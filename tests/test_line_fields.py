@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logcap.messages import Entries, Outcome
@@ -146,7 +146,7 @@ def entries_with_fields(draw: st.DrawFn) -> Entries:
         line_labels=per_line(pairs), metadata=per_line(pairs))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(entries_with_fields(), max_size=4))
 def test_any_batch_with_per_line_fields_round_trips_through_the_codec(
         batch: list[Entries]) -> None:

@@ -10,7 +10,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from logcap.dispatch.outbox import Failure, Gate, Outbox, Send
+from logcap.dispatch.outbox import PARTIAL_FAILURE_WINDOW_S, Failure, Gate, Outbox, Send
 from logcap.dispatch.retry import REFUSED_RETRY_S
 
 SINKS = ("a", "b", "c")
@@ -306,3 +306,51 @@ def test_deliveries_unanswered_past_a_timeout_are_listed() -> None:
     clock.now += 5
     assert outbox.overdue(10.0) == [(1, "loki")]
     assert outbox.overdue(5.0) == [(1, "loki"), (2, "loki")]
+
+
+def _fail_once(outbox: Outbox[str], batch_id: int) -> float:
+    """Send ``batch_id`` to loki (added if new) and fail it; the delay drawn."""
+    if outbox.payload(batch_id) is None:
+        outbox.add(batch_id, str(batch_id))
+    outbox.open_gate("loki")
+    outbox.pump(sender([]))
+    failure = outbox.failed(batch_id, "loki")
+    assert failure is not None
+    return failure.delay_s
+
+
+def _deliver(outbox: Outbox[str], batch_id: int) -> None:
+    outbox.open_gate("loki")
+    outbox.pump(sender([]))
+    assert outbox.settle(batch_id, "loki") == str(batch_id)
+
+
+def test_the_backoff_grows_only_in_an_outage_and_resets_on_success() -> None:
+    clock = Clock()
+    outbox = make(max_retries=100, clock=clock)
+    for _ in range(5):
+        _fail_once(outbox, 1)  # never a success: an outage
+    assert outbox.level("loki") == 5
+    assert outbox.attempt(1, "loki") == 6
+    _deliver(outbox, 1)
+    assert outbox.level("loki") == 0
+    assert _fail_once(outbox, 2) <= 1.0  # base_delay_s: the sink was just up
+    assert outbox.level("loki") == 1
+
+
+def test_under_random_failures_a_batch_unlucky_many_times_still_retries_at_the_base_delay(
+        ) -> None:
+    clock = Clock()
+    outbox = make(max_retries=100, clock=clock)
+    outbox.add(1, "1")
+    _deliver(outbox, 1)  # the sink served a request: it is up
+    delays = []
+    for _ in range(20):
+        clock.now += (PARTIAL_FAILURE_WINDOW_S - 1) / 20
+        delays.append(_fail_once(outbox, 2))
+    assert max(delays) <= 1.0 and outbox.level("loki") == 1
+    assert outbox.attempt(2, "loki") == 21  # the batch's attempts still count
+    clock.now += 1  # no success for PARTIAL_FAILURE_WINDOW_S: an outage, the backoff grows
+    _fail_once(outbox, 2)
+    _fail_once(outbox, 2)
+    assert outbox.level("loki") == 3

@@ -85,6 +85,7 @@ def test_the_wheel_holds_every_package_and_the_type_marker(dist: Path) -> None:
     missing = _packages() - held
     assert not missing, f"packages left out of the wheel: {sorted(missing)}"
     assert "logcap/py.typed" in names
+    assert "logcap/api/status_page.html" in names  # the status page, read at import
     for package in _packages():
         assert f"{package}/__init__.py" in names, f"{package} has no __init__.py"
 
@@ -96,6 +97,7 @@ def test_the_sdist_builds_a_wheel_with_every_package(dist: Path, tmp_path: Path)
     names = zipfile.ZipFile(next(tmp_path.glob("logcap-*.whl"))).namelist()
     held = {os.path.dirname(n) for n in names if n.endswith(".py")}
     assert _packages() <= held
+    assert "logcap/api/status_page.html" in names
 
 
 def test_the_installed_command_checks_the_shipped_config(installed: Path, tmp_path: Path) -> None:

@@ -51,8 +51,11 @@ from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
     BUFFER_BYTES,
+    BUFFER_CAPACITY,
     BUFFER_DROPPED,
+    BUFFER_OLDEST_AGE,
     BUFFER_RECOVERED,
+    BUFFER_SINK_BACKLOG,
     INFLIGHT_GIVEN_UP,
     INFLIGHT_OVERDUE,
     INFLIGHT_PENDING,
@@ -151,6 +154,7 @@ class DiskBuffer(LogcapActor):
         log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
                  report.segments, report.first_seq, report.last_seq)
         self._ranges = self._recent_ranges()
+        BUFFER_CAPACITY.set(self.settings.max_total_size)
         if self.batches is not None:
             self._load_batches()
         self.scheduler.call_later(MAINTAIN_INTERVAL_S, self.actor_ref, _Maintain())
@@ -411,6 +415,9 @@ class DiskBuffer(LogcapActor):
             log.error("disk buffer: releasing segments failed: %s", exc)
         stats = self.store.stats()
         BUFFER_BYTES.set(stats["bytes"])
+        BUFFER_OLDEST_AGE.set(stats["oldest_age_s"])
+        for sink, row in stats["sinks"].items():
+            BUFFER_SINK_BACKLOG.labels(sink).set(row["lag_batches"])
         for reason, counts in stats["dropped"].items():  # the store counts since it opened
             seen = self._dropped_lines.get(reason, 0)
             if counts["lines"] > seen:

@@ -2,7 +2,9 @@
 
 Messages taken:
 
-* :class:`~logcap.messages.Entries` (data): added to the open batch; a batch closes at
+* :class:`~logcap.messages.Entries` (data): first run through the pipeline its origin is
+  routed to (:class:`~logcap.pipeline.routing.Router`, if any; stage failures and drops
+  counted in the pipeline metrics), then added to the open batch; a batch closes at
   ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
   goes to every sink.
 * :class:`~logcap.messages.SinkResult` (control, the answer to a ``Deliver`` whose ``reply_to``
@@ -37,8 +39,9 @@ from typing import Any
 from logcap.dispatch.batcher import Batcher
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult
-from logcap.metrics import RESENT_LINES
+from logcap.metrics import PIPELINE_DROPS, PIPELINE_FAILURES, PIPELINE_LINES, RESENT_LINES
 from logcap.origin import ReadToken
+from logcap.pipeline.routing import Router
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
@@ -88,10 +91,12 @@ class DispatcherShard(LogcapActor):
         sinks: dict[str, Handle],
         scheduler: Scheduler,
         clock: Callable[[], float] = time.monotonic,
+        router: Router | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.settings = settings
+        self.router = router
         self.sinks = sinks
         self.scheduler = scheduler
         self.clock = clock
@@ -110,7 +115,7 @@ class DispatcherShard(LogcapActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Entries):
-            closed = self.batcher.add(message, self.clock())
+            closed = self.batcher.add(self._process(message), self.clock())
             if closed is not None:
                 self._dispatch(closed)
             elif self._flush_timer is None:
@@ -138,6 +143,20 @@ class DispatcherShard(LogcapActor):
         else:
             return super().handle(message)
         return None
+
+    def _process(self, entries: Entries) -> Entries:
+        """``entries`` through its pipeline (unchanged without one). A fully dropped read
+        still goes on, with no lines, so that its token is acknowledged in order."""
+        pipeline = self.router.route(entries) if self.router is not None else None
+        if pipeline is None:
+            return entries
+        result = pipeline.run(entries, self.clock())
+        PIPELINE_LINES.labels(pipeline.name).inc(len(entries.lines))
+        for (stage, reason), lines in result.failures.items():
+            PIPELINE_FAILURES.labels(pipeline.name, stage, reason).inc(lines)
+        for (stage, reason), lines in result.drops.items():
+            PIPELINE_DROPS.labels(pipeline.name, stage, reason).inc(lines)
+        return result.entries
 
     def handle_stop(self) -> None:
         if self._flush_timer is not None:

@@ -1,5 +1,8 @@
 """The admin API's Flask app. Handlers only translate HTTP; the :class:`AdminBackend` does the work.
 
+``GET /`` is the status page (``status_page.html``, static: it polls ``GET /status.json``,
+the summary of :mod:`logcap.api.status`).
+
 Every backend call asks actors with a timeout; a timeout surfaces as :class:`BackendTimeout`
 and the handler answers 503, never a hung request. Mutating endpoints need
 ``Authorization: Bearer <admin_token>`` (401 without it; compared in constant time); with no
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
@@ -21,6 +25,7 @@ from logcap.metrics import exposition
 __all__ = ["AdminBackend", "BackendTimeout", "create_app", "create_metrics_app"]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STATUS_PAGE = files("logcap.api").joinpath("status_page.html").read_bytes()
 
 
 class AdminBackend(Protocol):
@@ -35,6 +40,8 @@ class AdminBackend(Protocol):
     def effective_config(self) -> dict[str, Any]: ...
 
     def positions(self) -> dict[str, Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
 
     def dlq_stats(self) -> dict[str, Any]: ...
 
@@ -72,6 +79,18 @@ def create_app(backend: AdminBackend) -> Flask:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="logcap"'
             return resp
         return None
+
+    @app.get("/")
+    def status_page() -> Any:
+        resp = Response(STATUS_PAGE, content_type="text/html; charset=utf-8")
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "connect-src 'self'")
+        return resp
+
+    @app.get("/status.json")
+    def status() -> Any:
+        return bounded(lambda: jsonify(backend.status()))
 
     @app.get("/health")
     def health() -> Any:

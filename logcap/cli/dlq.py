@@ -7,6 +7,11 @@ agent (``POST /dlq/reprocess`` on ``--url``, with ``--token`` or ``$LOGCAP_ADMIN
 because only the agent can send. ``logcap buffer verify DIR`` checks a disk-buffer directory
 (read-only) and prints the report.
 
+Long work shows its progress on stderr when stderr is a terminal, and nothing in a pipe
+(:class:`~logcap.cli.progress.Progress`): ``buffer verify`` (bytes checked), ``dlq list``
+(entries read; only when stdout is not that terminal, since the listing is then the progress)
+and ``dlq reprocess --wait`` (entries sent back, polling ``GET /dlq/stats``).
+
 Exit codes: 0 success (for ``buffer verify``: nothing found); 1 failure (problems found, the
 agent unreachable or failing); 2 bad input (a missing directory, a malformed or unknown id,
 bad filters, an invalid config, a refused token), as one clear line on stderr.
@@ -18,12 +23,15 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 from logcap.api.dlq_routes import FilterError, parse_reprocess_filters
+from logcap.cli.endpoint import DEFAULT_URL, TOKEN_ENV, admin_endpoint
+from logcap.cli.progress import Progress
 from logcap.config import ConfigError, load_config, resolve_config_path
 from logcap.state.buffer.crypto import Cipher, KeyLoadError, load_key
 from logcap.state.buffer.verify import verify_directory
@@ -32,9 +40,9 @@ from logcap.state.dlq import DeadLetterStore, DlqFilter, is_entry_id
 __all__ = ["COMMANDS", "DEFAULT_URL", "add_subcommands", "run"]
 
 COMMANDS = ("dlq", "buffer")
-DEFAULT_URL = "http://127.0.0.1:8401"
-TOKEN_ENV = "LOGCAP_ADMIN_TOKEN"
 REQUEST_TIMEOUT_S = 30.0
+DEFAULT_WAIT_TIMEOUT_S = 600.0
+WAIT_POLL_S = 0.5
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 _DETAIL_CHARS = 100
 
@@ -75,6 +83,12 @@ def add_subcommands(subparsers: Any) -> None:
     again.add_argument("--url", help=f"the agent's admin API (default {DEFAULT_URL})")
     again.add_argument("--token", help=f"admin token (default ${TOKEN_ENV})")
     again.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    again.add_argument("--wait", action="store_true",
+                       help="wait until the agent has sent every queued entry (progress on a "
+                            "terminal)")
+    again.add_argument("--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT_S,
+                       metavar="SECONDS", help="give up waiting after this long (exit 1; "
+                       f"default {DEFAULT_WAIT_TIMEOUT_S:.0f})")
 
     buffer = subparsers.add_parser("buffer", help="disk-buffer tools")
     bsub = buffer.add_subparsers(dest="buffer_command", required=True)
@@ -174,7 +188,12 @@ def _filters(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
 
 def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
     f = _filters(args)
+    filtered = any(f[key] is not None for key in ("sink", "reason", "since", "until"))
+    progress = Progress("listing DLQ entries", None if filtered else store.stats()["entries"],
+                        unit="entries",
+                        enabled=sys.stderr.isatty() and not sys.stdout.isatty())
     for entry in store.entries(DlqFilter(f["sink"], f["reason"], None, f["since"], f["until"])):
+        progress.advance()
         summary = {"id": entry.id, "time": entry.last_failure, "sink": entry.sink,
                    "reason": entry.reason, "status_code": entry.status_code,
                    "attempts": entry.attempts, "lines": entry.line_count,
@@ -186,6 +205,7 @@ def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
             print(f"{entry.id}  {_when(entry.last_failure)}  sink={entry.sink} "
                   f"reason={entry.reason} status={status} attempts={entry.attempts} "
                   f"lines={entry.line_count}  {summary['detail']!r}")
+    progress.done()
     return EXIT_OK
 
 
@@ -199,19 +219,9 @@ def _show(store: DeadLetterStore, entry_id: str) -> int:
     return EXIT_OK
 
 
-def _endpoint(args: argparse.Namespace) -> tuple[str, str]:
-    url, token = args.url, args.token or os.environ.get(TOKEN_ENV, "")
-    if args.config and (not url or not token):
-        server = load_config(args.config, os.environ).server
-        host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-        url = url or f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
-        token = token or server.admin_token
-    return (url or DEFAULT_URL).rstrip("/"), token
-
-
 def _reprocess(args: argparse.Namespace) -> int:
     body = _filters(args, ids=args.ids, dry_run=args.dry_run or None)
-    url, token = _endpoint(args)
+    url, token = admin_endpoint(args.url, args.token, args.config)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -244,6 +254,43 @@ def _reprocess(args: argparse.Namespace) -> int:
         print(f"  {entry_id}")
     for entry_id in answer.get("not_found", []):
         print(f"logcap: warning: no entry {entry_id} matches", file=sys.stderr)
+    if args.wait and answer.get("queued") and not answer.get("dry_run"):
+        return _wait_sent(url, len(answer["queued"]), args.wait_timeout)
+    return EXIT_OK
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_S) as resp:
+        return json.loads(resp.read())
+
+
+def _wait_sent(url: str, queued: int, timeout_s: float) -> int:
+    """Poll ``/dlq/stats`` until the DLQ's reprocessing is idle (queued and in flight 0)."""
+    progress = Progress("sending DLQ entries back", queued, unit="entries")
+    deadline = time.monotonic() + timeout_s
+    pause = threading.Event()
+    try:
+        while True:
+            try:
+                busy = _get_json(f"{url}/dlq/stats")["reprocessing"]
+            except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+                reason = getattr(exc, "reason", exc)
+                print(f"logcap: lost the agent at {url} while waiting: {reason}",
+                      file=sys.stderr)
+                return EXIT_FAILED
+            left = busy["queued"] + busy["in_flight"]
+            progress.update(queued - min(left, queued))
+            if left == 0:
+                break
+            if time.monotonic() > deadline:
+                progress.done()
+                print(f"logcap: {left} entries still being sent after {timeout_s:.0f}s "
+                      "(they stay in the DLQ's queue; see GET /dlq/stats)", file=sys.stderr)
+                return EXIT_FAILED
+            pause.wait(WAIT_POLL_S)
+    finally:
+        progress.done()
+    print(f"sent back: the agent's reprocessing queue is empty ({queued} entries queued)")
     return EXIT_OK
 
 
@@ -256,9 +303,13 @@ def _verify(args: argparse.Namespace) -> int:
             cipher = Cipher(load_key(key_env=args.key_env or "", key_file=args.key_file or ""))
         except KeyLoadError as exc:
             raise _BadInput(str(exc)) from exc
+    progress = Progress(f"verifying {args.directory}", unit="bytes")
     try:
-        report = verify_directory(args.directory, cipher=cipher, decode=not args.no_decode)
+        report = verify_directory(args.directory, cipher=cipher, decode=not args.no_decode,
+                                  progress=progress.update)
     except OSError as exc:
         raise _BadInput(f"buffer directory {args.directory!r}: {exc.strerror or exc}") from exc
+    finally:
+        progress.done()
     print(report.format())
     return EXIT_OK if report.ok else EXIT_FAILED

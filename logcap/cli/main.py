@@ -1,5 +1,8 @@
 """The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
-reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`).
+reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`); ``pipeline test`` (see
+:mod:`logcap.cli.pipeline_test`); ``status`` (see :mod:`logcap.cli.status`). ``run``,
+``check-config`` and ``pipeline test`` load the config and its processing files (pipelines,
+routing); a problem in any is bad input.
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
@@ -26,9 +29,13 @@ from types import FrameType
 from logcap import __version__
 from logcap.agent import Agent
 from logcap.cli import dlq as dlq_cli
+from logcap.cli import pipeline_test
+from logcap.cli import status as status_cli
 from logcap.components.registry import preflight_directories, preflight_problems, summary
 from logcap.config import Config, ConfigError, load_config, resolve_config_path
 from logcap.logsetup import configure
+from logcap.pipeline.loading import load_routing
+from logcap.pipeline.routing import Routing
 
 __all__ = ["main"]
 
@@ -55,12 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help="config file")
     sub.add_parser("version", help="print the version")
     dlq_cli.add_subcommands(sub)
+    pipeline_test.add_subcommand(sub)
+    status_cli.add_subcommand(sub)
     return parser
 
 
-def _load(path_arg: str | None) -> tuple[Config, str]:
+def _load(path_arg: str | None) -> tuple[Config, Routing, str]:
     path = str(resolve_config_path(path_arg, os.environ))
-    return load_config(path, os.environ), path
+    config = load_config(path, os.environ)
+    return config, load_routing(config, os.environ, config_file=path), path
 
 
 def _check_port(host: str, port: int, what: str) -> None:
@@ -97,7 +107,7 @@ def preflight(config: Config) -> None:
         raise BadInput("; ".join(problems))
 
 
-def _run(config: Config, path: str) -> int:
+def _run(config: Config, routing: Routing, path: str) -> int:
     configure(config.logging.level, config.logging.format)
     preflight(config)
     log.info("logcap %s starting: %s (config %s)", __version__, summary(config), path)
@@ -114,7 +124,7 @@ def _run(config: Config, path: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent = Agent(config, path)
+    agent = Agent(config, path, routing)
     try:
         agent.start()
     except RuntimeError as exc:
@@ -133,6 +143,13 @@ def _run(config: Config, path: str) -> int:
     return EXIT_FAILED if failure else EXIT_OK
 
 
+def _describe(config: Config, routing: Routing) -> str:
+    files = [f for f in (config.processing.pipelines_file, config.processing.routing_file) if f]
+    # (as written in the config; relative ones are read beside it)
+    return (f"pipelines: {len(routing.pipelines)} ({', '.join(files) or 'built-in only'}), "
+            f"{len(routing.rules)} routing rule{'' if len(routing.rules) == 1 else 's'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -140,17 +157,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command in dlq_cli.COMMANDS:
         return dlq_cli.run(args)
+    if args.command == "status":
+        return status_cli.run(args)
     try:
-        config, path = _load(args.config)
+        config, routing, path = _load(args.config)
         if args.command == "check-config":
-            print(f"{path}: ok ({summary(config)})")
+            print(f"{path}: ok ({summary(config)}; {_describe(config, routing)})")
             return EXIT_OK
-        return _run(config, path)
+        if args.command == "pipeline":
+            pipeline_test.run_test(config, routing, args)
+            return EXIT_OK
+        return _run(config, routing, path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BadInput as exc:
+    except (BadInput, pipeline_test.UnknownName) as exc:
         print(f"logcap: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # pipeline test's FILE
+        print(f"logcap: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

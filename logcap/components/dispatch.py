@@ -1,6 +1,7 @@
 """The shard kind: ``dispatcher.shards`` DispatcherShards (``shard-0`` ..) in the
-``dispatchers`` group. With Loki sinks, a shard's batch is one push request, so the tightest
-Loki ``batch_size`` and ``batch_wait`` cap the shard's batch."""
+``dispatchers`` group, each running the pipelines of the wiring's routing (its own router).
+With Loki sinks, a shard's batch is one push request, so the tightest Loki ``batch_size`` and
+``batch_wait`` cap the shard's batch."""
 
 from __future__ import annotations
 
@@ -41,9 +42,13 @@ class ShardKind(ComponentKind):
         settings = shard_settings(wiring)
         sinks = wiring.shard_sinks()
         capacity = wiring.config.dispatcher.queue_size
+        routing = wiring.routing
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return DispatcherShard.start(settings, sinks, ctx.scheduler, link=ctx.link,
+            # a fresh router per incarnation: stage state (rate buckets) is the shard's own
+            router = routing.router() if routing is not None else None
+            return DispatcherShard.start(settings, sinks, ctx.scheduler, router=router,
+                                         link=ctx.link,
                                          name=ctx.name, directory=ctx.directory,
                                          mailbox_capacity=capacity)
 

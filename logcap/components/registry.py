@@ -17,6 +17,7 @@ from logcap.components.sources import CONTAINER_SOURCE, FILE_SOURCE
 from logcap.components.state import DiskBufferKind, DlqKind, PositionsKind, segment_store_for
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
+from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec
 from logcap.runtime.directory import Directory
 from logcap.state.buffer.segments import SegmentStore
@@ -61,9 +62,10 @@ def instances(config: Config) -> dict[str, list[Instance]]:
     return out
 
 
-def wire(config: Config, directory: Directory) -> Wiring:
-    """The wiring of the tree for ``config``: every enabled instance, handles in ``directory``."""
-    return Wiring(config, directory, instances(config))
+def wire(config: Config, directory: Directory, routing: Routing | None = None) -> Wiring:
+    """The wiring of the tree for ``config``: every enabled instance, handles in ``directory``,
+    the pipelines of ``routing`` run by the shards."""
+    return Wiring(config, directory, instances(config), routing)
 
 
 def child_specs(group: str, wired: Wiring) -> list[ChildSpec]:

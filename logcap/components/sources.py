@@ -1,9 +1,15 @@
 """The source kinds, in the ``sources`` group (one_for_one, started last, after the shards
 they send to): one SourceShell running a FileSource per ``sources.files[]`` entry, and one
-running the ContainerSource when ``sources.containers.enabled``."""
+running the ContainerSource when ``sources.containers.enabled``.
+
+A file source's multiline spec per path (:func:`multiline_for`) comes from its own
+``multiline`` key, for every path it reads; without one, from the ``multiline`` stage of the
+pipeline the path is routed to (the source's ``pipeline`` key or the routing file), so the
+entries the pipeline gets are whole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pykka import ActorRef
@@ -13,15 +19,34 @@ from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
+from logcap.config.sources import FileSourceConfig, MultilineConfig
+from logcap.origin import FILE_KIND
+from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec, StartContext
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
 from logcap.sources.files.source import FileSource, file_source_settings
 
 __all__ = ["CONTAINER_SOURCE", "CONTAINER_SOURCE_NAME", "FILE_SOURCE", "ContainerSourceKind",
-           "FileSourceKind"]
+           "FileSourceKind", "multiline_for"]
 
 CONTAINER_SOURCE_NAME = "containers"
 """The container source's name (its actor, metrics label and ``ReadToken.source``)."""
+
+
+def multiline_for(source: FileSourceConfig, routing: Routing | None = None
+                  ) -> Callable[[str], MultilineConfig | None]:
+    """The multiline spec of each path ``source`` reads: its ``multiline`` key, else the
+    multiline stage of the pipeline ``routing`` gives the path (or None)."""
+    own = source.multiline
+    labels = tuple(sorted(dict(source.labels).items()))
+
+    def resolve(path: str) -> MultilineConfig | None:
+        if own is not None or routing is None:
+            return own
+        name = routing.pipeline_for(source.name, FILE_KIND, path, labels)
+        return None if name is None else routing.pipelines[name].multiline
+
+    return resolve
 
 
 class FileSourceKind(ComponentKind):
@@ -37,11 +62,12 @@ class FileSourceKind(ComponentKind):
         shards = wiring.handles("dispatchers")
         positions = wiring.state(POSITIONS)
         buffer = wiring.state(BUFFER)
+        resolve = multiline_for(instance.settings, wiring.routing)
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return SourceShell.start(FileSource(settings), shards, positions, ctx.scheduler,
-                                     buffer, link=ctx.link, name=ctx.name,
-                                     directory=ctx.directory)
+            source = FileSource(settings, multiline_for=resolve)
+            return SourceShell.start(source, shards, positions, ctx.scheduler, buffer,
+                                     link=ctx.link, name=ctx.name, directory=ctx.directory)
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)

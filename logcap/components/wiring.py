@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from logcap.components.instance import Instance
 from logcap.config import Config
+from logcap.pipeline.routing import Routing
 from logcap.runtime.directory import Directory, Handle
 
 __all__ = ["BUFFER", "BUFFER_SINK", "DLQ", "POSITIONS", "ROOT", "Wiring", "qualified"]
@@ -34,11 +35,13 @@ def qualified(group: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Wiring:
-    """The enabled instances by group (in start order) and handles to them."""
+    """The enabled instances by group (in start order) and handles to them; ``routing``:
+    the pipelines and which entries they process (None: no processing)."""
 
     config: Config
     directory: Directory
     instances: Mapping[str, Sequence[Instance]]
+    routing: Routing | None = None
 
     def names(self, group: str) -> list[str]:
         """The qualified names of ``group``'s instances."""

@@ -153,7 +153,7 @@ class ConfigDecoder:
                 continue
             if not isinstance(item, str):
                 self._issues.add(f"{path}[{index}]", f"expected a string, got {describe(item)}")
-            elif not item.strip():
+            elif not item or not (item.strip() or spec.blank_items):
                 self._issues.add(f"{path}[{index}]", "must not be empty")
             else:
                 items.append(item)

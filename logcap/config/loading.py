@@ -17,7 +17,9 @@ The steps, in order:
 4. **Override** from the environment (after the file, validated like file values; an empty
    variable counts as unset): ``LOKI_URL`` sets ``sinks.loki.url`` and enables Loki;
    ``LOGCAP_LOG_LEVEL``, ``LOGCAP_LOG_FORMAT`` and ``LOGCAP_ADMIN_TOKEN`` set
-   ``logging.level``, ``logging.format`` and ``server.admin_token``. ``LOGCAP_CONFIG`` names the
+   ``logging.level``, ``logging.format`` and ``server.admin_token``;
+   ``LOGCAP_PIPELINES_FILE`` and ``LOGCAP_ROUTING_FILE`` set ``processing.pipelines_file`` and
+   ``processing.routing_file``. ``LOGCAP_CONFIG`` names the
    file when the command line does not (:func:`resolve_config_path`).
 5. **Decode** each section into its ``attrs`` class (:mod:`logcap.config.schema`): unknown keys
    (with a "did you mean"), wrong types (YAML ``true`` is not an integer, a string is not a

@@ -46,6 +46,8 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "LOGCAP_LOG_LEVEL": ("logging", "level"),
         "LOGCAP_LOG_FORMAT": ("logging", "format"),
         "LOGCAP_ADMIN_TOKEN": ("server", "admin_token"),
+        "LOGCAP_PIPELINES_FILE": ("processing", "pipelines_file"),
+        "LOGCAP_ROUTING_FILE": ("processing", "routing_file"),
     }
 )
 """Environment variable → the key path it overrides (``LOKI_URL`` also enables Loki)."""

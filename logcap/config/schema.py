@@ -90,6 +90,7 @@ from logcap.config.sources import (
     DispatcherConfig,
     FileSourceConfig,
     MultilineConfig,
+    ProcessingConfig,
     SourcesConfig,
 )
 from logcap.config.state import (
@@ -140,6 +141,7 @@ __all__ = [
     "DeduplicationConfig", "DiskBufferConfig", "DispatcherConfig", "DlqConfig", "EncryptionConfig",
     "FileSinkConfig", "FileSourceConfig", "GiB", "KiB", "LoggingConfig", "LokiAuthConfig",
     "LokiConfig", "LokiTlsConfig", "MiB", "MultilineConfig", "PositionsConfig", "Problem",
+    "ProcessingConfig",
     "Section", "ServerConfig", "SinksConfig", "SourcesConfig", "SupervisionConfig",
 ]
 
@@ -150,6 +152,7 @@ class Config(Section):
 
     server: ServerConfig = attrs.field(factory=ServerConfig)
     sources: SourcesConfig = attrs.field(factory=SourcesConfig)
+    processing: ProcessingConfig = attrs.field(factory=ProcessingConfig)
     dispatcher: DispatcherConfig = attrs.field(factory=DispatcherConfig)
     sinks: SinksConfig = attrs.field(factory=SinksConfig)
     positions: PositionsConfig = attrs.field(factory=PositionsConfig)

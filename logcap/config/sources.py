@@ -4,11 +4,14 @@
   ``include`` globs minus ``exclude`` globs, with static labels, an optional pipeline, where a
   new file starts (``end`` or ``beginning``), optional multiline joining
   (:class:`MultilineConfig`), the longest line kept whole and the text encoding (any codec
-  Python knows). Names are unique among the file sources.
+  Python knows), and the bounds on descriptors (``rotate_wait``, ``close_inactive``,
+  ``max_open_files``). Names are unique among the file sources.
 - ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
   Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
   labels and names, with static labels, where containers already running at the first start
   begin (``start_at``) and the longest line kept whole.
+- ``processing`` (:class:`ProcessingConfig`): where the pipelines file and the routing file
+  are (loaded and checked by :mod:`logcap.pipeline.loading`).
 - ``dispatcher`` (:class:`DispatcherConfig`): the shards that batch, process and route lines,
   and the retries of failed deliveries (``retry_base_delay <= retry_max_delay``).
 
@@ -40,6 +43,11 @@ from logcap.config.values import (
 )
 from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY as DEFAULT_QUEUE_SIZE_BATCHES
+from logcap.sources.files.generation import (
+    DEFAULT_CLOSE_INACTIVE_S,
+    DEFAULT_DRAIN_GRACE_S,
+    DEFAULT_MAX_OPEN_FILES,
+)
 from logcap.sources.files.reader import DEFAULT_ENCODING
 from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
 
@@ -49,6 +57,7 @@ __all__ = [
     "DEFAULT_DOCKER_SOCKET",
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MULTILINE_MAX_BYTES",
     "DEFAULT_MULTILINE_MAX_LINES",
     "DEFAULT_MULTILINE_TIMEOUT_S",
     "DEFAULT_QUEUE_SIZE_BATCHES",
@@ -62,6 +71,7 @@ __all__ = [
     "DispatcherConfig",
     "FileSourceConfig",
     "MultilineConfig",
+    "ProcessingConfig",
     "SourcesConfig",
 ]
 
@@ -69,6 +79,9 @@ START_AT_CHOICES = ("end", "beginning")
 MULTILINE_MATCH_CHOICES = ("after", "before")
 DEFAULT_MULTILINE_MAX_LINES = 500
 DEFAULT_MULTILINE_TIMEOUT_S = 5.0
+DEFAULT_MULTILINE_MAX_BYTES = DEFAULT_MAX_LINE_BYTES
+"""An entry is cut before it passes this (Loki's default line limit: a longer entry would be
+refused)."""
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 DEFAULT_SHARDS = 2
@@ -105,15 +118,33 @@ def _check_encoding(value: str) -> str | None:
 
 @attrs.frozen
 class MultilineConfig(Section):
-    """Joins continuation lines: a line matching ``pattern`` (or not, with ``negate``) starts
-    (``match: after``) or ends (``before``) a record of at most ``max_lines`` lines; a partial
-    record is flushed after ``timeout`` seconds."""
+    """Joins a file's lines into multi-line entries at the source, so positions commit only
+    whole entries (semantics in :mod:`logcap.sources.multiline`): either ``firstline`` (a
+    line that matches starts an entry) or ``pattern`` with ``negate`` and ``match`` (a line
+    that matches, or not with ``negate``, continues the entry before it with ``match:
+    after``, or is followed by the next line in its entry with ``before``). An entry is cut
+    (nothing dropped) before it passes ``max_lines`` lines or ``max_bytes`` bytes, and an
+    open entry is closed after ``timeout`` without a new line."""
 
-    pattern: str = regex(required=True)
+    firstline: str = regex()
+    pattern: str = regex()
     negate: bool = flag(False)
     match: str = choice("after", MULTILINE_MATCH_CHOICES)
     max_lines: int = integer(DEFAULT_MULTILINE_MAX_LINES, minimum=1)
+    max_bytes: int = size(DEFAULT_MULTILINE_MAX_BYTES)
     timeout: float = duration(DEFAULT_MULTILINE_TIMEOUT_S)
+
+    def problems(self) -> Iterator[Problem]:
+        if self.firstline and self.pattern:
+            yield Problem("firstline", "set firstline or pattern, not both",
+                          ("firstline", "pattern"))
+        elif not self.firstline and not self.pattern:
+            yield Problem("pattern", "required but missing (or set firstline instead)",
+                          ("pattern", "firstline"))
+        elif self.firstline and (self.negate or self.match != "after"):
+            yield Problem("firstline", "negate and match apply to pattern only (firstline "
+                          "always starts an entry: use pattern to choose them)",
+                          ("firstline", "negate", "match"))
 
 
 @attrs.frozen
@@ -129,15 +160,14 @@ class FileSourceConfig(Section):
     multiline: MultilineConfig | None = None
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
     encoding: str = text(DEFAULT_ENCODING, check=_check_encoding)
-
-    def problems(self) -> Iterator[Problem]:
-        # Accepted and without effect would be a bug: refused until processing is built.
-        if self.pipeline is not None:
-            yield Problem("pipeline", "pipelines are not implemented in this version "
-                          "(remove the key or set it to null)", ("pipeline",))
-        if self.multiline is not None:
-            yield Problem("multiline", "multiline joining is not implemented in this version "
-                          "(remove the key or set it to null)", ("multiline",))
+    rotate_wait: float = duration(DEFAULT_DRAIN_GRACE_S)
+    """A rotated (renamed, deleted) file is read until it has not grown for this long, then
+    closed."""
+    close_inactive: float = duration(DEFAULT_CLOSE_INACTIVE_S)
+    """A file with no new data for this long is closed; reopened when ``stat`` shows a change."""
+    max_open_files: int = integer(DEFAULT_MAX_OPEN_FILES, minimum=1)
+    """Descriptors this source keeps open at most: the least recently active fully read files
+    are closed first (reopened when they change)."""
 
 
 @attrs.frozen
@@ -191,6 +221,16 @@ class SourcesConfig(Section):
 
 
 @attrs.frozen
+class ProcessingConfig(Section):
+    """Where the pipelines file (named pipelines) and the routing file (which pipeline for
+    which source, path, container or labels) are; empty: none (the built-in pipelines can
+    still be named by a source's ``pipeline``)."""
+
+    pipelines_file: str = text("")
+    routing_file: str = text("")
+
+
+@attrs.frozen
 class DispatcherConfig(Section):
     """The shards that batch, process and route lines; retries of failed deliveries."""
 
@@ -199,6 +239,8 @@ class DispatcherConfig(Section):
     batch_size: int = integer(DEFAULT_DISPATCH_BATCH_LINES, minimum=1)
     batch_timeout: float = duration(DEFAULT_DISPATCH_BATCH_TIMEOUT_S)
     max_retries: int = integer(DEFAULT_MAX_RETRIES, minimum=0)
+    """Failed sends of one batch to one sink after which the shard logs it as exhausted; it is
+    still retried at ``retry_max_delay`` (no line is dropped, see ARCHITECTURE.md)."""
     retry_base_delay: float = duration(DEFAULT_RETRY_BASE_DELAY_S)
     retry_max_delay: float = duration(DEFAULT_RETRY_MAX_DELAY_S)
     dlq_enabled: bool = flag(True)

@@ -15,7 +15,8 @@
   to the DLQ (``batch_ttl >= batch_timeout``; needs ``disk_buffer.enabled``, checked by
   :class:`~logcap.config.schema.Config`).
 - ``dlq`` (:class:`DlqConfig`): the dead-letter queue, bounded by size and age.
-- ``deduplication`` (:class:`DeduplicationConfig`): lines seen within ``window`` are dropped.
+- ``deduplication`` (:class:`DeduplicationConfig`): each sink skips a batch part whose bytes
+  it delivered within ``window`` (see :mod:`logcap.dispatch.dedup`).
 
 Relative directories stay relative; the caller resolves them against the working directory.
 Sections and their invariants follow :mod:`logcap.config.section`.
@@ -177,7 +178,12 @@ class DlqConfig(Section):
 
 @attrs.frozen
 class DeduplicationConfig(Section):
-    """Drops lines seen within ``window`` (at most ``max_entries`` remembered)."""
+    """Each sink remembers, for ``window``, the byte ranges of the reads it delivered, per
+    stream (``(source, kind, stream identity)``, for files ``(dev, ino, fingerprint)``; at most
+    ``max_entries`` streams, the least recently used forgotten first), and does not send again
+    a part wholly inside them (a restarted shard's or buffer's resend within one run). Line
+    text is never compared; parts without a stream identity (DLQ resends) are always sent;
+    after a restart of the process the memory is empty."""
 
     enabled: bool = flag(True)
     window: float = duration(DEFAULT_DEDUP_WINDOW_S)

@@ -262,6 +262,7 @@ class Spec:
     required: bool = False
     nullable: bool = False
     label_names: bool = False
+    blank_items: bool = False
     check: Check | None = None
 
 
@@ -312,9 +313,12 @@ def flag(default: bool) -> bool:
     return _declare(Spec(Kind.BOOL), default)
 
 
-def integer(default: int, *, minimum: int, maximum: int | None = None) -> int:
-    """A YAML integer within ``[minimum, maximum]``; booleans are refused."""
-    return _declare(Spec(Kind.INT, minimum=minimum, maximum=maximum), default)
+def integer(default: int, *, minimum: int, maximum: int | None = None,
+            required: bool = False) -> int:
+    """A YAML integer within ``[minimum, maximum]``; booleans are refused; ``required``
+    refuses a missing value."""
+    return _declare(Spec(Kind.INT, minimum=minimum, maximum=maximum, required=required),
+                    default)
 
 
 def tcp_port(default: int) -> int:
@@ -342,9 +346,10 @@ def duration(default: float, *, allow_zero: bool = False) -> float:
     return _declare(Spec(Kind.DURATION, positive=not allow_zero), default)
 
 
-def size(default: int) -> int:
-    """A size (string or bare number of bytes) as int bytes, > 0."""
-    return _declare(Spec(Kind.SIZE, positive=True), default)
+def size(default: int, *, required: bool = False) -> int:
+    """A size (string or bare number of bytes) as int bytes, > 0; ``required`` refuses a
+    missing value (the default then only serves sections built in code)."""
+    return _declare(Spec(Kind.SIZE, positive=True, required=required), default)
 
 
 def regex(*, required: bool = False) -> str:
@@ -352,9 +357,10 @@ def regex(*, required: bool = False) -> str:
     return _declare(Spec(Kind.REGEX, required=required), "")
 
 
-def str_list(*, required: bool = False) -> tuple[str, ...]:
-    """A list of non-empty strings, stored as a tuple; ``required`` refuses an empty list."""
-    return _declare(Spec(Kind.STR_LIST, required=required), ())
+def str_list(*, required: bool = False, blank_items: bool = False) -> tuple[str, ...]:
+    """A list of non-empty strings, stored as a tuple; ``required`` refuses an empty list;
+    ``blank_items`` accepts items of white space only (a newline to search for)."""
+    return _declare(Spec(Kind.STR_LIST, required=required, blank_items=blank_items), ())
 
 
 def str_map(*, label_names: bool = False) -> Mapping[str, str]:

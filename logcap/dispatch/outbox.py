@@ -20,6 +20,16 @@ first. A counted failure (:meth:`Outbox.failed`) closes the sink's gate for the 
 that sink's newer batches wait behind the failed ones; the other sinks go on. There is one gate
 (one timer) per sink, not one per batch: independent jittered timers would reorder a stream.
 
+**Backoff level, per sink, reset on success.** The delay of a failure is drawn for the sink's
+*level*, not for the batch's attempt: a success (any batch the sink settled after a send)
+resets the level to 0. A failure less than :data:`PARTIAL_FAILURE_WINDOW_S` after the sink's
+last success is a *partial* failure (a share of requests failing at random): the level is 1,
+the base delay. Only when the sink has had no success for that long (an outage, or no success
+yet) does the level grow by one per failure, and the delay with it. Without this, a batch unlucky
+several times in a row under 50 % random errors would park the sink (and everything queued
+behind it, since order is kept) for the exponential delay of its own attempts, while the sink
+serves half the requests.
+
 **Attempts.** A delivery's attempt starts at ``attempt`` (1, or more for a batch whose earlier
 attempts are known, e.g. persisted) and grows by one at each counted failure. A refusal (full
 mailbox: :meth:`pump`'s ``transmit`` returns False), a *held* answer (:meth:`held`: the sink did
@@ -53,9 +63,13 @@ from logcap.dispatch.retry import (
     retry_delay,
 )
 
-__all__ = ["Failure", "Gate", "OpenGate", "Outbox", "Send"]
+__all__ = ["PARTIAL_FAILURE_WINDOW_S", "Failure", "Gate", "OpenGate", "Outbox", "Send"]
 
 T = TypeVar("T")
+
+PARTIAL_FAILURE_WINDOW_S = 10.0
+"""A failure this soon after the sink's last success is a partial failure (retried at the base
+delay); later, an outage (the backoff grows): see *Backoff level* in the module docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,8 @@ class Outbox(Generic[T]):
         self._batches: dict[int, _Batch[T]] = {}
         self._queues: dict[str, list[int]] = {sink: [] for sink in self.sinks}
         self._closed: set[str] = set()
+        self._level: dict[str, int] = {sink: 0 for sink in self.sinks}
+        self._last_success: dict[str, float] = {}
 
     # -- what the caller tells the outbox ----------------------------------------------------
 
@@ -184,7 +200,10 @@ class Outbox(Generic[T]):
         delivery = batch.deliveries.pop(sink, None)
         if delivery is None:
             return None
-        if not delivery.sent:
+        if delivery.sent:  # the sink answered a send: it is up
+            self._last_success[sink] = self.clock()
+            self._level[sink] = 0
+        else:
             self._queues[sink].remove(batch_id)
         if batch.deliveries:
             return None
@@ -198,8 +217,8 @@ class Outbox(Generic[T]):
         delivery = self._sent(batch_id, sink)
         if delivery is None:
             return None
-        delay = retry_delay(delivery.attempt, self.base_delay_s, self.max_delay_s, self.rng,
-                            retry_after_s)
+        delay = retry_delay(self._failure_level(sink), self.base_delay_s, self.max_delay_s,
+                            self.rng, retry_after_s)
         delivery.attempt += 1
         delivery.failures += 1
         self._requeue(batch_id, sink, delivery)
@@ -281,6 +300,18 @@ class Outbox(Generic[T]):
         batch = self._batches.get(batch_id)
         delivery = None if batch is None else batch.deliveries.get(sink)
         return delivery if delivery is not None and delivery.sent else None
+
+    def _failure_level(self, sink: str) -> int:
+        """The backoff level of a failure at ``sink`` now (module docstring)."""
+        last = self._last_success.get(sink)
+        up = last is not None and self.clock() - last < PARTIAL_FAILURE_WINDOW_S
+        level = 1 if up else self._level[sink] + 1
+        self._level[sink] = level
+        return level
+
+    def level(self, sink: str) -> int:
+        """The backoff level of ``sink``'s last failure (0 after a success)."""
+        return self._level[sink]
 
     def _requeue(self, batch_id: int, sink: str, delivery: _Delivery) -> None:
         delivery.sent = False

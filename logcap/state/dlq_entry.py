@@ -137,25 +137,26 @@ class DeadLetter:
                    last_failure, detail, tuple(streams))
 
     def to_parts(self) -> tuple[Entries, ...]:
-        """Entries for a resend: one per run of consecutive timestamps, so that line ``i`` of
-        each has ``ts_ns + i`` and every line keeps its original timestamp (and its own labels
-        and metadata). Their tokens are of kind ``dlq``, without a stream identity (never
-        deduplicated), ``generation`` = this entry's id, the range counting lines of the
-        stream."""
+        """Entries for a resend, one per stream, every line with its original timestamp (and
+        its own labels and metadata): ``timestamps`` is None when line ``i`` has ``ts_ns +
+        i``, the list of them otherwise. Their tokens are of kind ``dlq``, without a stream
+        identity (never deduplicated), ``generation`` = this entry's id, the range counting
+        lines of the stream."""
         parts = []
         for s in self.streams:
-            start = 0
-            for i in range(1, len(s.lines) + 1):
-                if i == len(s.lines) or s.lines[i][0] != s.lines[i - 1][0] + 1:
-                    run = [line for _, line in s.lines[start:i]]
-                    token = ReadToken(s.source, DLQ_KIND, None, start, i, self.id)
-                    parts.append(Entries(
-                        s.source, s.stream, s.labels, run, s.lines[start][0], token,
-                        sum(len(line) for line in run),
-                        line_labels=None if s.line_labels is None
-                        else list(s.line_labels[start:i]),
-                        metadata=None if s.metadata is None else list(s.metadata[start:i])))
-                    start = i
+            if not s.lines:
+                continue
+            first = s.lines[0][0]
+            stamps = [ts for ts, _ in s.lines]
+            lines = [line for _, line in s.lines]
+            consecutive = all(ts == first + i for i, ts in enumerate(stamps))
+            parts.append(Entries(
+                s.source, s.stream, s.labels, lines, first,
+                ReadToken(s.source, DLQ_KIND, None, 0, len(lines), self.id),
+                sum(len(line) for line in lines),
+                timestamps=None if consecutive else stamps,
+                line_labels=None if s.line_labels is None else list(s.line_labels),
+                metadata=None if s.metadata is None else list(s.metadata)))
         return tuple(parts)
 
     @property

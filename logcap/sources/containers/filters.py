@@ -26,8 +26,9 @@ __all__ = ["ContainerFilter", "container_name"]
 
 
 def container_name(name: str) -> str:
-    """``name`` without the Engine API's leading ``/``."""
-    return name[1:] if name.startswith("/") else name
+    """``name`` without the Engine API's leading ``/`` (all of them: the result has none, so
+    ``container_name`` is idempotent and ``"/" + container_name(n)`` names the same container)."""
+    return name.lstrip("/")
 
 
 class _FilterSection(Protocol):

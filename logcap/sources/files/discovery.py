@@ -48,6 +48,7 @@ __all__ = [
     "ScanError",
     "ScanResult",
     "has_magic",
+    "matches",
     "scan",
 ]
 
@@ -182,6 +183,45 @@ def _dir_key(entry: os.DirEntry[str]) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def _match_components(comps: list[str], names: list[str]) -> bool:
+    if not comps:
+        return not names
+    comp = comps[0]
+    if comp == "**":
+        if _match_components(comps[1:], names):
+            return True
+        return bool(names) and len(names) > 1 and not _hidden(names[0]) \
+            and _match_components(comps, names[1:])
+    if not names:
+        return False
+    name = names[0]
+    if has_magic(comp):
+        if _hidden(name) and not comp.startswith("."):
+            return False
+        if not fnmatch.fnmatchcase(name, comp):
+            return False
+    elif comp != name:
+        return False
+    return _match_components(comps[1:], names[1:])
+
+
+def matches(path: str, includes: Iterable[str], excludes: Iterable[str] = ()) -> bool:
+    """Whether :func:`scan` would select ``path`` by its name (its file type not looked at):
+    an include pattern matches it component by component, with the same ``**`` and hidden-name
+    rules, and no exclude does. For deciding about a name from a directory event at once."""
+    path = os.path.abspath(path)
+    if any(fnmatch.fnmatchcase(path, ex) for ex in excludes):
+        return False
+    names = path.split(os.sep)[1:]
+    for pattern in includes:
+        comps = os.path.abspath(pattern).split(os.sep)[1:]
+        if comps and comps[-1] == "**":
+            comps.append("*")
+        if _match_components(comps, names):
+            return True
+    return False
+
+
 def scan(includes: Iterable[str], excludes: Iterable[str] = ()) -> ScanResult:
     """The regular files matched by ``includes`` and not by ``excludes``; see the module doc."""
     exclude_patterns = list(excludes)
@@ -251,6 +291,7 @@ def _examine(path: str, errors: list[ScanError]) -> tuple[os.stat_result, bool] 
     if not stat.S_ISREG(st.st_mode):
         return None
     if not os.access(path, os.R_OK):
-        errors.append(ScanError(path, REASON_PERMISSION_DENIED))
+        if os.path.lexists(path):  # not a file that vanished meanwhile (a rotation)
+            errors.append(ScanError(path, REASON_PERMISSION_DENIED))
         return None
     return st, link

@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 
 from logcap.messages import Entries, Labels
 from logcap.origin import ReadToken
+from logcap.sources.files.joining import JoiningReader
 from logcap.sources.files.reader import DEFAULT_ENCODING, MAX_LINE_BYTES, LineReader
-from logcap.state.file_identity import FileIdentity, hash_prefix
+from logcap.state.file_identity import FileIdentity, fingerprint_matches, hash_prefix
 from logcap.state.positions import FilePosition
 
 __all__ = [
+    "DEFAULT_CLOSE_INACTIVE_S",
     "DEFAULT_DRAIN_GRACE_S",
     "DEFAULT_MAX_INFLIGHT_BATCHES",
     "DEFAULT_MAX_INFLIGHT_BYTES",
+    "DEFAULT_MAX_OPEN_FILES",
     "DEFAULT_READ_BYTES",
     "OPEN_FLAGS",
+    "ClosedFile",
     "Generation",
     "PollResult",
     "Read",
@@ -40,6 +44,11 @@ DEFAULT_MAX_INFLIGHT_BATCHES = 32
 DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
 DEFAULT_READ_BYTES = 1024 * 1024
 DEFAULT_DRAIN_GRACE_S = 2.0
+"""``rotate_wait``: a rotated file is read until it has not grown for this long, then closed."""
+DEFAULT_CLOSE_INACTIVE_S = 300.0
+"""``close_inactive``: a file with no new data for this long is closed (reopened on change)."""
+DEFAULT_MAX_OPEN_FILES = 512
+"""``max_open_files``: descriptors one file source keeps open at most (see the tailer)."""
 OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
 _PLAIN_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
@@ -73,6 +82,8 @@ class TailerSettings:
     max_inflight_batches: int = DEFAULT_MAX_INFLIGHT_BATCHES
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     drain_grace_s: float = DEFAULT_DRAIN_GRACE_S
+    close_inactive_s: float = DEFAULT_CLOSE_INACTIVE_S
+    max_open_files: int = DEFAULT_MAX_OPEN_FILES
 
 
 @dataclass(slots=True)
@@ -89,7 +100,7 @@ class Generation:
     path: str
     fd: int
     identity: FileIdentity
-    reader: LineReader
+    reader: LineReader | JoiningReader
     committed: int
     epoch: int = 0
     retired: bool = False
@@ -99,15 +110,59 @@ class Generation:
     inflight: deque[Read] = field(default_factory=deque)
     inflight_bytes: int = 0
     size: int = 0
+    last_active: float = 0.0  # the clock when it last grew or was read
+    binary_chars: int = 0  # NUL and control runs dropped from its lines
+    reader_nul_seen: int = 0  # of reader.nul_dropped, already counted in binary_chars
+    binary_warned: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.identity.dev, self.identity.ino)
 
+    @property
+    def fully_read(self) -> bool:
+        """No read in flight and nothing read is unsent: it may be closed and reopened."""
+        return not self.inflight and self.size <= self.reader.read_position
+
     def position(self, now: float) -> FilePosition:
         prefix = hash_prefix(self.fd, self.committed) if self.committed else ""
         return FilePosition.of(self.path, self.identity, self.committed, prefix,
                                max(self.size, self.committed), now)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedFile:
+    """A file the tailer followed and closed: read (and committed) up to ``offset``.
+
+    ``path`` is its stream (the path it was followed under), ``size`` and ``mtime_ns`` what
+    ``stat`` said when it was closed (unchanged: no need to open it to know it is the same),
+    ``prefix`` the hash of the bytes before ``offset``. A file found again with this
+    ``(dev, ino)`` is this file only if it still starts with the fingerprint *and* holds the
+    same bytes before ``offset`` (:meth:`same_content`): otherwise the inode was reused.
+    """
+
+    path: str
+    identity: FileIdentity
+    offset: int
+    size: int
+    mtime_ns: int
+    prefix: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.identity.dev, self.identity.ino)
+
+    def unchanged(self, st: os.stat_result) -> bool:
+        return ((st.st_dev, st.st_ino) == self.key and st.st_size == self.size
+                and st.st_mtime_ns == self.mtime_ns)
+
+    def same_content(self, fd: int, size: int) -> bool:
+        """Whether the open file ``fd`` (``size`` bytes long) is this file, maybe grown."""
+        if size < self.offset:
+            return False
+        if not fingerprint_matches(self.identity.fingerprint, fd):
+            return False
+        return not self.offset or hash_prefix(fd, self.offset) == self.prefix
 
 
 @dataclass(slots=True)
@@ -119,6 +174,8 @@ class PollResult:
     lines: int = 0
     rotations: list[str] = field(default_factory=list)
     forget: list[tuple[int, int]] = field(default_factory=list)
+    commits: list[FilePosition] = field(default_factory=list)  # reads with no line left
+    binary_chars: int = 0  # NUL and control runs dropped from lines
 
 
 def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:

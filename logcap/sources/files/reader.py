@@ -27,6 +27,14 @@ Semantics
       emitted line; they are read again by the next call. Choose ``max_bytes`` near
       ``max_lines`` times the typical line length to avoid re-reading.
 
+NUL bytes in long lines (a crash region, a sparse hole)
+    Runs of NUL bytes do not count toward ``max_line_bytes``: in a line longer than the limit,
+    and in the pending bytes of a line not yet complete, each run is cut to a single NUL before
+    the limit applies (the bytes cut counted in :attr:`LineReader.nul_dropped`), so a 1 MiB
+    hole in front of a line does not push that line's text out. The NULs left (and those of
+    shorter lines) are the caller's to remove (:mod:`logcap.sources.files.binary_runs`).
+    Offsets are unaffected.
+
 End of a rotated file (:meth:`LineReader.drain_to_eof`, ``read_batch(final=True)``)
     When a file has been rotated away (renamed, deleted, or it is the rotated copy after
     copytruncate), nothing will ever complete its partial last line: the writer has moved on.
@@ -44,7 +52,9 @@ Speed
 from __future__ import annotations
 
 import itertools
+import operator
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -64,6 +74,7 @@ CHUNK_BYTES = 1024 * 1024
 MAX_LINE_BYTES = 256 * 1024
 """Default longest line kept whole, in bytes (256 KiB: Loki's default line size limit)."""
 
+_NUL_RUN = re.compile(b"\x00{2,}")
 _MAX_UTF8_CHAR_BYTES = 4
 """A decoded character stands for at most 4 bytes (a ``\\xNN`` escape stands for 1 byte)."""
 
@@ -124,10 +135,17 @@ class LineReader:
         self._skipping = False
         self._prefix_hash_at = -1
         self._prefix_hash = ""
+        self.nul_dropped = 0
+        """NUL bytes removed from long lines and pending bytes so far (module docstring)."""
 
     @property
     def fd(self) -> int:
         return self._fd
+
+    @property
+    def tracks_offsets(self) -> bool:
+        """Whether results carry each line's start offset (``track_offsets``)."""
+        return self._track
 
     @property
     def offset(self) -> int:
@@ -268,9 +286,18 @@ class LineReader:
             if result.eof:
                 return
 
+    def _without_nul(self, raw: bytes) -> bytes:
+        """``raw`` with each run of NULs cut to one NUL (left for the caller to see)."""
+        if b"\x00\x00" not in raw:
+            return raw
+        kept = _NUL_RUN.sub(b"\x00", raw)
+        self.nul_dropped += len(raw) - len(kept)
+        return kept
+
     def _append_pending(self, chunk: bytes) -> None:
         if self._skipping or not chunk:
             return
+        chunk = self._without_nul(chunk)
         room = self._max_line - len(self._pending)
         if len(chunk) > room:
             self._pending += chunk[:room]
@@ -315,17 +342,18 @@ class LineReader:
             return 0
         raw_parts = block.split(b"\n")
         raw_parts.pop()
-        if offsets is not None:
-            offsets.extend(
-                itertools.accumulate(
-                    raw_parts[:-1], lambda acc, raw: acc + len(raw) + 1, initial=block_offset
-                )
-            )
+        if offsets is not None:  # line i starts after the i newlines and lines before it
+            offsets.extend(map(
+                operator.add,
+                itertools.accumulate(map(len, raw_parts[:-1]), initial=block_offset),
+                itertools.count()))
         if not may_be_long or max(map(len, raw_parts)) <= limit:
             lines.extend(parts)
             return 0
         truncated = 0
         for raw in raw_parts:
+            if len(raw) > limit:
+                raw = self._without_nul(raw)
             if len(raw) > limit:
                 lines.append(self._decode(cut_utf8(raw, limit)))
                 truncated += 1

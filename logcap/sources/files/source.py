@@ -6,13 +6,22 @@ read window, commits) and adds the file source's own wake-ups:
 * an inotify thread (:class:`~logcap.sources.files.watcher.DirWatcher`) on the glob roots and
   the directories of followed files calls ``wake``; :meth:`FileSource.on_wake` re-scans the
   globs (new files), at most every ``WAKE_RESCAN_MIN_S``;
-* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path happens at
-  each read anyway (rotation, growth); every ``DEEP_CHECK_EVERY`` ticks (and on every tick
-  without inotify) also a re-scan of the globs and a fingerprint check (inode reuse). The
-  fallback when inotify misses something. It also sets the files and lag gauges.
+* each read ``stat`` s the paths that had directory events since the last read (every path
+  without inotify, or after an overflow) and adopts the files the watcher opened at once;
+* :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path (rotation,
+  growth), idle files closed (``close_inactive``), closed files that changed reopened under
+  ``max_open_files``; every ``DEEP_CHECK_EVERY`` ticks (and on every tick without inotify)
+  also a re-scan of the globs and a fingerprint check (inode reuse). The fallback when
+  inotify misses something. It also sets the files, open files and lag gauges.
 
 Files it cannot read are logged once per new reason, counted
 (``logcap_source_errors_total``), and listed in :meth:`status`; they never fail the source.
+
+Multi-line joining: ``multiline_for(path)`` gives the multiline spec of a path (None: lines as
+they are); its files are read through a
+:class:`~logcap.sources.files.joining.JoiningReader`, so every read is whole entries and
+positions commit only whole entries. Entries closed are counted by reason
+(``logcap_source_multiline_entries_total``, and ``multiline`` in :meth:`status`).
 """
 
 from __future__ import annotations
@@ -20,15 +29,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from logcap.metrics import POSITIONS_LAG, SOURCE_ERRORS, SOURCE_FILES, SOURCE_ROTATIONS
+from logcap.metrics import (
+    POSITIONS_LAG,
+    SOURCE_BINARY_RUNS,
+    SOURCE_ERRORS,
+    SOURCE_FILES,
+    SOURCE_FILES_CLOSED,
+    SOURCE_MULTILINE_ENTRIES,
+    SOURCE_OPEN_FILES,
+    SOURCE_ROTATIONS,
+)
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
-from logcap.sources.files.discovery import has_magic
+from logcap.sources.files.discovery import has_magic, matches
+from logcap.sources.files.joining import JoinCounts, reader_factory
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.watcher import DirWatcher
+from logcap.sources.multiline import MultilineRule, MultilineSpec
 from logcap.state.positions import FilePosition
 from logcap.state.positions_messages import (
     CommitFiles,
@@ -43,6 +64,8 @@ __all__ = ["DEEP_CHECK_EVERY", "SWEEP_INTERVAL_S", "WAKE_RESCAN_MIN_S", "FileSou
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0
+MOST_LAGGING_SHOWN = 50
+"""Files listed in a status's ``most_lagging`` (the status page shows this many)."""
 DEEP_CHECK_EVERY = 10
 """Every this many sweeps (and on every sweep without inotify): re-scan the globs and compare
 fingerprints (inode reuse). Other sweeps only ``stat`` the paths (rotation, growth)."""
@@ -61,6 +84,9 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         max_line_bytes=source.max_line_bytes,
         encoding=source.encoding,
         batch_lines=config.dispatcher.batch_size,
+        drain_grace_s=source.rotate_wait,
+        close_inactive_s=source.close_inactive,
+        max_open_files=source.max_open_files,
     )
 
 
@@ -86,14 +112,20 @@ class FileSource:
     tick_interval_s = SWEEP_INTERVAL_S
 
     def __init__(self, settings: TailerSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 multiline_for: Callable[[str], MultilineSpec | None] = lambda path: None,
+                 ) -> None:
         self.name = settings.source
         self.settings = settings
         self.clock = clock
+        self.multiline_for = multiline_for
+        self._rules: dict[MultilineSpec, MultilineRule] = {}
+        self.joined = JoinCounts()
         self._tailer: SourceTailer | None = None
         self.watcher: DirWatcher | None = None
         self._last_rescan = 0.0
         self._sweeps = 0
+        self._rotations: Counter[str] = Counter()
 
     @property
     def tailer(self) -> SourceTailer:
@@ -103,10 +135,24 @@ class FileSource:
     def start(self, stored: Sequence[Any], buffered: Buffered,
               wake: Callable[[], None]) -> None:
         positions = [p for p in stored if isinstance(p, FilePosition)]
-        self._tailer = SourceTailer(self.settings, positions, buffered=buffered)
+        make_reader = reader_factory(self.settings.max_line_bytes, self.settings.encoding,
+                                     self._rule_for, self.joined, self.clock)
+        self._tailer = SourceTailer(self.settings, positions, clock=self.clock,
+                                    buffered=buffered, make_reader=make_reader)
         self._report(self.tailer.rescan())
-        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}")
+        include, exclude = self.settings.include, self.settings.exclude
+        self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
+                                  wanted=lambda path: matches(path, include, exclude))
         self._watch()
+
+    def _rule_for(self, path: str) -> MultilineRule | None:
+        spec = self.multiline_for(path)
+        if spec is None:
+            return None
+        rule = self._rules.get(spec)
+        if rule is None:
+            rule = self._rules[spec] = MultilineRule.of(spec)
+        return rule
 
     def _watch(self) -> None:
         assert self.watcher is not None
@@ -119,16 +165,27 @@ class FileSource:
             if "compressed (" in problem:
                 log.warning("%s: %s", self.name, problem)
                 reason = "compressed"
+            elif problem.startswith("max_open_files: "):
+                log.warning("%s: %s", self.name, problem)
+                reason = "max_open_files"
             else:
                 log.warning("%s: cannot read %s", self.name, problem)
                 reason = "permission_denied" if "permission" in problem else "io_error"
             SOURCE_ERRORS.labels(self.name, reason).inc()
 
     def on_wake(self) -> None:
+        self._adopt()
         now = self.clock()
         if now - self._last_rescan >= WAKE_RESCAN_MIN_S:
             self._last_rescan = now
             self._report(self.tailer.rescan())
+            self.tailer.sweep_dormant()
+
+    def _adopt(self) -> None:
+        if self.watcher is not None:
+            arrivals = self.watcher.take_arrivals()
+            if arrivals:
+                self._report(self.tailer.adopt(arrivals))
 
     def on_tick(self) -> None:
         tailer = self.tailer
@@ -137,20 +194,34 @@ class FileSource:
         if deep or not (self.watcher and self.watcher.active):
             self._report(tailer.rescan())
             self._watch()
-        if deep:
-            tailer.check_rotation(deep=True)  # each read does the shallow check
-        SOURCE_FILES.labels(self.name).set(len(tailer.current))
+        tailer.check_rotation(deep=deep)  # every path; a read looks only at those with events
+        tailer.close_idle()
+        tailer.sweep_dormant()
+        self._report(tailer.take_problems())
+        for reason, count in tailer.take_closes().items():
+            SOURCE_FILES_CLOSED.labels(self.name, reason).inc(count)
+        SOURCE_FILES.labels(self.name).set(len(tailer.current) + len(tailer.dormant))
+        SOURCE_OPEN_FILES.labels(self.name).set(tailer.open_count())
         POSITIONS_LAG.labels(self.name).set(tailer.lag_bytes())
 
     def read(self) -> Reading:
         tailer = self.tailer
-        tailer.check_rotation()
+        self._adopt()
+        tailer.check_rotation(paths=self.watcher.take_touched() if self.watcher else None)
+        self._report(tailer.take_problems())
         result = tailer.poll()
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
+            self._rotations[kind] += 1
+        if result.binary_chars:
+            SOURCE_BINARY_RUNS.labels(self.name).inc(result.binary_chars)
+        for reason, count in self.joined.take().items():
+            SOURCE_MULTILINE_ENTRIES.labels(self.name, reason).inc(count)
         updates: list[PositionsUpdate] = []
         if result.forget:
             updates.append(ForgetFiles(tuple(result.forget)))
+        if result.commits:
+            updates.append(CommitFiles(tuple(result.commits)))
         return Reading(result.entries, result.more, result.lines, result.bytes,
                        result.truncated_lines, updates)
 
@@ -162,10 +233,18 @@ class FileSource:
         return self.tailer.rewind(selects)
 
     def status(self) -> dict[str, Any]:
+        """Counts, not per-file rows (``/health`` asks this of every source each time; the
+        rows are :meth:`SourceTailer.describe`)."""
         tailer = self.tailer
-        return {"files": tailer.describe(), "errors": dict(tailer.errors),
-                "lag_bytes": tailer.lag_bytes(),
-                "inotify": self.watcher.active if self.watcher else False}
+        return {"errors": dict(tailer.errors), "files": len(tailer.current) + len(tailer.dormant)
+                + len(tailer.waiting), "open_files": tailer.open_count(),
+                "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
+                "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
+                "binary_bytes_dropped": tailer.binary_chars(),
+                "most_lagging": tailer.most_lagging(MOST_LAGGING_SHOWN),
+                "rotations": dict(self._rotations),
+                "inotify": self.watcher.active if self.watcher else False,
+                "multiline": dict(self.joined.total)}
 
     def close(self) -> None:
         if self.watcher is not None:

@@ -6,16 +6,41 @@ renames, deletions, attribute changes, including those of files reached through 
 Events are coalesced: the callback is the wake-up, the tailer then looks at its files. If
 inotify is unavailable or a watch cannot be added (limit reached, permission), the error is
 recorded and the periodic ``os.stat`` sweep of the tailer remains the fallback.
+
+**Opened at once.** With a ``wanted`` predicate (the globs), the thread also follows creations
+and renames by name (:class:`~logcap.sources.files.moves.MoveTracker`) and *opens* every file
+created at, or moved from, a wanted path the moment it reads the event, before calling
+``on_change``: a file created and rotated away (or deleted) between two looks of the tailer is
+still held by that descriptor. The descriptors wait in :meth:`DirWatcher.take_arrivals` as
+:class:`Arrival` s, for the tailer to adopt (or close: a file it already follows is never read
+twice). A file that cannot be opened is left to the sweep.
+
+**What changed.** :meth:`DirWatcher.take_touched` gives the paths that had events since the
+last call, so the tailer ``stat`` s only those at each read (every path at each sweep).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["WATCH_MASK", "DirWatcher"]
+from logcap.sources.files.generation import open_log
+from logcap.sources.files.moves import (
+    CREATE,
+    DELETE,
+    MOVED_FROM,
+    MOVED_TO,
+    DirEvent,
+    MoveTracker,
+)
+
+__all__ = ["WATCH_MASK", "Arrival", "DirWatcher", "dir_events"]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +60,53 @@ READ_TIMEOUT_MS = 500
 """How often the watcher thread looks up from inotify to see if it should stop."""
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A file first seen at the wanted path ``origin``, opened at ``path`` as ``fd`` (the
+    tailer owns the descriptor once it takes it)."""
+
+    origin: str
+    path: str
+    fd: int
+
+
+def dir_events(events: Iterable[Any], directories: dict[int, str]) -> list[DirEvent]:
+    """inotify events (``wd, mask, cookie, name``) as :class:`DirEvent` s of the
+    directories ``directories`` (watch descriptor -> path); other events are left out."""
+    if INotify is None:  # pragma: no cover - not Linux
+        return []
+    out = []
+    for event in events:
+        directory = directories.get(event.wd)
+        if directory is None or not event.name:
+            continue
+        mask = event.mask
+        if mask & _flags.ISDIR:
+            continue
+        if mask & _flags.CREATE:
+            kind = CREATE
+        elif mask & _flags.MOVED_FROM:
+            kind = MOVED_FROM
+        elif mask & _flags.MOVED_TO:
+            kind = MOVED_TO
+        elif mask & _flags.DELETE:
+            kind = DELETE
+        else:
+            continue
+        out.append(DirEvent(kind, directory, event.name, event.cookie))
+    return out
+
+
 class DirWatcher:
-    def __init__(self, on_change: Callable[[], None], name: str = "logcap-inotify") -> None:
+    def __init__(self, on_change: Callable[[], None], name: str = "logcap-inotify",
+                 wanted: Callable[[str], bool] | None = None) -> None:
         self._on_change = on_change
+        self._tracker = MoveTracker(wanted) if wanted is not None else None
+        self._arrivals: deque[Arrival] = deque()
+        self._touched: set[str] = set()
+        self._all_touched = True  # until the first take: nothing is known yet
+        self._touched_lock = threading.Lock()
+        self._dirs: dict[int, str] = {}
         self._watched: dict[str, int] = {}
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -67,7 +136,9 @@ class DirWatcher:
             if directory in self._watched or not os.path.isdir(directory):
                 continue
             try:
-                self._watched[directory] = self._inotify.add_watch(directory, WATCH_MASK)
+                wd = self._inotify.add_watch(directory, WATCH_MASK)
+                self._watched[directory] = wd
+                self._dirs[wd] = directory
             except OSError as exc:
                 message = f"cannot watch {directory}: {exc.strerror}"
                 if message not in self.errors:
@@ -88,7 +159,46 @@ class DirWatcher:
                 log.warning("inotify read failed: %s; polling only", exc)
                 return
             if events and not self._stop.is_set():
+                if self._tracker is not None:
+                    self._open_sightings(events)
+                self._record(events)
                 self._on_change()
+
+    def _record(self, events: Iterable[Any]) -> None:
+        directories = dict(self._dirs)
+        with self._touched_lock:
+            for event in events:
+                directory = directories.get(event.wd)
+                if directory is None or not event.name:
+                    self._all_touched = True  # overflow, or an event on a directory itself
+                else:
+                    self._touched.add(os.path.join(directory, event.name))
+
+    def take_touched(self) -> set[str] | None:
+        """The paths that had events since the last call; None when anything may have
+        changed (no inotify, a queue overflow, an event on a watched directory itself, the
+        thread stopped): then look at every path."""
+        alive = self._thread is not None and self._thread.is_alive()
+        with self._touched_lock:
+            touched, everything = self._touched, self._all_touched or not alive
+            self._touched, self._all_touched = set(), False
+        return None if everything else touched
+
+    def _open_sightings(self, events: Iterable[Any]) -> None:
+        assert self._tracker is not None
+        for sighting in self._tracker.feed(dir_events(events, dict(self._dirs))):
+            try:
+                fd = open_log(sighting.path)
+            except OSError:
+                continue  # gone again, or unreadable: the sweep reports it
+            self._arrivals.append(Arrival(sighting.origin, sighting.path, fd))
+
+    def take_arrivals(self) -> list[Arrival]:
+        """The files opened since the last call (the caller owns their descriptors)."""
+        taken = []
+        while self._arrivals:
+            taken.append(self._arrivals.popleft())
+        return taken
 
     def close(self) -> None:
         self._stop.set()
@@ -97,3 +207,6 @@ class DirWatcher:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
+        for arrival in self.take_arrivals():
+            with contextlib.suppress(OSError):
+                os.close(arrival.fd)

@@ -15,6 +15,7 @@ The report's ``ok`` is true when nothing at all was found; the caller picks the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logcap.state.buffer.codec import CodecError, PayloadCodec
@@ -154,22 +155,36 @@ def _check_cursors(directory: str) -> tuple[str, list[str]]:
     return "ok", []
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # reported when it is opened
+
+
 def verify_directory(
-    directory: str | os.PathLike[str], *, cipher: Cipher | None = None, decode: bool = True
+    directory: str | os.PathLike[str], *, cipher: Cipher | None = None, decode: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Check every segment of ``directory`` without modifying anything (module docstring).
-    Raises OSError only if the directory itself cannot be listed."""
+    ``progress(bytes_checked, total_bytes)`` is called after each segment. Raises OSError
+    only if the directory itself cannot be listed."""
     where = os.fspath(directory)
     names = sorted((first, os.path.join(where, name)) for name in os.listdir(where)
                    if (first := parse_segment_name(name)) is not None)
     codec = PayloadCodec(cipher=cipher) if decode else None
     verdicts = []
     problems: list[str] = []
+    sizes = [_size(path) for _, path in names]
+    checked = 0
     for position, (first, path) in enumerate(names):
         try:
             verdicts.append(_check_segment(path, first, is_last=position == len(names) - 1,
                                            codec=codec))
         except OSError as exc:
             problems.append(f"{os.path.basename(path)}: unreadable: {exc.strerror or exc}")
+        checked += sizes[position]
+        if progress is not None:
+            progress(checked, sum(sizes))
     cursors, cursor_problems = _check_cursors(where)
     return VerifyReport(where, tuple(verdicts), cursors, tuple(problems + cursor_problems))

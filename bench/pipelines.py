@@ -1,0 +1,146 @@
+"""Benchmark of the processing pipelines: CPU µs per line of ``opensips`` and ``mysql_slow``.
+
+    .venv/bin/python bench/pipelines.py [--lines 200000] [--e2e] [--e2e-lines 100000]
+
+1. **in process**: the built-in's :meth:`CompiledPipeline.run` (what a shard runs) over
+   batches of 1000 entries, timed with ``time.process_time``: CPU µs per entry and lines/s.
+   OpenSIPS entries are single lines, every 20th an xlog line with a joined SIP dump; slow-log
+   entries are MariaDB's 6-line entries. Also the multiline joining of the raw lines
+   (:class:`~logcap.sources.multiline.LineJoiner`), per raw line.
+2. **end to end** (``--e2e``): a logcap process reading a file from the beginning into a Loki
+   push receiver, once raw (no pipeline) and once with the pipeline; the process's CPU
+   seconds (psutil) per line, and the difference: what the pipeline adds per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from logcap.cli.pipeline_test import join_all
+from logcap.pipeline.builtins import builtin_pipelines
+from tests.actor_kit import wait_until
+from tests.harness import LogcapProcess, make_config
+from tests.loki_receiver import LokiReceiver
+from tests.pipeline_kit import entries
+
+BATCH = 1000
+SIP = ("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1\n"
+       "From: <sip:alice@example.com>;tag=1928301774\nTo: <sip:bob@example.com>\n"
+       "Call-ID: a84b4c76e66710@pc33.example.com\nCSeq: 1 INVITE\n")
+
+
+def opensips_raw(n: int) -> list[str]:
+    """``n`` raw OpenSIPS stderr lines (about 5% of them SIP dump lines)."""
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        second = i % 60
+        if i % 20 == 0:
+            out.append(f"Dec  1 20:34:{second:02d} [2315] NOTICE:received request INVITE from "
+                       f"192.0.2.10 seq={i}")
+            out.extend(SIP.splitlines())
+        else:
+            out.append(f"Dec  1 20:34:{second:02d} [2311] ERROR:tm:t_reply: call-id=a{i}@10.0.0.5"
+                       f" replied 200 OK seq={i}")
+        i += 1
+    return out[:n]
+
+
+def slow_raw(n: int) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        out += ["# User@Host: root[root] @ localhost []",
+                "# Thread_id: 8  Schema: shop  QC_hit: No",
+                f"# Query_time: 0.000{i % 1000:03d}  Lock_time: 0.000045  Rows_sent: 1  "
+                "Rows_examined: 10",
+                "# Rows_affected: 0  Bytes_sent: 63",
+                f"SET timestamp={1796168792 + i // 100};",
+                f"SELECT name FROM shop.items WHERE id = {i};"]
+        i += 1
+    return out[:n]
+
+
+def in_process(name: str, raw: list[str]) -> None:
+    pipeline = builtin_pipelines()[name].compile()
+    assert pipeline.multiline is not None
+    started = time.process_time()
+    joined = join_all(raw, pipeline.multiline)
+    join_s = time.process_time() - started
+    batches = [joined[i:i + BATCH] for i in range(0, len(joined), BATCH)]
+    made = [entries(b) for b in batches]
+    started = time.process_time()
+    failures = 0
+    for e in made:
+        failures += sum(pipeline.run(e).failures.values())
+    run_s = time.process_time() - started
+    per_entry = run_s / len(joined) * 1e6
+    print(f"{name}: {len(raw)} raw lines -> {len(joined)} entries; "
+          f"join {join_s / len(raw) * 1e6:.2f} µs/raw line; "
+          f"pipeline {per_entry:.2f} µs/entry ({run_s / len(raw) * 1e6:.2f} µs/raw line), "
+          f"{len(joined) / run_s:,.0f} entries/s; stage failures {failures}")
+
+
+def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None) -> float:
+    receiver = LokiReceiver(keep_lines=False).start()
+    try:
+        logs = tmp / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "app.log").write_text("\n".join(raw) + "\n")
+        source = {"name": "app", "include": [str(logs / "*.log")], "start_at": "beginning",
+                  "labels": {"job": "bench"}}
+        if pipeline:
+            source["pipeline"] = pipeline
+        config = make_config(tmp, [], sources={"files": [source]},
+                             dispatcher={"batch_size": 1000},
+                             sinks={"file": {"enabled": False},
+                                    "loki": {"enabled": True, "url": receiver.url}})
+        expected = len(join_all(raw, builtin_pipelines()[pipeline or "opensips"].multiline)) \
+            if pipeline else len(raw)  # type: ignore[arg-type]
+        proc = LogcapProcess(config).start()
+        assert proc.proc is not None
+        ps = psutil.Process(proc.proc.pid)
+        try:
+            wait_until(lambda: receiver.line_count >= expected, timeout=600,
+                       what=f"{expected} entries")
+            cpu = ps.cpu_times()
+            return cpu.user + cpu.system
+        finally:
+            proc.stop()
+    finally:
+        receiver.stop()
+
+
+def end_to_end(name: str, raw: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        base = _e2e_once(Path(a), raw, None)
+        with_pipeline = _e2e_once(Path(b), raw, name)
+    n = len(raw)
+    print(f"{name} e2e: {n} raw lines; logcap CPU raw {base / n * 1e6:.2f} µs/line, with "
+          f"{name} {with_pipeline / n * 1e6:.2f} µs/line: the pipeline (and joining) adds "
+          f"{(with_pipeline - base) / n * 1e6:.2f} µs/line (process start included in both)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--e2e", action="store_true")
+    parser.add_argument("--e2e-lines", type=int, default=100_000)
+    args = parser.parse_args()
+    in_process("opensips", opensips_raw(args.lines))
+    in_process("mysql_slow", slow_raw(args.lines))
+    if args.e2e:
+        end_to_end("opensips", opensips_raw(args.e2e_lines))
+        end_to_end("mysql_slow", slow_raw(args.e2e_lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""A pipeline ready to run: :class:`PipelineSpec` (validated, from config or built-in) and
+:class:`CompiledPipeline` (its stages built, with their state), and the runner.
+
+:meth:`CompiledPipeline.run` applies the stages to one :class:`~logcap.messages.Entries` and
+returns a :class:`Processed`: an ``Entries`` with the same token, source, stream, labels and
+``ack_to`` (fewer lines only through counted drops), its per-line fields filled
+(``timestamps`` when a stage set one or a line was dropped, so every line keeps its own;
+``line_labels`` and ``metadata`` when a stage set any), and the counts of failures and drops
+by ``(stage, reason)``. Per-line fields the source already set are kept (stages add to them).
+
+A stage that raises (a bug, never a bad line: stages count their failures) is counted as
+reason ``error`` for every line of the batch, logged, and the run goes on with the next stage.
+Stages with state (``rate_limit``'s buckets, time caches) keep it in the compiled pipeline, so
+each shard compiles its own (a stream always goes to the same shard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from logcap.config.sources import MultilineConfig
+from logcap.messages import Entries, Labels
+from logcap.pipeline.batch import LineBatch
+from logcap.pipeline.kinds import STAGE_KINDS
+from logcap.pipeline.stages.base import Stage, stage_label
+
+__all__ = ["CompiledPipeline", "PipelineSpec", "Processed", "StageSpec"]
+
+log = logging.getLogger(__name__)
+
+Counts = dict[tuple[str, str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """One validated stage: its kind, its options, its index in the pipeline."""
+
+    kind: str
+    options: Any
+    index: int
+
+    @property
+    def label(self) -> str:
+        return stage_label(self.index, self.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    """A validated pipeline: its stages (``multiline`` apart: it runs at the source) and
+    where it was defined (a file, or ``built-in``)."""
+
+    name: str
+    stages: tuple[StageSpec, ...]
+    multiline: MultilineConfig | None
+    origin: str
+
+    def compile(self) -> CompiledPipeline:
+        """A fresh runnable pipeline (new stage state)."""
+        built = [STAGE_KINDS[s.kind].build(s.options, s.label) for s in self.stages]
+        return CompiledPipeline(self.name, built, self.multiline)
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What a run gives: the processed entries and the counts by ``(stage, reason)``."""
+
+    entries: Entries
+    failures: Counts
+    drops: Counts
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+
+class CompiledPipeline:
+    """The stages of one pipeline, built (module docstring). ``multiline`` is the joining
+    spec for the source (None: lines are not joined)."""
+
+    __slots__ = ("_warned", "multiline", "name", "stages")
+
+    def __init__(self, name: str, stages: Sequence[Stage],
+                 multiline: MultilineConfig | None = None) -> None:
+        self.name = name
+        self.stages = tuple(stages)
+        self.multiline = multiline
+        self._warned: set[str] = set()
+
+    def run(self, entries: Entries, now_s: float = 0.0) -> Processed:
+        """Apply every stage to ``entries`` (module docstring); ``now_s`` is the caller's
+        monotonic clock."""
+        n = len(entries.lines)
+        stamps = list(entries.timestamps) if entries.timestamps is not None \
+            else list(range(entries.ts_ns, entries.ts_ns + n))
+        batch = LineBatch(list(entries.lines), stamps, entries.ts_ns, entries.stream, now_s)
+        if entries.line_labels is not None:
+            batch.labels = [dict(pairs) if pairs else None for pairs in entries.line_labels]
+        if entries.metadata is not None:
+            batch.metadata = [dict(pairs) if pairs else None for pairs in entries.metadata]
+        for stage in self.stages:
+            try:
+                stage(batch)
+            except Exception:  # a bug in a stage must not lose the batch
+                if stage.label not in self._warned:
+                    self._warned.add(stage.label)
+                    log.exception("pipeline %s: stage %s failed on a batch; its lines go on",
+                                  self.name, stage.label)
+                batch.fail(stage.label, "error", len(batch))
+        return Processed(self._entries(entries, batch), batch.failures, batch.drops)
+
+    @staticmethod
+    def _entries(entries: Entries, batch: LineBatch) -> Entries:
+        changes: dict[str, Any] = {"lines": batch.lines}
+        if batch.timestamped or batch.drops or entries.timestamps is not None:
+            changes["timestamps"] = batch.timestamps
+        if entries.line_labels is not None or any(batch.labels):
+            changes["line_labels"] = [_sorted_pairs(d) for d in batch.labels]
+        if entries.metadata is not None or any(batch.metadata):
+            changes["metadata"] = [tuple(d.items()) if d else () for d in batch.metadata]
+        return dataclasses.replace(entries, **changes)
+
+
+_SORTED: dict[tuple[tuple[str, str], ...], Labels] = {}
+_SORTED_MAX = 4096
+
+
+def _sorted_pairs(labels: dict[str, str] | None) -> Labels:
+    if not labels:
+        return ()
+    key = tuple(labels.items())
+    found = _SORTED.get(key)
+    if found is None:
+        if len(_SORTED) >= _SORTED_MAX:
+            _SORTED.clear()
+        found = _SORTED[key] = tuple(sorted(key))
+    return found

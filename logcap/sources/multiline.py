@@ -1,0 +1,284 @@
+"""Joining a stream's lines into multi-line entries (a stack trace, a SIP dump, a slow query).
+
+Plain code, no threads, the clock passed in: :class:`LineJoiner` is fed one stream's lines in
+order, each with the span it took in the stream (``[start, end)``: byte offsets in a file, or
+any running count a container stream keeps), and gives back whole entries
+(:class:`JoinedEntry`: the lines joined with ``"\\n"``, the span from the first line's start
+to the last line's end, how many lines, and why it was closed). The entry being built is
+*open*; the caller must not treat its lines as read (see
+:mod:`logcap.sources.files.joining`: the position stops at :attr:`LineJoiner.open_start`).
+
+The rule (:class:`MultilineRule`, compiled from anything shaped like
+:class:`MultilineSpec`, i.e. the config's ``MultilineConfig``) says where entries begin or end.
+Patterns are searched anywhere in the line (``re.search``), as Filebeat and Promtail do:
+
+* ``firstline``: a line that matches starts a new entry; every other line continues the open
+  one (Promtail's ``multiline`` stage).
+* ``pattern`` with ``negate`` and ``match`` (Filebeat's rule). A line *continues* when it
+  matches ``pattern`` (does not match, with ``negate``):
+
+  - ``match: after``: a continuing line is appended to the open entry; any other line starts
+    a new entry. (``negate: true`` is ``firstline``; ``pattern: '^\\s'`` joins indented lines
+    to the line before them.)
+  - ``match: before``: a continuing line is followed by the next line in the same entry; the
+    first line that does not continue ends the entry, which is closed at once. (``pattern:
+    '\\\\$'`` joins lines ending in a backslash to the next line.)
+
+A line that would continue an entry but would take it past ``max_lines`` lines or
+``max_bytes`` bytes (its span: the lines and their newlines) closes that entry (reason
+``max_lines`` / ``max_bytes``) and starts a new one: nothing is dropped. One line longer than
+``max_bytes`` is an entry of its own (the source already cut it at ``max_line_bytes``). A line
+with nothing open starts an entry whatever it matches.
+
+An open entry that got no new line for ``timeout_s`` is *due*: the caller closes it with
+:meth:`LineJoiner.flush` (reason ``timeout``), as at the end of a stream that will not grow
+any more (``end_of_stream``). Close reasons are the closed set :data:`CLOSE_REASONS`;
+``complete`` is an entry closed by the rule itself.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+from itertools import pairwise, repeat
+from typing import NamedTuple, Protocol
+
+__all__ = [
+    "CLOSE_REASONS",
+    "COMPLETE",
+    "END_OF_STREAM",
+    "MAX_BYTES",
+    "MAX_LINES",
+    "TIMEOUT",
+    "JoinedEntry",
+    "LineJoiner",
+    "MultilineRule",
+    "MultilineSpec",
+]
+
+COMPLETE = "complete"
+MAX_LINES = "max_lines"
+MAX_BYTES = "max_bytes"
+TIMEOUT = "timeout"
+END_OF_STREAM = "end_of_stream"
+CLOSE_REASONS = (COMPLETE, MAX_LINES, MAX_BYTES, TIMEOUT, END_OF_STREAM)
+"""Why an entry was closed (the ``reason`` label of ``logcap_source_multiline_entries_total``)."""
+
+
+class MultilineSpec(Protocol):
+    """What a rule is compiled from (``logcap.config.sources.MultilineConfig`` has this shape):
+    ``firstline`` or ``pattern`` (the other empty), ``negate`` and ``match`` for ``pattern``,
+    the caps, and the timeout in seconds."""
+
+    @property
+    def firstline(self) -> str: ...
+
+    @property
+    def pattern(self) -> str: ...
+
+    @property
+    def negate(self) -> bool: ...
+
+    @property
+    def match(self) -> str: ...
+
+    @property
+    def max_lines(self) -> int: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MultilineRule:
+    """A compiled rule: a line continues the open entry when ``regex`` finds a match, unless
+    ``negate`` (``firstline`` is ``negate=True, after=True``); ``after`` is ``match: after``."""
+
+    regex: re.Pattern[str]
+    negate: bool = True
+    after: bool = True
+    max_lines: int = 500
+    max_bytes: int = 256 * 1024
+    timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_lines < 1 or self.max_bytes < 1 or self.timeout_s <= 0:
+            raise ValueError("max_lines, max_bytes and timeout must be positive")
+
+    @classmethod
+    def of(cls, spec: MultilineSpec) -> MultilineRule:
+        """The rule of a config's ``multiline`` section (validated there: exactly one of
+        ``firstline`` and ``pattern``)."""
+        if spec.firstline:
+            return cls(re.compile(spec.firstline), True, True, spec.max_lines, spec.max_bytes,
+                       spec.timeout)
+        return cls(re.compile(spec.pattern), spec.negate, spec.match == "after",
+                   spec.max_lines, spec.max_bytes, spec.timeout)
+
+    def continues(self, line: str) -> bool:
+        """Whether ``line`` continues an entry (module docstring)."""
+        return (self.regex.search(line) is None) is self.negate
+
+
+class JoinedEntry(NamedTuple):
+    """A closed entry: its text, its span ``[start, end)``, its line count, and why it was
+    closed (one of :data:`CLOSE_REASONS`). A tuple: one is made per entry on the read path."""
+
+    text: str
+    start: int
+    end: int
+    lines: int
+    reason: str
+
+
+class LineJoiner:
+    """Joins one stream's lines by a :class:`MultilineRule` (module docstring). Not
+    thread-safe: one joiner per stream."""
+
+    __slots__ = ("_end", "_fed_at", "_lines", "_start", "rule")
+
+    def __init__(self, rule: MultilineRule) -> None:
+        self.rule = rule
+        self._lines: list[str] = []
+        self._start = 0
+        self._end = 0
+        self._fed_at = 0.0
+
+    @property
+    def holding(self) -> bool:
+        """Whether an entry is open."""
+        return bool(self._lines)
+
+    @property
+    def open_start(self) -> int | None:
+        """Where the open entry starts (None: nothing open)."""
+        return self._start if self._lines else None
+
+    @property
+    def open_lines(self) -> int:
+        return len(self._lines)
+
+    def feed(self, line: str, start: int, end: int, now: float) -> list[JoinedEntry]:
+        """Add the next line (spanning ``[start, end)``, read at ``now``); returns the entries
+        it closed, oldest first (none, one, or, with ``match: before`` and a cap, two)."""
+        rule = self.rule
+        closed: list[JoinedEntry] = []
+        self._fed_at = now
+        if not self._lines:
+            self._open(line, start, end)
+            if not rule.after and not rule.continues(line):
+                closed.append(self._close(COMPLETE))
+            return closed
+        if rule.after and not rule.continues(line):
+            closed.append(self._close(COMPLETE))
+            self._open(line, start, end)
+            return closed
+        if len(self._lines) >= rule.max_lines:
+            closed.append(self._close(MAX_LINES))
+            self._open(line, start, end)
+        elif end - self._start > rule.max_bytes:
+            closed.append(self._close(MAX_BYTES))
+            self._open(line, start, end)
+        else:
+            self._lines.append(line)
+            self._end = end
+        if not rule.after and not rule.continues(line):
+            closed.append(self._close(COMPLETE))
+        return closed
+
+    def feed_lines(self, lines: list[str], starts: list[int], end: int, now: float
+                   ) -> list[JoinedEntry]:
+        """:meth:`feed` for a run of lines at once (line ``i`` spans ``[starts[i],
+        starts[i + 1])``, the last one ``[starts[-1], end)``); the same result, faster: with
+        ``match: after`` and no cap reached, entries are cut at the first lines found by one
+        pass of the pattern, and each is joined once."""
+        if not lines:
+            return []
+        rule = self.rule
+        if rule.after:
+            fast = self._feed_after(lines, starts, end, now)
+            if fast is not None:
+                return fast
+        closed: list[JoinedEntry] = []
+        last = len(lines) - 1
+        for i, line in enumerate(lines):
+            closed.extend(self.feed(line, starts[i], starts[i + 1] if i < last else end, now))
+        return closed
+
+    def _feed_after(self, lines: list[str], starts: list[int], end: int, now: float
+                    ) -> list[JoinedEntry] | None:
+        """The ``match: after`` fast path; None when a cap would cut an entry (the caller
+        then feeds line by line)."""
+        rule = self.rule
+        search = rule.regex.search
+        n = len(lines)
+        if rule.negate:  # a matching line starts an entry
+            heads = [i for i, line in enumerate(lines) if search(line) is not None]
+        else:  # a line that does not match starts one
+            heads = [i for i, line in enumerate(lines) if search(line) is None]
+        held = len(self._lines)
+        if not held and (not heads or heads[0]):
+            heads.insert(0, 0)  # with nothing open, the first line starts an entry anyway
+        # The open entry takes lines [0, heads[0]); entry k takes [heads[k], heads[k+1]),
+        # the last one staying open.
+        bounds = [*heads, n]
+        at = [*starts, end]
+        pos = list(map(at.__getitem__, bounds))
+        sizes = list(map(operator.sub, bounds[1:], bounds))
+        spans = list(map(operator.sub, pos[1:], pos))
+        max_lines, max_bytes = rule.max_lines, rule.max_bytes
+        if held and bounds[0] and (held + bounds[0] > max_lines
+                                   or pos[0] - self._start > max_bytes):
+            return None
+        if sizes and (max(sizes) > max_lines or (max(spans) > max_bytes and any(
+                span > max_bytes and size > 1 for span, size in zip(spans, sizes,
+                                                                     strict=True)))):
+            return None
+        self._fed_at = now
+        closed: list[JoinedEntry] = []
+        if held:
+            if bounds[0]:
+                self._lines.extend(lines[:bounds[0]])
+                self._end = pos[0]
+            if bounds[0] < n:
+                closed.append(self._close(COMPLETE))
+        if len(bounds) > 1:
+            a = bounds[-2]
+            self._lines = lines[a:]
+            self._start = pos[-2]
+            self._end = end
+            if len(bounds) > 2:
+                texts = ["\n".join(lines[a:b]) for a, b in pairwise(bounds[:-1])]
+                closed.extend(map(JoinedEntry, texts, pos[:-2], pos[1:-1], sizes[:-1],
+                                  repeat(COMPLETE)))
+        return closed
+
+    def due(self, now: float) -> bool:
+        """Whether an open entry got no line for the rule's timeout."""
+        return bool(self._lines) and now - self._fed_at >= self.rule.timeout_s
+
+    def flush(self, reason: str) -> JoinedEntry | None:
+        """Close the open entry now (``timeout`` or ``end_of_stream``); None if none is
+        open."""
+        if reason not in CLOSE_REASONS:
+            raise ValueError(f"unknown close reason {reason!r}")
+        return self._close(reason) if self._lines else None
+
+    def reset(self) -> None:
+        """Forget the open entry (its lines will be fed again)."""
+        self._lines = []
+
+    def _open(self, line: str, start: int, end: int) -> None:
+        self._lines = [line]
+        self._start = start
+        self._end = end
+
+    def _close(self, reason: str) -> JoinedEntry:
+        lines = self._lines
+        self._lines = []
+        text = lines[0] if len(lines) == 1 else "\n".join(lines)
+        return JoinedEntry(text, self._start, self._end, len(lines), reason)
