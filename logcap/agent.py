@@ -239,7 +239,12 @@ class Agent:
             except (pykka.Timeout, DeliveryRefused) as exc:
                 raise BackendTimeout(f"{name} did not answer in time") from exc
             entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            entry.update({k: v for k, v in status.items() if k not in ("errors", "source")})
+            entry.update({k: v for k, v in status.items()
+                          if k not in ("errors", "source", "degraded")})
+            if status.get("degraded"):  # a source that cannot read at all (engine down)
+                entry["status"] = "degraded"
+                entry["reason"] = status["degraded"]
+                ok = False
         return ok, components
 
     def stats(self) -> dict[str, Any]:
@@ -249,6 +254,13 @@ class Agent:
         rows = self._walk(deadline)
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started_at, 3),
                                "actors": rows}
+        sources = {}
+        for name in self.wiring.names("sources"):
+            status = self._ask_quietly(name, SourceStatus(), deadline)
+            if status is not None and "stats" in status:
+                sources[status["source"]] = status["stats"]
+        if sources:
+            out["sources"] = sources
         if self.config.disk_buffer.enabled:
             try:
                 out["disk_buffer"] = self.directory.handle(BUFFER).ask(

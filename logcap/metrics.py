@@ -111,6 +111,26 @@ SOURCE_PAUSES = Counter(
 SOURCE_FILES = Gauge(
     "logcap_source_files", "Files being tailed, by source.", ["source"], registry=REGISTRY
 )
+CONTAINERS_FOLLOWED = Gauge(
+    "logcap_source_containers", "Containers being followed, by source.", ["source"],
+    registry=REGISTRY,
+)
+CONTAINER_RECONNECTS = Counter(
+    "logcap_source_container_reconnects_total",
+    "Container log streams opened again after an end or a failure, by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+CONTAINER_REASSEMBLED = Counter(
+    "logcap_source_reassembled_lines_total",
+    "Container lines rejoined from pieces the engine split, by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+CONTAINER_ENGINE_UP = Gauge(
+    "logcap_source_engine_up", "1 while the container engine answers, by source.", ["source"],
+    registry=REGISTRY,
+)
 POSITIONS_LAG = Gauge(
     "logcap_positions_lag_bytes",
     "Bytes written to a source's files and not yet committed.",

@@ -168,3 +168,15 @@ def test_any_chunking_of_a_tty_stream_gives_back_its_lines(lines, cuts) -> None:
     assert assembler.finish() == []
     assert [(line.timestamp_ns, line.data) for line in out] == [
         (T0 + i, text) for i, text in enumerate(lines)]
+
+
+def test_a_tty_line_the_engine_cut_loses_the_timestamp_of_its_second_piece() -> None:
+    a = LineAssembler(tty=True)
+    first = a.add([Frame(Stream.STDOUT, stamp(T0) + b" seq=1 " + b"2000-01-01T00:00:00Z x")])
+    assert first == []
+    out = a.add([Frame(Stream.STDOUT, stamp(T0 + 1) + b" rest\r\n")])
+    assert out == [LogLine(Stream.STDOUT, T0, b"seq=1 2000-01-01T00:00:00Z xrest")]
+    assert a.reassembled_lines == 1
+    assert a.add([Frame(Stream.STDOUT, stamp(T0 + 2) + b" ")]) == []  # nothing of the text yet
+    assert a.add([Frame(Stream.STDOUT, b"2000-01-01T00:00:00Z own\r\n")]) == [
+        LogLine(Stream.STDOUT, T0 + 2, b"2000-01-01T00:00:00Z own")]

@@ -66,7 +66,8 @@ def file_pos(
 
 def container_pos(cursor_ns: int, cid: str = "c0ffee") -> ContainerPosition:
     return ContainerPosition(
-        id=cid, name="opensips", cursor_ns=cursor_ns, last_line_hash="h", updated_at=0.0
+        id=cid, name="opensips", cursor_ns=cursor_ns,
+        cursor={"version": 1, "floor_ns": str(max(cursor_ns, 0)), "streams": {}}, updated_at=0.0
     )
 
 
@@ -720,7 +721,7 @@ class PositionsMachine(RuleBasedStateMachine):
     @invariant()
     def memory_matches_the_model(self) -> None:
         files = {p.key: (p.fingerprint, p.offset) for p in self.store.files()}
-        containers = {p.id: ("h", p.cursor_ns) for p in self.store.containers()}
+        containers = {p.id: ("h", p.cursor_ns) for p in self.store.containers()}  # "h": the model
         assert files == self.memory[FILE_POSITIONS_FILE]
         assert containers == self.memory[CONTAINER_POSITIONS_FILE]
 

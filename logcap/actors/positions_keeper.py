@@ -8,6 +8,9 @@ Messages taken (all control lane; the first three are defined in
   ``max_memory_buffer`` updates pending), checked on each commit and on a timer.
 * :class:`ForgetFiles` — files fully drained after a rotation: drop their entries.
 * :class:`GetFilePositions` (ask) — the stored file positions, for a source that starts.
+* :class:`CommitContainers`, :class:`ForgetContainers`, :class:`GetContainerPositions` — the
+  same for container cursors (``container_positions.json``). Cleanup keeps the entries of
+  files and containers committed in this process life, however old.
 * :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
   ``GET /positions``.
 
@@ -28,7 +31,14 @@ from logcap.metrics import POSITIONS_FLUSHES
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.timers import Scheduler
 from logcap.state.positions import PositionsStore
-from logcap.state.positions_messages import CommitFiles, ForgetFiles, GetFilePositions
+from logcap.state.positions_messages import (
+    CommitContainers,
+    CommitFiles,
+    ForgetContainers,
+    ForgetFiles,
+    GetContainerPositions,
+    GetFilePositions,
+)
 
 __all__ = ["PositionsKeeper", "Snapshot"]
 
@@ -64,6 +74,7 @@ class PositionsKeeper(LogcapActor):
             max_position_age_s=settings.max_position_age,
         )
         self.live: set[tuple[int, int]] = set()
+        self.live_containers: set[str] = set()
 
     def handle_start(self) -> None:
         report = self.store.load()
@@ -100,12 +111,25 @@ class PositionsKeeper(LogcapActor):
             for key in message.keys:
                 self.store.forget_file(*key)
                 self.live.discard(key)
+        elif isinstance(message, CommitContainers):
+            for cpos in message.positions:
+                self.store.commit_container(cpos)
+                self.live_containers.add(cpos.id)
+            if self.store.should_flush():
+                self._flush()
+        elif isinstance(message, ForgetContainers):
+            for cid in message.ids:
+                self.store.forget_container(cid)
+                self.live_containers.discard(cid)
+        elif isinstance(message, GetContainerPositions):
+            return self.store.containers()
         elif isinstance(message, _FlushTick):
             if self.store.should_flush():
                 self._flush()
             self._tick()
         elif isinstance(message, _CleanupTick):
-            dropped = self.store.cleanup(keep_files=self.live)
+            dropped = self.store.cleanup(keep_files=self.live,
+                                         keep_containers=self.live_containers)
             if dropped:
                 log.info("positions: %d stale entries dropped", dropped)
             self.scheduler.call_later(self.settings.cleanup_interval, self.actor_ref,

@@ -13,7 +13,7 @@ from logcap.components.base import ComponentKind
 from logcap.components.dispatch import SHARDS
 from logcap.components.instance import GROUPS, Instance
 from logcap.components.sinks import FILE_SINK, LOKI_SINK
-from logcap.components.sources import FILE_SOURCE
+from logcap.components.sources import CONTAINER_SOURCE, FILE_SOURCE
 from logcap.components.state import DiskBufferKind, DlqKind, PositionsKind, segment_store_for
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
@@ -47,6 +47,7 @@ KINDS: tuple[ComponentKind, ...] = (
     LOKI_SINK,
     SHARDS,
     FILE_SOURCE,
+    CONTAINER_SOURCE,
 )
 """Every kind, in start order (groups in :data:`~logcap.components.base.GROUPS` order)."""
 
@@ -93,7 +94,6 @@ def summary(config: Config) -> str:
     sources = f"{len(files)} file source{'' if len(files) == 1 else 's'}"
     if files:
         sources += f" ({names}{', ...' if len(files) > SUMMARY_NAMES_SHOWN else ''})"
-    # the container source is refused by the config until it is built
     sources += f", containers {'on' if config.sources.containers.enabled else 'off'}"
     sinks = ", ".join(_BY_KIND[i.kind].describe(i) for i in by_group["sinks"]) or "none"
     state = {i.name: i for i in by_group["state"]}

@@ -1,5 +1,6 @@
-"""The file source kind: one SourceShell running a FileSource per ``sources.files[]`` entry, in
-the ``sources`` group (one_for_one, started last, after the shards it sends to).
+"""The source kinds, in the ``sources`` group (one_for_one, started last, after the shards
+they send to): one SourceShell running a FileSource per ``sources.files[]`` entry, and one
+running the ContainerSource when ``sources.containers.enabled``.
 
 A file source's multiline spec per path (:func:`multiline_for`) comes from its own
 ``multiline`` key, for every path it reads; without one, from the ``multiline`` stage of the
@@ -22,9 +23,14 @@ from logcap.config.sources import FileSourceConfig, MultilineConfig
 from logcap.origin import FILE_KIND
 from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec, StartContext
+from logcap.sources.containers.source import ContainerSettings, ContainerSource
 from logcap.sources.files.source import FileSource, file_source_settings
 
-__all__ = ["FILE_SOURCE", "FileSourceKind", "multiline_for"]
+__all__ = ["CONTAINER_SOURCE", "CONTAINER_SOURCE_NAME", "FILE_SOURCE", "ContainerSourceKind",
+           "FileSourceKind", "multiline_for"]
+
+CONTAINER_SOURCE_NAME = "containers"
+"""The container source's name (its actor, metrics label and ``ReadToken.source``)."""
 
 
 def multiline_for(source: FileSourceConfig, routing: Routing | None = None
@@ -68,3 +74,35 @@ class FileSourceKind(ComponentKind):
 
 
 FILE_SOURCE = FileSourceKind()
+
+
+class ContainerSourceKind(ComponentKind):
+    kind = "container_source"
+    group = "sources"
+
+    def instances(self, config: Config) -> list[Instance]:
+        section = config.sources.containers
+        if not section.enabled:
+            return []
+        return [Instance(self.kind, CONTAINER_SOURCE_NAME, section, "sources.containers")]
+
+    def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
+        settings = ContainerSettings.from_config(instance.settings, wiring.config,
+                                                 instance.name)
+        shards = wiring.handles("dispatchers")
+        positions = wiring.state(POSITIONS)
+        buffer = wiring.state(BUFFER)
+
+        def start(ctx: StartContext) -> ActorRef[Any]:
+            return SourceShell.start(ContainerSource(settings), shards, positions,
+                                     ctx.scheduler, buffer, link=ctx.link, name=ctx.name,
+                                     directory=ctx.directory)
+
+        return ChildSpec(id=instance.name, start=start,
+                         shutdown_s=wiring.config.supervision.shutdown_timeout)
+
+    def describe(self, instance: Instance) -> str:
+        return f"containers at {instance.settings.socket}"
+
+
+CONTAINER_SOURCE = ContainerSourceKind()

@@ -8,7 +8,8 @@
   ``max_open_files``). Names are unique among the file sources.
 - ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
   Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
-  labels and names.
+  labels and names, with static labels, where containers already running at the first start
+  begin (``start_at``) and the longest line kept whole.
 - ``processing`` (:class:`ProcessingConfig`): where the pipelines file and the routing file
   are (loaded and checked by :mod:`logcap.pipeline.loading`).
 - ``dispatcher`` (:class:`DispatcherConfig`): the shards that batch, process and route lines,
@@ -171,7 +172,11 @@ class FileSourceConfig(Section):
 
 @attrs.frozen
 class ContainersConfig(Section):
-    """Container logs read through the Docker Engine API."""
+    """Container logs read through the Docker Engine API (the source named ``containers``).
+
+    ``start_at``: where a container that is already running when logcap first sees it, and
+    has no stored position, begins (``end``: its lines from now on; ``beginning``: its whole
+    log). A container that starts while logcap runs is always read from its first line."""
 
     enabled: bool = flag(False)
     socket: str = text(DEFAULT_DOCKER_SOCKET, check=_check_socket)
@@ -180,11 +185,14 @@ class ContainersConfig(Section):
     exclude_names: tuple[str, ...] = str_list()
     labels: Mapping[str, str] = str_map(label_names=True)
     pipeline: str | None = optional_text(check=check_name)
+    start_at: str = choice("end", START_AT_CHOICES)
+    max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
 
     def problems(self) -> Iterator[Problem]:
-        if self.enabled:
-            yield Problem("enabled", "container sources are not implemented in this version "
-                          "(set enabled: false)", ("enabled",))
+        # Accepted and without effect would be a bug: refused until processing is built.
+        if self.pipeline is not None:
+            yield Problem("pipeline", "pipelines are not implemented in this version "
+                          "(remove the key or set it to null)", ("pipeline",))
         if self.enabled and not self.socket:
             yield Problem("socket", "required when containers are enabled", ("enabled", "socket"))
 

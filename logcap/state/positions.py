@@ -264,7 +264,7 @@ class PositionsStore:
             entries = [dataclasses.asdict(p) for p in ordered_files]
         else:
             ordered = sorted(self._containers.values(), key=lambda p: p.id)
-            entries = [dataclasses.asdict(p) for p in ordered]
+            entries = [_container_json(p) for p in ordered]
         return encode_document(kind, entries, now)
 
     # loading
@@ -341,7 +341,8 @@ class PositionsStore:
                 for p in sorted(self._files.values(), key=lambda p: (p.path, p.dev, p.ino))
             ],
             "containers": [
-                dataclasses.asdict(p) for p in sorted(self._containers.values(), key=lambda p: p.id)
+                _container_json(p)
+                for p in sorted(self._containers.values(), key=lambda p: p.id)
             ],
             "pending_updates": self._pending,
             "dirty": self.dirty,
@@ -349,6 +350,13 @@ class PositionsStore:
         }
 
 
+def _container_json(pos: ContainerPosition) -> dict[str, Any]:
+    return {"id": pos.id, "name": pos.name, "cursor_ns": pos.cursor_ns,
+            "cursor": dict(pos.cursor), "updated_at": pos.updated_at}
+
+
 def _without_time(pos: FilePosition | ContainerPosition) -> tuple[Any, ...]:
+    if isinstance(pos, ContainerPosition):
+        return (pos.id, pos.name, pos.cursor_ns, pos.cursor)
     values = dataclasses.astuple(pos)
     return values[:-1]

@@ -6,9 +6,11 @@
   before the offset) are described in :mod:`logcap.state.file_identity`. ``size_at_commit``
   is the file's size when the position was committed (at least ``offset``), used to tell a
   shrunk file.
-- :class:`ContainerPosition`, keyed by container id: ``cursor_ns`` is the timestamp of the last
-  line shipped, in nanoseconds from Docker's own timestamps; ``last_line_hash`` identifies that
-  line among others with the same timestamp.
+- :class:`ContainerPosition`, keyed by container id: ``cursor`` is the container source's resume
+  cursor in its JSON form (:mod:`logcap.sources.containers.cursor_format`: per stream the
+  engine's timestamp in nanoseconds, and the count and digest of the lines shipped at it),
+  which the source encodes and validates; ``cursor_ns`` is the earliest engine timestamp still
+  needed (the cursor's resume point), by which the store keeps commits forward only.
 - ``updated_at`` is wall-clock seconds; the store sets it from its clock at each commit.
 
 Entries are frozen, slotted dataclasses, compared by value. :func:`check_file_position` and
@@ -18,7 +20,9 @@ committed or read back from disk: they raise :class:`ValueError` saying what is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from logcap.state.file_identity import FileIdentity, fingerprint_length
 
@@ -87,7 +91,7 @@ class ContainerPosition:
     id: str
     name: str
     cursor_ns: int
-    last_line_hash: str
+    cursor: Mapping[str, Any]
     updated_at: float
 
 
@@ -103,8 +107,11 @@ def check_file_position(pos: FilePosition) -> None:
 
 
 def check_container_position(pos: ContainerPosition) -> None:
-    """Raise ValueError for an empty container id or a negative cursor."""
+    """Raise ValueError for an empty container id, a negative cursor or a cursor that is not
+    a JSON object (its content is the container source's to validate)."""
     if not pos.id:
         raise ValueError("empty container id")
     if pos.cursor_ns < 0:
         raise ValueError("negative cursor")
+    if not isinstance(pos.cursor, Mapping):
+        raise ValueError("cursor is not an object")

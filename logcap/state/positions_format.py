@@ -130,7 +130,7 @@ _CONTAINER_SCHEMA: _Schema = {
     "id": _is_str,
     "name": _is_str,
     "cursor_ns": _is_int,
-    "last_line_hash": _is_str,
+    "cursor": lambda value: isinstance(value, dict),
     "updated_at": _is_number,
 }
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from logcap.state.positions import FilePosition
+from logcap.state.positions import ContainerPosition, FilePosition
 
-__all__ = ["CommitFiles", "ForgetFiles", "GetFilePositions", "PositionsUpdate"]
+__all__ = ["CommitContainers", "CommitFiles", "ForgetContainers", "ForgetFiles",
+           "GetContainerPositions", "GetFilePositions", "PositionsUpdate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,5 +34,24 @@ class GetFilePositions:
     """Ask: the stored file positions (a list of :class:`FilePosition`)."""
 
 
-PositionsUpdate = CommitFiles | ForgetFiles
+@dataclass(frozen=True, slots=True)
+class CommitContainers:
+    """Container cursors that became safe: every line before them is delivered."""
+
+    positions: tuple[ContainerPosition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetContainers:
+    """Containers removed from the engine, their last lines delivered: drop their entries."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetContainerPositions:
+    """Ask: the stored container positions (a list of :class:`ContainerPosition`)."""
+
+
+PositionsUpdate = CommitFiles | ForgetFiles | CommitContainers | ForgetContainers
 """A message a source has for the keeper."""

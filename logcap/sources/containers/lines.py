@@ -20,9 +20,13 @@ Semantics
       timestamp.
     - **TTY streams**: there are no frames, only stdout bytes in arbitrary chunks: the text is
       read as records ``timestamp SP text``, a record ending at ``b"\\n"``, and a trailing
-      ``b"\\r"`` (the terminal's CRLF) is removed. Known limit: when the engine cut a TTY line
-      into pieces, the next piece's timestamp cannot be told from the line's text, so it stays
-      inside the line (a TTY stream has no lengths to tell them apart).
+      ``b"\\r"`` (the terminal's CRLF) is removed. When the engine cut a TTY line into pieces
+      (podman does, at its read boundaries), the next piece starts with its own timestamp; a
+      TTY stream has no lengths to tell it from the line's text, so the rule is: a chunk that
+      arrives while a line is open, *after* some of its text, and starts with a parsable
+      timestamp and a space, is a continuation piece, and that timestamp is removed (engines
+      send one log entry per HTTP chunk). Known limit: a line whose own text has such a
+      timestamp exactly where the transport cut it loses that timestamp.
     - **Nothing is lost.** A piece whose start is not a parsable timestamp is kept whole as text
       and counted in ``untimed_pieces``; a line whose first piece had no timestamp has
       ``timestamp_ns`` None (the caller chooses one).
@@ -125,7 +129,7 @@ class LineAssembler:
     """Joins the frames of one container's log stream into :class:`LogLine`\\ s (see the module
     docstring). ``tty``: the frames are a TTY stream's chunks (records split by newlines, not by
     frames). Counters (totals since creation): ``lines``, ``truncated_lines``,
-    ``reassembled_lines`` (lines made of more than one piece; not told apart in TTY streams),
+    ``reassembled_lines`` (lines made of more than one piece),
     ``untimed_pieces``."""
 
     def __init__(self, *, tty: bool = False, max_line_bytes: int = MAX_LINE_BYTES) -> None:
@@ -196,6 +200,16 @@ class LineAssembler:
             data = self._record_head + data
             self._record_head = b""
         pos, size = 0, len(data)
+        pending = self._pending.get(Stream.STDOUT)
+        if self._in_record and pending is not None and pending.length:
+            space = data.find(b" ", 0, MAX_TIMESTAMP_BYTES + 1)
+            if space > 0:
+                try:
+                    parse_timestamp(data[:space])
+                    pos = space + 1  # a continuation piece: its timestamp is not text
+                    pending.pieces = max(pending.pieces, 1) + 1
+                except ValueError:
+                    pass
         while pos < size:
             if not self._in_record:
                 limit = pos + MAX_TIMESTAMP_BYTES + 1
