@@ -27,10 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["DLQ_KIND", "FILE_KIND", "Buffered", "FileStream", "ReadToken", "StreamId"]
+__all__ = ["CONTAINER_KIND", "DLQ_KIND", "FILE_KIND", "Buffered", "FileStream", "ReadToken",
+           "StreamId"]
 
 FILE_KIND = "file"
 """``ReadToken.kind`` of reads from files (stream: :class:`FileStream`)."""
+CONTAINER_KIND = "container"
+"""``ReadToken.kind`` of reads from a container's log (stream: container id, stdout|stderr,
+run; the container's name is the entries' ``container`` label)."""
 DLQ_KIND = "dlq"
 """``ReadToken.kind`` of DLQ resends (stream: None, generation: the entry id)."""
 

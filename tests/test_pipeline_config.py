@@ -11,6 +11,8 @@ import pytest
 from logcap.cli.main import main
 from logcap.components.sources import multiline_for
 from logcap.config import ConfigError, parse_config
+from logcap.messages import Entries
+from logcap.origin import CONTAINER_KIND, ReadToken
 from logcap.pipeline.loading import load_routing
 from tests.pipeline_kit import entries
 
@@ -225,3 +227,36 @@ def test_relative_processing_paths_are_beside_the_config_file(
     monkeypatch.chdir(tmp_path)
     code, out = check(config, capsys)
     assert code == 0, out
+
+
+def _container_entries(name: str, source: str = "containers") -> Entries:
+    token = ReadToken(source, CONTAINER_KIND, ("c0ffee", "stdout", 1), 0, 1, "g1", 1)
+    labels = (("container", name), ("image", "busybox"), ("stream", "stdout"))
+    return Entries(source, "c0ffee/stdout", labels, ["x"], 1, token)
+
+
+def test_container_entries_route_by_the_container_name_and_skip_joining_pipelines(
+        tmp_path: Path) -> None:
+    """A ``container`` rule globs the container's name (its ``container`` label); container
+    entries skip rules whose pipeline joins lines (opensips has a multiline stage)."""
+    write(tmp_path / "routes.yml", """
+        routes:
+          - {container: "web-*", pipeline: json}
+          - {labels: {image: busybox}, pipeline: opensips}
+          - {labels: {image: busybox}, pipeline: logfmt}
+        """)
+    config = parse_config(f"processing: {{routing_file: {tmp_path / 'routes.yml'}}}\n", {})
+    router = load_routing(config, {}).router()
+    web = router.route(_container_entries("web-1"))
+    db = router.route(_container_entries("db"))
+    assert web is not None and web.name == "json"
+    assert db is not None and db.name == "logfmt"
+    files = router.route(entries(["x"], labels=(("image", "busybox"),)))
+    assert files is not None and files.name == "opensips"  # files do join
+
+
+def test_a_container_rule_or_key_naming_a_joining_pipeline_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = setup(tmp_path, routes="routes:\n  - {container: 'sip-*', pipeline: opensips}\n")
+    code, out = check(config, capsys)
+    assert code == 2 and "routes[0].pipeline" in out and "do not join lines yet" in out

@@ -189,10 +189,6 @@ class ContainersConfig(Section):
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
 
     def problems(self) -> Iterator[Problem]:
-        # Accepted and without effect would be a bug: refused until processing is built.
-        if self.pipeline is not None:
-            yield Problem("pipeline", "pipelines are not implemented in this version "
-                          "(remove the key or set it to null)", ("pipeline",))
         if self.enabled and not self.socket:
             yield Problem("socket", "required when containers are enabled", ("enabled", "socket"))
 

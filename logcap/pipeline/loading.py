@@ -123,7 +123,7 @@ def load_routing(config: Config, env: Mapping[str, str] | None = None,
             own[source.name] = source.pipeline
     containers = config.sources.containers.pipeline
     if containers is not None:
-        reason = _usable(containers, pipelines)
+        reason = _usable(containers, pipelines) or _joins_lines(containers, pipelines)
         if reason:
             problems.append(ConfigIssue(f"{config_file}: sources.containers.pipeline", reason))
     if problems:
@@ -145,6 +145,15 @@ def _usable(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:
     return None
 
 
+def _joins_lines(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:
+    """Why pipeline ``name`` cannot process container entries: a ``multiline`` stage (joining
+    runs at the source, and the container source does not join lines yet)."""
+    if pipelines[name].multiline is not None:
+        return (f"pipeline {name!r} has a multiline stage, and container sources do not join "
+                "lines yet (choose a pipeline without one)")
+    return None
+
+
 def _check_rules(rules: tuple[RouteConfig, ...], pipelines: Mapping[str, PipelineSpec],
                  config: Config, issues: IssueCollector) -> None:
     sources = [s.name for s in config.sources.files]
@@ -153,6 +162,8 @@ def _check_rules(rules: tuple[RouteConfig, ...], pipelines: Mapping[str, Pipelin
         if issues.failed(where):
             continue
         reason = _usable(rule.pipeline, pipelines)
+        if reason is None and rule.container is not None:
+            reason = _joins_lines(rule.pipeline, pipelines)
         if reason:
             issues.add(f"{where}.pipeline", reason)
         if rule.source is not None and rule.source not in sources:

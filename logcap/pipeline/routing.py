@@ -3,13 +3,16 @@ rule of the routing file (``file_pipeline.yml``) that matches, else none.
 
 A rule (:class:`RouteConfig`) matches when every matcher it gives holds: ``source`` (the
 source's name), ``path`` (a glob on a file's path, for file sources), ``container`` (a glob on
-a container's name: the stream of container entries), ``labels`` (each given label has that
-value among the entries' static labels). A rule must give at least one matcher and name a
-pipeline that exists (checked by :mod:`logcap.pipeline.loading`).
+a container's name: the ``container`` label of container entries), ``labels`` (each given label
+has that value among the entries' static labels). A rule must give at least one matcher and
+name a pipeline that exists (checked by :mod:`logcap.pipeline.loading`). Container entries skip
+the rules whose pipeline has a ``multiline`` stage (joining runs at the source, and the
+container source does not join lines yet); a rule with a ``container`` matcher naming such a
+pipeline, and ``sources.containers.pipeline`` naming one, are config errors.
 
-:class:`Router` answers per Entries and caches the answer per ``(source, stream)`` (a
-stream's static labels do not change while it is read); it holds
-one :class:`~logcap.pipeline.compiled.CompiledPipeline` per pipeline name it routes to,
+:class:`Router` answers per Entries and caches the answer per ``(source, stream, labels)``
+(a renamed container keeps its stream and changes its ``container`` label); it holds one
+:class:`~logcap.pipeline.compiled.CompiledPipeline` per pipeline name it routes to,
 compiled on first use (each shard has its own router, so stage state is per shard).
 """
 
@@ -23,14 +26,14 @@ import attrs
 
 from logcap.config.section import Problem, Section, check_name
 from logcap.config.values import optional_text, str_map, text
-from logcap.messages import Entries
-from logcap.origin import FILE_KIND
+from logcap.messages import Entries, Labels
+from logcap.origin import CONTAINER_KIND, FILE_KIND
 from logcap.pipeline.compiled import CompiledPipeline, PipelineSpec
 
-__all__ = ["CONTAINER_KIND", "RouteConfig", "Router", "Routing"]
+__all__ = ["CONTAINER_NAME_LABEL", "RouteConfig", "Router", "Routing"]
 
-CONTAINER_KIND = "container"
-"""The token kind of container entries (their stream is the container's name)."""
+CONTAINER_NAME_LABEL = "container"
+"""The label holding a container's name on its entries (set by the container source)."""
 ROUTE_CACHE_ENTRIES = 100_000
 
 
@@ -56,8 +59,9 @@ class RouteConfig(Section):
             return False
         if self.path is not None and (kind != FILE_KIND or not fnmatchcase(stream, self.path)):
             return False
-        if self.container is not None and (kind != CONTAINER_KIND
-                                           or not fnmatchcase(stream, self.container)):
+        if self.container is not None and (
+                kind != CONTAINER_KIND
+                or not fnmatchcase(dict(labels).get(CONTAINER_NAME_LABEL, ""), self.container)):
             return False
         if self.labels:
             have = dict(labels)
@@ -84,6 +88,8 @@ class Routing:
         if own is not None:
             return own
         for rule in self.rules:
+            if kind == CONTAINER_KIND and self.pipelines[rule.pipeline].multiline is not None:
+                continue  # joins lines: for files only (the container source does not join)
             if rule.matches(source, kind, stream, labels):
                 return rule.pipeline
         return None
@@ -98,10 +104,10 @@ class Router:
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
         self._compiled: dict[str, CompiledPipeline] = {}
-        self._cache: dict[tuple[str, str], CompiledPipeline | None] = {}
+        self._cache: dict[tuple[str, str, Labels], CompiledPipeline | None] = {}
 
     def route(self, entries: Entries) -> CompiledPipeline | None:
-        key = (entries.source, entries.stream)
+        key = (entries.source, entries.stream, entries.labels)
         try:
             return self._cache[key]
         except KeyError:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from logcap.messages import Entries, Labels
-from logcap.origin import ReadToken
+from logcap.origin import CONTAINER_KIND, ReadToken
 from logcap.sources.containers.cursor import (
     ContainerCursor,
     ResumeFilter,
@@ -48,9 +48,8 @@ from logcap.sources.containers.cursor import (
 from logcap.sources.containers.framing import Frame, Stream
 from logcap.sources.containers.lines import LineAssembler, LogLine
 
-__all__ = ["CONTAINER_KIND", "FLOOR_MARGIN_NS", "ContainerReads", "entries_stream"]
+__all__ = ["FLOOR_MARGIN_NS", "ContainerReads", "entries_stream"]
 
-CONTAINER_KIND = "container"
 """``ReadToken.kind`` of container reads (stream: ``(container id, stream, run id)``)."""
 FLOOR_MARGIN_NS = 1_000_000_000
 """How far below the other stream's cursor a quiet stream's floor is raised (1 s)."""

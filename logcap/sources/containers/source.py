@@ -53,7 +53,7 @@ from logcap.metrics import (
     CONTAINER_RECONNECTS,
     CONTAINERS_FOLLOWED,
 )
-from logcap.origin import Buffered, ReadToken
+from logcap.origin import CONTAINER_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
 from logcap.sources.containers.cursor import ContainerCursor
 from logcap.sources.containers.cursor_format import (
@@ -70,7 +70,7 @@ from logcap.sources.containers.engine import (
 from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.follower import Chunk, Ended, Follower, Opened, Trouble
 from logcap.sources.containers.framing import MAX_FRAME_BYTES, Stream
-from logcap.sources.containers.reads import CONTAINER_KIND, ContainerReads
+from logcap.sources.containers.reads import ContainerReads
 from logcap.sources.containers.watch import Died, EngineStatus, EngineWatch, Removed, Seen
 from logcap.state.positions import ContainerPosition
 from logcap.state.positions_messages import (
