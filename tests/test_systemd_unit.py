@@ -120,6 +120,9 @@ def test_every_system_call_of_a_running_agent_is_allowed_by_the_units_filter(
         assert tracer.wait(60) == 0
     finally:
         if tracer.poll() is None:
+            # killing strace detaches the agent, which would run on: kill the agent first
+            for child in psutil.Process(tracer.pid).children(recursive=True):
+                child.kill()
             tracer.kill()
             tracer.wait(10)
     used = {m.group(1) for m in re.finditer(r"^\s*[\d.]+\s+.*?\s([a-z_0-9]+)$",
