@@ -27,7 +27,8 @@ so a child sees its left siblings ready. Stop is in reverse order, each child gi
 Messages taken: :class:`ChildExited` (from children), :class:`WhichChildren`,
 :class:`CountChildren`, :class:`StartChild`, :class:`TerminateChild`, :class:`ReplaceChild`
 (stop one child, start it again from a new spec: a config reload), :class:`UpdateChildSpec`
-(the spec of its next restart) (asks), and private timer messages. A crash of the supervisor's own code is reported to its parent like any child's.
+(the spec of its next restart) (asks), and private timer messages. A crash of the
+supervisor's own code is reported to its parent like any child's.
 """
 
 from __future__ import annotations
