@@ -79,8 +79,9 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 class _Scenario:
-    def __init__(self, tmp: Path, receivers: list[LokiReceiver]) -> None:
+    def __init__(self, tmp: Path, receivers: list[LokiReceiver], buffer: bool) -> None:
         self.tmp = tmp
+        self.buffer = buffer
         self.receivers = receivers
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -108,6 +109,8 @@ class _Scenario:
             "supervision": {"shutdown_timeout": "5s"},
             "logging": {"level": "info"},
         }
+        if self.buffer:
+            data["disk_buffer"] = {"enabled": True, "directory": str(self.tmp / "buffer")}
         if unknown_key:
             data["sinks"]["loki"]["urll"] = "http://nowhere"
         return data
@@ -175,12 +178,12 @@ def _poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
-                        pause_s: float = 0.5) -> ReloadResult:
+                        pause_s: float = 0.5, buffer: bool = False) -> ReloadResult:
     """Run it (module docstring): ``reloads`` valid reloads and ``invalid`` refused ones,
-    ``rate`` lines/s in total over the two files."""
+    ``rate`` lines/s in total over the two files; ``buffer``: with the disk buffer on."""
     result = ReloadResult()
     receivers = [LokiReceiver(keep_lines=True).start(), LokiReceiver(keep_lines=True).start()]
-    scenario = _Scenario(tmp, receivers)
+    scenario = _Scenario(tmp, receivers, buffer)
     scenario.write(scenario.state)
     app = NumberedWriter(scenario.logs / "app.log")
     extra = NumberedWriter(scenario.logs / "extra.log")
