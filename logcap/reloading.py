@@ -53,7 +53,7 @@ from logcap.pipeline.loading import load_checked
 from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ReplaceChild, StartChild, TerminateChild, UpdateChildSpec
 from logcap.runtime.directory import Directory
-from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.mailbox import ActorUnavailable, DeliveryRefused
 
 __all__ = ["DEFAULT_RELOAD_DRAIN_S", "ReloadOutcome", "Reloader"]
 
@@ -181,7 +181,10 @@ class Reloader:
                 self._child("dispatchers", UpdateChildSpec(child_spec("dispatchers", short,
                                                                       wired)),
                             f"update the spec of {short}")
-                self._ask(name, ReplaceRouting(routing), f"replace the pipelines of {short}")
+                try:
+                    self._ask(name, ReplaceRouting(routing), f"replace the pipelines of {short}")
+                except _NotRunning:
+                    pass  # restarting: its next incarnation starts from the updated spec
         for kind in sources:
             for name in kind.removed:
                 self._child("sources", TerminateChild(name), f"stop source {name}")
@@ -226,6 +229,8 @@ class Reloader:
              timeout: float = ASK_TIMEOUT_S) -> Any:
         try:
             return self.directory.handle(name).ask(message, timeout=timeout)
+        except ActorUnavailable as exc:
+            raise _NotRunning(f"{step}: {name} is not running") from exc
         except (pykka.Timeout, DeliveryRefused) as exc:
             raise _StepFailed(f"{step}: {name} did not answer ({exc})") from exc
         except Exception as exc:  # the supervisor's own refusal (e.g. a duplicate child)
@@ -247,4 +252,8 @@ def _settled(answer: dict[str, int] | None) -> bool:
 
 class _StepFailed(Exception):
     """One step of applying a reload failed (the message names it)."""
+
+
+class _NotRunning(_StepFailed):
+    """The actor asked is not running (between two incarnations)."""
 
