@@ -33,6 +33,7 @@ from logcap.config import Config
 from logcap.metrics import REGISTRY, InboxCollector
 from logcap.pipeline.loading import load_routing
 from logcap.pipeline.routing import Routing
+from logcap.reloading import Reloader
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
 from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.runtime.directory import Directory
@@ -83,6 +84,7 @@ class Agent:
         if routing is None:
             routing = load_routing(config, config_file=config_path or "config")
         self.wiring = wire(config, self.directory, routing)
+        self.reloader = Reloader(config, routing, self.wiring, config_path)
         self.timers = TimerThread()
         self.watcher = _RootWatcher()
         self.root: ActorRef[Any] | None = None
@@ -318,7 +320,24 @@ class Agent:
             errors=self.recent_errors.recent())
 
     def effective_config(self) -> dict[str, Any]:
-        return {"path": self.config_path, "config": self.config.to_dict(redact=True)}
+        """The config in force (secrets redacted), its generation (1 at start, +1 per applied
+        reload) and the last reload's answer."""
+        last = self.reloader.last
+        return {"path": self.config_path, "config": self.config.to_dict(redact=True),
+                "generation": self.reloader.generation,
+                "last_reload": last.to_dict() if last is not None else None}
+
+    def reload_config(self, trigger: str) -> tuple[int, dict[str, Any]]:
+        """Reload the config file (:mod:`logcap.reloading`); the HTTP status (200 applied,
+        400 invalid, 500 failed or not running) and the answer."""
+        if self.root is None or not self.root.is_alive():
+            log.error("config reload (%s) refused: the supervision tree is not running",
+                      trigger)
+            return 503, {"result": "failed", "errors": ["the supervision tree is not running"],
+                         "generation": self.reloader.generation}
+        outcome = self.reloader.reload(trigger)
+        self.config, self.wiring = self.reloader.config, self.reloader.wiring
+        return outcome.http_status, outcome.to_dict()
 
     def positions(self) -> dict[str, Any]:
         if not self.config.positions.enabled:

@@ -48,6 +48,20 @@ ACTOR_CRASHES = Counter(
 )
 CRASH_KINDS = ("exception", "start", "hang")
 
+# -- config reload -----------------------------------------------------------------------------
+CONFIG_RELOADS = Counter(
+    "logcap_config_reloads_total",
+    "Config reloads (SIGHUP, POST /config/reload), by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+RELOAD_RESULTS = ("applied", "invalid", "failed")
+CONFIG_GENERATION = Gauge(
+    "logcap_config_generation",
+    "The generation of the config in force: 1 at start, +1 per applied reload.",
+    registry=REGISTRY,
+)
+
 # -- sources, dispatcher, sinks (file path) ----------------------------------------------------
 SOURCE_LINES = Counter(
     "logcap_source_lines_total", "Lines read, by source.", ["source"], registry=REGISTRY

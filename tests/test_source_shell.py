@@ -12,7 +12,14 @@ import pykka
 import pytest
 
 from logcap.actors.shard import DispatcherShard, ShardSettings
-from logcap.actors.source_shell import SourceShell, SourceStatus, StopReading, shard_index
+from logcap.actors.source_shell import (
+    PAUSE_S,
+    SourceShell,
+    SourceStatus,
+    StopReading,
+    Unsettled,
+    shard_index,
+)
 from logcap.agent import Agent
 from logcap.config import load_config
 from logcap.messages import Entries
@@ -148,6 +155,50 @@ def test_a_rebound_shard_makes_the_source_reread_only_the_streams_sent_to_it(
     source.wake()
     shell.ask(SourceStatus(), timeout=5)  # the wake was handled before this answer
     assert len(seen) == len(streams)
+
+
+class SlowRecorder(Recorder):
+    """A Recorder that takes each Entries only once ``release`` is set."""
+
+    def __init__(self, seen: list[Entries], release: threading.Event, **kw: Any) -> None:
+        super().__init__(seen, **kw)
+        self.release = release
+
+    def handle(self, message: Any) -> Any:
+        if isinstance(message, Entries):
+            self.release.wait(10)
+        return super().handle(message)
+
+
+def test_after_stop_reading_the_reads_a_full_shard_refused_are_still_offered(
+        directory: Directory) -> None:
+    seen: list[Entries] = []
+    release = threading.Event()
+    for name in SHARDS:
+        directory.bind(name, SlowRecorder.start(seen, release, name=name, mailbox_capacity=1))
+    scheduler = ManualScheduler()
+    source = FakeSource()
+    shards = [directory.handle(name) for name in SHARDS]
+    directory.bind(SHELL, SourceShell.start(source, shards, None, scheduler, name=SHELL,
+                                            directory=directory))
+    streams = [s for s in (f"/var/log/{n}.log" for n in range(40)) if shard_index(s, 2) == 0]
+    for stream in streams[:4]:
+        source.queue(stream, 0)
+    source.wake()
+    shell = directory.handle(SHELL)
+    wait_until(lambda: shell.ask(Unsettled(), timeout=5)["pending"] >= 1,
+               what="a read the full shard refused")
+    shell.ask(StopReading(), timeout=5)
+    source.queue(streams[5], 0)  # read no more: this one stays in the source
+    release.set()
+
+    def all_offered() -> bool:
+        scheduler.advance(PAUSE_S)  # the shell offers its held reads again on its timer
+        return len(seen) == 4
+
+    wait_until(all_offered, what="the held reads taken after StopReading")
+    assert shell.ask(Unsettled(), timeout=5) == {"pending": 0, "inflight_bytes": 0}
+    assert [e.stream for e in seen] == streams[:4] and len(source.queued) == 1
 
 
 def test_lines_in_flight_to_a_restarted_shard_are_read_again_and_all_arrive(

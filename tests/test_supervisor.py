@@ -16,6 +16,7 @@ from logcap.runtime.supervisor import (
     ChildInfo,
     ChildSpec,
     CountChildren,
+    ReplaceChild,
     Restart,
     StartChild,
     StartContext,
@@ -23,10 +24,11 @@ from logcap.runtime.supervisor import (
     Supervisor,
     SupFlags,
     TerminateChild,
+    UpdateChildSpec,
     WhichChildren,
 )
 from logcap.runtime.timers import ManualScheduler
-from tests.actor_kit import Block, Crash, Journal, StopSelf, wait_until, worker_spec
+from tests.actor_kit import Block, Crash, Journal, StopSelf, Worker, wait_until, worker_spec
 
 
 class Watcher:
@@ -291,6 +293,40 @@ def test_count_children_and_dynamic_children() -> None:
     }
     assert ref.ask(TerminateChild("a"), timeout=5) is True
     assert list(children(ref)) == ["b"] and journal.of("stop") == ["a"]
+
+
+def versioned_spec(child_id: str, journal: Journal, version: str) -> ChildSpec:
+    """A worker whose start also records ``version`` (which spec started it)."""
+    def start(ctx: StartContext) -> Any:
+        journal.add("version", f"{child_id}:{version}")
+        return Worker.start(journal, link=ctx.link, name=ctx.name)
+
+    return ChildSpec(id=child_id, start=start)
+
+
+def test_replace_child_restarts_one_child_from_its_new_spec_in_its_place() -> None:
+    journal = Journal()
+    ref, directory, scheduler = start_sup(
+        [versioned_spec("a", journal, "1"), versioned_spec("b", journal, "1")])
+    assert ref.ask(ReplaceChild(versioned_spec("a", journal, "2")), timeout=5) is True
+    assert list(children(ref)) == ["a", "b"]  # same place in the start order
+    assert journal.of("stop") == ["a"] and journal.of("version")[-1] == "a:2"
+    assert statuses(ref) == {"a": "running", "b": "running"}
+    assert ref.ask(ReplaceChild(versioned_spec("zz", journal, "1")), timeout=5) is None
+    crash(directory, "a")  # a later crash restarts it from the new spec
+    run_backoff(ref, scheduler)
+    assert journal.of("version")[-1] == "a:2"
+
+
+def test_update_child_spec_changes_the_next_restart_without_restarting_now() -> None:
+    journal = Journal()
+    ref, directory, scheduler = start_sup([versioned_spec("a", journal, "1")])
+    assert ref.ask(UpdateChildSpec(versioned_spec("a", journal, "2")), timeout=5) is True
+    assert journal.of("stop") == [] and journal.of("version") == ["a:1"]
+    crash(directory, "a")
+    run_backoff(ref, scheduler)
+    assert journal.of("version") == ["a:1", "a:2"]
+    assert ref.ask(UpdateChildSpec(versioned_spec("zz", journal, "1")), timeout=5) is False
 
 
 def test_nested_supervisors_restart_a_crashed_subtree() -> None:

@@ -19,6 +19,9 @@ Messages taken:
 * :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
 * :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
   like ``InFlight``.
+* :class:`ReplaceRouting` (ask, a config reload): the entries taken from now on run through
+  freshly compiled pipelines of the new routing (new stage state); entries already processed
+  (in the open batch, in flight) are not processed again.
 
 On start it watches each sink's name (:meth:`~logcap.runtime.directory.Handle.watch`). A
 shard does not know its sources: they watch its name, so when it (re)starts they are told
@@ -41,13 +44,13 @@ from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult
 from logcap.metrics import PIPELINE_DROPS, PIPELINE_FAILURES, PIPELINE_LINES, RESENT_LINES
 from logcap.origin import ReadToken
-from logcap.pipeline.routing import Router
+from logcap.pipeline.routing import Router, Routing
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 
-__all__ = ["DispatcherShard", "Flush", "InFlight", "ShardSettings"]
+__all__ = ["DispatcherShard", "Flush", "InFlight", "ReplaceRouting", "ShardSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,13 @@ class InFlight:
 @dataclass(frozen=True, slots=True)
 class Flush:
     """Ask: send the open batch now; the answer is the lines still held (as ``InFlight``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceRouting:
+    """Ask: process the next entries with ``routing`` (None: no processing)."""
+
+    routing: Routing | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +150,8 @@ class DispatcherShard(LogcapActor):
             if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
             return self._lines_held + self.batcher.lines
+        elif isinstance(message, ReplaceRouting):
+            self.router = message.routing.router() if message.routing is not None else None
         else:
             return super().handle(message)
         return None

@@ -13,8 +13,12 @@ Messages taken (control lane):
   what was in flight to it is lost, so the source re-reads the streams of that shard from
   their committed positions (pending entries for it are dropped too).
 * :class:`SourceStatus` (ask) — the source's status, with ``source`` (its name).
-* :class:`StopReading` (ask) — the agent is stopping: read nothing more (acks are still
-  taken, so positions reach what was delivered); lasts until the actor stops.
+* :class:`StopReading` (ask) — the agent is stopping, or a reload removes or changes this
+  source: read nothing more (entries a full shard refused are still offered, and acks are
+  still taken, so positions reach what was delivered); lasts until the actor stops.
+* :class:`Unsettled` (ask) — what this source read and is not yet acknowledged:
+  ``{"pending": entries not yet taken by a shard, "inflight_bytes": bytes read and not
+  acknowledged}`` (a reload waits for both to be 0 before it stops the source).
 
 Backpressure: each read goes to the shard chosen by a stable hash of its stream
 (:func:`shard_index`: one stream, one shard, so its lines stay in order). A full shard refuses
@@ -48,7 +52,7 @@ from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler
 from logcap.sources.base import Source
 
-__all__ = ["PAUSE_S", "SourceShell", "SourceStatus", "StopReading", "shard_index"]
+__all__ = ["PAUSE_S", "SourceShell", "SourceStatus", "StopReading", "Unsettled", "shard_index"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ START_ASK_TIMEOUT_S = 10.0
 @dataclass(frozen=True, slots=True)
 class StopReading:
     """Ask: read nothing more until stopped (the agent's drain before a stop)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """Ask: ``{"pending", "inflight_bytes"}`` of this source (module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,9 @@ class SourceShell(LogcapActor):
             self._pump()
         elif isinstance(message, SourceStatus):
             return {"source": self.source.name, **self.source.status()}
+        elif isinstance(message, Unsettled):
+            return {"pending": len(self._pending),
+                    "inflight_bytes": int(self.source.status().get("inflight_bytes", 0))}
         else:
             return super().handle(message)
         return None
@@ -207,7 +219,11 @@ class SourceShell(LogcapActor):
         return True
 
     def _pump(self) -> None:
-        if self._paused or self._stopped_reading:
+        if self._paused:
+            return
+        if self._stopped_reading:
+            if not self._send_pending():
+                self._pause()
             return
         if not self._send_pending():
             self._pause()

@@ -47,6 +47,8 @@ class AdminBackend(Protocol):
 
     def dlq_reprocess(self, filters: dict[str, Any]) -> dict[str, Any]: ...
 
+    def reload_config(self, trigger: str) -> tuple[int, dict[str, Any]]: ...
+
 
 def _metrics_response() -> Response:
     return Response(exposition(), mimetype=None, content_type=PROMETHEUS_CONTENT_TYPE)
@@ -108,6 +110,14 @@ def create_app(backend: AdminBackend) -> Flask:
     @app.get("/config")
     def config() -> Any:
         return bounded(lambda: jsonify(backend.effective_config()))
+
+    @app.post("/config/reload")
+    def reload_config() -> Any:
+        refused = authorized()
+        if refused is not None:
+            return refused
+        status, body = backend.reload_config("POST /config/reload")
+        return jsonify(body), status
 
     @app.get("/positions")
     def positions() -> Any:

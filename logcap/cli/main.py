@@ -10,7 +10,8 @@ created or written). Bad input is one clear line per problem on stderr, never a 
 
 ``run`` stops on SIGTERM or SIGINT: the tree stops in reverse order within
 ``supervision.shutdown_timeout`` (positions are flushed by their keeper's stop); a second signal
-exits at once.
+exits at once. SIGHUP reloads the config file (:mod:`logcap.reloading`; the same as
+``POST /config/reload``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from logcap.cli import dlq as dlq_cli
 from logcap.cli import pipeline_test
 from logcap.cli import status as status_cli
 from logcap.components.registry import preflight_directories, preflight_problems, summary
-from logcap.config import Config, ConfigError, load_config, resolve_config_path
+from logcap.config import Config, ConfigError, resolve_config_path
 from logcap.logsetup import configure
-from logcap.pipeline.loading import load_routing
+from logcap.pipeline.loading import load_checked
 from logcap.pipeline.routing import Routing
 
 __all__ = ["main"]
@@ -69,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path_arg: str | None) -> tuple[Config, Routing, str]:
     path = str(resolve_config_path(path_arg, os.environ))
-    config = load_config(path, os.environ)
-    return config, load_routing(config, os.environ, config_file=path), path
+    config, routing = load_checked(path, os.environ)
+    return config, routing, path
 
 
 def _check_port(host: str, port: int, what: str) -> None:
@@ -125,6 +126,14 @@ def _run(config: Config, routing: Routing, path: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     agent = Agent(config, path, routing)
+
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        # the reload drains and restarts actors: not in a signal handler (its answer is
+        # logged by the reload itself)
+        threading.Thread(target=agent.reload_config, args=("SIGHUP",), name="reload",
+                         daemon=True).start()
+
+    signal.signal(signal.SIGHUP, on_hangup)
     try:
         agent.start()
     except RuntimeError as exc:

@@ -22,8 +22,8 @@ from logcap.runtime.childspec import ChildSpec
 from logcap.runtime.directory import Directory
 from logcap.state.buffer.segments import SegmentStore
 
-__all__ = ["KINDS", "child_specs", "instances", "make_segment_store", "preflight_directories",
-           "preflight_problems", "sink_names", "summary", "wire"]
+__all__ = ["KINDS", "child_spec", "child_specs", "instances", "make_segment_store",
+           "preflight_directories", "preflight_problems", "sink_names", "summary", "wire"]
 
 SUMMARY_NAMES_SHOWN = 5
 """Source names listed in the start-up line before "..."."""
@@ -71,6 +71,14 @@ def wire(config: Config, directory: Directory, routing: Routing | None = None) -
 def child_specs(group: str, wired: Wiring) -> list[ChildSpec]:
     """The children of ``group``'s supervisor."""
     return [_BY_KIND[i.kind].child_spec(i, wired) for i in wired.instances.get(group, ())]
+
+
+def child_spec(group: str, name: str, wired: Wiring) -> ChildSpec:
+    """The child spec of instance ``name`` of ``group`` (KeyError if ``wired`` has none)."""
+    for i in wired.instances.get(group, ()):
+        if i.name == name:
+            return _BY_KIND[i.kind].child_spec(i, wired)
+    raise KeyError(f"{group}/{name}")
 
 
 def preflight_directories(config: Config) -> list[tuple[str, str]]:

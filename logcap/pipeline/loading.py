@@ -43,7 +43,7 @@ from typing import Any
 
 import attrs
 
-from logcap.config import Config
+from logcap.config import Config, load_config
 from logcap.config.decoder import ConfigDecoder
 from logcap.config.errors import ConfigError, ConfigIssue, IssueCollector, did_you_mean
 from logcap.config.reading import UNREADABLE, read_yaml
@@ -54,7 +54,7 @@ from logcap.pipeline.compiled import PipelineSpec
 from logcap.pipeline.decoding import decode_pipelines
 from logcap.pipeline.routing import RouteConfig, Routing
 
-__all__ = ["load_routing"]
+__all__ = ["load_checked", "load_routing"]
 
 
 @attrs.frozen
@@ -78,6 +78,14 @@ def _read(path: str, env: Mapping[str, str], issues: IssueCollector) -> Any:
 def _prefixed(file: str, issues: IssueCollector) -> Iterator[ConfigIssue]:
     for issue in issues.items:
         yield ConfigIssue(f"{file}: {issue.path}", issue.reason)
+
+
+def load_checked(path: str, env: Mapping[str, str] | None = None) -> tuple[Config, Routing]:
+    """The config at ``path`` and its processing, validated: what ``check-config`` checks,
+    ``run`` starts with and a reload applies; raises :class:`ConfigError` with every problem
+    (of the config first: its processing files are read only once it is valid)."""
+    config = load_config(path, env)
+    return config, load_routing(config, env, config_file=path)
 
 
 def load_routing(config: Config, env: Mapping[str, str] | None = None,

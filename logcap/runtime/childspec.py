@@ -138,3 +138,20 @@ class TerminateChild:
     """Ask: stop the child ``child_id`` and remove its spec; answers True if it existed."""
 
     child_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceChild:
+    """Ask: stop the child ``spec.id`` (within its shutdown timeout), put ``spec`` in its place
+    (same position in the start order) and start it; answers True if it started, False if it
+    did not (it is then restarted by the usual rules), None if there is no such child."""
+
+    spec: ChildSpec
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateChildSpec:
+    """Ask: use ``spec`` for the child ``spec.id`` from its next (re)start on, without
+    restarting it now; answers True if the child exists."""
+
+    spec: ChildSpec

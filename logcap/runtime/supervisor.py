@@ -25,8 +25,10 @@ so a child sees its left siblings ready. Stop is in reverse order, each child gi
 ``shutdown_s``; a child that does not stop in time is abandoned.
 
 Messages taken: :class:`ChildExited` (from children), :class:`WhichChildren`,
-:class:`CountChildren`, :class:`StartChild`, :class:`TerminateChild` (asks), and private timer
-messages. A crash of the supervisor's own code is reported to its parent like any child's.
+:class:`CountChildren`, :class:`StartChild`, :class:`TerminateChild`, :class:`ReplaceChild`
+(stop one child, start it again from a new spec: a config reload), :class:`UpdateChildSpec`
+(the spec of its next restart) (asks), and private timer messages. A crash of the
+supervisor's own code is reported to its parent like any child's.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ from logcap.runtime.childspec import (
     ChildSpec,
     ChildStatus,
     CountChildren,
+    ReplaceChild,
     Restart,
     StartChild,
     StartContext,
     Strategy,
     SupFlags,
     TerminateChild,
+    UpdateChildSpec,
     WhichChildren,
 )
 from logcap.runtime.directory import Directory
@@ -71,6 +75,7 @@ __all__ = [
     "ChildSpec",
     "ChildStatus",
     "CountChildren",
+    "ReplaceChild",
     "Restart",
     "StartChild",
     "StartContext",
@@ -78,6 +83,7 @@ __all__ = [
     "SupFlags",
     "Supervisor",
     "TerminateChild",
+    "UpdateChildSpec",
     "WhichChildren",
 ]
 
@@ -194,6 +200,14 @@ class Supervisor(LogcapActor):
                     del self.children[i]
                     return True
             return False
+        elif isinstance(message, ReplaceChild):
+            return self._replace(message.spec)
+        elif isinstance(message, UpdateChildSpec):
+            for child in self.children:
+                if child.spec.id == message.spec.id:
+                    child.spec = message.spec
+                    return True
+            return False
         else:
             return super().handle(message)
         return None
@@ -207,6 +221,20 @@ class Supervisor(LogcapActor):
         child = _Child(spec=spec, backoff=backoff)
         self.children.append(child)
         return child
+
+    def _replace(self, spec: ChildSpec) -> bool | None:
+        for i, child in enumerate(self.children):
+            if child.spec.id != spec.id:
+                continue
+            # a pending restart timer finds it running and skips it
+            self._stop_children([i])
+            child.spec = spec
+            child.status = ChildStatus.STOPPED
+            if self._start_child(child):
+                return True
+            self._after_exit(i)
+            return False
+        return None
 
     def _qualified(self, child: _Child) -> str:
         return f"{self.name}/{child.spec.id}"

@@ -260,6 +260,7 @@ class FileSource:
                 + len(tailer.waiting), "open_files": tailer.open_count(),
                 "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
                 "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),
+                "inflight_bytes": tailer.inflight_bytes,
                 "binary_bytes_dropped": tailer.binary_chars(),
                 "most_lagging": tailer.most_lagging(MOST_LAGGING_SHOWN),
                 "rotations": dict(self._rotations),
