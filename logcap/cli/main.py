@@ -54,6 +54,8 @@ class BadInput(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcap", description="Ship logs to Grafana Loki.")
+    parser.add_argument("--version", action="version", version=f"logcap {__version__}",
+                        help="print the version (as `logcap version`)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("-c", "--config", help="config file (default: $LOGCAP_CONFIG or "
