@@ -6,7 +6,8 @@ routing); a problem in any is bad input.
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
-created or written). Bad input is one clear line per problem on stderr, never a traceback.
+created or written, a state directory locked by another agent: the message names its PID).
+Bad input is one clear line per problem on stderr, never a traceback.
 
 ``run`` stops on SIGTERM or SIGINT: the tree stops in reverse order within
 ``supervision.shutdown_timeout`` (positions are flushed by their keeper's stop); a second signal
@@ -31,11 +32,17 @@ from logcap.agent import Agent
 from logcap.cli import dlq as dlq_cli
 from logcap.cli import pipeline_test
 from logcap.cli import status as status_cli
-from logcap.components.registry import preflight_directories, preflight_problems, summary
+from logcap.components.registry import (
+    preflight_directories,
+    preflight_problems,
+    state_locks,
+    summary,
+)
 from logcap.config import Config, ConfigError, load_config, resolve_config_path
 from logcap.logsetup import configure
 from logcap.pipeline.loading import load_routing
 from logcap.pipeline.routing import Routing
+from logcap.state.dirlock import DirectoryLockError, lock_directory
 
 __all__ = ["main"]
 
@@ -95,6 +102,22 @@ def _check_dir(path: str, what: str) -> None:
         raise BadInput(f"{what} {path!r} is not writable")
 
 
+def lock_state(config: Config) -> list[int]:
+    """Lock the state directories (:func:`~logcap.components.registry.state_locks`) for the
+    life of the process; another agent holding one is bad input naming its PID. Returns the
+    descriptors (closing them releases the locks)."""
+    held: list[int] = []
+    for key, directory, lock_name in state_locks(config):
+        try:
+            held.append(lock_directory(directory, lock_name, key.rsplit(".", 1)[0]
+                                       + " directory"))
+        except DirectoryLockError as exc:
+            for fd in held:
+                os.close(fd)
+            raise BadInput(f"{key}: {exc}") from exc
+    return held
+
+
 def preflight(config: Config) -> None:
     """Refuse to start on problems an operator must fix: ports and directories."""
     server = config.server
@@ -111,6 +134,15 @@ def preflight(config: Config) -> None:
 
 def _run(config: Config, routing: Routing, path: str) -> int:
     configure(config.logging.level, config.logging.format)
+    locks = lock_state(config)  # first: a second agent is named as such, not by its port
+    try:
+        return _run_locked(config, routing, path)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _run_locked(config: Config, routing: Routing, path: str) -> int:
     preflight(config)
     log.info("logcap %s starting: %s (config %s)", __version__, summary(config), path)
     stop = threading.Event()

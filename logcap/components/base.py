@@ -10,7 +10,8 @@ configured, enabled occurrence of it (a ``sources.files[]`` entry, the ``loki`` 
   config key path it came from, for messages;
 - how to build an instance's :class:`~logcap.runtime.childspec.ChildSpec` from the
   :class:`~logcap.components.wiring.Wiring` (the handles of the other components);
-- which directories preflight must be able to create and write, and any deeper check
+- which directories preflight must be able to create and write, which of them the running
+  agent locks (:meth:`ComponentKind.locks`: one agent per state directory), and any deeper check
   (:meth:`ComponentKind.preflight`: each problem one line, ``<key path>: <reason>``);
 - one phrase for the start-up summary (:meth:`ComponentKind.describe`).
 
@@ -48,6 +49,11 @@ class ComponentKind(ABC):
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         """``(key path, directory)`` that must exist and be writable before the start."""
+        return []
+
+    def locks(self, instance: Instance, config: Config) -> list[tuple[str, str, str]]:
+        """``(key path, directory, lock file name)`` that ``logcap run`` locks for its whole
+        life (:mod:`logcap.state.dirlock`): a second agent on the directory is refused."""
         return []
 
     def preflight(self, instance: Instance, config: Config) -> list[str]:
