@@ -22,14 +22,18 @@ from tests.harness import make_config
 class FakeBackend:
     admin_token = "s3cret"
 
-    def __init__(self, ok: bool = True, hang: bool = False) -> None:
-        self.ok = ok
+    def __init__(self, state: str = "ok", hang: bool = False) -> None:
+        self.state = state
         self.hang = hang
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def health(self) -> tuple[str, dict[str, Any]]:
         if self.hang:
             raise BackendTimeout("root did not answer in time")
-        return self.ok, {"root/x": {"status": "running" if self.ok else "restarting"}}
+        return self.state, {"root/x": {"status": "restarting" if self.state == "failing"
+                                       else "running", "health": self.state}}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        return self.state != "failing", {"ready": self.state != "failing"}
 
     def stats(self) -> dict[str, Any]:
         return {"actors": []}
@@ -41,10 +45,17 @@ class FakeBackend:
         return {"files": []}
 
 
-def test_health_is_200_when_every_component_runs_and_503_otherwise() -> None:
+def test_health_is_200_when_ok_or_degraded_and_503_when_failing() -> None:
     assert create_app(FakeBackend()).test_client().get("/health").status_code == 200
-    resp = create_app(FakeBackend(ok=False)).test_client().get("/health")
-    assert resp.status_code == 503 and resp.json["status"] == "degraded"
+    resp = create_app(FakeBackend("degraded")).test_client().get("/health")
+    assert resp.status_code == 200 and resp.json["status"] == "degraded"
+    resp = create_app(FakeBackend("failing")).test_client().get("/health")
+    assert resp.status_code == 503 and resp.json["status"] == "failing"
+
+
+def test_ready_is_200_when_ready_and_503_before() -> None:
+    assert create_app(FakeBackend()).test_client().get("/ready").status_code == 200
+    assert create_app(FakeBackend("failing")).test_client().get("/ready").status_code == 503
 
 
 def test_a_backend_timeout_is_a_503_not_a_hung_request() -> None:

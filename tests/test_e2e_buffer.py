@@ -135,7 +135,8 @@ def test_a_full_disk_degrades_health_backpressures_and_resumes_by_itself(
 
             resp = requests.get(f"http://127.0.0.1:{proc.port}/health", timeout=5)
             buffer = resp.json()["components"].get("root/state/buffer", {})
-            return resp.status_code == 503 and "no space" in buffer.get("reason", "")
+            return resp.status_code == 200 and buffer.get("health") == "degraded" \
+                and "no space" in buffer.get("reason", "")
 
         wait_until(degraded, timeout=60, what="health degraded by ENOSPC")
         assert proc.healthy() is False or True  # the process is still up (no crash loop)
