@@ -6,7 +6,6 @@ that cannot be written (a full tmpfs) degrade health; an include matching nothin
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from tests.actor_kit import wait_until
-from tests.harness import LogcapProcess, make_config
+from tests.harness import LogcapProcess, make_config, small_tmpfs
 from tests.loki_receiver import LokiReceiver
 
 SINK = "root/sinks/loki"
@@ -98,15 +97,8 @@ def test_an_include_matching_nothing_degrades_the_source_but_not_the_status_code
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs (needs root); skipped where mounting is not allowed."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "small", "256k") as mount:
+        yield mount
 
 
 def test_positions_that_cannot_be_written_degrade_health_until_the_disk_has_room(
