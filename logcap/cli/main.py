@@ -1,4 +1,5 @@
-"""The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
+"""The ``logcap`` command: ``run``, ``check-config`` (see :mod:`logcap.cli.check`), ``version``
+(also ``--version``); ``dlq stats|list|show|
 reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`); ``pipeline test`` (see
 :mod:`logcap.cli.pipeline_test`); ``status`` (see :mod:`logcap.cli.status`). ``run``,
 ``check-config`` and ``pipeline test`` load the config and its processing files (pipelines,
@@ -29,6 +30,7 @@ from types import FrameType
 
 from logcap import __version__
 from logcap.agent import Agent
+from logcap.cli import check as check_cli
 from logcap.cli import dlq as dlq_cli
 from logcap.cli import pipeline_test
 from logcap.cli import status as status_cli
@@ -69,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                      "configs/config.yaml)")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", help="config file")
+    check.add_argument("--connect", action="store_true",
+                       help="also probe each sink once (Loki: GET /ready); exit 1 if one fails")
     sub.add_parser("version", help="print the version")
     dlq_cli.add_subcommands(sub)
     pipeline_test.add_subcommand(sub)
@@ -196,8 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, routing, path = _load(args.config)
         if args.command == "check-config":
-            print(f"{path}: ok ({summary(config)}; {_describe(config, routing)})")
-            return EXIT_OK
+            return check_cli.check(config, path, _describe(config, routing), args.connect)
         if args.command == "pipeline":
             pipeline_test.run_test(config, routing, args)
             return EXIT_OK

@@ -3,7 +3,8 @@
 :data:`KINDS` is the one list; :func:`instances` gives the enabled instances by group,
 :func:`child_specs` a group supervisor's children, :func:`preflight_directories` and
 :func:`preflight_problems` what ``logcap run`` checks before it starts, :func:`state_locks`
-the directories it locks, :func:`summary` the start-up line. Adding a kind of source or sink
+the directories it locks, :func:`config_warnings` and :func:`probes` what ``check-config``
+adds, :func:`summary` the start-up line. Adding a kind of source or sink
 is adding its declaration (:class:`~logcap.components.base.ComponentKind`) here.
 """
 
@@ -22,8 +23,9 @@ from logcap.runtime.childspec import ChildSpec
 from logcap.runtime.directory import Directory
 from logcap.state.buffer.segments import SegmentStore
 
-__all__ = ["KINDS", "child_specs", "instances", "make_segment_store", "preflight_directories",
-           "preflight_problems", "sink_names", "state_locks", "summary", "wire"]
+__all__ = ["KINDS", "child_specs", "config_warnings", "instances", "make_segment_store",
+           "preflight_directories", "preflight_problems", "probes", "sink_names", "state_locks",
+           "summary", "wire"]
 
 SUMMARY_NAMES_SHOWN = 5
 """Source names listed in the start-up line before "..."."""
@@ -83,6 +85,24 @@ def state_locks(config: Config) -> list[tuple[str, str, str]]:
     state directory)."""
     return [lock for group in instances(config).values() for i in group
             for lock in _BY_KIND[i.kind].locks(i, config)]
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What ``check-config`` warns about, every enabled instance's (not refusals)."""
+    return [w for group in instances(config).values() for i in group
+            for w in _BY_KIND[i.kind].warnings(i, config)]
+
+
+def probes(config: Config) -> list[tuple[str, bool, str]]:
+    """``check-config --connect``: ``(key path, ok, one line)`` per instance with something
+    to probe (the Loki sinks), one request each."""
+    out = []
+    for group in instances(config).values():
+        for i in group:
+            found = _BY_KIND[i.kind].probe(i, config)
+            if found is not None:
+                out.append((i.key, *found))
+    return out
 
 
 def preflight_problems(config: Config) -> list[str]:

@@ -67,6 +67,21 @@ class LokiSinkKind(ComponentKind):
         return _sink_spec(instance, wiring, lambda: LokiService(settings, name=instance.name),
                           redact_url(push_url(settings.url)), ping_timeout_s)
 
+    def probe(self, instance: Instance, config: Config) -> tuple[bool, str] | None:
+        """``GET /ready`` once (:mod:`logcap.sinks.loki.probe`)."""
+        from logcap.sinks.loki.probe import probe
+        from logcap.sinks.loki.service import LokiService
+
+        try:
+            service = LokiService(instance.settings, name=instance.name)
+        except OSError as exc:  # a password_file or token_file that cannot be read
+            return False, f"cannot read a secret file: {exc.filename}: {exc.strerror}"
+        try:
+            result = probe(service, redact_url(instance.settings.url))
+        finally:
+            service.close()
+        return result.ok, result.detail
+
     def describe(self, instance: Instance) -> str:
         s = instance.settings
         return f"{instance.name} ({redact_url(s.url)}, {s.encoding})"
