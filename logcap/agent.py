@@ -291,7 +291,7 @@ class Agent:
         """The status page's summary (:func:`logcap.api.status.summarize`); ``healthy`` is
         the overall health being ``ok``."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
-        rows, state, _, answered, dlq_stats = self._evaluate(deadline)
+        rows, state, components, answered, dlq_stats = self._evaluate(deadline)
         running = {r["name"] for r in rows if r["status"] == "running"}
         buffer = dlq = None  # disabled; {} while enabled and not running
         if self.config.disk_buffer.enabled:
@@ -303,7 +303,10 @@ class Agent:
         now = time.time()
         return summarize(
             now=now, uptime_s=now - self.started_at, version=__version__,
-            healthy=state == OK, rows=rows, sources=sources,
+            healthy=state == OK, health=state,
+            troubles=[{"name": name, "health": c["health"], "reason": c["reason"],
+                       "since": c["since"]} for name, c in components.items()
+                      if c["health"] != OK], rows=rows, sources=sources,
             sinks={sink: names.qualified("sinks", sink) for sink in self.wiring.sink_names()},
             totals=counter_totals(REGISTRY.collect()), buffer=buffer,
             buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,
