@@ -107,6 +107,16 @@ def test_a_hung_actor_makes_health_answer_503_within_the_deadline(tmp_path: Path
         agent.stop(5)
 
 
+def test_an_agent_is_not_ready_before_its_tree_has_started(tmp_path: Path) -> None:
+    agent = Agent(load_config(make_config(tmp_path, [str(tmp_path / "*.log")]), {}))
+    try:
+        ready, body = agent.ready()
+        assert not ready and body["started"] is False
+        assert create_app(agent).test_client().get("/ready").status_code == 503
+    finally:
+        agent.stop(5)
+
+
 def test_a_running_agent_reports_its_tree_stats_and_redacted_config(tmp_path: Path) -> None:
     config_path = make_config(tmp_path, [str(tmp_path / "*.log")],
                               server={"admin_token": "topsecret"})
@@ -117,6 +127,8 @@ def test_a_running_agent_reports_its_tree_stats_and_redacted_config(tmp_path: Pa
         base = f"http://127.0.0.1:{config.server.port}"
         health = requests.get(f"{base}/health", timeout=5)
         assert health.status_code == 200
+        ready = requests.get(f"{base}/ready", timeout=5)
+        assert ready.status_code == 200 and ready.json()["ready"] is True
         names = set(health.json()["components"])
         for name in ("root/state/positions", "root/sinks/file", "root/dispatchers/shard-0",
                      "root/sources/app", "root/admin"):
