@@ -53,6 +53,15 @@ def test_components_not_running_fail_and_reports_sources_and_the_dlq_degrade() -
     assert "bad_request=2" in components["root/state/dlq"]["reason"]
 
 
+def test_a_source_that_says_it_is_degraded_is_degraded_with_its_reason() -> None:
+    _, components = component_health(
+        now=1.0, rows=[_row("root/sources/c")], reports={}, buffer=None,
+        sources={"root/sources/c": {"degraded": "engine unreachable"}}, dlq=None,
+        tracker=SinceTracker())
+    assert components["root/sources/c"]["health"] == DEGRADED
+    assert components["root/sources/c"]["reason"] == "engine unreachable"
+
+
 def test_degraded_is_200_and_an_old_dlq_entry_is_not_growing() -> None:
     tracker = SinceTracker()
     state, components = component_health(

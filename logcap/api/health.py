@@ -10,7 +10,8 @@ Each component gets ``health`` (``ok | degraded | failing``, :mod:`logcap.runtim
 - the disk buffer is **degraded** while it cannot take data (a full buffer or disk), the
   reason its own;
 - a source is **degraded** while some paths cannot be read (``problems``, also the
-  ``max_open_files`` cap) or an include selects no file (``unmatched_includes``);
+  ``max_open_files`` cap), an include selects no file (``unmatched_includes``), or its status
+  says ``degraded`` (its reason);
 - the DLQ is **degraded** while it is growing: an entry was added in the last
   :data:`DLQ_GROWING_WINDOW_S` (the ``LogcapDlqGrowing`` alert's window).
 
@@ -60,6 +61,9 @@ class SinceTracker:
 
 def _source_health(status: Mapping[str, Any]) -> Health:
     reasons = []
+    flagged = status.get("degraded")  # a source's own word (its reason, or True)
+    if flagged:
+        reasons.append(flagged if isinstance(flagged, str) else "degraded")
     errors = status.get("errors", {})
     if errors:
         named = "; ".join(f"{p}: {why}" for p, why in list(errors.items())[:PROBLEMS_IN_REASON])
@@ -106,7 +110,8 @@ def component_health(*, now: float, rows: Sequence[Mapping[str, Any]],
             health = Health(DEGRADED, buffer[1])
         elif name in sources:
             status = sources[name]
-            entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
+            entry["problems"] = [f"{path}: {why}" for path, why in
+                                 status.get("errors", {}).items()]
             entry.update({k: v for k, v in status.items() if k not in ("errors", "source")})
             health = _source_health(status)
         elif dlq is not None and name == dlq[0]:
