@@ -6,6 +6,7 @@ that cannot be written (a full tmpfs) degrade health; an include matching nothin
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_loki_refusing_connections_degrades_health_then_it_recovers_with_nothing
         assert _health(proc)[1]["components"][SINK]["health"] == "ok"
         url = receiver.push_url
         receiver.stop()  # the port is closed: connections are refused
+        stopped = time.monotonic()
         _write(app, 100, 100)
 
         def degraded() -> bool:
@@ -65,6 +67,8 @@ def test_loki_refusing_connections_degrades_health_then_it_recovers_with_nothing
                 and sink["health"] == "degraded"
 
         wait_until(degraded, timeout=30, what="the sink degraded")
+        print(f"\nLoki refusing: /health degraded {time.monotonic() - stopped:.1f}s after the "
+              f"stop (threshold {THRESHOLD_S:.0f}s)")
         sink = _health(proc)[1]["components"][SINK]
         assert "connection refused" in sink["reason"] and url in sink["reason"]
         assert sink["since"] is not None
@@ -72,8 +76,10 @@ def test_loki_refusing_connections_degrades_health_then_it_recovers_with_nothing
                  if f"request to {url} failed" in line]
         assert len(first) == 1 and "connection refused" in first[0], first
         receiver.start()  # same port
+        restarted = time.monotonic()
         wait_until(lambda: _health(proc)[1]["components"][SINK]["health"] == "ok",
                    timeout=30, what="the sink ok again")
+        print(f"Loki back: /health ok {time.monotonic() - restarted:.1f}s after the restart")
         wait_until(lambda: len(receiver.received_seq_numbers()) == 200, timeout=30,
                    what="every line")
         assert set(receiver.received_seq_numbers()) == set(range(200))
