@@ -25,6 +25,7 @@ from logcap.actors.positions_keeper import Snapshot
 from logcap.actors.shard import Flush, InFlight
 from logcap.actors.source_shell import SourceStatus, StopReading
 from logcap.api.errors import BackendTimeout
+from logcap.api.health import SinceTracker, component_health, readiness
 from logcap.api.recent_errors import RecentErrors
 from logcap.api.status import counter_totals, summarize
 from logcap.components import wiring as names
@@ -37,6 +38,7 @@ from logcap.reloading import Reloader
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
 from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
 from logcap.runtime.directory import Directory
+from logcap.runtime.health import OK, CheckHealth
 from logcap.runtime.mailbox import BoundedInbox, DeliveryRefused
 from logcap.runtime.supervisor import Supervisor
 from logcap.runtime.timers import TimerThread
@@ -93,6 +95,8 @@ class Agent:
         REGISTRY.register(self._collector)
         self.recent_errors = RecentErrors()
         logging.getLogger("logcap").addHandler(self.recent_errors)
+        self._started = False  # /ready: set once start() has returned
+        self._since = SinceTracker()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class Agent:
         except (ActorDeadError, pykka.Timeout) as exc:
             raise RuntimeError(self.failure() or f"the supervision tree did not start: {exc}")\
                 from exc
+        self._started = True
 
     def failure(self) -> str:
         """Why the root gave up ("" while it runs)."""
@@ -208,46 +213,43 @@ class Agent:
         rows.sort(key=lambda r: r["name"])
         return rows
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every actor runs and the disk buffer takes data (a full disk makes it
-        ``degraded`` with the reason: 503). Sources also list the files they cannot read
-        (``problems``): reported, but not unhealthy, since the rest keeps flowing; and the
-        counts their status gives (files followed, open, ...)."""
-        deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
+    def _evaluate(self, deadline: float) -> tuple[list[dict[str, Any]], str,
+                                                  dict[str, dict[str, Any]],
+                                                  dict[str, dict[str, Any]], Any]:
+        """Ask what health needs: the rows, each running sink's and the keeper's own report,
+        the buffer's degradation, the sources' statuses, the DLQ's stats. Returns the rows,
+        the overall state, the components (:func:`logcap.api.health.component_health`), the
+        sources' statuses and the DLQ's stats (None when off or not running)."""
         rows = self._walk(deadline)
-        components: dict[str, Any] = {
-            r["name"]: {"status": r["status"], "last_error": r["last_error"]} for r in rows
-        }
-        ok = all(r["status"] == "running" for r in rows)
-        if self.config.disk_buffer.enabled and components.get(BUFFER, {}).get("status") \
-                == "running":
-            try:
-                reason = self.directory.handle(BUFFER).ask(
-                    Degraded(), timeout=max(0.01, deadline - time.monotonic()))
-            except (pykka.Timeout, DeliveryRefused) as exc:
-                raise BackendTimeout(f"{BUFFER} did not answer in time") from exc
-            if reason:
-                components[BUFFER]["status"] = "degraded"
-                components[BUFFER]["reason"] = reason
-                ok = False
-        for name in self.wiring.names("sources"):
-            entry = components.get(name)
-            if entry is None or entry["status"] != "running":
-                continue
-            remaining = deadline - time.monotonic()
-            try:
-                status = self.directory.handle(name).ask(SourceStatus(), timeout=max(0.01,
-                                                                                     remaining))
-            except (pykka.Timeout, DeliveryRefused) as exc:
-                raise BackendTimeout(f"{name} did not answer in time") from exc
-            entry["problems"] = [f"{path}: {why}" for path, why in status["errors"].items()]
-            entry.update({k: v for k, v in status.items()
-                          if k not in ("errors", "source", "degraded")})
-            if status.get("degraded"):  # a source that cannot read at all (engine down)
-                entry["status"] = "degraded"
-                entry["reason"] = status["degraded"]
-                ok = False
-        return ok, components
+        running = {r["name"] for r in rows if r["status"] == "running"}
+        asked = [*self.wiring.names("sinks"), *([POSITIONS] if POSITIONS in running else [])]
+        reports = {name: self._ask_in_time(name, CheckHealth(), deadline)
+                   for name in asked if name in running}
+        answered = self._source_statuses(rows, deadline)
+        dlq = None
+        if self.config.dispatcher.dlq_enabled and DLQ in running:
+            dlq = self._ask_in_time(DLQ, DlqStats(), deadline)
+        state, components = component_health(
+            now=time.time(), rows=rows, reports=reports,
+            buffer=(BUFFER, self._buffer_degraded(rows, deadline)), sources=answered,
+            dlq=(DLQ, dlq) if dlq is not None else None, tracker=self._since)
+        return rows, state, components, answered, dlq
+
+    def health(self) -> tuple[str, dict[str, Any]]:
+        """The overall state and every component's ``health``, ``reason`` and ``since``
+        (:mod:`logcap.api.health`: a component not running is failing; a sink failing for
+        ``server.sink_degraded_after``, positions that cannot be written, the buffer unable to
+        take data, a source with unreadable paths or an include matching nothing, a growing
+        DLQ are degraded). Sources also list their ``problems`` and the counts their status
+        gives (files followed, open, ...)."""
+        _, state, components, _, _ = self._evaluate(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
+        return state, components
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready once :meth:`start` has returned and every component runs."""
+        if not self._started:
+            return readiness(False, [])
+        return readiness(True, self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S))
 
     def stats(self) -> dict[str, Any]:
         """Per actor rows; with the disk buffer, its counters and each sink's pending batches
@@ -295,25 +297,25 @@ class Agent:
                 for name in self.wiring.names("sources") if name in running}
 
     def status(self) -> dict[str, Any]:
-        """The status page's summary (:func:`logcap.api.status.summarize`)."""
+        """The status page's summary (:func:`logcap.api.status.summarize`); ``healthy`` is
+        the overall health being ``ok``."""
         deadline = time.monotonic() + ADMIN_ASK_TIMEOUT_S
-        rows = self._walk(deadline)
+        rows, state, components, answered, dlq_stats = self._evaluate(deadline)
         running = {r["name"] for r in rows if r["status"] == "running"}
-        degraded = self._buffer_degraded(rows, deadline)
         buffer = dlq = None  # disabled; {} while enabled and not running
         if self.config.disk_buffer.enabled:
             buffer = self._ask_in_time(BUFFER, BufferStats(), deadline) \
                 if BUFFER in running else {}
         if self.config.dispatcher.dlq_enabled:
-            dlq = self._ask_in_time(DLQ, DlqStats(), deadline) if DLQ in running else {}
-        answered = self._source_statuses(rows, deadline)
+            dlq = dlq_stats if dlq_stats is not None else {}
         sources = {name: answered.get(name, {}) for name in self.wiring.names("sources")}
         now = time.time()
         return summarize(
             now=now, uptime_s=now - self.started_at, version=__version__,
-            healthy=not degraded and len(running) == len(rows)
-            and not any(status.get("degraded") for status in answered.values()), rows=rows,
-            sources=sources,
+            healthy=state == OK, health=state,
+            troubles=[{"name": name, "health": c["health"], "reason": c["reason"],
+                       "since": c["since"]} for name, c in components.items()
+                      if c["health"] != OK], rows=rows, sources=sources,
             sinks={sink: names.qualified("sinks", sink) for sink in self.wiring.sink_names()},
             totals=counter_totals(REGISTRY.collect()), buffer=buffer,
             buffer_capacity=self.config.disk_buffer.max_total_size, dlq=dlq,

@@ -22,14 +22,18 @@ from tests.harness import make_config
 class FakeBackend:
     admin_token = "s3cret"
 
-    def __init__(self, ok: bool = True, hang: bool = False) -> None:
-        self.ok = ok
+    def __init__(self, state: str = "ok", hang: bool = False) -> None:
+        self.state = state
         self.hang = hang
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def health(self) -> tuple[str, dict[str, Any]]:
         if self.hang:
             raise BackendTimeout("root did not answer in time")
-        return self.ok, {"root/x": {"status": "running" if self.ok else "restarting"}}
+        return self.state, {"root/x": {"status": "restarting" if self.state == "failing"
+                                       else "running", "health": self.state}}
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        return self.state != "failing", {"ready": self.state != "failing"}
 
     def stats(self) -> dict[str, Any]:
         return {"actors": []}
@@ -41,10 +45,17 @@ class FakeBackend:
         return {"files": []}
 
 
-def test_health_is_200_when_every_component_runs_and_503_otherwise() -> None:
+def test_health_is_200_when_ok_or_degraded_and_503_when_failing() -> None:
     assert create_app(FakeBackend()).test_client().get("/health").status_code == 200
-    resp = create_app(FakeBackend(ok=False)).test_client().get("/health")
-    assert resp.status_code == 503 and resp.json["status"] == "degraded"
+    resp = create_app(FakeBackend("degraded")).test_client().get("/health")
+    assert resp.status_code == 200 and resp.json["status"] == "degraded"
+    resp = create_app(FakeBackend("failing")).test_client().get("/health")
+    assert resp.status_code == 503 and resp.json["status"] == "failing"
+
+
+def test_ready_is_200_when_ready_and_503_before() -> None:
+    assert create_app(FakeBackend()).test_client().get("/ready").status_code == 200
+    assert create_app(FakeBackend("failing")).test_client().get("/ready").status_code == 503
 
 
 def test_a_backend_timeout_is_a_503_not_a_hung_request() -> None:
@@ -96,6 +107,16 @@ def test_a_hung_actor_makes_health_answer_503_within_the_deadline(tmp_path: Path
         agent.stop(5)
 
 
+def test_an_agent_is_not_ready_before_its_tree_has_started(tmp_path: Path) -> None:
+    agent = Agent(load_config(make_config(tmp_path, [str(tmp_path / "*.log")]), {}))
+    try:
+        ready, body = agent.ready()
+        assert not ready and body["started"] is False
+        assert create_app(agent).test_client().get("/ready").status_code == 503
+    finally:
+        agent.stop(5)
+
+
 def test_a_running_agent_reports_its_tree_stats_and_redacted_config(tmp_path: Path) -> None:
     config_path = make_config(tmp_path, [str(tmp_path / "*.log")],
                               server={"admin_token": "topsecret"})
@@ -106,6 +127,8 @@ def test_a_running_agent_reports_its_tree_stats_and_redacted_config(tmp_path: Pa
         base = f"http://127.0.0.1:{config.server.port}"
         health = requests.get(f"{base}/health", timeout=5)
         assert health.status_code == 200
+        ready = requests.get(f"{base}/ready", timeout=5)
+        assert ready.status_code == 200 and ready.json()["ready"] is True
         names = set(health.json()["components"])
         for name in ("root/state/positions", "root/sinks/file", "root/dispatchers/shard-0",
                      "root/sources/app", "root/admin"):

@@ -25,6 +25,11 @@ def test_version_prints_the_version() -> None:
     assert result.returncode == 0 and result.stdout.startswith("logcap ")
 
 
+def test_the_version_option_prints_what_the_version_command_prints() -> None:
+    option, command = run_cli("--version"), run_cli("version")
+    assert option.returncode == 0 and option.stdout == command.stdout
+
+
 def test_check_config_accepts_the_shipped_default() -> None:
     assert main(["check-config", "-c", "configs/config.yaml"]) == 0
 

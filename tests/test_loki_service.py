@@ -48,11 +48,13 @@ def test_an_outage_is_a_retry_with_the_reason(receiver: LokiReceiver) -> None:
     receiver.fail_unavailable()
     verdict = LokiService(loki_cfg(receiver.url)).deliver(batch(10))
     assert verdict.outcome is Outcome.RETRY and verdict.reason == "server_error"
+    assert verdict.detail.startswith("HTTP 503: ")  # the status, then Loki's text
 
 
 def test_a_refused_connection_is_a_retry() -> None:
     verdict = LokiService(loki_cfg("http://127.0.0.1:9", timeout="1s")).deliver(batch(1))
     assert verdict.outcome is Outcome.RETRY and verdict.reason in ("connection", "timeout")
+    assert verdict.detail.startswith(("connection refused: ", "timeout"))
 
 
 def test_a_bad_request_is_rejected_with_lokis_reason(receiver: LokiReceiver) -> None:

@@ -3,6 +3,7 @@ failed one are held (answered retry, not tried) until the failed one is resent."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from logcap.actors.sink import SinkActor
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.directory import Directory, Handle
+from logcap.runtime.health import CheckHealth
 from logcap.sinks.base import Verdict
 from tests.actor_kit import wait_until
 from tests.sink_kit import ResultRecorder, ScriptedBackend
@@ -91,3 +93,34 @@ def test_a_restarted_sender_numbering_from_one_is_not_held() -> None:
         assert rig.answers(2)[1] == (1, "delivered")
     finally:
         rig.stop()
+
+
+def test_a_run_of_failures_is_logged_once_then_summarised_then_its_recovery(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Also the sink's health: degraded once the run lasts ``degraded_after_s`` (0 here), ok
+    after the next success; held answers are not failed requests."""
+    caplog.set_level(logging.INFO, logger="logcap.actors.sink")
+    script = [Verdict(Outcome.RETRY, "connection", None, "connection refused: ...")] * 3
+    rig = Rig([])
+    rig.backend.script = list(script)
+    rig.sink.stop()
+    rig.sink = SinkActor.start("loki", lambda: rig.backend, None, None, "http://loki/push",
+                               0.0, 0.0, name=SINK)  # a summary at every later failure
+    try:
+        for batch_id in (1, 1, 1):
+            rig.send(batch_id)
+        rig.answers(3)
+        health = rig.sink.ask(CheckHealth(), timeout=5)
+        assert health.state == "degraded" and "http://loki/push" in health.reason
+        assert "connection refused" in health.reason
+        rig.send(1)
+        rig.answers(4)
+        assert rig.sink.ask(CheckHealth(), timeout=5).state == "ok"
+    finally:
+        rig.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "request to http://loki/push failed" in m] == [
+        "loki: request to http://loki/push failed: connection refused: ...; retrying (lines "
+        "wait, nothing is lost)"]
+    assert sum("still failing" in m for m in messages) == 2
+    assert any("succeed again" in m and "3 failed (connection=3)" in m for m in messages)

@@ -121,6 +121,18 @@ def test_the_text_summary_shows_rates_problems_streams_and_troubled_components()
     assert "in -" in format_status(doc, None)
 
 
+def test_the_text_summary_names_each_component_not_ok_with_its_reason_and_since() -> None:
+    doc = _summary(health="failing", troubles=[
+        {"name": "root/sinks/loki", "health": "failing", "reason": "restarting", "since": 0.0},
+        {"name": "root/sources/app", "health": "degraded", "reason": "include matches no "
+         "file: /x/*.log", "since": None}])
+    assert doc["health"] == "failing"
+    lines = format_status(doc, None).splitlines()
+    assert lines[:3] == ["logcap 9.9: FAILING, up 60s",
+                         "  root/sinks/loki failing since 1970-01-01T00:00:00Z: restarting",
+                         "  root/sources/app degraded: include matches no file: /x/*.log"]
+
+
 def test_recent_errors_keeps_the_last_warnings_and_errors_only() -> None:
     handler = RecentErrors(keep=3)
     log = logging.getLogger("logcap.test-recent")

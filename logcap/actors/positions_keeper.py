@@ -13,22 +13,27 @@ Messages taken (all control lane; the first three are defined in
   files and containers committed in this process life, however old.
 * :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
   ``GET /positions``.
+* :class:`~logcap.runtime.health.CheckHealth` (ask) — ``degraded`` from the first failed
+  write until one succeeds (the reason names the directory and the error).
 
 On start it loads the store; a corrupt file is set aside and the backup used (or the store
 starts empty), with a loud log line per problem; never a crash loop. On stop it flushes
-(``force_flush_on_exit``). A failed write is logged and retried at the next flush; the
-entries stay in memory.
+(``force_flush_on_exit``). A failed write (ENOSPC, EROFS, EACCES) is retried at the next flush;
+the entries stay in memory. The first failure is logged at once, then a summary every
+:data:`FAILURE_SUMMARY_INTERVAL_S` while writes keep failing, and one line when one succeeds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from logcap.metrics import POSITIONS_FLUSHES
 from logcap.runtime.actor import LogcapActor
+from logcap.runtime.health import FIRST, RECOVERED, STILL, CheckHealth, FailureStreak
 from logcap.runtime.timers import Scheduler
 from logcap.state.positions import PositionsStore
 from logcap.state.positions_messages import (
@@ -45,6 +50,7 @@ __all__ = ["PositionsKeeper", "Snapshot"]
 log = logging.getLogger(__name__)
 
 FLUSH_CHECK_MIN_S = 0.05
+FAILURE_SUMMARY_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,7 @@ class PositionsKeeper(LogcapActor):
         )
         self.live: set[tuple[int, int]] = set()
         self.live_containers: set[str] = set()
+        self.write_failures = FailureStreak(FAILURE_SUMMARY_INTERVAL_S)
 
     def handle_start(self) -> None:
         report = self.store.load()
@@ -91,12 +98,23 @@ class PositionsKeeper(LogcapActor):
         self.scheduler.call_later(interval, self.actor_ref, _FlushTick())
 
     def _flush(self) -> None:
+        streak = self.write_failures
         try:
             written = self.store.flush()
         except OSError as exc:
-            log.error("positions: writing to %s failed: %s (kept in memory, retried)",
-                      self.settings.directory, exc)
+            said = streak.failed(time.time(), exc.strerror or type(exc).__name__, str(exc))
+            if said == FIRST:
+                log.error("positions: writing to %s failed: %s (kept in memory, retried)",
+                          self.settings.directory, exc)
+            elif said == STILL:
+                log.error("positions: writes to %s still failing after %.0fs: %s; last: %s",
+                          self.settings.directory, streak.duration(time.time()),
+                          streak.summary(), exc)
             return
+        lasted, summary = streak.duration(time.time()), streak.summary()
+        if streak.succeeded() == RECOVERED:
+            log.info("positions: written to %s again after %.0fs of failures (%s)",
+                     self.settings.directory, lasted, summary)
         if written:
             POSITIONS_FLUSHES.inc(written)
 
@@ -138,6 +156,9 @@ class PositionsKeeper(LogcapActor):
             return self.store.files()
         elif isinstance(message, Snapshot):
             return self._snapshot()
+        elif isinstance(message, CheckHealth):
+            return self.write_failures.health(time.time(), 0.0,
+                                              f"writes to {self.settings.directory}")
         else:
             return super().handle(message)
         return None

@@ -14,6 +14,14 @@ refuses it (full, restarting) the verdict becomes *retry* with reason ``dlq_unav
 With ``deduplication`` on, parts whose bytes this sink already delivered are not sent again
 (:mod:`logcap.dispatch.dedup`).
 
+**Health** (:class:`~logcap.runtime.health.CheckHealth`, ask): a run of *retry* verdicts from
+the backend (refused connections, timeouts, 429, 5xx alike; ``held`` answers are not requests)
+is a :class:`~logcap.runtime.health.FailureStreak`: the first failure is logged at once with
+``target`` (the URL, credentials redacted) and the error, a summary every
+``summary_interval_s`` while it lasts, one line when a request succeeds again; the sink is
+``degraded`` once the run has lasted ``degraded_after_s``. A rejection (4xx) is an answer, not a
+failure of the sink: its lines go to the DLQ, whose health says so.
+
 **Order through a failure.** A sender (shard or disk buffer) keeps several batches in this
 sink's mailbox. When batch N fails with *retry*, the batches after it are already queued; if the
 backend recovered a moment later they would be delivered before N's resend, and a stream would
@@ -37,6 +45,7 @@ from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
+from logcap.runtime.health import FIRST, RECOVERED, STILL, CheckHealth, FailureStreak
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.sinks.base import SinkBackend, Verdict
 from logcap.state.dlq import DeadLetter
@@ -44,6 +53,10 @@ from logcap.state.dlq import DeadLetter
 __all__ = ["SinkActor"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_DEGRADED_AFTER_S = 30.0
+FAILURE_SUMMARY_INTERVAL_S = 60.0
+"""While a sink keeps failing, one summary line at most this often."""
 
 _OUTCOME_METRIC = {Outcome.DELIVERED: "sent", Outcome.RETRY: "failed",
                    Outcome.REJECTED: "rejected"}
@@ -56,9 +69,15 @@ class SinkActor(LogcapActor):
         make_backend: Callable[[], SinkBackend],
         dlq: Handle | None = None,
         dedup: DeliveredRanges | None = None,
+        target: str = "",
+        degraded_after_s: float = DEFAULT_DEGRADED_AFTER_S,
+        summary_interval_s: float = FAILURE_SUMMARY_INTERVAL_S,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.target = target or sink_name
+        self.degraded_after_s = degraded_after_s
+        self.streak = FailureStreak(summary_interval_s)
         self.dlq = dlq
         self.dedup = dedup
         self.sink_name = sink_name
@@ -73,6 +92,9 @@ class SinkActor(LogcapActor):
         if isinstance(message, ReleaseHold):
             self._holds.pop(message.sender, None)
             return None
+        if isinstance(message, CheckHealth):
+            return self.streak.health(time.time(), self.degraded_after_s,
+                                      f"requests to {self.target}")
         if not isinstance(message, Deliver):
             return super().handle(message)
         assert self.backend is not None
@@ -89,6 +111,8 @@ class SinkActor(LogcapActor):
                 parts = fresh
         started = time.perf_counter()
         verdict = self.backend.deliver(parts) if parts else Verdict(Outcome.DELIVERED)
+        if parts:
+            self._follow(verdict)
         if self.dedup is not None and verdict.outcome is Outcome.DELIVERED:
             for part in parts:
                 self.dedup.add(part)
@@ -107,6 +131,24 @@ class SinkActor(LogcapActor):
         self._answer(message, SinkResult(message.batch_id, self.sink_name, verdict.outcome,
                                          verdict.reason, verdict.retry_after_s, verdict.detail))
         return None
+
+    def _follow(self, verdict: Verdict) -> None:
+        """Log a run of failed requests: its start, a summary now and then, its end."""
+        streak = self.streak
+        if verdict.outcome is not Outcome.RETRY:
+            lasted, summary = streak.duration(time.time()), streak.summary()
+            if streak.succeeded() == RECOVERED:
+                log.info("%s: requests to %s succeed again after %.0fs of failures (%s)",
+                         self.sink_name, self.target, lasted, summary)
+            return
+        said = streak.failed(time.time(), verdict.reason, verdict.detail[:300])
+        if said == FIRST:
+            log.warning("%s: request to %s failed: %s; retrying (lines wait, nothing is lost)",
+                        self.sink_name, self.target, verdict.detail[:300])
+        elif said == STILL:
+            log.warning("%s: requests to %s still failing after %.0fs: %s; last: %s",
+                        self.sink_name, self.target, streak.duration(time.time()),
+                        streak.summary(), verdict.detail[:300])
 
     def _held(self, message: Deliver) -> bool:
         """Whether ``message`` waits behind its sender's failed batch (class docstring)."""

@@ -1,7 +1,9 @@
 """The admin API's Flask app. Handlers only translate HTTP; the :class:`AdminBackend` does the work.
 
-``GET /`` is the status page (``status_page.html``, static: it polls ``GET /status.json``,
-the summary of :mod:`logcap.api.status`).
+``GET /health`` is 200 for ``ok`` and ``degraded``, 503 for ``failing``; ``GET /ready`` 200 once
+every component has started (:mod:`logcap.api.health`). ``GET /`` is the status page
+(``status_page.html``, static: it polls ``GET /status.json``, the summary of
+:mod:`logcap.api.status`).
 
 Every backend call asks actors with a timeout; a timeout surfaces as :class:`BackendTimeout`
 and the handler answers 503, never a hung request. Mutating endpoints need
@@ -20,6 +22,7 @@ from flask import Flask, Response, jsonify, request
 
 from logcap.api.dlq_routes import register_dlq_routes
 from logcap.api.errors import BackendTimeout
+from logcap.api.health import http_status
 from logcap.metrics import exposition
 
 __all__ = ["AdminBackend", "BackendTimeout", "create_app", "create_metrics_app"]
@@ -33,7 +36,9 @@ class AdminBackend(Protocol):
 
     admin_token: str
 
-    def health(self) -> tuple[bool, dict[str, Any]]: ...
+    def health(self) -> tuple[str, dict[str, Any]]: ...
+
+    def ready(self) -> tuple[bool, dict[str, Any]]: ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -97,9 +102,16 @@ def create_app(backend: AdminBackend) -> Flask:
     @app.get("/health")
     def health() -> Any:
         def call() -> Any:
-            ok, components = backend.health()
-            body = {"status": "ok" if ok else "degraded", "components": components}
-            return jsonify(body), (200 if ok else 503)
+            state, components = backend.health()
+            return jsonify({"status": state, "components": components}), http_status(state)
+
+        return bounded(call)
+
+    @app.get("/ready")
+    def ready() -> Any:
+        def call() -> Any:
+            is_ready, body = backend.ready()
+            return jsonify(body), (200 if is_ready else 503)
 
         return bounded(call)
 

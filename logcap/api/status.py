@@ -9,8 +9,9 @@ lines per second, per source and per sink.
 
 The summary (all counts since the agent started; times in unix seconds):
 
-- ``time``, ``uptime_s``, ``version``, ``healthy`` (every component running and the buffer
-  taking data);
+- ``time``, ``uptime_s``, ``version``, ``healthy`` (the overall health is ``ok``), ``health``
+  (``ok | degraded | failing``, as ``/health``: :mod:`logcap.api.health`) and ``troubles``
+  (each component not ok: ``name``, ``health``, ``reason``, ``since``);
 - ``components``: ``name``, ``status``, ``restarts``, ``crashes``, ``last_error``,
   ``mailbox_depth``, ``mailbox_capacity`` (None for actors without a bounded mailbox);
 - ``sources``: ``name``, ``status``, ``lines``, ``bytes``, ``lag_bytes``, ``problems`` and
@@ -96,7 +97,8 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
               sinks: Mapping[str, str], totals: Mapping[str, Mapping[str, Mapping[str, float]]],
               buffer: Mapping[str, Any] | None, buffer_capacity: int,
               dlq: Mapping[str, Any] | None,
-              errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+              errors: Sequence[Mapping[str, Any]], health: str = "",
+              troubles: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The summary (see the module docstring). ``rows`` are the tree's rows (``/stats``),
     ``sources`` each source's status by its actor name (``{}`` for one not running), ``sinks``
     each sink's actor name (in ``rows``) by the sink's name;
@@ -133,7 +135,8 @@ def summarize(*, now: float, uptime_s: float, version: str, healthy: bool,
         dlq_view.update(entries=dlq.get("entries"), lines=dlq.get("lines"),
                         bytes=dlq.get("total_bytes"))
     return {"time": now, "uptime_s": round(uptime_s, 1), "version": version,
-            "healthy": healthy, "components": [_component(r) for r in rows],
+            "healthy": healthy, "health": health or ("ok" if healthy else "degraded"),
+            "troubles": list(troubles), "components": [_component(r) for r in rows],
             "sources": source_rows, "sinks": sink_rows, "buffer": buffer_view,
             "dlq": dlq_view, "errors": list(errors)}
 

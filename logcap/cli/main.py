@@ -1,4 +1,5 @@
-"""The ``logcap`` command: ``run``, ``check-config``, ``version``; ``dlq stats|list|show|
+"""The ``logcap`` command: ``run``, ``check-config`` (see :mod:`logcap.cli.check`), ``version``
+(also ``--version``); ``dlq stats|list|show|
 reprocess`` and ``buffer verify DIR`` (see :mod:`logcap.cli.dlq`); ``pipeline test`` (see
 :mod:`logcap.cli.pipeline_test`); ``status`` (see :mod:`logcap.cli.status`). ``run``,
 ``check-config`` and ``pipeline test`` load the config and its processing files (pipelines,
@@ -6,7 +7,8 @@ routing); a problem in any is bad input.
 
 Exit codes: 0 success; 1 the agent failed while running (the supervision tree gave up);
 2 bad input (invalid or missing config, a port already in use, a directory that cannot be
-created or written). Bad input is one clear line per problem on stderr, never a traceback.
+created or written, a state directory locked by another agent: the message names its PID).
+Bad input is one clear line per problem on stderr, never a traceback.
 
 ``run`` stops on SIGTERM or SIGINT: the tree stops in reverse order within
 ``supervision.shutdown_timeout`` (positions are flushed by their keeper's stop); a second signal
@@ -29,14 +31,21 @@ from types import FrameType
 
 from logcap import __version__
 from logcap.agent import Agent
+from logcap.cli import check as check_cli
 from logcap.cli import dlq as dlq_cli
 from logcap.cli import pipeline_test
 from logcap.cli import status as status_cli
-from logcap.components.registry import preflight_directories, preflight_problems, summary
+from logcap.components.registry import (
+    preflight_directories,
+    preflight_problems,
+    state_locks,
+    summary,
+)
 from logcap.config import Config, ConfigError, resolve_config_path
 from logcap.logsetup import configure
 from logcap.pipeline.loading import load_checked
 from logcap.pipeline.routing import Routing
+from logcap.state.dirlock import DirectoryLockError, lock_directory
 
 __all__ = ["main"]
 
@@ -55,12 +64,16 @@ class BadInput(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcap", description="Ship logs to Grafana Loki.")
+    parser.add_argument("--version", action="version", version=f"logcap {__version__}",
+                        help="print the version (as `logcap version`)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("-c", "--config", help="config file (default: $LOGCAP_CONFIG or "
                      "configs/config.yaml)")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", help="config file")
+    check.add_argument("--connect", action="store_true",
+                       help="also probe each sink once (Loki: GET /ready); exit 1 if one fails")
     sub.add_parser("version", help="print the version")
     dlq_cli.add_subcommands(sub)
     pipeline_test.add_subcommand(sub)
@@ -94,6 +107,22 @@ def _check_dir(path: str, what: str) -> None:
         raise BadInput(f"{what} {path!r} is not writable")
 
 
+def lock_state(config: Config) -> list[int]:
+    """Lock the state directories (:func:`~logcap.components.registry.state_locks`) for the
+    life of the process; another agent holding one is bad input naming its PID. Returns the
+    descriptors (closing them releases the locks)."""
+    held: list[int] = []
+    for key, directory, lock_name in state_locks(config):
+        try:
+            held.append(lock_directory(directory, lock_name, key.rsplit(".", 1)[0]
+                                       + " directory"))
+        except DirectoryLockError as exc:
+            for fd in held:
+                os.close(fd)
+            raise BadInput(f"{key}: {exc}") from exc
+    return held
+
+
 def preflight(config: Config) -> None:
     """Refuse to start on problems an operator must fix: ports and directories."""
     server = config.server
@@ -110,6 +139,15 @@ def preflight(config: Config) -> None:
 
 def _run(config: Config, routing: Routing, path: str) -> int:
     configure(config.logging.level, config.logging.format)
+    locks = lock_state(config)  # first: a second agent is named as such, not by its port
+    try:
+        return _run_locked(config, routing, path)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _run_locked(config: Config, routing: Routing, path: str) -> int:
     preflight(config)
     log.info("logcap %s starting: %s (config %s)", __version__, summary(config), path)
     stop = threading.Event()
@@ -171,8 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, routing, path = _load(args.config)
         if args.command == "check-config":
-            print(f"{path}: ok ({summary(config)}; {_describe(config, routing)})")
-            return EXIT_OK
+            return check_cli.check(config, path, _describe(config, routing), args.connect)
         if args.command == "pipeline":
             pipeline_test.run_test(config, routing, args)
             return EXIT_OK

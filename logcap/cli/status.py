@@ -8,7 +8,9 @@ reason), lag per file and container, disk buffer and DLQ, components that are no
 have restarted, and the recent warnings and errors. ``--json`` prints the summary and the rates
 as one JSON document.
 
-Exit codes: 0 healthy; 1 the agent is unreachable, failing or degraded; 2 bad input.
+Exit codes: 0 healthy (``ok``); 1 the agent is unreachable, failing or degraded; 2 bad input.
+(The container HEALTHCHECK asks ``/health``, which is 200 for ``degraded`` too: a restart
+would not help a degraded agent, while an operator asking ``logcap status`` wants to know.)
 """
 
 from __future__ import annotations
@@ -87,8 +89,13 @@ def format_status(doc: Mapping[str, Any], per_s: Mapping[str, Any] | None) -> st
     """The summary as text lines; ``per_s`` from :func:`rates` (None: no rates)."""
     source_rates = (per_s or {}).get("sources", {})
     sink_rates = (per_s or {}).get("sinks", {})
-    out = [f"logcap {doc['version']}: {'ok' if doc['healthy'] else 'DEGRADED'}, up "
+    state = doc.get("health") or ("ok" if doc["healthy"] else "degraded")
+    out = [f"logcap {doc['version']}: {state if state == 'ok' else state.upper()}, up "
            f"{doc['uptime_s']:.0f}s"]
+    for trouble in doc.get("troubles", []):
+        since = "" if trouble.get("since") is None else " since " + time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(trouble["since"]))
+        out.append(f"  {trouble['name']} {trouble['health']}{since}: {trouble['reason']}")
     out.append("sources:")
     for s in doc["sources"]:
         out.append(f"  {s['name']} [{s['status']}] in {_rate(source_rates.get(s['name']))} "

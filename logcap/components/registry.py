@@ -2,9 +2,10 @@
 
 :data:`KINDS` is the one list; :func:`instances` gives the enabled instances by group,
 :func:`child_specs` a group supervisor's children, :func:`preflight_directories` and
-:func:`preflight_problems` what ``logcap run`` checks before it starts, :func:`summary` the
-start-up line. Adding a kind of source or sink is adding its declaration
-(:class:`~logcap.components.base.ComponentKind`) here.
+:func:`preflight_problems` what ``logcap run`` checks before it starts, :func:`state_locks`
+the directories it locks, :func:`config_warnings` and :func:`probes` what ``check-config``
+adds, :func:`summary` the start-up line. Adding a kind of source or sink
+is adding its declaration (:class:`~logcap.components.base.ComponentKind`) here.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from logcap.runtime.childspec import ChildSpec
 from logcap.runtime.directory import Directory
 from logcap.state.buffer.segments import SegmentStore
 
-__all__ = ["KINDS", "child_spec", "child_specs", "instances", "make_segment_store",
-           "preflight_directories", "preflight_problems", "sink_names", "summary", "wire"]
+__all__ = ["KINDS", "child_spec", "child_specs", "config_warnings", "instances",
+           "make_segment_store", "preflight_directories", "preflight_problems", "probes",
+           "sink_names", "state_locks", "summary", "wire"]
 
 SUMMARY_NAMES_SHOWN = 5
 """Source names listed in the start-up line before "..."."""
@@ -85,6 +87,31 @@ def preflight_directories(config: Config) -> list[tuple[str, str]]:
     """``(key path, directory)`` of every enabled instance, to create and check writable."""
     return [d for group in instances(config).values() for i in group
             for d in _BY_KIND[i.kind].directories(i, config)]
+
+
+def state_locks(config: Config) -> list[tuple[str, str, str]]:
+    """``(key path, directory, lock file name)`` the running agent holds (one agent per
+    state directory)."""
+    return [lock for group in instances(config).values() for i in group
+            for lock in _BY_KIND[i.kind].locks(i, config)]
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What ``check-config`` warns about, every enabled instance's (not refusals)."""
+    return [w for group in instances(config).values() for i in group
+            for w in _BY_KIND[i.kind].warnings(i, config)]
+
+
+def probes(config: Config) -> list[tuple[str, bool, str]]:
+    """``check-config --connect``: ``(key path, ok, one line)`` per instance with something
+    to probe (the Loki sinks), one request each."""
+    out = []
+    for group in instances(config).values():
+        for i in group:
+            found = _BY_KIND[i.kind].probe(i, config)
+            if found is not None:
+                out.append((i.key, *found))
+    return out
 
 
 def preflight_problems(config: Config) -> list[str]:

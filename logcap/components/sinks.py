@@ -24,14 +24,16 @@ __all__ = ["FILE_SINK", "LOKI_SINK", "FileSinkKind", "LokiSinkKind"]
 
 
 def _sink_spec(instance: Instance, wiring: Wiring, make_backend: Callable[[], SinkBackend],
-               ping_timeout_s: float | None = None) -> ChildSpec:
+               target: str, ping_timeout_s: float | None = None) -> ChildSpec:
+    """``target``: where the sink sends, for its log lines and ``/health`` (no secrets)."""
     config = wiring.config
     dlq = wiring.state(DLQ)
     dd = config.deduplication
 
     def start(ctx: StartContext) -> ActorRef[Any]:
         dedup = DeliveredRanges(dd.window, dd.max_entries) if dd.enabled else None
-        return SinkActor.start(instance.name, make_backend, dlq, dedup, link=ctx.link,
+        return SinkActor.start(instance.name, make_backend, dlq, dedup, target,
+                               config.server.sink_degraded_after, link=ctx.link,
                                name=ctx.name, directory=ctx.directory,
                                mailbox_capacity=config.dispatcher.queue_size)
 
@@ -57,13 +59,28 @@ class LokiSinkKind(ComponentKind):
         return out
 
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
-        from logcap.sinks.loki.service import LokiService  # only when configured (footprint)
+        from logcap.sinks.loki.service import LokiService, push_url  # only when configured
 
         settings = instance.settings
         # A push may legitimately take the request timeout, times a 413 split or two.
         ping_timeout_s = max(wiring.config.supervision.ping_timeout, settings.timeout * 4)
         return _sink_spec(instance, wiring, lambda: LokiService(settings, name=instance.name),
-                          ping_timeout_s)
+                          redact_url(push_url(settings.url)), ping_timeout_s)
+
+    def probe(self, instance: Instance, config: Config) -> tuple[bool, str] | None:
+        """``GET /ready`` once (:mod:`logcap.sinks.loki.probe`)."""
+        from logcap.sinks.loki.probe import probe
+        from logcap.sinks.loki.service import LokiService
+
+        try:
+            service = LokiService(instance.settings, name=instance.name)
+        except OSError as exc:  # a password_file or token_file that cannot be read
+            return False, f"cannot read a secret file: {exc.filename}: {exc.strerror}"
+        try:
+            result = probe(service, redact_url(instance.settings.url))
+        finally:
+            service.close()
+        return result.ok, result.detail
 
     def describe(self, instance: Instance) -> str:
         s = instance.settings
@@ -83,7 +100,8 @@ class FileSinkKind(ComponentKind):
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
         fc = instance.settings
         return _sink_spec(instance, wiring, lambda: FileSink(fc.directory, fc.format,
-                                                             fc.max_file_size, fc.max_files))
+                                                             fc.max_file_size, fc.max_files),
+                          fc.directory)
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [(f"{instance.key}.directory", instance.settings.directory)]

@@ -24,6 +24,7 @@ from logcap.origin import FILE_KIND
 from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec, StartContext
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
+from logcap.sources.files.discovery import scan
 from logcap.sources.files.source import FileSource, file_source_settings
 
 __all__ = ["CONTAINER_SOURCE", "CONTAINER_SOURCE_NAME", "FILE_SOURCE", "ContainerSourceKind",
@@ -71,6 +72,15 @@ class FileSourceKind(ComponentKind):
 
         return ChildSpec(id=instance.name, start=start,
                          shutdown_s=wiring.config.supervision.shutdown_timeout)
+
+    def warnings(self, instance: Instance, config: Config) -> list[str]:
+        """Includes that match no file now, and paths that cannot be read now."""
+        src = instance.settings
+        found = scan(src.include, src.exclude)
+        return [*(f"{instance.key}.include: {pattern!r} matches no file now"
+                  for pattern in found.unmatched),
+                *(f"{instance.key}.include: {error.path}: {error.reason}"
+                  for error in found.errors)]
 
 
 FILE_SOURCE = FileSourceKind()

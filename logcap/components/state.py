@@ -23,7 +23,12 @@ from logcap.state.buffer.segments import SegmentStore
 from logcap.state.dlq import DeadLetterStore
 from logcap.state.inflight import InflightBatches
 
-__all__ = ["DiskBufferKind", "DlqKind", "PositionsKind", "segment_store_for"]
+__all__ = ["DLQ_LOCK_FILE", "POSITIONS_LOCK_FILE", "DiskBufferKind", "DlqKind", "PositionsKind",
+           "segment_store_for"]
+
+POSITIONS_LOCK_FILE = "positions.lock"
+DLQ_LOCK_FILE = "dlq.lock"
+"""Held by ``logcap run`` for its life; the disk buffer's store locks ``buffer.lock`` itself."""
 
 
 def _worker(instance: Instance, config: Config, start: Any) -> ChildSpec:
@@ -50,6 +55,9 @@ class PositionsKind(ComponentKind):
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [("positions.directory", instance.settings.directory)]
+
+    def locks(self, instance: Instance, config: Config) -> list[tuple[str, str, str]]:
+        return [("positions.directory", instance.settings.directory, POSITIONS_LOCK_FILE)]
 
     def describe(self, instance: Instance) -> str:
         return str(instance.settings.directory)
@@ -159,6 +167,9 @@ class DlqKind(ComponentKind):
 
     def directories(self, instance: Instance, config: Config) -> list[tuple[str, str]]:
         return [("dlq.directory", instance.settings.directory)]
+
+    def locks(self, instance: Instance, config: Config) -> list[tuple[str, str, str]]:
+        return [("dlq.directory", instance.settings.directory, DLQ_LOCK_FILE)]
 
     def describe(self, instance: Instance) -> str:
         return str(instance.settings.directory)

@@ -59,6 +59,7 @@ __all__ = [
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 8401
 DEFAULT_METRICS_PORT = 8001
+DEFAULT_SINK_DEGRADED_AFTER_S = 30.0
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -67,12 +68,14 @@ LOG_FORMATS = ("text", "json")
 
 @attrs.frozen
 class ServerConfig(Section):
-    """The admin HTTP API and the Prometheus exposition."""
+    """The admin HTTP API and the Prometheus exposition. ``sink_degraded_after``: a sink whose
+    requests have all failed for this long is ``degraded`` in ``/health``."""
 
     host: str = text(DEFAULT_SERVER_HOST, check=check_not_empty)
     port: int = tcp_port(DEFAULT_ADMIN_PORT)
     metrics_port: int = tcp_port(DEFAULT_METRICS_PORT)
     admin_token: str = text()
+    sink_degraded_after: float = duration(DEFAULT_SINK_DEGRADED_AFTER_S, allow_zero=True)
 
     def problems(self) -> Iterator[Problem]:
         if self.port == self.metrics_port:

@@ -24,8 +24,10 @@ other 4xx (422: a request without streams)       REJECT     ``client_error``
 
 ``reason`` is always one of :data:`REASONS` (a closed set, for metric labels). A RETRY outcome
 carries ``retry_after_s`` when the answer had a ``Retry-After`` header, either delta-seconds or
-an HTTP-date (relative to ``now``, never negative). ``message`` keeps Loki's reason text (or the
-exception's), stripped and cut to 1 KiB of UTF-8, for the DLQ and logs.
+an HTTP-date (relative to ``now``, never negative). ``message`` keeps Loki's reason text, stripped
+and cut to 1 KiB of UTF-8, for the DLQ and logs; for an exception it starts with the cause in
+a few words (:func:`short_error`: ``connection refused``, ``timeout (read timed out)``), then
+the exception's type and text.
 
 408 is retried, as Vector does: the server gave up waiting for the body, nothing was ingested.
 Note that Loki answers 400 when *part* of a request was invalid, after ingesting the valid part;
@@ -37,6 +39,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import enum
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ __all__ = [
     "OutcomeKind",
     "classify",
     "parse_retry_after",
+    "short_error",
 ]
 
 MAX_MESSAGE_BYTES = 1024
@@ -167,6 +171,25 @@ def _is_connection_error(error: BaseException) -> bool:
     return isinstance(error, OSError) or bool(names & {"ProtocolError", "NewConnectionError"})
 
 
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\[\]]+)")
+_TIMED_OUT = re.compile(r"(read|connect(?:ion)?) timed out", re.IGNORECASE)
+SHORT_ERROR_CHARS = 120
+
+
+def short_error(error: BaseException) -> str:
+    """The cause of a transport error in a few words: the OS error's text when the message
+    has one (``connection refused``, ``name or service not known``), ``timeout`` with what
+    timed out, else the start of the exception's text."""
+    text = str(error)
+    found = _ERRNO_TEXT.search(text)
+    cause = found.group(1).strip().rstrip(".").lower() if found else ""
+    if _is_timeout(error):
+        timed_out = _TIMED_OUT.search(text)
+        what = timed_out.group(0).lower() if timed_out else cause
+        return f"timeout ({what})" if what else "timeout"
+    return cause or text[:SHORT_ERROR_CHARS] or type(error).__name__
+
+
 def _reason_for_4xx(status: int) -> str:
     return {
         400: "bad_request",
@@ -189,7 +212,7 @@ def classify(
     if status is None:
         if error is None:
             raise ValueError("classify needs a status code or an error")
-        message = _truncate(f"{type(error).__name__}: {error}")
+        message = _truncate(f"{short_error(error)}: {type(error).__name__}: {error}")
         if _is_timeout(error):
             return Outcome(OutcomeKind.RETRY, "timeout", None, None, message)
         if _is_connection_error(error):

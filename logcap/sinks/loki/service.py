@@ -37,7 +37,7 @@ from logcap.sinks.loki.request import (
 )
 from logcap.sinks.loki.response import OutcomeKind, classify
 
-__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "read_secret"]
+__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url", "read_secret"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ PUSH_PATH = "/loki/api/v1/push"
 MAX_SPLIT_DEPTH = 10
 """413 splits at most this deep (1,000 entries reach single entries in 10 halvings)."""
 POOL_CONNECTIONS = 4
+
+
+def push_url(url: str) -> str:
+    """The push endpoint of a configured Loki ``url`` (a base URL or the push URL itself)."""
+    return url if url.endswith(PUSH_PATH) else url.rstrip("/") + PUSH_PATH
 
 
 def read_secret(value: str, file_path: str) -> str:
@@ -63,8 +68,7 @@ class LokiService:
                  name: str = "loki") -> None:
         self.cfg = cfg
         self.name = name
-        self.url = cfg.url.rstrip("/") + PUSH_PATH if not cfg.url.endswith(PUSH_PATH) \
-            else cfg.url
+        self.url = push_url(cfg.url)
         self.session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_CONNECTIONS,
                               max_retries=0)
@@ -189,8 +193,10 @@ class LokiService:
             resp.close()
         if outcome.kind is OutcomeKind.SUCCESS:
             return Verdict(Outcome.DELIVERED, outcome.reason)
-        if outcome.kind is OutcomeKind.RETRY:
-            return Verdict(Outcome.RETRY, outcome.reason, outcome.retry_after_s, outcome.message)
+        if outcome.kind is OutcomeKind.RETRY:  # the status leads: "HTTP 503: <Loki's text>"
+            detail = outcome.message if outcome.status is None \
+                else f"HTTP {outcome.status}: {outcome.message}"
+            return Verdict(Outcome.RETRY, outcome.reason, outcome.retry_after_s, detail)
         if outcome.kind is OutcomeKind.REJECT:
             return Verdict(Outcome.REJECTED, outcome.reason, detail=outcome.message)
         # 413: split in halves and send each; one entry that is still too big is rejected.

@@ -78,6 +78,9 @@ class ScanResult:
     errors: list[ScanError] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     """Skipped path -> the kept path that is the same file."""
+    unmatched: list[str] = field(default_factory=list)
+    """Include patterns that select no file now (none of their paths, after the excludes, is
+    a file kept, an alias of one, or an error): for ``/health`` and ``check-config``."""
 
 
 def has_magic(pattern: str) -> bool:
@@ -231,13 +234,16 @@ def scan(includes: Iterable[str], excludes: Iterable[str] = ()) -> ScanResult:
     by_identity: dict[tuple[int, int], str] = {}
     is_link: dict[str, bool] = {}
 
+    selected: dict[str, list[str]] = {}
     for pattern in includes:
+        paths = selected.setdefault(pattern, [])
         for path in expander.expand(pattern):
+            if any(fnmatch.fnmatchcase(path, ex) for ex in exclude_patterns):
+                continue
+            paths.append(path)
             if path in seen:
                 continue
             seen.add(path)
-            if any(fnmatch.fnmatchcase(path, ex) for ex in exclude_patterns):
-                continue
             examined = _examine(path, result.errors)
             if examined is None:
                 continue
@@ -262,6 +268,10 @@ def scan(includes: Iterable[str], excludes: Iterable[str] = ()) -> ScanResult:
         while kept in result.aliases:
             kept = result.aliases[kept]
         result.aliases[skipped] = kept
+    reported = {error.path for error in result.errors}
+    result.unmatched.extend(
+        pattern for pattern, paths in selected.items()
+        if not any(p in result.files or p in result.aliases or p in reported for p in paths))
     ordered = dict(sorted(result.files.items()))
     result.files.clear()
     result.files.update(ordered)

@@ -256,7 +256,8 @@ class FileSource:
         """Counts, not per-file rows (``/health`` asks this of every source each time; the
         rows are :meth:`SourceTailer.describe`)."""
         tailer = self.tailer
-        return {"errors": dict(tailer.errors), "files": len(tailer.current) + len(tailer.dormant)
+        return {"errors": dict(tailer.errors), "unmatched_includes": list(tailer.unmatched),
+                "files": len(tailer.current) + len(tailer.dormant)
                 + len(tailer.waiting), "open_files": tailer.open_count(),
                 "closed_files": len(tailer.dormant), "waiting_files": len(tailer.waiting),
                 "rotated_files_draining": len(tailer.retired), "lag_bytes": tailer.lag_bytes(),

@@ -161,6 +161,8 @@ class SourceTailer:
         self._ids = itertools.count(1)
         self._first_scan = True
         self.errors: dict[str, str] = {}
+        self.unmatched: list[str] = []
+        """Include patterns that selected no file at the last rescan."""
         self._skipped: dict[str, tuple[int, int]] = {}  # compressed: path -> (dev, ino)
         self.inflight_bytes = 0
         self._pending_rotations: list[str] = []
@@ -189,6 +191,7 @@ class SourceTailer:
         opened; one that is a known file under a new name continues from its offset.
         """
         result = scan(self.settings.include, self.settings.exclude)
+        self.unmatched = result.unmatched
         problems: list[str] = []
         for err in result.errors:
             if self.errors.get(err.path) != err.reason:

@@ -24,11 +24,10 @@ whose ``problems`` the caller logs loudly. Only I/O errors (EIO, EACCES) propaga
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 from dataclasses import dataclass, field
 
+from logcap.state import dirlock
 from logcap.state.atomic import TEMP_INFIX, atomic_write_bytes
 from logcap.state.buffer.crypto import KEY_ID_BYTES, Cipher
 from logcap.state.buffer.ledger import (
@@ -53,7 +52,6 @@ __all__ = [
 
 LOCK_FILE = "buffer.lock"
 KNOWN_PREFIXES = ("cursors.json", LOCK_FILE)
-_LOCK_FILE_MODE = 0o644
 
 
 class BufferDirectoryError(Exception):
@@ -61,23 +59,12 @@ class BufferDirectoryError(Exception):
 
 
 def lock_directory(directory: str) -> int:
-    """Create ``directory`` if needed and lock it; return the lock's descriptor (keep it open)."""
+    """Create ``directory`` if needed and lock it (:func:`logcap.state.dirlock.lock_directory`:
+    ``buffer.lock`` holds our PID); return the lock's descriptor (keep it open)."""
     try:
-        os.makedirs(directory, exist_ok=True)
-        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "not readable and writable")
-        fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     _LOCK_FILE_MODE)
-    except OSError as exc:
-        raise BufferDirectoryError(
-            f"disk buffer directory {directory!r} is unusable: {exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        raise BufferDirectoryError(
-            f"disk buffer directory {directory!r} is in use by another process") from exc
-    return fd
+        return dirlock.lock_directory(directory, LOCK_FILE, "disk buffer directory")
+    except dirlock.DirectoryLockError as exc:
+        raise BufferDirectoryError(str(exc)) from exc
 
 
 def missing_seqs(segments: list[SegmentIndex], first_seq: int, last_seq: int) -> set[int]:
