@@ -169,3 +169,19 @@ def test_json_and_logfmt_generics_label_the_level() -> None:
     assert [dict(x) for x in result.entries.line_labels] == [{"level": "warn"}, {}]
     result = builtin("logfmt").run(entries(["level=error msg=boom", "msg=calm"]))
     assert [dict(x) for x in result.entries.line_labels] == [{"level": "error"}, {}]
+
+
+def test_opensips_call_id_forms_in_xlog_text_and_in_sip_headers() -> None:
+    head = "Dec  1 20:34:05 [2311] NOTICE:"
+    texts = {
+        f"{head}callid=a1@h": "a1@h",
+        f"{head}call-id=a2@h; more": "a2@h",
+        f"{head}Call_ID: a3@h, x": "a3@h",
+        f"{head}CALLID=a4": "a4",
+        f"{head}a SIP dump\nINVITE sip:b@x SIP/2.0\ncall-id:  b1@h\nCSeq: 1 INVITE": "b1@h",
+        f"{head}compact form\nACK sip:b@x SIP/2.0\ni: b2@h\n": "b2@h",
+        f"{head}recall id=zz and no call id": None,  # 'recall id' is not a Call-ID
+    }
+    result = builtin("opensips").run(entries(list(texts)))
+    for i, expected in enumerate(texts.values()):
+        assert metadata(result, i).get("call_id") == expected, list(texts)[i]

@@ -56,19 +56,23 @@ pipelines:
           firstline: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
           max_lines: 500
       - replace: {expression: '#015#012', replace: "\r\n"}
+      # the header: only the fields later stages use are captured (each capture is a new
+      # string per line); the host and the message text are not
       - regex:
           expression: >-
             (?x) ^(?P<time>\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d)
-            [ ](?:(?P<host>[^\s\[]+)[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
+            [ ](?:[^\s\[]+[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
             (?P<level>ALERT|CRITICAL|CRIT|ERROR|WARNING|NOTICE|INFO|DBG|DEBUG|BUG):
-            (?:(?P<module>\w+):(?P<function>\w+):[ ])?(?P<message>.*)
+            (?:(?P<module>\w+):(?P<function>\w+):[ ])?
       - timestamp: {source: time, format: syslog, fallback_formats: [rfc3339]}
+      # starting with one character class ([cC\n]) lets the regex engine skip to the
+      # candidates; the lookbehinds pick the branch (call-id=... or a Call-ID: header)
       - regex:
           optional: true
           contains: ["\n", "all", "ALL"]
           expression: >-
-            (?x) (?:[cC](?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*|\n(?i:Call-ID|i)[ \t]*:[ \t]*)
-            (?P<call_id>[^\s;,]+)
+            (?x) [cC\n](?:(?<=[cC])(?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*
+            |(?<=\n)(?i:Call-ID|i)[ \t]*:[ \t]*)(?P<call_id>[^\s;,]+)
       - regex:
           optional: true
           contains: ["\n", "from_tag=", "fromtag="]

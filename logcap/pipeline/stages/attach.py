@@ -35,7 +35,8 @@ def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
         line_fields = fields[i]
         if line_fields is None:
             continue
-        found = {name: line_fields[field] for name, field in pairs if line_fields.get(field)}
+        get = line_fields.get
+        found = {name: value for name, field in pairs if (value := get(field))}
         if not found:
             continue
         current = target[i]
