@@ -120,7 +120,7 @@ pipelines:
             (?x) ^(?P<time>\d{4}-\d\d-\d\d[ T]+\d{1,2}:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?
             |\d{6}[ ]+\d{1,2}:\d\d:\d\d)
             [ ]+(?:(?P<thread>\d+)[ ])?\[(?P<level>[A-Za-z]+)\][ ]
-            (?:\[(?P<error_code>MY-\d+)\][ ]\[(?P<subsystem>[A-Za-z]+)\][ ])?(?P<message>.*)
+            (?:\[(?P<error_code>MY-\d+)\][ ]\[(?P<subsystem>[A-Za-z]+)\][ ])?
       - timestamp: {source: time, format: mysql}
       - labels: {level: }
       - structured_metadata: {thread: , error_code: , subsystem: }
