@@ -27,9 +27,19 @@ the same code as a user's file, once, on first use (:func:`builtin_pipelines`).
   ``SET timestamp``; passwords in ``IDENTIFIED BY '...'`` and ``PASSWORD('...')`` masked
   as ``'***'``.
 * ``docker_json``: Docker's ``json-file`` lines; the line becomes ``log`` (without its
-  newline), timestamp from ``time``, label ``stream``.
+  newline), timestamp from ``time``, label ``stream``. A record whose ``log`` does not end in a
+  newline (Docker cuts lines at 16 KiB) is joined at the source with the records after it up
+  to the one that does, into one line; ``time`` and ``stream`` are the last record's.
 * ``cri``: CRI (containerd, CRI-O) log lines ``<time> <stream> <F|P> <text>``; the line becomes
-  the text, timestamp from the time, label ``stream``. Partial (``P``) lines are not joined.
+  the text, timestamp from the time, label ``stream``. A partial (``P``) record is joined at the
+  source with the records after it up to the next ``F`` one, into one line (time and stream
+  of the first).
+
+  For both, the joining is by position in the file: a partial line of one stream followed by
+  a record of the other stream (both write to one file) is joined with that record. A line
+  longer than the multiline caps (500 records, ``max_bytes`` = the default ``max_line_bytes``)
+  is cut into several entries, nothing dropped; an unfinished one is flushed after the
+  multiline timeout.
 * ``json`` and ``logfmt``: every top-level key becomes a field; ``level`` (when present) a
   label.
 """
@@ -159,6 +169,17 @@ pipelines:
 
   docker_json:
     stages:
+      # a record whose log does not end in a newline (\n escaped) is a partial line (Docker
+      # cuts lines at 16 KiB): it continues in the next record
+      - multiline:
+          pattern: '^\{"log":"(?:[^"\\]|\\.)*(?:[^"\\]|\\[^n])"'
+          match: before
+      # the records of a joined line become one: each joint (the end of a record, its other
+      # keys, and the start of the next one) is cut out, the last record's keys remain
+      - replace:
+          contains: ["\n"]
+          expression: >-
+            "(?:,"\w+":(?:"(?:[^"\\]|\\.)*"|\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}))*\}\n\{"log":"
       - json: {fields: {log: log, stream: stream, time: time}}
       - replace: {source: log, expression: '\r?\n\Z', replace: ''}
       - timestamp: {source: time, format: rfc3339}
@@ -167,6 +188,12 @@ pipelines:
 
   cri:
     stages:
+      # a P (partial) record continues in the next record; the joint (the newline and the next
+      # record's time, stream and tag) is cut out
+      - multiline:
+          pattern: '^\S+ (?:stdout|stderr) P '
+          match: before
+      - replace: {contains: ["\n"], expression: '\n\S+ (?:stdout|stderr) [FP] '}
       - regex:
           expression: '^(?P<time>\S+) (?P<stream>stdout|stderr) (?P<flags>[FP]) (?P<content>.*)'
       - timestamp: {source: time, format: rfc3339}
