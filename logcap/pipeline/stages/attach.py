@@ -30,13 +30,15 @@ class FieldMapConfig:
 
 def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
             target: list[Fields | None]) -> None:
-    fields = batch.fields
-    for i in range(len(fields)):
-        line_fields = fields[i]
+    for i, line_fields in enumerate(batch.fields):
         if line_fields is None:
             continue
         get = line_fields.get
-        found = {name: value for name, field in pairs if (value := get(field))}
+        found: Fields = {}
+        for name, field in pairs:  # a plain loop: a comprehension is a call per line
+            value = get(field)
+            if value:
+                found[name] = value
         if not found:
             continue
         current = target[i]
