@@ -218,7 +218,7 @@ class SecondCache:
             key, fraction = text[:dot] + text[end:], text[dot + 1:end]
         hit = self._entries.get(key)
         if hit is not None and (not self._relative or abs(read_ns - hit[1]) < _DAY_NS):
-            return hit[0] + _fraction_ns(fraction)
+            return hit[0] + _fraction_ns(fraction) if fraction else hit[0]
         ns = self._parser(text, TimeContext(read_ns, self.tz))
         if len(self._entries) >= SECOND_CACHE_ENTRIES:
             self._entries.clear()
