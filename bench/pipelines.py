@@ -1,6 +1,7 @@
 """Benchmark of the processing pipelines: CPU µs per line of ``opensips`` and ``mysql_slow``.
 
     .venv/bin/python bench/pipelines.py [--lines 200000] [--e2e] [--e2e-lines 100000]
+    .venv/bin/python bench/pipelines.py --instructions [--lines 6000]
 
 1. **in process**: the built-in's :meth:`CompiledPipeline.run` (what a shard runs) over
    batches of 1000 entries, timed with ``time.process_time``: CPU µs per entry and lines/s.
@@ -10,11 +11,17 @@
 2. **end to end** (``--e2e``): a logcap process reading a file from the beginning into a Loki
    push receiver, once raw (no pipeline) and once with the pipeline; the process's CPU
    seconds (psutil) per line, and the difference: what the pipeline adds per line.
+3. **instructions** (``--instructions``, needs ``valgrind``): the CPU instructions the
+   pipeline runs per entry and per raw line, counted by cachegrind (a run over the entries
+   three times minus a run that only prepares them): unlike CPU time, not skewed by other jobs
+   on the machine, so two versions compare exactly (about a minute per run).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,12 +136,58 @@ def end_to_end(name: str, raw: list[str]) -> None:
           f"{(with_pipeline - base) / n * 1e6:.2f} µs/line (process start included in both)")
 
 
+RAW = {"opensips": opensips_raw, "mysql_slow": slow_raw}
+REPS = 3
+_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def _run_only(name: str, lines: int, reps: int) -> None:
+    """Prepare the entries of ``name``'s bench, run the pipeline over them ``reps`` times."""
+    pipeline = builtin_pipelines()[name].compile()
+    assert pipeline.multiline is not None
+    joined = join_all(RAW[name](lines), pipeline.multiline)
+    made = [entries(joined[i:i + BATCH]) for i in range(0, len(joined), BATCH)]
+    for _ in range(reps):
+        for e in made:
+            pipeline.run(e)
+
+
+def _instructions(name: str, lines: int, reps: int) -> int:
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, __file__, "--run-only", name, "--reps", str(reps),
+         "--lines", str(lines)], capture_output=True, text=True, check=True)
+    found = _IREFS.search(done.stderr)
+    assert found, done.stderr[-500:]
+    return int(found.group(1).replace(",", ""))
+
+
+def instructions(name: str, lines: int) -> None:
+    pipeline = builtin_pipelines()[name]
+    assert pipeline.multiline is not None
+    n_entries = len(join_all(RAW[name](lines), pipeline.multiline))
+    spent = _instructions(name, lines, REPS) - _instructions(name, lines, 0)
+    print(f"{name}: {spent / (REPS * n_entries):,.0f} instructions per entry, "
+          f"{spent / (REPS * lines):,.0f} per raw line ({lines} raw lines, {n_entries} entries, "
+          f"{REPS} runs, cachegrind)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--e2e", action="store_true")
     parser.add_argument("--e2e-lines", type=int, default=100_000)
+    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--run-only", choices=tuple(RAW), help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_only:
+        _run_only(args.run_only, args.lines, args.reps)
+        return
+    if args.instructions:
+        for name in RAW:
+            instructions(name, args.lines)
+        return
     in_process("opensips", opensips_raw(args.lines))
     in_process("mysql_slow", slow_raw(args.lines))
     if args.e2e:

@@ -73,8 +73,12 @@ CASES = [
                  "out of range (expected 1..256)", id="zero-shards"),
     pytest.param("disk_buffer: {compression_level: 23}", {}, "disk_buffer.compression_level",
                  "expected 1..22", id="compression-level-out-of-range"),
-    pytest.param("dispatcher: {max_retries: -1}", {}, "dispatcher.max_retries",
-                 "expected 0 or more", id="negative-retry-count"),
+    pytest.param("dispatcher: {max_retries: 10}", {}, "dispatcher.max_retries",
+                 "removed: a transient failure (5xx, 429, timeout, connection error) is retried "
+                 "until it is delivered, with backoff capped at dispatcher.retry_max_delay; to "
+                 "dead-letter after a budget, enable batch_persistence (with the disk buffer) "
+                 "and set its max_recovery_retries",
+                 id="removed-max-retries"),
     pytest.param("positions: {enabled: 1}", {}, "positions.enabled",
                  "expected true or false, got an integer", id="integer-is-not-a-boolean"),
     pytest.param("logging: {level: null}", {}, "logging.level",

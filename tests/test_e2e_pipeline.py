@@ -152,3 +152,33 @@ pipelines:
         assert all(re.search(r'level="INFO"', labels) for labels in receiver.streams())
     finally:
         proc.stop()
+
+
+def test_docker_json_partial_records_arrive_as_whole_lines(
+        tmp_path: Path, receiver: LokiReceiver) -> None:
+    """Docker cuts long lines into records without the newline: each line arrives once and
+    whole (one line in three is cut into pieces of 40 characters)."""
+    import json
+
+    def records(i: int) -> list[str]:
+        text = f"seq={i} " + "x" * (i % 7) * 50
+        pieces = [text[k:k + 40] for k in range(0, len(text), 40)] if i % 3 == 0 else [text]
+        pieces[-1] += "\n"
+        return [json.dumps({"log": p, "stream": "stdout", "time": "2026-12-01T20:00:00Z"},
+                           separators=(",", ":")) for p in pieces]
+
+    total = 200
+    cfg = config(tmp_path, receiver, {"pipeline": "docker_json"})
+    raw = [r for i in range(total) for r in records(i)]
+    assert len(raw) > total + 100
+    (tmp_path / "logs" / "container.log").write_text("\n".join(raw) + "\n")
+    proc = LogcapProcess(cfg).start()
+    try:
+        wait_until(lambda: len(receiver.received_seq_numbers(dedupe=True)) >= total,
+                   timeout=60, what=f"{total} lines")
+        got = receiver.received_seq_numbers(dedupe=True)
+        assert sorted(got) == list(range(total)) and set(got.values()) == {1}
+        lines = {e.line for entries in receiver.stream_entries().values() for e in entries}
+        assert lines == {f"seq={i} " + "x" * (i % 7) * 50 for i in range(total)}
+    finally:
+        proc.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from logcap.cli.pipeline_test import join_all
 from logcap.pipeline.builtins import builtin_pipelines
 from logcap.pipeline.timeformats import parse_time
 from tests.pipeline_kit import (
@@ -28,7 +29,7 @@ def test_every_builtin_decodes_and_the_multiline_ones_say_how_to_join() -> None:
     assert set(specs) == {"opensips", "mysql_error", "mysql_slow", "docker_json", "cri",
                           "json", "logfmt"}
     assert {n for n, s in specs.items() if s.multiline} == {"opensips", "mysql_error",
-                                                            "mysql_slow"}
+                                                            "mysql_slow", "docker_json", "cri"}
 
 
 def test_opensips_stderr_entries_labels_metadata_and_the_new_year() -> None:
@@ -151,7 +152,27 @@ def test_docker_json_lines() -> None:
     assert out.timestamps[:2] == [ts("2026-12-01T20:34:47.123456789Z"),
                                   ts("2026-12-01T20:34:48Z")]
     assert [dict(x) for x in out.line_labels] == [{"stream": "stdout"}, {"stream": "stderr"}, {}]
-    assert ("0:json", "invalid_json") in result.failures
+    assert ("2:json", "invalid_json") in result.failures
+
+
+def test_docker_json_partial_records_are_joined_into_one_line() -> None:
+    def record(log: str, stream: str = "stdout", t: str = "2026-12-01T20:00:00Z",
+               **more: object) -> str:  # the key order of Docker's json-file
+        return json.dumps({"log": log, "stream": stream, **more, "time": t},
+                          separators=(",", ":"))
+    raw = [record("one ", t="2026-12-01T20:00:01Z"), record('"quoted" \\', attrs={"a": "}"}),
+           record("end\n", t="2026-12-01T20:00:03Z"),
+           record("whole\n", "stderr", "2026-12-01T20:00:04Z"),
+           record("ends in a backslash and n: \\n"), record("rest\n"),
+           record("tab\t"), record("\u00e9\n")]
+    lines = join_all(raw, builtin("docker_json").multiline)
+    result = builtin("docker_json").run(entries(lines))
+    out = result.entries
+    assert out.lines == ['one "quoted" \\end', "whole", "ends in a backslash and n: \\nrest",
+                         "tab\t\u00e9"]
+    assert out.timestamp(0) == ts("2026-12-01T20:00:03Z")  # the last record's
+    assert [dict(x) for x in out.line_labels][:2] == [{"stream": "stdout"}, {"stream": "stderr"}]
+    assert result.failures == {}
 
 
 def test_cri_lines() -> None:
@@ -164,8 +185,38 @@ def test_cri_lines() -> None:
     assert [dict(x) for x in out.line_labels] == [{"stream": "stdout"}, {"stream": "stderr"}]
 
 
+def test_cri_partial_records_are_joined_into_one_line() -> None:
+    raw = ["2026-12-01T20:00:01Z stdout P one ", "2026-12-01T20:00:02Z stdout P two ",
+           "2026-12-01T20:00:03Z stdout F end", "2026-12-01T20:00:04Z stderr F whole",
+           "2026-12-01T20:00:05Z stdout P  spaced ", "2026-12-01T20:00:06Z stdout F  P x"]
+    pipeline = builtin("cri")
+    result = pipeline.run(entries(join_all(raw, pipeline.multiline)))
+    out = result.entries
+    assert out.lines == ["one two end", "whole", " spaced  P x"]
+    assert out.timestamp(0) == ts("2026-12-01T20:00:01Z")  # the first record's
+    assert [dict(x) for x in out.line_labels] == [{"stream": "stdout"}, {"stream": "stderr"},
+                                                  {"stream": "stdout"}]
+    assert result.failures == {}
+
+
 def test_json_and_logfmt_generics_label_the_level() -> None:
     result = builtin("json").run(entries(['{"level":"warn","msg":"x"}', '{"msg":"y"}']))
     assert [dict(x) for x in result.entries.line_labels] == [{"level": "warn"}, {}]
     result = builtin("logfmt").run(entries(["level=error msg=boom", "msg=calm"]))
     assert [dict(x) for x in result.entries.line_labels] == [{"level": "error"}, {}]
+
+
+def test_opensips_call_id_forms_in_xlog_text_and_in_sip_headers() -> None:
+    head = "Dec  1 20:34:05 [2311] NOTICE:"
+    texts = {
+        f"{head}callid=a1@h": "a1@h",
+        f"{head}call-id=a2@h; more": "a2@h",
+        f"{head}Call_ID: a3@h, x": "a3@h",
+        f"{head}CALLID=a4": "a4",
+        f"{head}a SIP dump\nINVITE sip:b@x SIP/2.0\ncall-id:  b1@h\nCSeq: 1 INVITE": "b1@h",
+        f"{head}compact form\nACK sip:b@x SIP/2.0\ni: b2@h\n": "b2@h",
+        f"{head}recall id=zz and no call id": None,  # 'recall id' is not a Call-ID
+    }
+    result = builtin("opensips").run(entries(list(texts)))
+    for i, expected in enumerate(texts.values()):
+        assert metadata(result, i).get("call_id") == expected, list(texts)[i]

@@ -81,7 +81,7 @@ pipelines:
 def test_the_shard_processes_entries_and_acks_every_read(directory: Directory) -> None:
     directory.bind("sink", RecordingSink.start(name="sink", directory=directory))
     directory.bind("source", RecordingSource.start(name="source", directory=directory))
-    shard = DispatcherShard.start(ShardSettings(1, 60, 1, 0.1, 1),
+    shard = DispatcherShard.start(ShardSettings(1, 60, 0.1, 1),
                                   {"rec": directory.handle("sink")}, ManualScheduler(),
                                   router=routing().router(), name="shard",
                                   directory=directory)

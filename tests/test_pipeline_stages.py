@@ -65,8 +65,17 @@ def test_regex_optional_does_not_count_misses_and_skips_unset_groups() -> None:
     b = batch(["a callid=x1", "nothing"])
     RegexStage(RegexConfig(r"callid=(?P<call_id>\w+)|(?P<other>zzz)", optional=True),
                "1:regex")(b)
-    assert b.fields == [{"call_id": "x1"}, None]
+    assert b.value(0, "call_id") == "x1"
+    assert b.value(0, "other") is None  # did not take part: absent
+    assert b.fields[1] is None
     assert b.failures == {}
+
+
+def test_regex_group_that_did_not_take_part_keeps_an_earlier_value() -> None:
+    b = batch(["a callid=x1 user=bob"])
+    RegexStage(RegexConfig(r"user=(?P<user>\w+)"), "0:regex")(b)
+    RegexStage(RegexConfig(r"callid=(?P<call_id>\w+)|(?P<user>zzz)"), "1:regex")(b)
+    assert b.value(0, "call_id") == "x1" and b.value(0, "user") == "bob"
 
 
 def test_regex_on_a_field_counts_lines_without_it() -> None:

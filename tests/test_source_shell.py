@@ -120,7 +120,7 @@ def start_shell(directory: Directory, source: FakeSource) -> None:
 def test_a_shard_acks_each_part_to_the_source_named_in_its_ack_to(
         directory: Directory) -> None:
     for name in SHARDS:  # no sinks: a batch is settled as soon as it closes
-        directory.bind(name, DispatcherShard.start(ShardSettings(1, 60, 1, 0.1, 1), {},
+        directory.bind(name, DispatcherShard.start(ShardSettings(1, 60, 0.1, 1), {},
                                                    ManualScheduler(), name=name))
     source = FakeSource()
     start_shell(directory, source)

@@ -12,8 +12,11 @@ Messages taken:
   Delivered/rejected settles the batch for that sink; retry closes that sink's retry gate (only
   that sink's) for the backoff delay (exponential, full jitter, honouring Retry-After), then
   its batches are resent oldest first, so order is kept; a ``held`` retry puts the batch back
-  in line without counting an attempt. When every sink has settled a batch, its read tokens go
-  back as :class:`~logcap.messages.Acked` to each part's ``ack_to`` (one ``Acked`` per source).
+  in line without counting an attempt. A transient failure is retried until the batch is
+  delivered (no retry budget, see ARCHITECTURE.md); the :data:`WARN_AFTER_ATTEMPTS`-th failed
+  attempt of a batch to a sink is logged once as a warning. When every sink has settled a
+  batch, its read tokens go back as :class:`~logcap.messages.Acked` to each part's ``ack_to``
+  (one ``Acked`` per source).
 * :class:`~logcap.runtime.directory.Rebound` (control): a watched sink (re)started; batches it
   had been sent and not answered are resent to it.
 * :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
@@ -50,9 +53,14 @@ from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 
-__all__ = ["DispatcherShard", "Flush", "InFlight", "ReplaceRouting", "ShardSettings"]
+__all__ = ["WARN_AFTER_ATTEMPTS", "DispatcherShard", "Flush", "InFlight", "ReplaceRouting",
+           "ShardSettings"]
 
 log = logging.getLogger(__name__)
+
+WARN_AFTER_ATTEMPTS = 10
+"""Failed attempts of one batch to one sink after which the shard logs a warning (once); the
+batch keeps being retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,6 @@ class _Batch:
 class ShardSettings:
     batch_size: int
     batch_timeout_s: float
-    max_retries: int
     retry_base_delay_s: float
     retry_max_delay_s: float
 
@@ -112,7 +119,7 @@ class DispatcherShard(LogcapActor):
         self.clock = clock
         self.batcher = Batcher(settings.batch_size, settings.batch_timeout_s)
         self.outbox: Outbox[_Batch] = Outbox(
-            sinks, max_retries=settings.max_retries, base_delay_s=settings.retry_base_delay_s,
+            sinks, base_delay_s=settings.retry_base_delay_s,
             max_delay_s=settings.retry_max_delay_s, clock=clock)
         self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
         self._next_id = 1
@@ -214,9 +221,7 @@ class DispatcherShard(LogcapActor):
             failure = self.outbox.failed(result.batch_id, result.sink, result.retry_after_s)
             if failure is None:
                 return
-            if failure.exhausted:
-                # No line is dropped: past max_retries the batch keeps being retried at the
-                # maximum delay (the DLQ, when enabled, takes exhausted batches instead).
+            if failure.failures == WARN_AFTER_ATTEMPTS:  # retried until delivered
                 log.warning("%s: batch %d to %s failed %d times (%s); still retrying",
                             self.name, result.batch_id, result.sink, failure.failures,
                             result.reason)

@@ -26,8 +26,7 @@ def shard_settings(wiring: Wiring) -> ShardSettings:
         if sink.kind == "loki":
             batch_size = min(batch_size, sink.settings.batch_size)
             batch_timeout = min(batch_timeout, sink.settings.batch_wait)
-    return ShardSettings(batch_size, batch_timeout, d.max_retries, d.retry_base_delay,
-                         d.retry_max_delay)
+    return ShardSettings(batch_size, batch_timeout, d.retry_base_delay, d.retry_max_delay)
 
 
 class ShardKind(ComponentKind):

@@ -9,7 +9,8 @@ Per section
     A section that is not a mapping is an issue (and decoded as empty, so its required keys are
     reported too). Keys that are not strings or not fields are issues: an unknown key gets a
     "did you mean", an unknown top-level section also the section that has such a key
-    (``batch_wait`` → ``sinks.loki.batch_wait``), else the list of valid keys. Missing keys keep
+    (``batch_wait`` → ``sinks.loki.batch_wait``), else the list of valid keys; a removed key
+    (:data:`~logcap.config.schema.REMOVED_KEYS`) gets the reason it was removed. Missing keys keep
     their defaults unless ``required``. A key whose path already had an issue (an unset
     variable, a duplicate) is skipped. The section is then built from the valid values and its
     :meth:`~logcap.config.schema.Section.problems` reported, except those that use a key that
@@ -47,7 +48,7 @@ from logcap.config.errors import (
     join_path,
     quote_hint,
 )
-from logcap.config.schema import Config
+from logcap.config.schema import REMOVED_KEYS, Config
 from logcap.config.values import (
     Kind,
     Spec,
@@ -84,7 +85,8 @@ class ConfigDecoder:
             if not isinstance(key, str):
                 self._issues.add(join_path(path, str(key)), f"key is not a string: {describe(key)}")
             elif key not in specs:
-                self._issues.add(join_path(path, key), _unknown_key(key, list(specs), path))
+                sub = join_path(path, key)
+                self._issues.add(sub, REMOVED_KEYS.get(sub) or _unknown_key(key, list(specs), path))
         values: dict[str, Any] = {}
         for name, spec in specs.items():
             sub = join_path(path, name)

@@ -76,7 +76,6 @@ from logcap.config.sources import (
     DEFAULT_DISPATCH_BATCH_TIMEOUT_S,
     DEFAULT_DOCKER_SOCKET,
     DEFAULT_MAX_LINE_BYTES,
-    DEFAULT_MAX_RETRIES,
     DEFAULT_MULTILINE_MAX_LINES,
     DEFAULT_MULTILINE_TIMEOUT_S,
     DEFAULT_QUEUE_SIZE_BATCHES,
@@ -128,7 +127,7 @@ __all__ = [
     "DEFAULT_FILE_SINK_MAX_FILE_BYTES", "DEFAULT_FSYNC_INTERVAL_S", "DEFAULT_LOKI_BATCH_BYTES",
     "DEFAULT_LOKI_BATCH_LINES", "DEFAULT_LOKI_TIMEOUT_S", "DEFAULT_MAX_LABELS_PER_STREAM",
     "DEFAULT_MAX_LINE_BYTES", "DEFAULT_MAX_POSITION_AGE_S", "DEFAULT_MAX_RECOVERY_RETRIES",
-    "DEFAULT_MAX_RETRIES", "DEFAULT_MAX_STREAMS", "DEFAULT_METRICS_PORT",
+    "DEFAULT_MAX_STREAMS", "DEFAULT_METRICS_PORT",
     "DEFAULT_MULTILINE_MAX_LINES", "DEFAULT_MULTILINE_TIMEOUT_S",
     "DEFAULT_PERSISTED_BATCH_TIMEOUT_S", "DEFAULT_PING_INTERVAL_S", "DEFAULT_PING_TIMEOUT_S",
     "DEFAULT_POSITIONS_CLEANUP_INTERVAL_S", "DEFAULT_POSITIONS_FLUSH_INTERVAL_S",
@@ -136,7 +135,8 @@ __all__ = [
     "DEFAULT_RESTART_INTENSITY", "DEFAULT_RESTART_PERIOD_S", "DEFAULT_RETENTION_PERIOD_S",
     "DEFAULT_RETRY_BASE_DELAY_S", "DEFAULT_RETRY_MAX_DELAY_S", "DEFAULT_SERVER_HOST",
     "DEFAULT_SHARDS", "DEFAULT_SHUTDOWN_TIMEOUT_S", "FILE_SINK_FORMATS", "HOUR_S", "LOG_FORMATS",
-    "LOG_LEVELS", "LOKI_ENCODINGS", "MAX_SHARDS", "MULTILINE_MATCH_CHOICES", "START_AT_CHOICES",
+    "LOG_LEVELS", "LOKI_ENCODINGS", "MAX_SHARDS", "MULTILINE_MATCH_CHOICES", "REMOVED_KEYS",
+    "START_AT_CHOICES",
     "WHEN_FULL_CHOICES", "BatchPersistenceConfig", "Config", "ContainersConfig",
     "DeduplicationConfig", "DiskBufferConfig", "DispatcherConfig", "DlqConfig", "EncryptionConfig",
     "FileSinkConfig", "FileSourceConfig", "GiB", "KiB", "LoggingConfig", "LokiAuthConfig",
@@ -144,6 +144,15 @@ __all__ = [
     "ProcessingConfig",
     "Section", "ServerConfig", "SinksConfig", "SourcesConfig", "SupervisionConfig",
 ]
+
+REMOVED_KEYS: dict[str, str] = {
+    "dispatcher.max_retries": (
+        "removed: a transient failure (5xx, 429, timeout, connection error) is retried until "
+        "it is delivered, with backoff capped at dispatcher.retry_max_delay; to dead-letter "
+        "after a budget, enable batch_persistence (with the disk buffer) and set its "
+        "max_recovery_retries"),
+}
+"""Keys logcap once accepted, by path, with the reason they are refused (not merely unknown)."""
 
 
 @attrs.frozen

@@ -56,7 +56,6 @@ __all__ = [
     "DEFAULT_DISPATCH_BATCH_TIMEOUT_S",
     "DEFAULT_DOCKER_SOCKET",
     "DEFAULT_MAX_LINE_BYTES",
-    "DEFAULT_MAX_RETRIES",
     "DEFAULT_MULTILINE_MAX_BYTES",
     "DEFAULT_MULTILINE_MAX_LINES",
     "DEFAULT_MULTILINE_TIMEOUT_S",
@@ -88,7 +87,6 @@ DEFAULT_SHARDS = 2
 MAX_SHARDS = 256
 DEFAULT_DISPATCH_BATCH_LINES = 1000
 DEFAULT_DISPATCH_BATCH_TIMEOUT_S = 0.2
-DEFAULT_MAX_RETRIES = 10
 
 _SOCKET_SCHEMES = ("unix", "tcp", "http", "https", "ssh")
 
@@ -234,9 +232,6 @@ class DispatcherConfig(Section):
     queue_size: int = integer(DEFAULT_QUEUE_SIZE_BATCHES, minimum=1)
     batch_size: int = integer(DEFAULT_DISPATCH_BATCH_LINES, minimum=1)
     batch_timeout: float = duration(DEFAULT_DISPATCH_BATCH_TIMEOUT_S)
-    max_retries: int = integer(DEFAULT_MAX_RETRIES, minimum=0)
-    """Failed sends of one batch to one sink after which the shard logs it as exhausted; it is
-    still retried at ``retry_max_delay`` (no line is dropped, see ARCHITECTURE.md)."""
     retry_base_delay: float = duration(DEFAULT_RETRY_BASE_DELAY_S)
     retry_max_delay: float = duration(DEFAULT_RETRY_MAX_DELAY_S)
     dlq_enabled: bool = flag(True)

@@ -36,8 +36,8 @@ mailbox: :meth:`pump`'s ``transmit`` returns False), a *held* answer (:meth:`hel
 not try the batch because an older one failed) and a restart of the sink (:meth:`restarted`)
 put the delivery back in line without counting; a refusal or a hold closes the gate for
 :data:`~logcap.dispatch.retry.REFUSED_RETRY_S` (if it was open). Past ``max_retries`` counted
-failures a :class:`Failure` is ``exhausted``: the caller decides (log and keep retrying, hand to
-the DLQ, give up).
+failures (None: no budget) a :class:`Failure` is ``exhausted``: the caller decides (hand to the
+DLQ, give up). The shard has no budget: it retries until delivered.
 
 **Timers.** The outbox never waits. A call that closes a gate returns a :class:`Gate`: the
 caller arms a timer and calls :meth:`Outbox.open_gate` when it fires, then :meth:`pump`.

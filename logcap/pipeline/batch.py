@@ -3,7 +3,9 @@
 A :class:`LineBatch` holds the lines as parallel lists (line text, extracted fields,
 timestamp, labels, structured metadata), so a stage loops over plain lists without building an
 object per line. Fields, labels and metadata of a line are ``None`` until a stage sets one
-(most stages touch only some lines). A stage that drops lines calls :meth:`LineBatch.keep`,
+(most stages touch only some lines). A field whose value is ``None`` is absent (a regex group
+that did not take part, kept so as not to copy the match's dict): fields are read with
+``get``, never iterated. A stage that drops lines calls :meth:`LineBatch.keep`,
 which compacts every list at once.
 
 What happened is counted in the batch, not in metrics: :attr:`LineBatch.failures` and

@@ -27,9 +27,19 @@ the same code as a user's file, once, on first use (:func:`builtin_pipelines`).
   ``SET timestamp``; passwords in ``IDENTIFIED BY '...'`` and ``PASSWORD('...')`` masked
   as ``'***'``.
 * ``docker_json``: Docker's ``json-file`` lines; the line becomes ``log`` (without its
-  newline), timestamp from ``time``, label ``stream``.
+  newline), timestamp from ``time``, label ``stream``. A record whose ``log`` does not end in a
+  newline (Docker cuts lines at 16 KiB) is joined at the source with the records after it up
+  to the one that does, into one line; ``time`` and ``stream`` are the last record's.
 * ``cri``: CRI (containerd, CRI-O) log lines ``<time> <stream> <F|P> <text>``; the line becomes
-  the text, timestamp from the time, label ``stream``. Partial (``P``) lines are not joined.
+  the text, timestamp from the time, label ``stream``. A partial (``P``) record is joined at the
+  source with the records after it up to the next ``F`` one, into one line (time and stream
+  of the first).
+
+  For both, the joining is by position in the file: a partial line of one stream followed by
+  a record of the other stream (both write to one file) is joined with that record. A line
+  longer than the multiline caps (500 records, ``max_bytes`` = the default ``max_line_bytes``)
+  is cut into several entries, nothing dropped; an unfinished one is flushed after the
+  multiline timeout.
 * ``json`` and ``logfmt``: every top-level key becomes a field; ``level`` (when present) a
   label.
 """
@@ -56,19 +66,23 @@ pipelines:
           firstline: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
           max_lines: 500
       - replace: {expression: '#015#012', replace: "\r\n"}
+      # the header: only the fields later stages use are captured (each capture is a new
+      # string per line); the host and the message text are not
       - regex:
           expression: >-
             (?x) ^(?P<time>\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d)
-            [ ](?:(?P<host>[^\s\[]+)[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
+            [ ](?:[^\s\[]+[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
             (?P<level>ALERT|CRITICAL|CRIT|ERROR|WARNING|NOTICE|INFO|DBG|DEBUG|BUG):
-            (?:(?P<module>\w+):(?P<function>\w+):[ ])?(?P<message>.*)
+            (?:(?P<module>\w+):(?P<function>\w+):[ ])?
       - timestamp: {source: time, format: syslog, fallback_formats: [rfc3339]}
+      # starting with one character class ([cC\n]) lets the regex engine skip to the
+      # candidates; the lookbehinds pick the branch (call-id=... or a Call-ID: header)
       - regex:
           optional: true
           contains: ["\n", "all", "ALL"]
           expression: >-
-            (?x) (?:[cC](?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*|\n(?i:Call-ID|i)[ \t]*:[ \t]*)
-            (?P<call_id>[^\s;,]+)
+            (?x) [cC\n](?:(?<=[cC])(?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*
+            |(?<=\n)(?i:Call-ID|i)[ \t]*:[ \t]*)(?P<call_id>[^\s;,]+)
       - regex:
           optional: true
           contains: ["\n", "from_tag=", "fromtag="]
@@ -116,7 +130,7 @@ pipelines:
             (?x) ^(?P<time>\d{4}-\d\d-\d\d[ T]+\d{1,2}:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?
             |\d{6}[ ]+\d{1,2}:\d\d:\d\d)
             [ ]+(?:(?P<thread>\d+)[ ])?\[(?P<level>[A-Za-z]+)\][ ]
-            (?:\[(?P<error_code>MY-\d+)\][ ]\[(?P<subsystem>[A-Za-z]+)\][ ])?(?P<message>.*)
+            (?:\[(?P<error_code>MY-\d+)\][ ]\[(?P<subsystem>[A-Za-z]+)\][ ])?
       - timestamp: {source: time, format: mysql}
       - labels: {level: }
       - structured_metadata: {thread: , error_code: , subsystem: }
@@ -155,6 +169,17 @@ pipelines:
 
   docker_json:
     stages:
+      # a record whose log does not end in a newline (\n escaped) is a partial line (Docker
+      # cuts lines at 16 KiB): it continues in the next record
+      - multiline:
+          pattern: '^\{"log":"(?:[^"\\]|\\.)*(?:[^"\\]|\\[^n])"'
+          match: before
+      # the records of a joined line become one: each joint (the end of a record, its other
+      # keys, and the start of the next one) is cut out, the last record's keys remain
+      - replace:
+          contains: ["\n"]
+          expression: >-
+            "(?:,"\w+":(?:"(?:[^"\\]|\\.)*"|\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}))*\}\n\{"log":"
       - json: {fields: {log: log, stream: stream, time: time}}
       - replace: {source: log, expression: '\r?\n\Z', replace: ''}
       - timestamp: {source: time, format: rfc3339}
@@ -163,6 +188,12 @@ pipelines:
 
   cri:
     stages:
+      # a P (partial) record continues in the next record; the joint (the newline and the next
+      # record's time, stream and tag) is cut out
+      - multiline:
+          pattern: '^\S+ (?:stdout|stderr) P '
+          match: before
+      - replace: {contains: ["\n"], expression: '\n\S+ (?:stdout|stderr) [FP] '}
       - regex:
           expression: '^(?P<time>\S+) (?P<stream>stdout|stderr) (?P<flags>[FP]) (?P<content>.*)'
       - timestamp: {source: time, format: rfc3339}

@@ -145,6 +145,8 @@ def _unix(scale_digits: int) -> Callable[[str, TimeContext], int]:
     unit = 10 ** (9 - scale_digits)
 
     def parse(text: str, ctx: TimeContext) -> int:
+        if text.isdecimal():  # the common case (``\d`` is a decimal digit too)
+            return int(text) * unit
         m = _NUMBER.fullmatch(text)
         if m is None:
             raise ValueError(f"not a number: {text!r}")
@@ -188,10 +190,11 @@ class SecondCache:
     Consecutive lines of a log share their second, so the calendar arithmetic runs about once
     per second of log. For ``syslog`` (the year comes from the read time) an entry is reused
     only while the read time stays within a day of the one it was computed for. Unix formats
-    are not cached (they are plain arithmetic).
+    are not cached (they are plain arithmetic, and do not use the read time: they get one
+    context made once).
     """
 
-    __slots__ = ("_entries", "_parser", "_relative", "cached", "tz")
+    __slots__ = ("_entries", "_fixed", "_parser", "_relative", "cached", "tz")
 
     def __init__(self, fmt: str, tz: tzinfo) -> None:
         self._parser = TIME_FORMATS[fmt]
@@ -199,11 +202,12 @@ class SecondCache:
         self.cached = fmt in _CACHED_FORMATS
         self.tz = tz
         self._entries: dict[str, tuple[int, int]] = {}
+        self._fixed = TimeContext(0, tz)
 
     def parse(self, text: str, read_ns: int) -> int:
         """``text`` as Unix ns (ValueError if it does not parse)."""
         if not self.cached:
-            return self._parser(text, TimeContext(read_ns, self.tz))
+            return self._parser(text, self._fixed)
         dot = text.find(".")
         if dot < 0:
             key, fraction = text, ""
@@ -214,7 +218,7 @@ class SecondCache:
             key, fraction = text[:dot] + text[end:], text[dot + 1:end]
         hit = self._entries.get(key)
         if hit is not None and (not self._relative or abs(read_ns - hit[1]) < _DAY_NS):
-            return hit[0] + _fraction_ns(fraction)
+            return hit[0] + _fraction_ns(fraction) if fraction else hit[0]
         ns = self._parser(text, TimeContext(read_ns, self.tz))
         if len(self._entries) >= SECOND_CACHE_ENTRIES:
             self._entries.clear()

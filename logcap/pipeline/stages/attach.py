@@ -30,12 +30,15 @@ class FieldMapConfig:
 
 def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
             target: list[Fields | None]) -> None:
-    fields = batch.fields
-    for i in range(len(fields)):
-        line_fields = fields[i]
+    for i, line_fields in enumerate(batch.fields):
         if line_fields is None:
             continue
-        found = {name: line_fields[field] for name, field in pairs if line_fields.get(field)}
+        get = line_fields.get
+        found: Fields = {}
+        for name, field in pairs:  # a plain loop: a comprehension is a call per line
+            value = get(field)
+            if value:
+                found[name] = value
         if not found:
             continue
         current = target[i]

@@ -86,12 +86,12 @@ class RegexStage:
                 misses += 1
                 continue
             found = m.groupdict()
-            if None in found.values():
-                found = {k: v for k, v in found.items() if v is not None}
             current = fields[i]
-            if current is None:
+            if current is None:  # a group that did not take part stays None: read as absent
                 fields[i] = found
-            else:
+            else:  # it must not replace an earlier value
+                if None in found.values():
+                    found = {k: v for k, v in found.items() if v is not None}
                 current.update(found)
         if misses and not self.optional:
             batch.fail(self.label, "no_match", misses)

@@ -59,21 +59,9 @@ class TimestampStage:
         self.parse = SecondCache(config.format, tz).parse
         self.fallbacks = [SecondCache(f, tz).parse for f in config.fallback_formats]
 
-    def _parse_any(self, value: str, read_ns: int) -> int:
-        try:
-            return self.parse(value, read_ns)
-        except ValueError:
-            for parse in self.fallbacks:
-                try:
-                    return parse(value, read_ns)
-                except ValueError:
-                    continue
-            raise
-
     def __call__(self, batch: LineBatch) -> None:
         missing = bad = 0
-        parse = self._parse_any if self.fallbacks else self.parse
-        source = self.source
+        parse, fallbacks, source = self.parse, self.fallbacks, self.source
         stamps, fields = batch.timestamps, batch.fields
         for i in range(len(stamps)):
             line_fields = fields[i]
@@ -84,7 +72,14 @@ class TimestampStage:
             try:
                 stamps[i] = parse(value, stamps[i])
             except ValueError:
-                bad += 1
+                for fallback in fallbacks:  # in order; the read time is still stamps[i]
+                    try:
+                        stamps[i] = fallback(value, stamps[i])
+                        break
+                    except ValueError:
+                        continue
+                else:
+                    bad += 1
         batch.timestamped = True
         if missing:
             batch.fail(self.label, "missing_field", missing)
