@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["MAGIC", "compression_of"]
+__all__ = ["MAGIC", "compression_of", "undecided"]
 
 MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
@@ -36,3 +36,13 @@ def compression_of(fd: int) -> str | None:
             and head[4:10] in _BZIP2_BLOCKS:
         return "bzip2"
     return None
+
+
+def undecided(fd: int) -> bool:
+    """Whether the open file ``fd`` is too short to tell yet: its bytes so far (no newline)
+    are the start of a magic number (a compressor has just begun writing it)."""
+    head = os.pread(fd, _HEAD_BYTES, 0)
+    if not head or len(head) >= _HEAD_BYTES or b"\n" in head:
+        return False
+    return any(magic.startswith(head) or head.startswith(magic) for magic, _ in MAGIC) \
+        or b"BZh".startswith(head[:3])
