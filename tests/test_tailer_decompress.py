@@ -180,3 +180,29 @@ def test_a_file_the_watcher_opened_empty_that_becomes_compressed_is_never_read_a
     else:
         assert got == []
         assert any("compressed (gzip)" in p for p in tailer.take_problems())
+
+
+@pytest.mark.parametrize("sweep_first", [False, True])
+def test_a_gz_of_a_file_closed_while_idle_sends_the_tail_it_gained_before_its_rotation(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer], sweep_first: bool) -> None:
+    log = tmp_path / "app.log"
+    write(log, *numbered("a", 300))
+    tailer = follow(tmp_path, clock, tailers, include="app.log*", close_inactive_s=1.0)
+    tailer.rescan()
+    assert collect(tailer, clock, rounds=3) == numbered("a", 300)
+    tailer.close_idle()
+    assert str(log) in tailer.dormant
+    write(log, *numbered("b", 50))  # gained while closed, then rotated and compressed
+    rotated = tmp_path / "app.log.1"
+    log.rename(rotated)
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+    write(log, "c 0")
+    if sweep_first:
+        tailer.sweep_dormant()  # sees app.log is another file before any scan finds the .gz
+    tailer.rescan()
+    got = collect(tailer, clock, rounds=8)
+    tailer.sweep_dormant()  # the next tick: the new app.log
+    tailer.rescan()
+    got += collect(tailer, clock, rounds=8)
+    assert sorted(got) == sorted([*numbered("b", 50), "c 0"])

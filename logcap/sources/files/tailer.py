@@ -72,7 +72,7 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from logcap.messages import Entries
@@ -177,6 +177,9 @@ class SourceTailer:
         self.finished: OrderedDict[tuple[int, int], ClosedFile] = OrderedDict()
         """Rotated files read to their end and closed (the last FINISHED_MEMORY), by key: a
         file found again under a name the globs match is known, not read twice."""
+        self.gone: deque[ClosedFile] = deque(maxlen=FINISHED_MEMORY)
+        """Closed files found rotated away (or their inode reused) and not found again: a
+        compressed copy of one (``app.log.1.gz``) continues from its offset."""
         self.closes: Counter[str] = Counter()
         """Descriptors closed since the last :meth:`take_closes`, by reason."""
         self._problems: list[str] = []
@@ -459,7 +462,7 @@ class SourceTailer:
                     os.close(fd)
                     return
                 closed = continued_file(stream, [*self.finished.values(),
-                                                 *self.dormant.values()])
+                                                 *self.dormant.values(), *self.gone])
                 offset, stream_path = (closed.offset, closed.path) if closed else (0, path)
         except NotYetWritten:
             os.close(fd)
@@ -951,6 +954,7 @@ class SourceTailer:
                          "it from 0", self.settings.source, path)
                 self._pending_rotations.append("inode_reuse")
                 self._pending_forget.append(closed.key)
+                self.gone.append(closed)
                 self._add_current(path, fd, identity_of(fd), 0)
         self._enforce_cap()
 
@@ -979,6 +983,7 @@ class SourceTailer:
                     return
                 os.close(fd)
         self._pending_forget.append(closed.key)
+        self.gone.append(closed)
 
     # -- acknowledgements ------------------------------------------------------------------
 
