@@ -148,3 +148,37 @@ def test_a_file_rotated_and_compressed_while_running_delivers_every_line_once(
         assert not any("\x1f\x8b" in line for line in receiver.lines())
     finally:
         assert proc.stop() == 0
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="gzip is not installed")
+@pytest.mark.parametrize("start_at", ["beginning", "end"])
+def test_a_file_rotated_and_compressed_while_stopped_continues_from_its_stored_offset(
+        tmp_path: Path, receiver: LokiReceiver, start_at: str) -> None:
+    config = config_for(tmp_path, receiver, "app.log*")
+    data = yaml.safe_load(config.read_text())
+    data["sources"]["files"][0]["start_at"] = start_at
+    config.write_text(yaml.safe_dump(data))
+    logs = tmp_path / "logs"
+    writer = NumberedWriter(logs / "app.log")
+    proc = LogcapProcess(config).start()
+    try:
+        writer.write(3000)  # created after the start: read from 0 whatever start_at says
+        wait_until(lambda: every_seq_once(receiver, 3000), timeout=30, what="3000 lines")
+    finally:
+        assert proc.stop() == 0
+    writer.write(1000)  # written while stopped, then rotated and compressed
+    _rotate_by_hand(logs)
+    writer.write(500)
+    proc = LogcapProcess(config).start()
+    try:
+        wait_until(lambda: proc.tail_log(500).count("decompressed from offset") == 1,
+                   timeout=30, what="app.log.1.gz continuing the stored app.log")
+        # The new app.log is a file the last run never saw at a known path: read from 0
+        # whatever start_at says.
+        wait_until(lambda: every_seq_once(receiver, 4500), timeout=30, what="4500 lines")
+        wait_until(lambda: health(proc)["rotated_files_draining"] == 0, timeout=30,
+                   what="app.log.1.gz read to its end")
+        kept = receiver.received_seq_numbers()
+        assert {n: c for n, c in kept.items() if c != 1} == {}
+    finally:
+        assert proc.stop() == 0

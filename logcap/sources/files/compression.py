@@ -6,7 +6,8 @@ gzip ``1f 8b``, xz ``fd 37 7a 58 5a 00``, zstd ``28 b5 2f fd``, and bzip2 ``BZh`
 its block size digit and the magic of its first block (or of its end) after it, so that a text
 log whose first line starts with "BZh" is still read. The tailer
 skips such a file (reported once as a problem of its source, counted as
-``logcap_source_errors_total{reason="compressed"}``) instead of reading it.
+``logcap_source_errors_total{reason="compressed"}``) instead of reading it, or with
+``decompress: true`` reads it decompressed (:mod:`~logcap.sources.files.decompress`).
 """
 
 from __future__ import annotations

@@ -392,10 +392,13 @@ class SourceTailer:
                          renamed, pos.offset)
                 self._retire_at(renamed, pos)
             else:
-                log.warning("%s: %s was rotated away while logcap was stopped and is gone; "
-                            "lines after offset %d of it could not be read", self.settings.source,
+                log.warning("%s: %s was rotated away while logcap was stopped and is gone "
+                            "(unless a compressed copy matching the globs continues it); lines "
+                            "after offset %d of it could not be read", self.settings.source,
                             path, pos.offset)
                 self._pending_forget.append(pos.key)
+                self.gone.append(ClosedFile(pos.path, pos.identity, pos.offset, 0, 0,
+                                            pos.prefix_hash))
         if mine:
             pos = mine[0]
             validity = validate_file(pos)
@@ -420,8 +423,9 @@ class SourceTailer:
     def _discover_compressed(self, path: str, fd: int, identity: FileIdentity, fmt: str,
                              first: bool) -> None:
         """A compressed file found by a scan: resumed from its stored position (decompressed
-        again and skipped to the offset), else skipped when present at the first scan with
-        ``start_at: end`` (like the history of plain files), else followed."""
+        again and skipped to the offset), else followed; present at the first scan with
+        ``start_at: end``, only if it continues a file of the last run (like the history of
+        plain files, it is not read otherwise)."""
         stored = self._stored.pop(path, [])
         mine = [p for p in stored if p.key == (identity.dev, identity.ino)
                 and fingerprint_matches(p.fingerprint, fd)]
@@ -431,18 +435,18 @@ class SourceTailer:
             offset = self._past_buffered(fd, identity, pos.offset, compressed=True)
             resume = ClosedFile(pos.path, identity, offset, 0, 0, "")
             self._follow_compressed(path, fd, identity, fmt, resume=resume)
-        elif first and self.settings.start_at == "end":
-            st = os.fstat(fd)
-            os.close(fd)
-            self._remember(ClosedFile(path, identity, 0, st.st_size, st.st_mtime_ns, ""))
         else:
-            self._follow_compressed(path, fd, identity, fmt)
+            self._follow_compressed(path, fd, identity, fmt,
+                                    only_continued=first and self.settings.start_at == "end")
 
     def _follow_compressed(self, path: str, fd: int, identity: FileIdentity, fmt: str,
-                           resume: ClosedFile | None = None) -> None:
+                           resume: ClosedFile | None = None,
+                           only_continued: bool = False) -> None:
         """Read the compressed file ``fd`` (at ``path``) decompressed, to its end, as a
         rotated file: from ``resume``'s offset, or from the offset of the followed file it is
-        a compressed copy of (:func:`continued_file`, under that file's stream), or from 0.
+        a compressed copy of (:func:`continued_file`, under that file's stream: one read in
+        this run, or a stored position of the last run), or from 0 (``only_continued``: not
+        at all, it is remembered as read).
 
         Not yet when it is a copy of a file still open (being read, or drained after its
         rotation: that file's reads decide the offset; a compressed copy of a live file is
@@ -461,9 +465,16 @@ class SourceTailer:
                 if open_plain and starts_with(stream, open_plain):
                     os.close(fd)
                     return
+                stored = [ClosedFile(p.path, p.identity, p.offset, 0, 0, p.prefix_hash)
+                          for positions in self._stored.values() for p in positions]
                 closed = continued_file(stream, [*self.finished.values(),
-                                                 *self.dormant.values(), *self.gone])
+                                                 *self.dormant.values(), *self.gone, *stored])
                 offset, stream_path = (closed.offset, closed.path) if closed else (0, path)
+                if closed is None and only_continued:
+                    st = os.fstat(fd)
+                    os.close(fd)
+                    self._remember(ClosedFile(path, identity, 0, st.st_size, st.st_mtime_ns, ""))
+                    return
         except NotYetWritten:
             os.close(fd)
             return
