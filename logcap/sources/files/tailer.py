@@ -48,6 +48,15 @@ still starts with its fingerprint and holds the same bytes before that offset
 the offset, is new and read from 0. A new file the watcher found under a rotated name is a
 generation the tailer never saw at its path: read in full (from 0), then closed.
 
+Compressed files (by magic) are skipped and reported, or with ``decompress`` read whole as
+a rotated file through a :class:`~logcap.sources.files.decompress.DecompressedStream`
+(offsets in the decompressed stream), from the offset of the followed file they are a
+compressed copy of (:func:`~logcap.sources.files.compressed_tail.continued_file`), else from
+0; not while that file is still open or the stream too short to tell (the next scan looks
+again). A stream without its end waits ``drain_grace_s`` after it stops growing, then keeps
+its whole lines and is reported; corrupt data is reported and the rest skipped. A file opened
+empty (by the watcher) is checked for a magic number before its first read.
+
 Descriptors. ``close_inactive``: a fully read current file without new data for that long is
 closed (:attr:`dormant`) and reopened when ``stat`` shows a change. ``max_open_files``: fully
 read current files are closed least recently active first; files matched beyond the cap wait
@@ -727,8 +736,9 @@ class SourceTailer:
     def _turned_compressed(self, gen: Generation) -> bool:
         """A file opened before it had bytes (the watcher opens new files at once) that turns
         out to be compressed, or may still be (the start of a magic number): not read as
-        text. Then True, and it is skipped, followed decompressed, or looked at again."""
-        if undecided(gen.fd):
+        text. Then True, and it is skipped, followed decompressed, or looked at again (only a
+        current file waits on a possible magic number: a rotated one is read to its end)."""
+        if not gen.retired and undecided(gen.fd):
             return True
         fmt = compression_of(gen.fd)
         if fmt is None:
