@@ -35,10 +35,11 @@ def text(lines: list[str]) -> bytes:
 
 
 def collect(tailer: SourceTailer, clock: Clock, rounds: int, step: float = 0.6) -> list[str]:
-    """Poll and acknowledge ``rounds`` times (``pump`` without its last unacknowledged
-    poll)."""
+    """Look for rotations, poll and acknowledge, ``rounds`` times (``pump`` without its
+    last unacknowledged poll)."""
     lines: list[str] = []
     for _ in range(rounds):
+        tailer.check_rotation()
         for entries in tailer.poll().entries:
             lines.extend(entries.lines)
             tailer.ack([entries.token])
@@ -206,3 +207,23 @@ def test_a_gz_of_a_file_closed_while_idle_sends_the_tail_it_gained_before_its_ro
     tailer.rescan()
     got += collect(tailer, clock, rounds=8)
     assert sorted(got) == sorted([*numbered("b", 50), "c 0"])
+
+
+def test_a_gz_of_a_copytruncate_copy_sends_only_the_tail_the_tailer_had_not_read(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    log = tmp_path / "app.log"
+    write(log, *numbered("a", 400))
+    tailer = follow(tmp_path, clock, tailers, include="app.log*")
+    tailer.rescan()
+    assert collect(tailer, clock, rounds=3) == numbered("a", 400)
+    write(log, *numbered("b", 60))
+    copy = tmp_path / "app.log.1"  # logrotate copytruncate + compress, no delaycompress
+    copy.write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(copy.read_bytes()))
+    copy.unlink()
+    write(log, "c 0")
+    got = collect(tailer, clock, rounds=4)  # the cut is seen: the copy is gone already
+    tailer.rescan()
+    got += collect(tailer, clock, rounds=8)
+    assert sorted(got) == sorted([*numbered("b", 60), "c 0"])

@@ -633,8 +633,12 @@ class SourceTailer:
         self._add_current(path, live_fd, identity_of(live_fd), 0)
 
     def _replace_in_place(self, path: str, gen: Generation, kind: str) -> None:
-        """Same inode, new content: the old generation keeps only its in-flight reads."""
+        """Same inode, new content: the old generation keeps only its in-flight reads (and is
+        remembered as :attr:`gone`: copytruncate then ``compress`` leaves its bytes in a .gz,
+        which continues it; no prefix hash, its bytes are gone)."""
         fresh_fd = open_log(path)
+        if gen.stream is None:
+            self.gone.append(ClosedFile(gen.path, gen.identity, gen.reader.offset, 0, 0, ""))
         gen.exhausted = True
         gen.finished = True
         self._retire(gen, kind)
