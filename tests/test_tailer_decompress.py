@@ -47,6 +47,21 @@ def collect(tailer: SourceTailer, clock: Clock, rounds: int, step: float = 0.6) 
     return lines
 
 
+def rotate_and_compress(log: Path, copytruncate: bool = False) -> None:
+    """logrotate ``compress`` without ``delaycompress``, by hand: ``app.log`` renamed (or
+    copied and truncated) to ``app.log.1``, gzipped to ``app.log.1.gz``, ``app.log.1``
+    removed; then ``c 0`` written to the new ``app.log``."""
+    rotated = log.with_name(log.name + ".1")
+    if copytruncate:
+        rotated.write_bytes(log.read_bytes())
+        os.truncate(log, 0)
+    else:
+        log.rename(rotated)
+    log.with_name(log.name + ".1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+    write(log, "c 0")
+
+
 def follow(tmp: Path, clock: Clock, made: list[SourceTailer], include: str = "*",
            **kw: object) -> SourceTailer:
     tailer = make(tmp, clock, include, decompress=True, **kw)
@@ -85,11 +100,7 @@ def test_a_rotated_gz_that_is_the_tail_of_a_tracked_file_continues_from_its_offs
     tailer.rescan()
     assert pump(tailer, clock) == numbered("a", 500)
     write(log, *numbered("b", 100))  # written, not read yet, before the rotation
-    rotated = tmp_path / "app.log.1"
-    log.rename(rotated)
-    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
-    rotated.unlink()
-    write(log, "c 0")
+    rotate_and_compress(log)
     tailer.rescan()
     got = pump(tailer, clock, rounds=10)
     tailer.rescan()
@@ -194,11 +205,7 @@ def test_a_gz_of_a_file_closed_while_idle_sends_the_tail_it_gained_before_its_ro
     tailer.close_idle()
     assert str(log) in tailer.dormant
     write(log, *numbered("b", 50))  # gained while closed, then rotated and compressed
-    rotated = tmp_path / "app.log.1"
-    log.rename(rotated)
-    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(rotated.read_bytes()))
-    rotated.unlink()
-    write(log, "c 0")
+    rotate_and_compress(log)
     if sweep_first:
         tailer.sweep_dormant()  # sees app.log is another file before any scan finds the .gz
     tailer.rescan()
@@ -217,12 +224,7 @@ def test_a_gz_of_a_copytruncate_copy_sends_only_the_tail_the_tailer_had_not_read
     tailer.rescan()
     assert collect(tailer, clock, rounds=3) == numbered("a", 400)
     write(log, *numbered("b", 60))
-    copy = tmp_path / "app.log.1"  # logrotate copytruncate + compress, no delaycompress
-    copy.write_bytes(log.read_bytes())
-    os.truncate(log, 0)
-    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(copy.read_bytes()))
-    copy.unlink()
-    write(log, "c 0")
+    rotate_and_compress(log, copytruncate=True)
     got = collect(tailer, clock, rounds=4)  # the cut is seen: the copy is gone already
     tailer.rescan()
     got += collect(tailer, clock, rounds=8)
