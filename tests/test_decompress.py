@@ -160,3 +160,27 @@ def test_a_line_reader_cuts_decompressed_lines_like_a_plain_file(
     assert got == want
     assert packed.offset == len(text)
     assert packed.prefix_hash() == plain.prefix_hash()
+
+
+def test_multiline_entries_are_joined_across_chunks_of_a_decompressed_stream(
+        open_file: Callable[[bytes], int]) -> None:
+    import re
+
+    from logcap.sources.files.joining import reader_factory
+    from logcap.sources.multiline import MultilineRule
+
+    rule = MultilineRule(re.compile(r"^seq="), max_lines=50, timeout_s=5.0)
+    entries = ["\n".join([f"seq={n} ERROR boom", *[f"\tat frame {n}.{k}" for k in range(n % 5)]])
+               for n in range(2000)]
+    text = "".join(e + "\n" for e in entries).encode()
+    fd = open_file(zstandard.ZstdCompressor().compress(text))
+    stream = DecompressedStream(fd, "zstd")
+    reader = reader_factory(1000, "utf-8", lambda path: rule)("x.zst", fd, 0, stream.pread)
+    got: list[str] = []
+    while True:  # as the tailer drains a rotated file: the last read is final
+        result = reader.read_batch(777, 64, final=True)
+        got.extend(result.lines)
+        if result.eof:
+            break
+    assert got == entries
+    assert reader.offset == len(text)
