@@ -89,7 +89,7 @@ SOURCE_ERRORS = Counter(
     registry=REGISTRY,
 )
 SOURCE_ERROR_REASONS = ("permission_denied", "not_found", "io_error", "compressed",
-                        "max_open_files")
+                        "compressed_corrupt", "compressed_truncated", "max_open_files")
 SOURCE_MULTILINE_ENTRIES = Counter(
     "logcap_source_multiline_entries_total",
     "Multi-line entries closed, by why: complete, max_lines, max_bytes (cut at a cap), timeout "

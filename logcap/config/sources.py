@@ -166,6 +166,10 @@ class FileSourceConfig(Section):
     max_open_files: int = integer(DEFAULT_MAX_OPEN_FILES, minimum=1)
     """Descriptors this source keeps open at most: the least recently active fully read files
     are closed first (reopened when they change)."""
+    decompress: bool = flag(False)
+    """Compressed files (gzip, bzip2, xz, zstd, by magic) the globs match are read
+    decompressed (a rotated ``.gz`` that is the tail of a followed file continues from that
+    file's offset); false: they are skipped and counted."""
 
 
 @attrs.frozen

@@ -6,14 +6,15 @@ gzip ``1f 8b``, xz ``fd 37 7a 58 5a 00``, zstd ``28 b5 2f fd``, and bzip2 ``BZh`
 its block size digit and the magic of its first block (or of its end) after it, so that a text
 log whose first line starts with "BZh" is still read. The tailer
 skips such a file (reported once as a problem of its source, counted as
-``logcap_source_errors_total{reason="compressed"}``) instead of reading it.
+``logcap_source_errors_total{reason="compressed"}``) instead of reading it, or with
+``decompress: true`` reads it decompressed (:mod:`~logcap.sources.files.decompress`).
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["MAGIC", "compression_of"]
+__all__ = ["MAGIC", "compression_of", "undecided"]
 
 MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
@@ -36,3 +37,13 @@ def compression_of(fd: int) -> str | None:
             and head[4:10] in _BZIP2_BLOCKS:
         return "bzip2"
     return None
+
+
+def undecided(fd: int) -> bool:
+    """Whether the open file ``fd`` is too short to tell yet: its bytes so far (no newline)
+    are the start of a magic number (a compressor has just begun writing it)."""
+    head = os.pread(fd, _HEAD_BYTES, 0)
+    if not head or len(head) >= _HEAD_BYTES or b"\n" in head:
+        return False
+    return any(magic.startswith(head) or head.startswith(magic) for magic, _ in MAGIC) \
+        or b"BZh".startswith(head[:3])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from logcap.messages import Entries, Labels
 from logcap.origin import ReadToken
+from logcap.sources.files.decompress import DecompressedStream
 from logcap.sources.files.joining import JoiningReader
 from logcap.sources.files.reader import DEFAULT_ENCODING, MAX_LINE_BYTES, LineReader
 from logcap.state.file_identity import FileIdentity, fingerprint_matches, hash_prefix
@@ -84,6 +85,8 @@ class TailerSettings:
     drain_grace_s: float = DEFAULT_DRAIN_GRACE_S
     close_inactive_s: float = DEFAULT_CLOSE_INACTIVE_S
     max_open_files: int = DEFAULT_MAX_OPEN_FILES
+    decompress: bool = False
+    """Read compressed files decompressed (see the tailer) instead of skipping them."""
 
 
 @dataclass(slots=True)
@@ -114,6 +117,12 @@ class Generation:
     binary_chars: int = 0  # NUL and control runs dropped from its lines
     reader_nul_seen: int = 0  # of reader.nul_dropped, already counted in binary_chars
     binary_warned: bool = False
+    stream: DecompressedStream | None = None
+    """A compressed file's decompressed content (offsets are in it); None: a plain file."""
+    compressed_seen: int = 0  # of stream.compressed_read, at the last poll
+    file_path: str | None = None
+    """The compressed file's own path (its ``path``, the stream, may be the file it
+    continues)."""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -125,7 +134,10 @@ class Generation:
         return not self.inflight and self.size <= self.reader.read_position
 
     def position(self, now: float) -> FilePosition:
-        prefix = hash_prefix(self.fd, self.committed) if self.committed else ""
+        """The committed position. A compressed file's has no prefix hash: it is immutable,
+        its identity (dev, ino, fingerprint of the compressed bytes) is enough."""
+        prefix = hash_prefix(self.fd, self.committed) if self.committed and self.stream is None \
+            else ""
         return FilePosition.of(self.path, self.identity, self.committed, prefix,
                                max(self.size, self.committed), now)
 

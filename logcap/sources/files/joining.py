@@ -32,16 +32,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
+from typing import Protocol
 
-from logcap.sources.files.reader import CHUNK_BYTES, LineReader, ReadResult
+from logcap.sources.files.reader import CHUNK_BYTES, LineReader, Pread, ReadResult
 from logcap.sources.multiline import END_OF_STREAM, TIMEOUT, JoinedEntry, LineJoiner, MultilineRule
-from logcap.state.file_identity import hash_prefix
 
 __all__ = ["JoinCounts", "JoiningReader", "ReaderFactory", "entry_due", "held_entry",
            "reader_factory"]
 
-ReaderFactory = Callable[[str, int, int], "LineReader | JoiningReader"]
-"""``(path, fd, offset) -> reader``: how a tailer makes the reader of a file generation."""
+class ReaderFactory(Protocol):
+    """``(path, fd, offset, pread=None) -> reader``: how a tailer makes the reader of a file
+    generation (``pread``: read through it instead of ``fd``, a compressed file's
+    decompressed stream)."""
+
+    def __call__(self, path: str, fd: int, offset: int,
+                 pread: Pread | None = None) -> LineReader | JoiningReader: ...
 
 
 class JoinCounts:
@@ -123,7 +128,7 @@ class JoiningReader:
 
     def prefix_hash(self) -> str:
         """Hash of the bytes before :attr:`offset`."""
-        return hash_prefix(self._reader.fd, self._offset)
+        return self._reader.hash_before(self._offset)
 
     def read_batch(self, max_bytes: int = CHUNK_BYTES, max_lines: int | None = None, *,
                    final: bool = False) -> ReadResult:
@@ -196,11 +201,13 @@ def reader_factory(
     """Readers for a source's files: a :class:`JoiningReader` for a path ``rule_for`` gives a
     rule, a plain :class:`LineReader` otherwise (the rule is asked at each new generation, so
     a rotated file keeps its path's rule)."""
-    def make(path: str, fd: int, offset: int) -> LineReader | JoiningReader:
+    def make(path: str, fd: int, offset: int,
+             pread: Pread | None = None) -> LineReader | JoiningReader:
         rule = rule_for(path)
         if rule is None:
-            return LineReader(fd, offset, max_line_bytes=max_line_bytes, encoding=encoding)
+            return LineReader(fd, offset, max_line_bytes=max_line_bytes, encoding=encoding,
+                              pread=pread)
         reader = LineReader(fd, offset, max_line_bytes=max_line_bytes, encoding=encoding,
-                            track_offsets=True)
+                            track_offsets=True, pread=pread)
         return JoiningReader(reader, rule, counts, clock)
     return make

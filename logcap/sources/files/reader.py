@@ -55,7 +55,7 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from logcap.sources.text import cut_utf8
@@ -65,8 +65,14 @@ __all__ = [
     "CHUNK_BYTES",
     "MAX_LINE_BYTES",
     "LineReader",
+    "Pread",
     "ReadResult",
 ]
+
+Pread = Callable[[int, int], bytes]
+"""``pread(size, offset)``: up to ``size`` bytes of a file's content at ``offset`` (fewer at
+its end). A plain file's is ``os.pread`` on its descriptor; a compressed file's reads its
+decompressed stream (:class:`~logcap.sources.files.decompress.DecompressedStream`)."""
 
 CHUNK_BYTES = 1024 * 1024
 """Default size of one read, in bytes (1 MiB)."""
@@ -109,7 +115,9 @@ class LineReader:
     """Reads lines from an open binary file descriptor, starting at ``offset``.
 
     The reader does not own ``fd``: the caller opens and closes it. See the module docstring
-    for the semantics of offsets, partial lines and truncation.
+    for the semantics of offsets, partial lines and truncation. ``pread`` reads the content
+    instead of ``os.pread`` on ``fd`` (a compressed file's decompressed stream: offsets are
+    then offsets in that stream, and so is the prefix hash).
     """
 
     def __init__(
@@ -120,12 +128,14 @@ class LineReader:
         max_line_bytes: int = MAX_LINE_BYTES,
         track_offsets: bool = False,
         encoding: str = DEFAULT_ENCODING,
+        pread: Pread | None = None,
     ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be at least 1")
         if offset < 0:
             raise ValueError("offset must not be negative")
         self._fd = fd
+        self._pread = pread
         self._encoding = encoding
         self._max_line = max_line_bytes
         self._track = track_offsets
@@ -175,9 +185,17 @@ class LineReader:
     def prefix_hash(self) -> str:
         """Hash of the bytes before ``offset`` (read from the file if not already known)."""
         if self._prefix_hash_at != self._offset:
-            self._prefix_hash = hash_prefix(self._fd, self._offset)
+            self._prefix_hash = self.hash_before(self._offset)
             self._prefix_hash_at = self._offset
         return self._prefix_hash
+
+    def hash_before(self, offset: int) -> str:
+        """:func:`~logcap.state.file_identity.hash_prefix` of the content (through ``pread``
+        when given)."""
+        if self._pread is None:
+            return hash_prefix(self._fd, offset)
+        start = max(0, offset - PREFIX_HASH_BYTES)
+        return digest_bytes(self._pread(offset - start, start))
 
     def read_batch(
         self,
@@ -200,7 +218,8 @@ class LineReader:
         offsets: list[int] | None = [] if self._track else None
         truncated = 0
         base = self._read_pos
-        data = os.pread(self._fd, max_bytes, base)
+        data = (os.pread(self._fd, max_bytes, base) if self._pread is None
+                else self._pread(max_bytes, base))
         nread = len(data)
         eof = nread < max_bytes
         self._read_pos = base + nread

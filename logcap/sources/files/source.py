@@ -89,6 +89,7 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         drain_grace_s=source.rotate_wait,
         close_inactive_s=source.close_inactive,
         max_open_files=source.max_open_files,
+        decompress=source.decompress,
     )
 
 
@@ -165,7 +166,13 @@ class FileSource:
 
     def _report(self, problems: list[str]) -> None:
         for problem in problems:
-            if "compressed (" in problem:
+            if "corrupt compressed file (" in problem:
+                log.warning("%s: %s", self.name, problem)
+                reason = "compressed_corrupt"
+            elif "truncated compressed file (" in problem:
+                log.warning("%s: %s", self.name, problem)
+                reason = "compressed_truncated"
+            elif "compressed (" in problem:
                 log.warning("%s: %s", self.name, problem)
                 reason = "compressed"
             elif problem.startswith("max_open_files: "):

@@ -48,6 +48,15 @@ still starts with its fingerprint and holds the same bytes before that offset
 the offset, is new and read from 0. A new file the watcher found under a rotated name is a
 generation the tailer never saw at its path: read in full (from 0), then closed.
 
+Compressed files (by magic) are skipped and reported, or with ``decompress`` read whole as
+a rotated file through a :class:`~logcap.sources.files.decompress.DecompressedStream`
+(offsets in the decompressed stream), from the offset of the followed file they are a
+compressed copy of (:func:`~logcap.sources.files.compressed_tail.continued_file`), else from
+0; not while that file is still open or the stream too short to tell (the next scan looks
+again). A stream without its end waits ``drain_grace_s`` after it stops growing, then keeps
+its whole lines and is reported; corrupt data is reported and the rest skipped. A file opened
+empty (by the watcher) is checked for a magic number before its first read.
+
 Descriptors. ``close_inactive``: a fully read current file without new data for that long is
 closed (:attr:`dormant`) and reopened when ``stat`` shows a change. ``max_open_files``: fully
 read current files are closed least recently active first; files matched beyond the cap wait
@@ -72,13 +81,15 @@ import itertools
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
 from logcap.sources.files.binary_runs import drop_binary_runs
-from logcap.sources.files.compression import compression_of
+from logcap.sources.files.compressed_tail import NotYetWritten, continued_file, starts_with
+from logcap.sources.files.compression import compression_of, undecided
+from logcap.sources.files.decompress import CorruptCompressedFile, DecompressedStream
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.generation import (
     DEFAULT_CLOSE_INACTIVE_S,
@@ -177,6 +188,9 @@ class SourceTailer:
         self.finished: OrderedDict[tuple[int, int], ClosedFile] = OrderedDict()
         """Rotated files read to their end and closed (the last FINISHED_MEMORY), by key: a
         file found again under a name the globs match is known, not read twice."""
+        self.gone: deque[ClosedFile] = deque(maxlen=FINISHED_MEMORY)
+        """Closed files found rotated away (or their inode reused) and not found again: a
+        compressed copy of one (``app.log.1.gz``) continues from its offset."""
         self.closes: Counter[str] = Counter()
         """Descriptors closed since the last :meth:`take_closes`, by reason."""
         self._problems: list[str] = []
@@ -247,21 +261,28 @@ class SourceTailer:
     def _open_keys(self) -> dict[tuple[int, int], Generation]:
         return {gen.key: gen for gen in [*self.retired, *self.current.values()]}
 
-    def _check_compressed(self, path: str, fd: int, identity: FileIdentity) -> None:
+    def _check_compressed(self, path: str, fd: int, identity: FileIdentity) -> str | None:
+        """The compression format of ``fd`` to read it decompressed (``decompress``), or None
+        (a plain file); a compressed file without ``decompress`` is closed and skipped."""
         compressed = compression_of(fd)
-        if compressed is not None:
+        if compressed is not None and not self.settings.decompress:
             os.close(fd)
             self._skipped[path] = (identity.dev, identity.ino)
             raise SkippedFile(f"compressed ({compressed}): skipped, never shipped as text")
         self._skipped.pop(path, None)
+        return compressed
 
-    def _known(self, origin: str, path: str, fd: int, identity: FileIdentity) -> bool:
-        """Is the open file ``fd`` (now at ``path``, first seen at ``origin``) one the tailer
-        knows? Then it is handled here (closed, or resumed from its offset) and True."""
+    def _known(self, origin: str, path: str, fd: int, identity: FileIdentity,
+               compressed: str | None = None) -> bool:
+        """Is the open file ``fd`` (now at ``path``, first seen at ``origin``; in format
+        ``compressed``, None for a plain file) one the tailer knows? Then it is handled here
+        (closed, or resumed from its offset) and True."""
         key = (identity.dev, identity.ino)
         if key in self._open_keys():
             os.close(fd)  # followed already: never read twice
             return True
+        if compressed is not None:
+            return self._known_compressed(path, fd, identity, compressed)
         size = os.fstat(fd).st_size
         dpath = self._dormant_keys.get(key)
         if dpath is not None:
@@ -296,6 +317,24 @@ class SourceTailer:
             return True
         return False
 
+    def _known_compressed(self, path: str, fd: int, identity: FileIdentity, fmt: str) -> bool:
+        """A compressed file read before (renamed since: ``app.log.1.gz`` -> ``.2.gz``) is
+        not read again; one that grew since (its compressor was still writing it) is read on
+        from its offset."""
+        key = (identity.dev, identity.ino)
+        done = self.finished.get(key)
+        if done is None:
+            return False
+        if not fingerprint_matches(done.identity.fingerprint, fd):
+            del self.finished[key]  # a reused inode
+            return False
+        if done.unchanged(os.fstat(fd)):
+            os.close(fd)
+            return True
+        del self.finished[key]
+        self._follow_compressed(path, fd, identity, fmt, resume=done)
+        return True
+
     def adopt(self, arrivals: Iterable[Arrival]) -> list[str]:
         """Take the files the watcher opened at once (a creation or rename at a wanted path).
 
@@ -308,7 +347,7 @@ class SourceTailer:
             fd = arrival.fd
             try:
                 identity = identity_of(fd)
-                self._check_compressed(arrival.path, fd, identity)
+                compressed = self._check_compressed(arrival.path, fd, identity)
             except SkippedFile as exc:
                 if self.errors.get(arrival.path) != str(exc):
                     problems.append(f"{arrival.path}: {exc}")
@@ -318,7 +357,10 @@ class SourceTailer:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 continue
-            if self._known(arrival.origin, arrival.path, fd, identity):
+            if self._known(arrival.origin, arrival.path, fd, identity, compressed):
+                continue
+            if compressed is not None:
+                self._follow_compressed(arrival.path, fd, identity, compressed)
                 continue
             origin = arrival.origin
             if arrival.path == origin and origin not in self.current:
@@ -340,11 +382,14 @@ class SourceTailer:
         fd = open_log(path)
         try:
             identity = identity_of(fd)
-            self._check_compressed(path, fd, identity)
+            compressed = self._check_compressed(path, fd, identity)
         except OSError:
             os.close(fd)
             raise
-        if self._known(path, path, fd, identity):
+        if self._known(path, path, fd, identity, compressed):
+            return
+        if compressed is not None:
+            self._discover_compressed(path, fd, identity, compressed, first)
             return
         stored = self._stored.pop(path, [])
         offset = 0 if not first or self.settings.start_at == "beginning" else size
@@ -359,10 +404,13 @@ class SourceTailer:
                          renamed, pos.offset)
                 self._retire_at(renamed, pos)
             else:
-                log.warning("%s: %s was rotated away while logcap was stopped and is gone; "
-                            "lines after offset %d of it could not be read", self.settings.source,
+                log.warning("%s: %s was rotated away while logcap was stopped and is gone "
+                            "(unless a compressed copy matching the globs continues it); lines "
+                            "after offset %d of it could not be read", self.settings.source,
                             path, pos.offset)
                 self._pending_forget.append(pos.key)
+                self.gone.append(ClosedFile(pos.path, pos.identity, pos.offset, 0, 0,
+                                            pos.prefix_hash))
         if mine:
             pos = mine[0]
             validity = validate_file(pos)
@@ -384,7 +432,88 @@ class SourceTailer:
             offset = self._past_buffered(fd, identity, 0)
         self._add_current(path, fd, identity, offset)
 
-    def _past_buffered(self, fd: int, identity: FileIdentity, offset: int) -> int:
+    def _discover_compressed(self, path: str, fd: int, identity: FileIdentity, fmt: str,
+                             first: bool) -> None:
+        """A compressed file found by a scan: resumed from its stored position (decompressed
+        again and skipped to the offset), else followed; present at the first scan with
+        ``start_at: end``, only if it continues a file of the last run (like the history of
+        plain files, it is not read otherwise)."""
+        stored = self._stored.pop(path, [])
+        mine = [p for p in stored if p.key == (identity.dev, identity.ino)
+                and fingerprint_matches(p.fingerprint, fd)]
+        self._pending_forget.extend(p.key for p in stored if p not in mine)
+        if mine:
+            pos = mine[0]
+            offset = self._past_buffered(fd, identity, pos.offset, compressed=True)
+            resume = ClosedFile(pos.path, identity, offset, 0, 0, "")
+            self._follow_compressed(path, fd, identity, fmt, resume=resume)
+        else:
+            self._follow_compressed(path, fd, identity, fmt,
+                                    only_continued=first and self.settings.start_at == "end")
+
+    def _follow_compressed(self, path: str, fd: int, identity: FileIdentity, fmt: str,
+                           resume: ClosedFile | None = None,
+                           only_continued: bool = False) -> None:
+        """Read the compressed file ``fd`` (at ``path``) decompressed, to its end, as a
+        rotated file: from ``resume``'s offset, or from the offset of the followed file it is
+        a compressed copy of (:func:`continued_file`, under that file's stream: one read in
+        this run, or a stored position of the last run), or from 0 (``only_continued``: not
+        at all, it is remembered as read).
+
+        Not yet when it is a copy of a file still open (being read, or drained after its
+        rotation: that file's reads decide the offset; a compressed copy of a live file is
+        never read, its lines come from the live file), nor while it is too short to tell
+        (being written): the descriptor is closed and the next scan looks again. A corrupt
+        one is skipped and reported."""
+        stream = DecompressedStream(fd, fmt)
+        try:
+            if resume is not None:
+                offset, stream_path = resume.offset, resume.path
+            else:
+                open_plain = {gen.identity.fingerprint
+                              for gen in [*self.retired, *self.current.values()]
+                              if gen.stream is None and not gen.exhausted
+                              and not gen.identity.fingerprint.startswith("0:")}
+                if open_plain and starts_with(stream, open_plain):
+                    os.close(fd)
+                    return
+                stored = [ClosedFile(p.path, p.identity, p.offset, 0, 0, p.prefix_hash)
+                          for positions in self._stored.values() for p in positions]
+                closed = continued_file(stream, [*self.finished.values(),
+                                                 *self.dormant.values(), *self.gone, *stored])
+                offset, stream_path = (closed.offset, closed.path) if closed else (0, path)
+                if closed is None and only_continued:
+                    st = os.fstat(fd)
+                    os.close(fd)
+                    self._remember(ClosedFile(path, identity, 0, st.st_size, st.st_mtime_ns, ""))
+                    return
+        except NotYetWritten:
+            os.close(fd)
+            return
+        except CorruptCompressedFile as exc:
+            os.close(fd)
+            self._skipped[path] = (identity.dev, identity.ino)
+            self._report_corrupt(path, exc)
+            return
+        if offset:
+            log.info("%s: %s (%s) continues %s: reading it decompressed from offset %d",
+                     self.settings.source, path, fmt, stream_path, offset)
+        else:
+            log.info("%s: reading %s decompressed (%s)", self.settings.source, path, fmt)
+        gen = self._new_gen(stream_path, fd, identity, offset, stream)
+        gen.file_path = path
+        gen.retired = True
+        self.retired.append(gen)
+
+    def _report_corrupt(self, path: str, exc: CorruptCompressedFile) -> None:
+        reason = (f"corrupt compressed file ({exc}): the lines before it were read, the rest "
+                  "is skipped")
+        if self.errors.get(path) != reason:
+            self._problems.append(f"{path}: {reason}")
+        self.errors[path] = reason
+
+    def _past_buffered(self, fd: int, identity: FileIdentity, offset: int,
+                       compressed: bool = False) -> int:
         """The disk buffer is the positions' write-ahead log: skip bytes it holds durably.
 
         Only ranges read from this inode while it began with the same bytes count (inode
@@ -395,19 +524,22 @@ class SourceTailer:
             if isinstance(stream, FileStream) and (stream.dev, stream.ino) == (
                     identity.dev, identity.ino) and fingerprint_matches(stream.fingerprint, fd):
                 spans.extend(ranges)
-        resumed = min(covered_from(offset, spans), os.fstat(fd).st_size)
+        resumed = covered_from(offset, spans)  # offsets in the decompressed stream
+        if not compressed:
+            resumed = min(resumed, os.fstat(fd).st_size)
         if resumed > offset:
             log.info("%s: resuming %d bytes further than the positions file: they are safe in "
                      "the disk buffer", self.settings.source, resumed - offset)
         return resumed
 
-    def _new_gen(self, path: str, fd: int, identity: FileIdentity, offset: int) -> Generation:
+    def _new_gen(self, path: str, fd: int, identity: FileIdentity, offset: int,
+                 stream: DecompressedStream | None = None) -> Generation:
         gen = Generation(
             gen_id=f"g{next(self._ids)}", path=path, fd=fd, identity=identity,
-            reader=self._make_reader(path, fd, offset),
-            committed=offset,
+            reader=self._make_reader(path, fd, offset, None if stream is None else stream.pread),
+            committed=offset, stream=stream,
         )
-        gen.size = os.fstat(fd).st_size
+        gen.size = os.fstat(fd).st_size if stream is None else offset
         gen.last_active = self.clock()
         self.generations[gen.gen_id] = gen
         return gen
@@ -504,8 +636,12 @@ class SourceTailer:
         self._add_current(path, live_fd, identity_of(live_fd), 0)
 
     def _replace_in_place(self, path: str, gen: Generation, kind: str) -> None:
-        """Same inode, new content: the old generation keeps only its in-flight reads."""
+        """Same inode, new content: the old generation keeps only its in-flight reads (and is
+        remembered as :attr:`gone`: copytruncate then ``compress`` leaves its bytes in a .gz,
+        which continues it; no prefix hash, its bytes are gone)."""
         fresh_fd = open_log(path)
+        if gen.stream is None:
+            self.gone.append(ClosedFile(gen.path, gen.identity, gen.reader.offset, 0, 0, ""))
         gen.exhausted = True
         gen.finished = True
         self._retire(gen, kind)
@@ -542,8 +678,27 @@ class SourceTailer:
             if gen.retired and gen.idle_since is not None \
                     and now - gen.idle_since >= self.settings.drain_grace_s:
                 final = True
-            result = gen.reader.read_batch(self.settings.read_bytes, self.settings.batch_lines,
-                                           final=final)
+                if gen.stream is not None and not gen.stream.complete:
+                    self._truncated_for_good(gen)
+                    continue
+            if gen.stream is None and gen.reader.read_position == 0 \
+                    and self._turned_compressed(gen):
+                out.more = True
+                continue
+            try:
+                result = gen.reader.read_batch(self.settings.read_bytes,
+                                               self.settings.batch_lines, final=final)
+            except CorruptCompressedFile as exc:
+                gen.finished = True  # what was read is sent and committed; the rest skipped
+                name = gen.file_path or gen.path
+                self._skipped[name] = gen.key
+                self._report_corrupt(name, exc)
+                continue
+            if gen.stream is not None:
+                gen.size = max(gen.size, gen.stream.produced)
+                if gen.stream.compressed_read != gen.compressed_seen:
+                    gen.compressed_seen = gen.stream.compressed_read
+                    gen.idle_since = None  # it grew: not complete until quiet for rotate_wait
             if gen.reader.nul_dropped > gen.reader_nul_seen:
                 out.binary_chars += gen.reader.nul_dropped - gen.reader_nul_seen
                 gen.binary_chars += gen.reader.nul_dropped - gen.reader_nul_seen
@@ -570,6 +725,48 @@ class SourceTailer:
         self._reap(out)
         out.rotations, self._pending_rotations = self._pending_rotations, []
         return out
+
+    def _truncated_for_good(self, gen: Generation) -> None:
+        """A compressed file whose stream has no end and that has not grown for
+        ``rotate_wait``: its complete lines were read; its partial last line is not shipped
+        (it was cut); if it grows again it is read on from there."""
+        gen.finished = True
+        name = gen.file_path or gen.path
+        fmt, size = (gen.stream.format, gen.stream.compressed_read) if gen.stream else ("?", 0)
+        reason = (f"truncated compressed file ({fmt} stream without its end after {size} "
+                  "bytes, unchanged for rotate_wait): its complete lines were read, its partial "
+                  "last line is not shipped; read on if it grows")
+        if self.errors.get(name) != reason:
+            self._problems.append(f"{name}: {reason}")
+        self.errors[name] = reason
+
+    def _turned_compressed(self, gen: Generation) -> bool:
+        """A file opened before it had bytes (the watcher opens new files at once) that turns
+        out to be compressed, or may still be (the start of a magic number): not read as
+        text. Then True, and it is skipped, followed decompressed, or looked at again (only a
+        current file waits on a possible magic number: a rotated one is read to its end)."""
+        if not gen.retired and undecided(gen.fd):
+            return True
+        fmt = compression_of(gen.fd)
+        if fmt is None:
+            return False
+        path = gen.file_path or gen.path
+        if gen.retired:
+            self.retired.remove(gen)
+        elif self.current.get(path) is gen:
+            del self.current[path]
+        self.generations.pop(gen.gen_id, None)
+        identity = identity_of(gen.fd)
+        if self.settings.decompress:
+            self._follow_compressed(path, gen.fd, identity, fmt)
+            return True
+        os.close(gen.fd)
+        self._skipped[path] = (identity.dev, identity.ino)
+        reason = f"compressed ({fmt}): skipped, never shipped as text"
+        if self.errors.get(path) != reason:
+            self._problems.append(f"{path}: {reason}")
+        self.errors[path] = reason
+        return True
 
     def _text_only(self, gen: Generation, lines: list[str], out: PollResult) -> list[str]:
         """``lines`` without NUL and control runs (:mod:`binary_runs`); counted, and a
@@ -603,7 +800,7 @@ class SourceTailer:
         self.inflight_bytes += size
 
     def _token(self, gen: Generation, result: ReadResult) -> ReadToken:
-        if needs_refresh(gen.identity.fingerprint, result.end_offset):
+        if gen.stream is None and needs_refresh(gen.identity.fingerprint, result.end_offset):
             # A token's identity must tell this content from the next file in a reused
             # inode: a fingerprint of the empty file it was when opened would not (the sinks'
             # deduplication would take the new file's lines for ones already delivered).
@@ -653,15 +850,17 @@ class SourceTailer:
         try:
             st = os.fstat(gen.fd)
             offset = gen.reader.offset
-            prefix = hash_prefix(gen.fd, offset) if offset else ""
+            prefix = hash_prefix(gen.fd, offset) if offset and gen.stream is None else ""
         except OSError:
             return None
         return ClosedFile(gen.path, gen.identity, offset, st.st_size, st.st_mtime_ns, prefix)
 
     def _remember_finished(self, gen: Generation) -> None:
         closed = self._closed_file(gen)
-        if closed is None:
-            return
+        if closed is not None:
+            self._remember(closed)
+
+    def _remember(self, closed: ClosedFile) -> None:
         self.finished[closed.key] = closed
         self.finished.move_to_end(closed.key)
         while len(self.finished) > FINISHED_MEMORY:
@@ -783,6 +982,7 @@ class SourceTailer:
                          "it from 0", self.settings.source, path)
                 self._pending_rotations.append("inode_reuse")
                 self._pending_forget.append(closed.key)
+                self.gone.append(closed)
                 self._add_current(path, fd, identity_of(fd), 0)
         self._enforce_cap()
 
@@ -811,6 +1011,7 @@ class SourceTailer:
                     return
                 os.close(fd)
         self._pending_forget.append(closed.key)
+        self.gone.append(closed)
 
     # -- acknowledgements ------------------------------------------------------------------
 
