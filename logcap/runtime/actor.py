@@ -11,7 +11,9 @@ A :class:`LogcapActor` is a ``pykka.ThreadingActor`` whose inbox is a
 
 Subclasses override :meth:`handle_start`, :meth:`handle`, :meth:`handle_stop` (not pykka's
 ``on_*`` hooks). Every actor answers :class:`Ping` with ``"pong"`` (used by the supervisor's
-hang detection), before its own handler sees it.
+hang detection), and raises :class:`~logcap.runtime.crash.InjectedCrash` when told
+:class:`~logcap.runtime.crash.CrashActor` (the chaos harness's fault), both before its own
+handler sees them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import pykka
 
+from logcap.runtime.crash import CrashActor, InjectedCrash
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
 
@@ -152,6 +155,8 @@ class LogcapActor(pykka.ThreadingActor):
         if isinstance(message, Ping):
             self.on_ping()
             return "pong"
+        if isinstance(message, CrashActor):
+            raise InjectedCrash(message.reason)
         return self.handle(message)
 
     def on_failure(
