@@ -39,6 +39,16 @@ class ChaosProcess(LogcapProcess):
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def fd_targets(self) -> list[str]:
+        """What each descriptor points to (``readlink``), sorted: a leak's diagnosis."""
+        out = []
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                out.append(os.readlink(f"/proc/{self.pid}/fd/{fd}"))
+            except OSError:
+                continue
+        return sorted(out)
+
     def crash(self, body: dict[str, Any]) -> dict[str, Any]:
         """Crash an actor; retried on 409 (nothing running to crash right now) and on a
         connection error (the admin server itself is being restarted)."""

@@ -18,6 +18,7 @@ status 1 if any scenario breaks its bounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import random
 import shutil
@@ -129,10 +130,13 @@ class _Run:
         self.proc = ChaosProcess(self.config, TOKEN)
         self.result = RunResult(scenario, seed, judge(0, {}))
         self.baseline: tuple[int, int] = (0, 0)
+        self.baseline_fds: list[str] = []
+        self.leaked_fds: list[str] = []
 
     def start_logcap(self) -> None:
         self.proc.start()
         self.baseline = (self.proc.threads(), self.proc.fds())
+        self.baseline_fds = self.proc.fd_targets()
 
     def apply(self, event: Event) -> None:
         fault = event.fault
@@ -176,6 +180,10 @@ class _Run:
         writer = RoundRobinWriter(self.tmp / "logs", s.files, s.line_bytes)
         writer.start(s.rate, s.duration_s)
         t0 = time.monotonic()
+        # the baseline of threads and descriptors once lines flow (files, segment, connection)
+        _poll(lambda: self.receiver.line_count > 0, 30)
+        self.baseline = (self.proc.threads(), self.proc.fds())
+        self.baseline_fds = self.proc.fd_targets()
         pause = threading.Event()
         open_loki: set[str] = set()
         try:
@@ -231,7 +239,10 @@ class _Run:
                 return False
             return now[0] <= base_threads and now[1] <= base_fds
 
-        _poll(back, LEAK_TIMEOUT_S)
+        if not _poll(back, LEAK_TIMEOUT_S):
+            with contextlib.suppress(OSError):
+                left = Counter(self.proc.fd_targets()) - Counter(self.baseline_fds)
+                self.leaked_fds = sorted(left.elements())
         return (base_threads, now[0]), (base_fds, now[1])
 
     def problems(self) -> list[str]:
@@ -241,7 +252,7 @@ class _Run:
             out.append("the tree was not whole at the end: " + str(self.proc.health()[1]))
         if s.bounds.no_leaks and (r.threads[1] > r.threads[0] or r.fds[1] > r.fds[0]):
             out.append(f"leak: threads {r.threads[0]}->{r.threads[1]}, "
-                       f"fds {r.fds[0]}->{r.fds[1]}")
+                       f"fds {r.fds[0]}->{r.fds[1]} (new: {self.leaked_fds[:10]})")
         if r.exit_code != 0:
             out.append(f"logcap exited {r.exit_code} on SIGTERM: {self.proc.tail_log(5)}")
         return out
@@ -266,6 +277,8 @@ def run_scenario(scenario: Scenario, seed: int | None = None, keep: Path | None 
                  say: Callable[[str], None] = print) -> RunResult:
     """Run ``scenario`` (in ``keep``, left in place, or a temporary directory)."""
     seed = random.randrange(1 << 32) if seed is None else seed
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"logcap-chaos-{scenario.name}-", dir=keep))
     run = _Run(scenario, seed, tmp, say)
     try:

@@ -132,6 +132,11 @@ class SourceShell(LogcapActor):
     def handle_stop(self) -> None:
         self.source.close()
 
+    def handle_crash(self) -> None:
+        """Close the source (its descriptors, its watcher thread) as at a stop: what it read
+        and did not commit is read again by the restarted shell."""
+        self.source.close()
+
     def _wake(self) -> None:
         """The source's wake-up; may be called from any thread."""
         if not self._wake_sent:

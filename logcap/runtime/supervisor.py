@@ -161,6 +161,12 @@ class Supervisor(LogcapActor):
             self._tick_timer.cancel()
         self._stop_children(range(len(self.children)))
 
+    def handle_crash(self) -> None:
+        """A crashed supervisor takes its children down (in OTP they are linked to it), in
+        reverse order as at a stop: its restarted successor starts them afresh, and no orphan
+        keeps reading, holding a lock or answering to a name."""
+        self.handle_stop()
+
     def handle(self, message: Any) -> Any:
         if isinstance(message, ChildExited):
             self._on_child_exited(message)
