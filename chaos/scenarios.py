@@ -76,8 +76,8 @@ class Scenario:
 DEFAULT_SUITE_SCENARIO = "actor-kills"
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("actor-kills", "100 random actor crashes over 35 s at 3,000 lines/s, disk buffer on "
-             "(the default suite's form)", duration_s=35, rate=3000, crashes=100),
+    Scenario("actor-kills", "100 random actor crashes over 30 s at 3,000 lines/s, disk buffer on "
+             "(the default suite's form)", duration_s=30, rate=3000, crashes=100),
     Scenario("actor-kills-long", "1,000 random actor crashes over 10 minutes at 10,000 lines/s, "
              "disk buffer on", duration_s=600, rate=10_000, crashes=1000,
              delivery_timeout_s=300),

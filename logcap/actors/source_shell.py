@@ -38,6 +38,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from logcap.actors.disk_buffer import ResumeRanges
 from logcap.messages import Acked, Entries
 from logcap.metrics import SOURCE_BYTES, SOURCE_LINES, SOURCE_PAUSES, SOURCE_TRUNCATED
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 PAUSE_S = 0.02
 """How long a shell waits before offering refused entries again."""
 START_ASK_TIMEOUT_S = 10.0
+REWIND_ASK_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,18 @@ class SourceShell(LogcapActor):
                 log.warning("%s: positions keeper unavailable; commit postponed to the next ack",
                             self.source.name)
 
+    def _buffered_now(self) -> Buffered | None:
+        """The disk buffer's ranges of this source now (None without a buffer, or if it does
+        not answer: then everything unacknowledged is read again, at-least-once)."""
+        if self.buffer is None:
+            return None
+        try:
+            ranges: Buffered = self.buffer.ask(ResumeRanges(self.source.name),
+                                               timeout=REWIND_ASK_TIMEOUT_S)
+        except (DeliveryRefused, pykka.Timeout):
+            return None
+        return ranges
+
     def _rewind(self, shard_name: str) -> None:
         index = self._shard_of_name.get(shard_name)
         if index is None:
@@ -190,7 +205,7 @@ class SourceShell(LogcapActor):
         def selects(stream: str) -> bool:
             return shard_index(stream, n) == index
 
-        dropped = self.source.rewind(selects)
+        dropped = self.source.rewind(selects, self._buffered_now())
         self._pending = [e for e in self._pending if not selects(e.stream)]
         if dropped:
             log.info("%s: %s restarted; re-reading %d unacknowledged batches",
