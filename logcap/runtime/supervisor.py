@@ -240,6 +240,10 @@ class Supervisor(LogcapActor):
         ref: ActorRef[Any] | None = None
         try:
             ref = child.spec.start(ctx)
+            # bound before its start completes: what the child sends while starting is
+            # answered at its name, and an answer to a name not bound yet is lost (a disk
+            # buffer feeding its sinks from its start waited for ever for those answers)
+            self.names.bind(name, ref)
             ref.ask(Ping(), timeout=self.flags.start_timeout_s)
         except Exception as exc:
             if isinstance(exc, ActorDeadError):
@@ -249,6 +253,7 @@ class Supervisor(LogcapActor):
             else:
                 child.last_error = describe_error(exc)
             if ref is not None:
+                self.names.unbind(name, ref)
                 _abandon(ref)
             child.crashes += 1
             ACTOR_CRASHES.labels(name, "start").inc()
@@ -259,7 +264,6 @@ class Supervisor(LogcapActor):
         child.ref = ref
         child.status = ChildStatus.RUNNING
         child.backoff.restarted(self.clock.monotonic())
-        self.names.bind(name, ref)
         return True
 
     def _stop_children(self, indices: Any) -> None:
