@@ -33,6 +33,8 @@ class Conservation:
     first_missing: tuple[int, ...]
     duplicates_sent: int
     duplicates_kept: int
+    duplicate_runs: tuple[tuple[int, int], ...]
+    """The first runs of consecutive numbers kept twice, as ``(first, last)``."""
     order_breaks: int
     unexpected: int
     """Entries whose number was never written (a bug in the run itself)."""
@@ -53,6 +55,7 @@ def judge(written: int,
     extra_sent = 0
     unexpected = 0
     breaks = 0
+    kept_twice: list[int] = []
     for timestamps, seqs in arrivals.values():
         received += len(seqs)
         for seq in seqs:
@@ -69,6 +72,7 @@ def judge(written: int,
                 continue
             if kept_copies[seq]:
                 extra_kept += 1
+                kept_twice.append(seq)
             else:
                 kept_copies[seq] = 1
             if seq in seen:
@@ -81,8 +85,21 @@ def judge(written: int,
     missing = [n for n in range(written) if not kept_copies[n]] if written else []
     return Conservation(written=written, received=received, missing=len(missing),
                         first_missing=tuple(missing[:MAX_LISTED]), duplicates_sent=extra_sent,
-                        duplicates_kept=extra_kept, order_breaks=breaks, unexpected=unexpected,
+                        duplicates_kept=extra_kept, duplicate_runs=_runs(kept_twice),
+                        order_breaks=breaks, unexpected=unexpected,
                         streams=len(arrivals))
+
+
+def _runs(numbers: list[int]) -> tuple[tuple[int, int], ...]:
+    runs: list[tuple[int, int]] = []
+    for n in sorted(set(numbers)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        elif len(runs) < MAX_LISTED:
+            runs.append((n, n))
+        else:
+            break
+    return tuple(runs)
 
 
 def violations(result: Conservation, bounds: Bounds) -> list[str]:
@@ -92,7 +109,7 @@ def violations(result: Conservation, bounds: Bounds) -> list[str]:
         out.append(f"{result.missing} lines missing (first {list(result.first_missing)})")
     if result.duplicate_share > bounds.max_duplicate_share:
         out.append(f"{result.duplicates_kept} duplicates kept ({result.duplicate_share:.5%} > "
-                   f"{bounds.max_duplicate_share:.5%})")
+                   f"{bounds.max_duplicate_share:.5%}; first runs {list(result.duplicate_runs)})")
     if bounds.order_kept and result.order_breaks:
         out.append(f"{result.order_breaks} lines out of order")
     if result.unexpected:

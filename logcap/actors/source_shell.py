@@ -11,7 +11,9 @@ Messages taken (control lane):
   freed window lets reading continue.
 * :class:`~logcap.runtime.directory.Rebound` — a shard this shell watches was (re)started:
   what was in flight to it is lost, so the source re-reads the streams of that shard from
-  their committed positions (pending entries for it are dropped too).
+  their committed positions, past what the disk buffer holds (asked then; while the buffer
+  cannot answer, reading waits and ``_RetryRewind`` tries again); pending entries for it are
+  dropped too.
 * :class:`SourceStatus` (ask) — the source's status, with ``source`` (its name).
 * :class:`StopReading` (ask) — the agent is stopping: read nothing more (acks are still
   taken, so positions reach what was delivered); lasts until the actor stops.
@@ -58,6 +60,8 @@ PAUSE_S = 0.02
 """How long a shell waits before offering refused entries again."""
 START_ASK_TIMEOUT_S = 10.0
 REWIND_ASK_TIMEOUT_S = 2.0
+REWIND_RETRY_S = 0.1
+"""While the disk buffer cannot give its ranges, how often a pending rewind is retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,11 @@ class _Tick:
 
 @dataclass(frozen=True, slots=True)
 class _Pump:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryRewind:
     pass
 
 
@@ -113,6 +122,7 @@ class SourceShell(LogcapActor):
         self._pump_sent = False
         self._paused = False
         self._stopped_reading = False
+        self._rewinds_due: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -164,6 +174,9 @@ class SourceShell(LogcapActor):
             self._pump()
         elif isinstance(message, Rebound):
             self._rewind(message.name)
+        elif isinstance(message, _RetryRewind):
+            for shard_name in sorted(self._rewinds_due):
+                self._rewind(shard_name)
         elif isinstance(message, _Tick):
             self.source.on_tick()
             self.scheduler.call_later(self.source.tick_interval_s, self.actor_ref, _Tick())
@@ -184,28 +197,31 @@ class SourceShell(LogcapActor):
                 log.warning("%s: positions keeper unavailable; commit postponed to the next ack",
                             self.source.name)
 
-    def _buffered_now(self) -> Buffered | None:
-        """The disk buffer's ranges of this source now (None without a buffer, or if it does
-        not answer: then everything unacknowledged is read again, at-least-once)."""
-        if self.buffer is None:
-            return None
-        try:
-            ranges: Buffered = self.buffer.ask(ResumeRanges(self.source.name),
-                                               timeout=REWIND_ASK_TIMEOUT_S)
-        except (DeliveryRefused, pykka.Timeout):
-            return None
-        return ranges
-
     def _rewind(self, shard_name: str) -> None:
+        """Re-read what was in flight to ``shard_name`` (restarted), past what the disk buffer
+        holds. While the buffer cannot say (it restarts too), nothing is read and the rewind
+        is retried every ``REWIND_RETRY_S``: read without its ranges, the reads it stored
+        would come again with new timestamps (kept by Loki), and reading on would send newer
+        lines of those streams before the rewound ones."""
         index = self._shard_of_name.get(shard_name)
         if index is None:
             return
+        buffered: Buffered | None = None
+        if self.buffer is not None:
+            try:
+                buffered = self.buffer.ask(ResumeRanges(self.source.name),
+                                           timeout=REWIND_ASK_TIMEOUT_S)
+            except (DeliveryRefused, pykka.Timeout):
+                self._rewinds_due.add(shard_name)
+                self.scheduler.call_later(REWIND_RETRY_S, self.actor_ref, _RetryRewind())
+                return
+        self._rewinds_due.discard(shard_name)
         n = len(self.shards)
 
         def selects(stream: str) -> bool:
             return shard_index(stream, n) == index
 
-        dropped = self.source.rewind(selects, self._buffered_now())
+        dropped = self.source.rewind(selects, buffered)
         self._pending = [e for e in self._pending if not selects(e.stream)]
         if dropped:
             log.info("%s: %s restarted; re-reading %d unacknowledged batches",
@@ -227,7 +243,7 @@ class SourceShell(LogcapActor):
         return True
 
     def _pump(self) -> None:
-        if self._paused or self._stopped_reading:
+        if self._paused or self._stopped_reading or self._rewinds_due:
             return
         if not self._send_pending():
             self._pause()
