@@ -37,6 +37,7 @@ from logcap.pipeline.routing import Routing
 from logcap.reloading import Reloader
 from logcap.runtime.actor import ChildExited, ExitLink, Ping
 from logcap.runtime.childspec import ChildInfo, Strategy, WhichChildren
+from logcap.runtime.crash import CrashActor
 from logcap.runtime.directory import Directory
 from logcap.runtime.health import OK, CheckHealth
 from logcap.runtime.mailbox import BoundedInbox, DeliveryRefused
@@ -82,6 +83,7 @@ class Agent:
         self.config = config
         self.config_path = config_path
         self.admin_token = config.server.admin_token
+        self.chaos_enabled = config.server.chaos
         self.directory = Directory()
         if routing is None:
             routing = load_routing(config, config_file=config_path or "config")
@@ -364,6 +366,19 @@ class Agent:
     def dlq_reprocess(self, filters: dict[str, Any]) -> dict[str, Any]:
         """Queue matching entries for re-sending; idempotent (the DLQ's claim ledger)."""
         return dict(self._ask_dlq(Reprocess.from_filters(filters)))
+
+    def actor_statuses(self) -> dict[str, str]:
+        """Every actor of the tree but the root, by name: its status (``POST /chaos/crash``)."""
+        rows = self._walk(time.monotonic() + ADMIN_ASK_TIMEOUT_S)
+        return {r["name"]: r["status"] for r in rows}
+
+    def crash_actor(self, name: str, reason: str) -> bool:
+        """Tell ``name`` :class:`CrashActor` (``server.chaos``); False if it is not running."""
+        try:
+            self.directory.handle(name).tell(CrashActor(reason))
+        except DeliveryRefused:
+            return False
+        return True
 
     def _inbox_snapshot(self) -> list[tuple[str, int, int, int, int]]:
         out = []

@@ -187,11 +187,11 @@ def test_a_dead_server_thread_crashes_the_admin_actor_at_its_next_ping() -> None
                               link=ExitLink(Watcher(), "admin", 1))
     assert server.ask(Ping(), timeout=5) == "pong"
     actor = started[0]
-    for http in actor._servers:
-        http.close()  # the serving loop ends: what a crash of waitress's thread looks like
-    for thread in actor._threads:
-        thread.join(timeout=5)
-        assert not thread.is_alive()
+    for served in actor._servers:
+        served.server.close()  # the serving loop ends: what a crash of waitress's thread is
+    for served in actor._servers:
+        served.thread.join(timeout=5)
+        assert not served.thread.is_alive()
     assert server.ask(Ping(), timeout=5) == "pong"
     deadline = time.monotonic() + 5
     while not exits and time.monotonic() < deadline:

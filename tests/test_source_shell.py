@@ -72,7 +72,7 @@ class FakeSource:
             self.acked.extend(tokens)
         return []
 
-    def rewind(self, selects: Callable[[str], bool]) -> int:
+    def rewind(self, selects: Callable[[str], bool], buffered: Any = None) -> int:
         with self.lock:
             self.rewound.append([s for s in self.streams if selects(s)])
         return 1

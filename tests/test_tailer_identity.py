@@ -240,3 +240,31 @@ def test_most_lagging_lists_the_files_furthest_behind_first(
     assert top == [{"path": str(tmp_path / f"f{n}.log"), "lag_bytes": 10 * n} for n in (7, 6, 5)]
     pump(tailer, clock)
     assert [row["lag_bytes"] for row in tailer.most_lagging(3)] == [0, 0, 0]
+
+
+def test_a_rewind_resumes_past_what_the_disk_buffer_holds_and_reads_the_rest_again(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    # chaos harness: a restarted shard made its sources re-read reads the buffer had stored
+    # (their acks died with the shard); they got new timestamps and Loki kept both copies
+    log, tailer = started(tmp_path, clock, tailers, [f"line {i}" for i in range(10)])
+    first = tailer.poll().entries
+    assert [line for e in first for line in e.lines] == [f"line {i}" for i in range(10)]
+    token = first[0].token
+    write(log, *[f"line {i}" for i in range(10, 20)])
+    tailer.check_rotation()
+    second = tailer.poll().entries
+    assert second and second[0].token.start == token.end
+    # the first read is in the buffer, the second is not (lost with the shard): no acks
+    buffered = {token.stream: [(token.start, token.end)]}
+    assert tailer.rewind(None, buffered) == 2
+    again = [line for e in tailer.poll().entries for line in e.lines]
+    assert again == [f"line {i}" for i in range(10, 20)]
+
+
+def test_a_rewind_without_the_buffers_ranges_reads_every_unacknowledged_line_again(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    _, tailer = started(tmp_path, clock, tailers, [f"line {i}" for i in range(5)])
+    assert tailer.poll().entries
+    assert tailer.rewind() == 1
+    assert [line for e in tailer.poll().entries for line in e.lines] == \
+        [f"line {i}" for i in range(5)]

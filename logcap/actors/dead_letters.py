@@ -195,6 +195,11 @@ class DeadLetterQueue(LogcapActor):
             self._store(entry, keep=False)
         self.store.close()
 
+    def handle_crash(self) -> None:
+        """As at a stop: a last try to store the entries not yet written (they have no
+        other copy), then the store closed (its ledger written, its file released)."""
+        self.handle_stop()
+
     def handle(self, message: Any) -> Any:
         if isinstance(message, DeadLetter):
             self._store(message)

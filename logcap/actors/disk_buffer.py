@@ -183,6 +183,14 @@ class DiskBuffer(LogcapActor):
         except OSError as exc:  # e.g. ENOSPC writing the cursors: resent after restart
             log.error("disk buffer: closing failed: %s", exc)
 
+    def handle_crash(self) -> None:
+        """Release the store's descriptors and directory lock without syncing or persisting
+        the cursors (what kill -9 leaves): the restarted buffer reopens and recovers it, and
+        the shards resend what it had not answered."""
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+        self.store.abandon()
+
     # -- messages --------------------------------------------------------------------------
 
     def handle(self, message: Any) -> Any:
@@ -210,11 +218,29 @@ class DiskBuffer(LogcapActor):
             return self._degraded
         elif isinstance(message, BufferStats):
             return {**self.store.stats(), "in_flight": self._in_flight_stats()}
-        elif isinstance(message, ResumeRanges):
-            return self._ranges.get(message.source, {})
+        elif isinstance(message, ResumeRanges):  # a copy: the asker reads it in its thread
+            return {stream: list(spans)
+                    for stream, spans in self._ranges.get(message.source, {}).items()}
         else:
             return super().handle(message)
         return None
+
+    def _remember_ranges(self, parts: Iterable[Entries]) -> None:
+        """Add what was just stored to the ranges :class:`ResumeRanges` answers, so a source
+        restarted while this buffer runs resumes past it too (the ranges were computed at the
+        buffer's start only: a restarted source re-read, with new timestamps, every line
+        stored since, and Loki kept those as duplicates). A range touching or overlapping a
+        stream's last one extends it, so a stream read in order keeps one range."""
+        for part in parts:
+            token = part.token
+            if token.stream is None:
+                continue
+            spans = self._ranges.setdefault(token.source, {}).setdefault(token.stream, [])
+            if spans and token.start <= spans[-1][1] and token.end >= spans[-1][0]:
+                first, last = spans[-1]
+                spans[-1] = (min(first, token.start), max(last, token.end))
+            else:
+                spans.append((token.start, token.end))
 
     def _recent_ranges(self) -> dict[str, Buffered]:
         """Ranges per source and stream in records of the last ``resume_window_s``: the
@@ -250,6 +276,7 @@ class DiskBuffer(LogcapActor):
         if self._degraded:
             log.info("disk buffer: accepting data again")
             self._degraded = ""
+        self._remember_ranges(message.parts)
         self._waiting.append((seq, message.reply_to, message.batch_id))
         if self.settings.fsync_interval <= 0:
             self._sync()

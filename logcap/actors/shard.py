@@ -181,6 +181,10 @@ class DispatcherShard(LogcapActor):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
 
+    def handle_crash(self) -> None:
+        """Cancel the flush timer; the batches held are the sources' to read again."""
+        self.handle_stop()
+
     def _dispatch(self, parts: list[Entries]) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()

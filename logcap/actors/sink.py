@@ -188,3 +188,7 @@ class SinkActor(LogcapActor):
     def handle_stop(self) -> None:
         if self.backend is not None:
             self.backend.close()
+
+    def handle_crash(self) -> None:
+        """Close the backend (its connections or file) as at a stop."""
+        self.handle_stop()

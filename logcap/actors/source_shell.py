@@ -11,7 +11,9 @@ Messages taken (control lane):
   freed window lets reading continue.
 * :class:`~logcap.runtime.directory.Rebound` — a shard this shell watches was (re)started:
   what was in flight to it is lost, so the source re-reads the streams of that shard from
-  their committed positions (pending entries for it are dropped too).
+  their committed positions, past what the disk buffer holds (asked then; while the buffer
+  cannot answer, reading waits and ``_RetryRewind`` tries again); pending entries for it are
+  dropped too.
 * :class:`SourceStatus` (ask) — the source's status, with ``source`` (its name).
 * :class:`StopReading` (ask) — the agent is stopping, or a reload removes or changes this
   source: read nothing more (entries a full shard refused are still offered, and acks are
@@ -42,6 +44,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from logcap.actors.disk_buffer import ResumeRanges
 from logcap.messages import Acked, Entries
 from logcap.metrics import SOURCE_BYTES, SOURCE_LINES, SOURCE_PAUSES, SOURCE_TRUNCATED
@@ -59,6 +63,9 @@ log = logging.getLogger(__name__)
 PAUSE_S = 0.02
 """How long a shell waits before offering refused entries again."""
 START_ASK_TIMEOUT_S = 10.0
+REWIND_ASK_TIMEOUT_S = 2.0
+REWIND_RETRY_S = 0.1
+"""While the disk buffer cannot give its ranges, how often a pending rewind is retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,11 @@ class _Pump:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _RetryRewind:
+    pass
+
+
 def shard_index(stream: str, shards: int) -> int:
     """The shard of a stream: a stable hash, so one stream always goes to one shard."""
     return zlib.crc32(stream.encode("utf-8", "surrogateescape")) % shards
@@ -119,6 +131,7 @@ class SourceShell(LogcapActor):
         self._pump_sent = False
         self._paused = False
         self._stopped_reading = False
+        self._rewinds_due: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,6 +152,11 @@ class SourceShell(LogcapActor):
         self._pump()
 
     def handle_stop(self) -> None:
+        self.source.close()
+
+    def handle_crash(self) -> None:
+        """Close the source (its descriptors, its watcher thread) as at a stop: what it read
+        and did not commit is read again by the restarted shell."""
         self.source.close()
 
     def _wake(self) -> None:
@@ -165,6 +183,9 @@ class SourceShell(LogcapActor):
             self._pump()
         elif isinstance(message, Rebound):
             self._rewind(message.name)
+        elif isinstance(message, _RetryRewind):
+            for shard_name in sorted(self._rewinds_due):
+                self._rewind(shard_name)
         elif isinstance(message, _Tick):
             self.source.on_tick()
             self.scheduler.call_later(self.source.tick_interval_s, self.actor_ref, _Tick())
@@ -189,15 +210,30 @@ class SourceShell(LogcapActor):
                             self.source.name)
 
     def _rewind(self, shard_name: str) -> None:
+        """Re-read what was in flight to ``shard_name`` (restarted), past what the disk buffer
+        holds. While the buffer cannot say (it restarts too), nothing is read and the rewind
+        is retried every ``REWIND_RETRY_S``: read without its ranges, the reads it stored
+        would come again with new timestamps (kept by Loki), and reading on would send newer
+        lines of those streams before the rewound ones."""
         index = self._shard_of_name.get(shard_name)
         if index is None:
             return
+        buffered: Buffered | None = None
+        if self.buffer is not None:
+            try:
+                buffered = self.buffer.ask(ResumeRanges(self.source.name),
+                                           timeout=REWIND_ASK_TIMEOUT_S)
+            except (DeliveryRefused, pykka.Timeout):
+                self._rewinds_due.add(shard_name)
+                self.scheduler.call_later(REWIND_RETRY_S, self.actor_ref, _RetryRewind())
+                return
+        self._rewinds_due.discard(shard_name)
         n = len(self.shards)
 
         def selects(stream: str) -> bool:
             return shard_index(stream, n) == index
 
-        dropped = self.source.rewind(selects)
+        dropped = self.source.rewind(selects, buffered)
         self._pending = [e for e in self._pending if not selects(e.stream)]
         if dropped:
             log.info("%s: %s restarted; re-reading %d unacknowledged batches",
@@ -219,7 +255,7 @@ class SourceShell(LogcapActor):
         return True
 
     def _pump(self) -> None:
-        if self._paused:
+        if self._paused or self._rewinds_due:
             return
         if self._stopped_reading:
             if not self._send_pending():

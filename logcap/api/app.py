@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 
+from logcap.api.chaos_routes import ChaosBackend, register_chaos_routes
 from logcap.api.dlq_routes import register_dlq_routes
 from logcap.api.errors import BackendTimeout
 from logcap.api.health import http_status
@@ -31,7 +32,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATUS_PAGE = files("logcap.api").joinpath("status_page.html").read_bytes()
 
 
-class AdminBackend(Protocol):
+class AdminBackend(ChaosBackend, Protocol):
     """What the API needs from the running agent. Each call is bounded in time."""
 
     admin_token: str
@@ -137,6 +138,7 @@ def create_app(backend: AdminBackend) -> Flask:
 
     app.add_url_rule("/metrics", "metrics", _metrics_response)
     register_dlq_routes(app, backend, authorized)
+    register_chaos_routes(app, backend, authorized)
 
     @app.errorhandler(404)
     def not_found(_: Any) -> Any:

@@ -1,7 +1,8 @@
 """Config sections for the agent itself: admin server, supervision and logcap's own log.
 
 - ``server`` (:class:`ServerConfig`): the admin HTTP API on ``host:port`` (mutating endpoints
-  need ``admin_token``) and the Prometheus exposition on ``metrics_port``, a different port.
+  need ``admin_token``) and the Prometheus exposition on ``metrics_port``, a different port;
+  ``chaos: true`` (with a token) serves ``POST /chaos/crash``.
 - ``supervision`` (:class:`SupervisionConfig`): OTP-style restart intensity (at most
   ``intensity`` restarts within ``period``), the restart backoff between ``backoff_min`` and
   ``backoff_max`` (reset after ``backoff_reset`` of good health), liveness pings
@@ -22,6 +23,7 @@ from logcap.config.section import Problem, Section, check_not_empty
 from logcap.config.values import (
     choice,
     duration,
+    flag,
     format_duration,
     integer,
     tcp_port,
@@ -76,11 +78,17 @@ class ServerConfig(Section):
     metrics_port: int = tcp_port(DEFAULT_METRICS_PORT)
     admin_token: str = text()
     sink_degraded_after: float = duration(DEFAULT_SINK_DEGRADED_AFTER_S, allow_zero=True)
+    chaos: bool = flag(False)
+    """``POST /chaos/crash`` (crash an actor on purpose, :mod:`logcap.api.chaos_routes`) is
+    served only when true; it needs ``admin_token``."""
 
     def problems(self) -> Iterator[Problem]:
         if self.port == self.metrics_port:
             reason = f"must differ from port (both are {self.port})"
             yield Problem("metrics_port", reason, ("port", "metrics_port"))
+        if self.chaos and not self.admin_token:
+            yield Problem("chaos", "needs admin_token: POST /chaos/crash is a mutating endpoint "
+                          "and is refused without a token", ("chaos", "admin_token"))
 
 
 @attrs.frozen

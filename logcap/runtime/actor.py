@@ -9,9 +9,16 @@ A :class:`LogcapActor` is a ``pykka.ThreadingActor`` whose inbox is a
 * a normal stop (pykka's ``on_stop``) -> ``ChildExited(crashed=False)``;
   an exception in :meth:`handle_stop` makes it a crash.
 
-Subclasses override :meth:`handle_start`, :meth:`handle`, :meth:`handle_stop` (not pykka's
-``on_*`` hooks). Every actor answers :class:`Ping` with ``"pong"`` (used by the supervisor's
-hang detection), before its own handler sees it.
+Subclasses override :meth:`handle_start`, :meth:`handle`, :meth:`handle_stop` and
+:meth:`handle_crash` (not pykka's ``on_*`` hooks). pykka does not call ``on_stop`` after a crash,
+so an actor that holds descriptors, locks, threads or children releases them in
+:meth:`handle_crash`, which runs after a crash (in start or in a message), before the
+supervisor is told: the restarted actor can take them again, and nothing leaks.
+
+Every actor answers :class:`Ping` with ``"pong"`` (used by the supervisor's
+hang detection), and raises :class:`~logcap.runtime.crash.InjectedCrash` when told
+:class:`~logcap.runtime.crash.CrashActor` (the chaos harness's fault), both before its own
+handler sees them.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 import pykka
 
+from logcap.runtime.crash import CrashActor, InjectedCrash
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.mailbox import DEFAULT_MAILBOX_CAPACITY, BoundedInbox
 
@@ -125,12 +133,24 @@ class LogcapActor(pykka.ThreadingActor):
     def handle_stop(self) -> None:
         """Clean up on a normal stop (flush what must be flushed). Raising is a crash."""
 
+    def handle_crash(self) -> None:
+        """Release what the actor holds after a crash (descriptors, locks, threads, children),
+        without the orderly work of :meth:`handle_stop` where that work is not needed for
+        safety. Runs in the actor's thread after a crash in start or in a message, before the
+        supervisor is told; must cope with a partly started actor. Raising is logged."""
+
     def on_ping(self) -> None:
         """Called at each liveness ``Ping``: check what the actor's own threads are doing. To
         crash, tell yourself a message whose handler raises (an exception during an ask goes
         to the asker, and the actor would keep running)."""
 
     # -- pykka hooks, final -----------------------------------------------------------------
+
+    def _release_after_crash(self) -> None:
+        try:
+            self.handle_crash()
+        except Exception as exc:
+            log.error("%s: releasing after its crash failed: %s", self.name, describe_error(exc))
 
     def report_exit(self, crashed: bool, error: str = "") -> None:
         """Tell the supervisor once; later calls are ignored."""
@@ -145,6 +165,7 @@ class LogcapActor(pykka.ThreadingActor):
             self.handle_start()
         except Exception as exc:
             log.error("%s crashed while starting: %s", self.name, describe_error(exc))
+            self._release_after_crash()
             self.report_exit(True, describe_error(exc))
             raise
 
@@ -152,6 +173,8 @@ class LogcapActor(pykka.ThreadingActor):
         if isinstance(message, Ping):
             self.on_ping()
             return "pong"
+        if isinstance(message, CrashActor):
+            raise InjectedCrash(message.reason)
         return self.handle(message)
 
     def on_failure(
@@ -160,6 +183,7 @@ class LogcapActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._release_after_crash()
         self.report_exit(True, describe_error(exception_value))
 
     def on_stop(self) -> None:
@@ -167,6 +191,7 @@ class LogcapActor(pykka.ThreadingActor):
             self.handle_stop()
         except Exception as exc:
             log.error("%s crashed while stopping: %s", self.name, describe_error(exc))
+            self._release_after_crash()
             self.report_exit(True, describe_error(exc))
             raise
         self.report_exit(False)

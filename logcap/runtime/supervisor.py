@@ -167,6 +167,12 @@ class Supervisor(LogcapActor):
             self._tick_timer.cancel()
         self._stop_children(range(len(self.children)))
 
+    def handle_crash(self) -> None:
+        """A crashed supervisor takes its children down (in OTP they are linked to it), in
+        reverse order as at a stop: its restarted successor starts them afresh, and no orphan
+        keeps reading, holding a lock or answering to a name."""
+        self.handle_stop()
+
     def handle(self, message: Any) -> Any:
         if isinstance(message, ChildExited):
             self._on_child_exited(message)
@@ -262,6 +268,10 @@ class Supervisor(LogcapActor):
         ref: ActorRef[Any] | None = None
         try:
             ref = child.spec.start(ctx)
+            # bound before its start completes: what the child sends while starting is
+            # answered at its name, and an answer to a name not bound yet is lost (a disk
+            # buffer feeding its sinks from its start waited for ever for those answers)
+            self.names.bind(name, ref)
             ref.ask(Ping(), timeout=self.flags.start_timeout_s)
         except Exception as exc:
             if isinstance(exc, ActorDeadError):
@@ -271,6 +281,7 @@ class Supervisor(LogcapActor):
             else:
                 child.last_error = describe_error(exc)
             if ref is not None:
+                self.names.unbind(name, ref)
                 _abandon(ref)
             child.crashes += 1
             ACTOR_CRASHES.labels(name, "start").inc()
@@ -281,7 +292,6 @@ class Supervisor(LogcapActor):
         child.ref = ref
         child.status = ChildStatus.RUNNING
         child.backoff.restarted(self.clock.monotonic())
-        self.names.bind(name, ref)
         return True
 
     def _stop_children(self, indices: Any) -> None:

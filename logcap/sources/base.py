@@ -72,9 +72,10 @@ class Source(Protocol):
     def ack(self, tokens: Sequence[ReadToken]) -> list[PositionsUpdate]:
         """Settle the reads ``tokens``; returns the positions that advanced, for the keeper."""
 
-    def rewind(self, selects: Callable[[str], bool]) -> int:
+    def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
         """Re-read the unacknowledged reads of the streams ``selects`` picks (by
-        ``Entries.stream``); returns how many reads were dropped."""
+        ``Entries.stream``); returns how many reads were dropped. ``buffered``: the disk
+        buffer's ranges now (as at :meth:`start`): what it holds is not read again."""
 
     def on_wake(self) -> None:
         """After ``wake()``: look at what changed (the shell reads right after)."""

@@ -404,7 +404,10 @@ class ContainerSource:
             self._forget_if_done(c, updates)
         return updates
 
-    def rewind(self, selects: Callable[[str], bool]) -> int:
+    def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
+        """Re-read the selected containers' streams from their committed cursors. ``buffered``
+        is not used: a container resumes by its cursor and the resume filter, which skip what
+        was shipped (the disk buffer's ranges are byte ranges of files)."""
         dropped = 0
         for c in self._containers.values():
             cid = c.info.id

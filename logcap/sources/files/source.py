@@ -256,8 +256,8 @@ class FileSource:
         positions = self.tailer.ack(tokens)
         return [CommitFiles(tuple(positions))] if positions else []
 
-    def rewind(self, selects: Callable[[str], bool]) -> int:
-        return self.tailer.rewind(selects)
+    def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
+        return self.tailer.rewind(selects, buffered)
 
     def status(self) -> dict[str, Any]:
         """Counts, not per-file rows (``/health`` asks this of every source each time; the

@@ -513,14 +513,16 @@ class SourceTailer:
         self.errors[path] = reason
 
     def _past_buffered(self, fd: int, identity: FileIdentity, offset: int,
-                       compressed: bool = False) -> int:
-        """The disk buffer is the positions' write-ahead log: skip bytes it holds durably.
+                       compressed: bool = False, buffered: Buffered | None = None) -> int:
+        """The disk buffer is the positions' write-ahead log: skip bytes it holds durably
+        (``buffered``, else what it held at the start; for a ``compressed`` file, offsets in
+        its decompressed stream, not capped by the file's size).
 
         Only ranges read from this inode while it began with the same bytes count (inode
         reuse and copytruncate leave ranges of other content under the same inode).
         """
         spans: list[tuple[int, int]] = []
-        for stream, ranges in self.buffered.items():
+        for stream, ranges in (self.buffered if buffered is None else buffered).items():
             if isinstance(stream, FileStream) and (stream.dev, stream.ino) == (
                     identity.dev, identity.ino) and fingerprint_matches(stream.fingerprint, fd):
                 spans.extend(ranges)
@@ -1042,8 +1044,13 @@ class SourceTailer:
                 positions.append(gen.position(now))
         return positions
 
-    def rewind(self, streams: Callable[[str], bool] | None = None) -> int:
-        """Forget unacknowledged reads (of the paths ``streams`` selects); returns how many."""
+    def rewind(self, streams: Callable[[str], bool] | None = None,
+               buffered: Buffered | None = None) -> int:
+        """Forget unacknowledged reads (of the paths ``streams`` selects); returns how many.
+        With ``buffered`` (the disk buffer's ranges now), a generation resumes past the bytes
+        the buffer holds contiguously from its committed offset, as at a start: reads that
+        reached the buffer before their ack was lost are not read again (they would get new
+        timestamps, and Loki would keep both copies)."""
         dropped = 0
         for gen in [*self.retired, *self.current.values()]:
             if not gen.inflight or (streams is not None and not streams(gen.path)):
@@ -1056,6 +1063,10 @@ class SourceTailer:
             if gen.exhausted:
                 continue
             gen.finished = False
+            if buffered:
+                gen.committed = self._past_buffered(gen.fd, gen.identity, gen.committed,
+                                                    compressed=gen.stream is not None,
+                                                    buffered=buffered)
             gen.reader.reset(gen.committed)
         return dropped
 

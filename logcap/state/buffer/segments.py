@@ -224,6 +224,13 @@ class SegmentStore:
         finally:
             self._release_files()
 
+    def abandon(self) -> None:
+        """Release the files and the directory lock without syncing or persisting the cursors
+        (the owner crashed): a new store opens the directory and recovers it, as after kill -9.
+        A store not opened, or closed, is left as it is."""
+        if self._lock_fd is not None:
+            self._release_files()
+
     def _release_files(self) -> None:
         """Close every descriptor without syncing or persisting (what a crash does)."""
         self._files.close()
