@@ -9,6 +9,7 @@ the issue's full counts (5 kills, a 20 s API outage).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -117,6 +118,20 @@ def config(tmp: Path, engine: PodmanEngine, receiver: LokiReceiver, **containers
     )
 
 
+def start_connected(cfg: Path) -> LogcapProcess:
+    """logcap started and connected to the engine: containers listed at the first connection
+    are read from that second on (``start_at: end``), so a test starts its containers after."""
+    proc = LogcapProcess(cfg).start()
+
+    def connected() -> bool:
+        health = json.loads(proc.api_text("/health"))
+        source = health["components"].get("root/sources/containers", {})
+        return source.get("engine", {}).get("status") == "ok"
+
+    wait_until(connected, timeout=60, what="the engine connected")
+    return proc
+
+
 def run(client: Any, name: str, command: list[str], **kw: Any) -> Any:
     return client.containers.run(IMAGE, command, name=name, detach=True, ulimits=ulimits(),
                                  **CONTAINER_KWARGS, **kw)
@@ -174,7 +189,7 @@ def source_health(proc: LogcapProcess) -> dict[str, Any]:
 def test_three_containers_tty_stdout_stderr_and_40k_lines_arrive_byte_exact_once(
     tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
 ) -> None:
-    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    proc = start_connected(config(tmp_path, engine, receiver))
     try:
         n_tty, n_out, n_big = 12_000, 6_000, 300
         run(client, "tty-writer", writer(TTY_BASE, n_tty, 100, 40_000), tty=True)
@@ -206,7 +221,7 @@ def test_kill_9_while_containers_write_loses_nothing_and_keeps_almost_no_duplica
     tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
 ) -> None:
     kills = 5 if LONG else 2
-    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    proc = start_connected(config(tmp_path, engine, receiver))
     n_tty, n_out = 4_000 * kills, 2_000 * kills
     run(client, "tty-writer", writer(TTY_BASE, n_tty, 100, 50_000), tty=True)
     run(client, "two-streams", writer(OUT_BASE, n_out, 50, 50_000, err_base=ERR_BASE))
@@ -219,7 +234,7 @@ def test_kill_9_while_containers_write_loses_nothing_and_keeps_almost_no_duplica
             if os.environ.get("DEBUG_STATS"):
                 print(proc.api("/stats")["sources"], proc.api("/positions")["containers"])
             proc.kill()
-            proc = LogcapProcess(proc.config).start()
+            proc = start_connected(proc.config)
         wait_arrived(receiver, expected, 120, proc)
         missing, duplicates = report(receiver, expected)
         assert missing == []
@@ -234,7 +249,7 @@ def test_kill_9_while_containers_write_loses_nothing_and_keeps_almost_no_duplica
 def test_restarted_recreated_and_new_containers_are_all_followed_without_loss(
     tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
 ) -> None:
-    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    proc = start_connected(config(tmp_path, engine, receiver))
     first = run(client, "restarts", writer(OUT_BASE, 500, 100, 10_000))
     recreated = run(client, "recreated", writer(ERR_BASE, 500, 100, 10_000))
     try:
@@ -266,7 +281,7 @@ def test_the_api_service_stopped_while_containers_run_reconnects_and_loses_nothi
     tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
 ) -> None:
     outage_s = 20 if LONG else 5
-    proc = LogcapProcess(config(tmp_path, engine, receiver)).start()
+    proc = start_connected(config(tmp_path, engine, receiver))
     n = 400 * (outage_s + 10)
     run(client, "steady", writer(OUT_BASE, n, 40, 100_000, err_base=ERR_BASE))
     expected = {OUT_BASE + i for i in range(n)} | {ERR_BASE + i for i in range(n)}
@@ -285,7 +300,7 @@ def test_the_api_service_stopped_while_containers_run_reconnects_and_loses_nothi
         missing, duplicates = report(receiver, expected)
         assert missing == [] and duplicates == 0
         assert reason
-        wait_until(lambda: source_health_or_none(proc) == "running", timeout=20,
+        wait_until(lambda: source_health_or_none(proc) == "ok", timeout=20,
                    what="health back to ok")
         stats = proc.api("/stats")["sources"]["containers"]
         assert stats["reconnects"] >= 1
@@ -295,7 +310,7 @@ def test_the_api_service_stopped_while_containers_run_reconnects_and_loses_nothi
 
 def source_health_or_none(proc: LogcapProcess) -> str | None:
     try:
-        return str(source_health(proc)["status"])
+        return str(source_health(proc)["health"])
     except (OSError, ValueError, StopIteration, KeyError):
         return None
 
@@ -310,8 +325,8 @@ def source_reason(proc: LogcapProcess) -> str | None:
 def test_only_containers_matching_the_filters_are_followed(
     tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
 ) -> None:
-    proc = LogcapProcess(config(tmp_path, engine, receiver, include_labels={"logs": "yes"},
-                                include_names=["app-*"], exclude_names=["app-secret*"])).start()
+    proc = start_connected(config(tmp_path, engine, receiver, include_labels={"logs": "yes"},
+                                  include_names=["app-*"], exclude_names=["app-secret*"]))
     try:
         run(client, "app-one", writer(OUT_BASE, 50, 50, 1000), labels={"logs": "yes"})
         run(client, "app-nolabel", writer(ERR_BASE, 50, 50, 1000))
