@@ -51,6 +51,7 @@ from logcap.sources.containers.engine import (
     LogStream,
 )
 from logcap.sources.containers.framing import Frame, FrameDecoder, FramingError
+from logcap.sources.containers.handoff import hand_off
 
 __all__ = ["RECONNECT_MAX_S", "RECONNECT_MIN_S", "Chunk", "Ended", "Follower", "Opened",
            "Trouble"]
@@ -62,8 +63,6 @@ RECONNECT_MAX_S = 5.0
 """Backoff between failed (or empty) log requests: 0.1 s doubling to 5 s, with jitter."""
 DRAIN_SETTLE_S = 0.2
 """Pause between the reads of a stopped container's log (until two agree)."""
-PUT_WAIT_S = 0.2
-"""How often a follower blocked on a full inbox checks whether it was stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +150,7 @@ class Follower:
     # -- the thread ------------------------------------------------------------------------
 
     def _put(self, item: object) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._inbox.put(item, timeout=PUT_WAIT_S)
-            except queue.Full:
-                continue
-            self._wake()
-            return True
-        return False
+        return hand_off(self._inbox, item, self._stopped, self._wake)
 
     def _run(self) -> None:
         engine = self._engine_factory()

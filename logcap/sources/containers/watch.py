@@ -42,6 +42,7 @@ from logcap.sources.containers.engine import (
     EngineError,
     StreamIdle,
 )
+from logcap.sources.containers.handoff import hand_off
 
 __all__ = ["EVENTS_IDLE_S", "RETRY_MAX_S", "Died", "EngineStatus", "EngineWatch", "Removed",
            "Seen", "parse_events"]
@@ -53,7 +54,6 @@ EVENTS_IDLE_S = 5.0
 RETRY_MIN_S = 0.1
 RETRY_MAX_S = 5.0
 """Backoff between failed connections to the engine."""
-PUT_WAIT_S = 0.2
 MAX_EVENT_BYTES = 1 << 20
 
 
@@ -142,13 +142,7 @@ class EngineWatch:
         self._thread.join(timeout)
 
     def _put(self, item: object) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._inbox.put(item, timeout=PUT_WAIT_S)
-            except queue.Full:
-                continue
-            self._wake()
-            return
+        hand_off(self._inbox, item, self._stopped, self._wake)
 
     def _status(self, ok: bool, reason: str = "") -> None:
         if ok == self._ok and reason == self._reason:
