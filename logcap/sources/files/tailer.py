@@ -109,6 +109,7 @@ from logcap.sources.files.generation import (
 from logcap.sources.files.joining import ReaderFactory, entry_due, held_entry, reader_factory
 from logcap.sources.files.reader import ReadResult
 from logcap.sources.files.rotation import find_renamed, find_rotated_copy
+from logcap.sources.files.timestamp_journal import TimestampJournal
 from logcap.sources.files.watcher import Arrival
 from logcap.state.file_identity import (
     FileIdentity,
@@ -155,8 +156,11 @@ class SourceTailer:
         wall: Callable[[], float] = time.time,
         time_ns: Callable[[], int] = time.time_ns,
         make_reader: ReaderFactory | None = None,
+        journal: TimestampJournal | None = None,
     ) -> None:
         self.settings = settings
+        self.journal = journal
+        """Where each read's timestamps are recorded, and re-reads find theirs (None: none)."""
         self._make_reader = make_reader or reader_factory(settings.max_line_bytes,
                                                           settings.encoding)
         self.clock = clock
@@ -824,8 +828,17 @@ class SourceTailer:
         gen.inflight_bytes += size
         self.inflight_bytes += size
         labels = (*self.settings.labels, ("filename", gen.path))
-        return Entries(self.settings.source, gen.path, labels, lines, self.time_ns(),
-                       token, size)
+        now = self.time_ns()
+        stamps = None
+        if self.journal is not None:
+            ident = gen.identity  # the token's
+            stamps = self.journal.stamp(
+                ident.dev, ident.ino, ident.fingerprint, token.start, token.end,
+                len(lines), now, line_starts=result.line_offsets,
+                replay=len(lines) == len(result.lines),  # binary-only lines dropped: no match
+                same_file=lambda fp: fingerprint_matches(fp, gen.fd))
+        return Entries(self.settings.source, gen.path, labels, lines,
+                       now if stamps is None else stamps[0], token, size, timestamps=stamps)
 
     def _reap(self, out: PollResult) -> None:
         keep = []
