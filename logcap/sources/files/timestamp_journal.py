@@ -41,10 +41,11 @@ Commits and size
     past :data:`REWRITE_MIN_BYTES` and four times their size, and at each load.
 
 File (``timestamps-<source>.journal`` in the positions directory)
-    A header line ``logcap-timestamps 1`` then one ASCII line per record:
-    ``<dev> <ino> <fingerprint> <start> <end> <lines> <ts_ns> <crc32 hex>``, the CRC-32 over
-    the text before it. Appended with ``O_APPEND``, never fsynced: a process crash keeps the
-    page cache; a power loss may lose the journal, which costs duplicates only. Loading keeps
+    A header line ``logcap-timestamps 1`` then one checked line per record
+    (:mod:`logcap.state.checked_lines`: ``<crc32 hex> <text>``), the text
+    ``<dev> <ino> <fingerprint> <start> <end> <lines> <ts_ns>``. Appended with ``O_APPEND``,
+    never fsynced: a process crash keeps the page cache; a power loss may lose the journal,
+    which costs duplicates only. Loading keeps
     the valid prefix: a torn or corrupt line and everything after it is ignored and reported
     (:attr:`LoadResult.problems`), never raised. A write that fails (disk full) is reported
     once and the journal goes on in memory; it never stops reading.
@@ -56,10 +57,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from logcap.state.checked_lines import ValidPrefix, checked_line, read_valid_prefix
 
 __all__ = [
     "HEADER",
@@ -112,16 +114,12 @@ def journal_path(directory: str, source: str) -> str:
 
 def encode_record(rec: JournalRecord) -> bytes:
     """The record's line in the file (module docstring)."""
-    text = (f"{rec.dev} {rec.ino} {rec.fingerprint} {rec.start} {rec.end} {rec.lines} "
-            f"{rec.ts_ns}").encode("ascii")
-    return b"%s %08x\n" % (text, zlib.crc32(text))
+    return checked_line(f"{rec.dev} {rec.ino} {rec.fingerprint} {rec.start} {rec.end} "
+                        f"{rec.lines} {rec.ts_ns}".encode("ascii"))
 
 
-def _decode_line(line: bytes) -> JournalRecord:
-    """A record from its line (without the newline); ValueError if it is not one."""
-    text, _, crc = line.rpartition(b" ")
-    if len(crc) != 8 or int(crc, 16) != zlib.crc32(text):
-        raise ValueError("checksum mismatch")
+def _decode_text(text: bytes) -> JournalRecord:
+    """A record from its line's text; ValueError if it is not one."""
     fields = text.split(b" ")
     if len(fields) != 7:
         raise ValueError("wrong number of fields")
@@ -131,38 +129,13 @@ def _decode_line(line: bytes) -> JournalRecord:
     return JournalRecord(dev, ino, fields[2].decode("ascii"), start, end, lines, ts_ns)
 
 
-@dataclass(slots=True)
-class LoadResult:
-    """What :func:`decode_journal` found: the records of the valid prefix, and problems."""
-
-    records: list[JournalRecord] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+LoadResult = ValidPrefix[JournalRecord]
+"""What :func:`decode_journal` found: the records of the valid prefix, and problems."""
 
 
 def decode_journal(raw: bytes, name: str = "journal") -> LoadResult:
     """The records of a journal file's valid prefix (module docstring); never raises."""
-    out = LoadResult()
-    if not raw:
-        return out
-    if not raw.startswith(HEADER):
-        out.problems.append(f"{name}: not a timestamp journal (unknown header): ignored, "
-                            f"{len(raw)} bytes")
-        return out
-    pos = len(HEADER)
-    while pos < len(raw):
-        newline = raw.find(b"\n", pos)
-        if newline < 0:
-            out.problems.append(f"{name}: torn last record ignored ({len(raw) - pos} bytes "
-                                "without an end of line: a crash while writing)")
-            break
-        try:
-            out.records.append(_decode_line(raw[pos:newline]))
-        except (ValueError, UnicodeDecodeError) as exc:
-            out.problems.append(f"{name}: corrupt record at byte {pos} ({exc}): it and the "
-                                f"{len(raw) - newline - 1} bytes after it are ignored")
-            break
-        pos = newline + 1
-    return out
+    return read_valid_prefix(raw, HEADER, name, _decode_text)
 
 
 @dataclass(slots=True)
