@@ -55,6 +55,7 @@ about positions can be imported from here.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import time
 from collections import Counter
@@ -443,8 +444,13 @@ def _container_json(pos: ContainerPosition) -> dict[str, Any]:
             "cursor": dict(pos.cursor), "updated_at": pos.updated_at}
 
 
+_FILE_FIELDS_BUT_TIME = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(FilePosition) if f.name != "updated_at"))
+
+
 def _without_time(pos: FilePosition | ContainerPosition) -> tuple[Any, ...]:
+    """The entry's fields but ``updated_at`` (no deep copy: this runs at every commit)."""
     if isinstance(pos, ContainerPosition):
         return (pos.id, pos.name, pos.cursor_ns, pos.cursor)
-    values = dataclasses.astuple(pos)
-    return values[:-1]
+    values: tuple[Any, ...] = _FILE_FIELDS_BUT_TIME(pos)
+    return values

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
-from dataclasses import astuple, fields
+from dataclasses import fields
 from typing import Any
 
 from logcap.state.checked_lines import ValidPrefix, checked_line, read_valid_prefix
@@ -62,6 +63,8 @@ COMPACT_BYTES = 4 * 1024 * 1024
 """A log this large is compacted into the snapshot at once."""
 
 _FILE_FIELDS = tuple(f.name for f in fields(FilePosition))
+_file_fields = operator.attrgetter(*_FILE_FIELDS)
+"""A FilePosition's fields in order (``astuple`` would deep-copy them, at every commit)."""
 
 LogRecord = FilePosition | ContainerPosition | tuple[str, Any]
 """A commit (the position), or a removal: ``("file", (dev, ino))``, ``("container", id)``."""
@@ -75,7 +78,7 @@ def _line(value: list[Any]) -> bytes:
 def encode_commit(pos: FilePosition | ContainerPosition) -> bytes:
     """The log line of a commit."""
     if isinstance(pos, FilePosition):
-        return _line(["f", *astuple(pos)])
+        return _line(["f", *_file_fields(pos)])
     return _line(["c", pos.id, pos.name, pos.cursor_ns, dict(pos.cursor), pos.updated_at])
 
 
