@@ -5,8 +5,10 @@ is ignored past its valid prefix; the file stays bounded."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from logcap.sources.files.joining import reader_factory
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.timestamp_journal import (
     HEADER,
@@ -15,6 +17,7 @@ from logcap.sources.files.timestamp_journal import (
     decode_journal,
     encode_record,
 )
+from logcap.sources.multiline import MultilineRule
 
 FP = "1024:00112233aabbccdd"
 
@@ -169,3 +172,34 @@ def test_a_tailer_rereading_after_a_restart_sends_the_first_timestamps(tmp_path:
                                read_bytes=1100)
     second = read_all(SourceTailer(settings2, time_ns=lambda: next(clock), journal=again))
     assert second == first
+
+
+def test_joined_multiline_entries_read_again_get_their_first_timestamps(tmp_path: Path) -> None:
+    log_file = tmp_path / "app.java"
+    log_file.write_text("".join(f"seq={i} boom\n  at a.b(C.java:{i})\n  at d.e(F.java:1)\n"
+                                for i in range(200)) + "seq=200 open\n")
+    rule = MultilineRule(re.compile(r"^seq="), max_lines=50, timeout_s=3600.0)
+    path = str(tmp_path / "timestamps-app.journal")
+    clock = iter(range(10**6, 10**12, 10**6))
+
+    def read_all(read_bytes: int) -> list[tuple[str, int]]:
+        settings = TailerSettings(source="app", include=(str(log_file),), start_at="beginning",
+                                  read_bytes=read_bytes)
+        journal = TimestampJournal(path)
+        journal.load()
+        tailer = SourceTailer(settings, time_ns=lambda: next(clock), journal=journal,
+                              make_reader=reader_factory(1024, "utf-8", lambda p: rule))
+        tailer.rescan()
+        out = []
+        while True:
+            result = tailer.poll()
+            out.extend((e.lines[i], e.timestamp(i)) for e in result.entries
+                       for i in range(len(e.lines)))
+            if not result.more:
+                tailer.close()
+                journal.close()
+                return out
+
+    first = read_all(1000)
+    assert len(first) == 200 and first[0][0].count("\n") == 2  # joined; the open one held
+    assert read_all(2900) == first
