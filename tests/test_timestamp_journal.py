@@ -203,3 +203,12 @@ def test_joined_multiline_entries_read_again_get_their_first_timestamps(tmp_path
     first = read_all(1000)
     assert len(first) == 200 and first[0][0].count("\n") == 2  # joined; the open one held
     assert read_all(2900) == first
+
+
+def test_a_read_below_the_last_commit_is_new_content_not_a_reread() -> None:
+    journal = TimestampJournal()
+    _first_life(journal)
+    journal.commit((1, 2), 100)  # the record at 0 stays (one commit of slack)
+    # The file was cut in place and written again with the same first bytes: a read at 0.
+    assert journal.stamp(1, 2, FP, 0, 100, 10, 5000) is None
+    assert journal.records((1, 2)) == [JournalRecord(1, 2, FP, 0, 100, 10, 5000)]

@@ -29,7 +29,9 @@ Replay (:meth:`TimestampJournal.stamp`)
     duplicate, never a line (two different lines at one timestamp are both kept by Loki).
     A record whose fingerprint differs from the read's is used only when ``same_file`` says
     the file still starts with the bytes it fingerprinted (a short fingerprint refreshed as
-    the file grew).
+    the file grew). A read starting below the stream's last commit is never a re-read (a
+    re-read starts at the committed offset): the file was cut and this is new content, so it
+    gets fresh timestamps and replaces the records.
 
 Commits and size
     :meth:`TimestampJournal.commit` is told each committed position: records ending at or
@@ -343,6 +345,8 @@ class TimestampJournal:
               same_file: Callable[[str], bool]) -> list[int] | None:
         """Per-line timestamps from the records, or None (no record here, or a mismatch)."""
         records = stream.records
+        if start < stream.committed:
+            return None  # not a re-read: the file was cut, and this is new content
         found = self._find(stream, start)
         if found is None:
             return None
