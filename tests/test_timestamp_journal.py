@@ -212,3 +212,17 @@ def test_a_read_below_the_last_commit_is_new_content_not_a_reread() -> None:
     # The file was cut in place and written again with the same first bytes: a read at 0.
     assert journal.stamp(1, 2, FP, 0, 100, 10, 5000) is None
     assert journal.records((1, 2)) == [JournalRecord(1, 2, FP, 0, 100, 10, 5000)]
+
+
+def test_a_forgotten_stream_stays_forgotten_after_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "j")
+    journal = TimestampJournal(path)
+    journal.load()
+    _first_life(journal)
+    journal.stamp(3, 4, FP, 0, 10, 1, 77)
+    journal.forget((1, 2))  # drained after a rotation; its inode may be reused
+    journal.close()
+    again = TimestampJournal(path)
+    assert again.load() == 4
+    assert again.records((1, 2)) == [] and len(again.records((3, 4))) == 1
+    assert again.stamp(1, 2, FP, 0, 100, 10, 5000) is None

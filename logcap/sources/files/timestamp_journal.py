@@ -45,7 +45,8 @@ Commits and size
 File (``timestamps-<source>.journal`` in the positions directory)
     A header line ``logcap-timestamps 1`` then one checked line per record
     (:mod:`logcap.state.checked_lines`: ``<crc32 hex> <text>``), the text
-    ``<dev> <ino> <fingerprint> <start> <end> <lines> <ts_ns>``. Appended with ``O_APPEND``,
+    ``<dev> <ino> <fingerprint> <start> <end> <lines> <ts_ns>``, or ``- <dev> <ino>`` for a
+    stream forgotten. Appended with ``O_APPEND``,
     never fsynced: a process crash keeps the page cache; a power loss may lose the journal,
     which costs duplicates only. Loading keeps
     the valid prefix: a torn or corrupt line and everything after it is ignored and reported
@@ -73,6 +74,7 @@ __all__ = [
     "LoadResult",
     "TimestampJournal",
     "decode_journal",
+    "encode_forget",
     "encode_record",
     "journal_path",
 ]
@@ -120,9 +122,17 @@ def encode_record(rec: JournalRecord) -> bytes:
                         f"{rec.lines} {rec.ts_ns}".encode("ascii"))
 
 
-def _decode_text(text: bytes) -> JournalRecord:
-    """A record from its line's text; ValueError if it is not one."""
+def encode_forget(key: StreamKey) -> bytes:
+    """The line that says the stream ``key`` was forgotten (module docstring)."""
+    return checked_line(b"- %d %d" % key)
+
+
+def _decode_text(text: bytes) -> JournalRecord | StreamKey:
+    """A record (or a forgotten stream's key) from its line's text; ValueError if it is not
+    one."""
     fields = text.split(b" ")
+    if len(fields) == 3 and fields[0] == b"-":
+        return (int(fields[1]), int(fields[2]))
     if len(fields) != 7:
         raise ValueError("wrong number of fields")
     dev, ino, start, end, lines, ts_ns = (int(fields[i]) for i in (0, 1, 3, 4, 5, 6))
@@ -131,7 +141,7 @@ def _decode_text(text: bytes) -> JournalRecord:
     return JournalRecord(dev, ino, fields[2].decode("ascii"), start, end, lines, ts_ns)
 
 
-LoadResult = ValidPrefix[JournalRecord]
+LoadResult = ValidPrefix[JournalRecord | StreamKey]
 """What :func:`decode_journal` found: the records of the valid prefix, and problems."""
 
 
@@ -191,7 +201,10 @@ class TimestampJournal:
         found = decode_journal(raw, self.path)
         self.problems.extend(found.problems)
         for rec in found.records:
-            self._add(rec)
+            if isinstance(rec, JournalRecord):
+                self._add(rec)
+            else:
+                self._drop(rec)
         self._rewrite()
         return len(found.records)
 
@@ -202,7 +215,7 @@ class TimestampJournal:
         self._close_fd()
         data = b"".join([HEADER, *(encode_record(rec) for stream in self._streams.values()
                                    for rec in stream.records)])
-        temp = f"{self.path}.tmp-{os.getpid()}"
+        temp = f"{self.path}.tmp"  # one writer per journal: a leftover is overwritten
         try:
             with open(temp, "wb") as handle:
                 handle.write(data)
@@ -214,12 +227,13 @@ class TimestampJournal:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
 
-    def _append(self, rec: JournalRecord) -> None:
+    def _append(self, line: bytes) -> None:
         if self._fd is None:
             return
-        line = encode_record(rec)
         try:
-            os.write(self._fd, line)
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
         except OSError as exc:
             self._write_failed(exc)
             return
@@ -313,7 +327,13 @@ class TimestampJournal:
             self.commit(key, offset, durable=durable)
 
     def forget(self, key: StreamKey) -> None:
-        """The stream is closed for good (drained after a rotation): drop its records."""
+        """The stream is closed for good (drained after a rotation): drop its records, and
+        say so in the file (its inode may be reused by a file that starts with the same
+        bytes, which must not get its timestamps after a restart)."""
+        self._drop(key)
+        self._append(encode_forget(key))  # the file may hold records memory dropped
+
+    def _drop(self, key: StreamKey) -> None:
         stream = self._streams.pop(key, None)
         if stream is not None:
             self._count -= len(stream.records)
@@ -337,7 +357,7 @@ class TimestampJournal:
         if stamps is None:
             rec = JournalRecord(dev, ino, fingerprint, start, end, count, now_ns)
             self._add(rec)
-            self._append(rec)
+            self._append(encode_record(rec))
         return stamps
 
     def _walk(self, stream: _Stream, fingerprint: str, start: int, end: int, count: int,
@@ -382,7 +402,7 @@ class TimestampJournal:
                                       count - len(stamps), now_ns)
                 stamps.extend(range(now_ns, now_ns + fresh.lines))
                 self._add(fresh)
-                self._append(fresh)
+                self._append(encode_record(fresh))
                 break
             index, line = index + 1, 0
             if records[index].start != rec.end:
