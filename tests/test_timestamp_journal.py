@@ -8,7 +8,9 @@ import os
 import re
 from pathlib import Path
 
+from logcap.metrics import SOURCE_TIMESTAMPS_REPLAYED
 from logcap.sources.files.joining import reader_factory
+from logcap.sources.files.source import FileSource
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
 from logcap.sources.files.timestamp_journal import (
     HEADER,
@@ -16,6 +18,7 @@ from logcap.sources.files.timestamp_journal import (
     TimestampJournal,
     decode_journal,
     encode_record,
+    journal_path,
 )
 from logcap.sources.multiline import MultilineRule
 
@@ -226,3 +229,27 @@ def test_a_forgotten_stream_stays_forgotten_after_a_restart(tmp_path: Path) -> N
     assert again.load() == 4
     assert again.records((1, 2)) == [] and len(again.records((3, 4))) == 1
     assert again.stamp(1, 2, FP, 0, 100, 10, 5000) is None
+
+
+def test_a_file_source_restarted_on_its_journal_sends_the_first_timestamps_and_counts_them(
+        tmp_path: Path) -> None:
+    (tmp_path / "app.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    settings = TailerSettings(source="restarted", include=(str(tmp_path / "*.log"),),
+                              start_at="beginning")
+    path = journal_path(str(tmp_path), "restarted")
+
+    def one_life() -> list[tuple[str, int]]:
+        source = FileSource(settings, journal_path=path)
+        source.start([], {}, lambda: None)  # no position committed: a crash before any ack
+        try:
+            entries = source.read().entries
+        finally:
+            source.close()
+        return [(e.lines[i], e.timestamp(i)) for e in entries for i in range(len(e.lines))]
+
+    counter = SOURCE_TIMESTAMPS_REPLAYED.labels("restarted")
+    before = counter._value.get()
+    first = one_life()
+    assert len(first) == 100 and counter._value.get() == before
+    assert one_life() == first
+    assert counter._value.get() == before + 100

@@ -22,7 +22,8 @@ Files it cannot read are logged once per new reason, counted
 Timestamps (``journal_path``): each read's timestamps are recorded in the source's
 :class:`~logcap.sources.files.timestamp_journal.TimestampJournal` before its lines are handed
 on, and a read of bytes read before (after a crash, a restart or a rewind) gets the
-timestamps they were sent with, so Loki absorbs the copies. The journal is told each commit
+timestamps they were sent with, so Loki absorbs the copies
+(``logcap_source_timestamps_replayed_lines_total``). The journal is told each commit
 and each file forgotten; its problems are logged as warnings.
 
 Multi-line joining: ``multiline_for(path)`` gives the multiline spec of a path (None: lines as
@@ -50,6 +51,7 @@ from logcap.metrics import (
     SOURCE_MULTILINE_ENTRIES,
     SOURCE_OPEN_FILES,
     SOURCE_ROTATIONS,
+    SOURCE_TIMESTAMPS_REPLAYED,
 )
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
@@ -129,6 +131,7 @@ class FileSource:
         self.name = settings.source
         self.journal_path = journal_path
         self.journal: TimestampJournal | None = None
+        self._replayed_counted = 0
         self.settings = settings
         self.clock = clock
         self.multiline_for = multiline_for
@@ -177,6 +180,17 @@ class FileSource:
     def _journal_problems(self, journal: TimestampJournal) -> None:
         for problem in journal.take_problems():
             log.warning("%s: timestamp journal: %s", self.name, problem)
+
+    def _journal_after_read(self, journal: TimestampJournal, forget: list[tuple[int, int]],
+                            commits: list[FilePosition]) -> None:
+        for key in forget:
+            journal.forget(key)
+        journal.commit_all((pos.key, pos.offset) for pos in commits)
+        self._journal_problems(journal)
+        if journal.replayed_lines != self._replayed_counted:
+            SOURCE_TIMESTAMPS_REPLAYED.labels(self.name).inc(
+                journal.replayed_lines - self._replayed_counted)
+            self._replayed_counted = journal.replayed_lines
 
     def _rule_for(self, path: str) -> MultilineRule | None:
         spec = self.multiline_for(path)
@@ -279,10 +293,7 @@ class FileSource:
         if result.commits:
             updates.append(CommitFiles(tuple(result.commits)))
         if self.journal is not None:
-            for key in result.forget:
-                self.journal.forget(key)
-            self.journal.commit_all((pos.key, pos.offset) for pos in result.commits)
-            self._journal_problems(self.journal)
+            self._journal_after_read(self.journal, result.forget, result.commits)
         return Reading(result.entries, result.more, result.lines, result.bytes,
                        result.truncated_lines, updates)
 
