@@ -4,10 +4,13 @@ a real kill -9 right after a commit keeps it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 from logcap.state.positions import FILE_POSITIONS_FILE, PositionsStore
 from logcap.state.positions_log import HEADER, LOG_FILE, decode_log, encode_commit
@@ -103,3 +106,44 @@ def test_a_commit_survives_a_real_kill_9_right_after_it(tmp_path: Path) -> None:
     report = fresh.load()
     assert report.ok and report.log_records == 1000
     assert fresh.get_file(1, 10).offset == 1000
+
+
+def test_a_damaged_log_is_set_aside_and_its_valid_prefix_kept(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.commit_file(file_pos(100))
+    store.commit_file(file_pos(200))
+    store.close()
+    log = tmp_path / LOG_FILE
+    raw = log.read_bytes()
+    log.write_bytes(raw[:-5] + b"XXXX\n")  # the last record's checksum no longer matches
+    fresh = PositionsStore(tmp_path, clock=FakeClock())
+    report = fresh.load()
+    assert report.log_records == 1 and fresh.get_file(1, 10).offset == 100
+    assert any("moved aside to" in p for p in report.problems)
+    aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes() == raw[:-5] + b"XXXX\n"
+    fresh.close()
+    third = PositionsStore(tmp_path, clock=FakeClock())  # the new log holds the valid prefix
+    report = third.load()
+    assert report.ok and report.log_records == 1 and third.get_file(1, 10).offset == 100
+
+
+def test_a_failed_append_is_reported_once_and_the_next_snapshot_reopens_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path)
+
+    def disk_full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("logcap.state.positions_log.os.write", disk_full)
+        assert store.commit_file(file_pos(100))  # accepted: kept in memory
+        error = store.take_log_error()
+        assert error is not None and error.errno == errno.ENOSPC
+        store.commit_file(file_pos(200))  # the log is closed: no second error
+        assert store.take_log_error() is None and store.log_bytes == 0
+    store.flush()  # the snapshot holds 200 and the log is open again
+    store.commit_file(file_pos(300))
+    fresh = PositionsStore(tmp_path, clock=FakeClock())
+    report = fresh.load()
+    assert report.ok and report.log_records == 1 and fresh.get_file(1, 10).offset == 300

@@ -35,6 +35,9 @@ class ValidPrefix(Generic[T]):
     records: list[T] = field(default_factory=list)
     valid_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    damaged: bool = False
+    """Bytes were ignored for another reason than a torn last line (a corrupt record, an
+    unknown header): worth keeping the file for a post-mortem."""
 
 
 def read_valid_prefix(raw: bytes, header: bytes, name: str,
@@ -48,6 +51,7 @@ def read_valid_prefix(raw: bytes, header: bytes, name: str,
     if not raw.startswith(header):
         out.problems.append(f"{name}: unknown header (not a file of this kind): its "
                             f"{len(raw)} bytes are ignored")
+        out.damaged = True
         return out
     pos = out.valid_bytes = len(header)
     while pos < len(raw):
@@ -64,6 +68,7 @@ def read_valid_prefix(raw: bytes, header: bytes, name: str,
         except (ValueError, TypeError, UnicodeDecodeError) as exc:
             out.problems.append(f"{name}: corrupt record at byte {pos} ({exc}): it and the "
                                 f"{len(raw) - newline - 1} bytes after it are ignored")
+            out.damaged = True
             break
         pos = out.valid_bytes = newline + 1
     return out

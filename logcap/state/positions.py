@@ -352,11 +352,7 @@ class PositionsStore:
         replayed: Counter[str] = Counter()
         if self._log is None:
             return [], replayed
-        try:
-            content = self._log.load()
-        except OSError as exc:
-            return [f"{self._log.path}: cannot be opened ({exc.strerror or exc}): commits are "
-                    "written at each flush only"], replayed
+        content = self._log.load()
         for rec in content.records:
             if isinstance(rec, FilePosition):
                 self._files[rec.key] = rec

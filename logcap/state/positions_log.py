@@ -28,8 +28,10 @@ Loading (:meth:`PositionsLog.load`, :func:`decode_log`)
     The records of the valid prefix are returned in order, to be applied over the snapshot
     with last-writer-wins; a torn last line (a crash while appending) or a corrupt record
     ends the prefix: it and what follows are ignored and reported, never raised, and the
-    file is cut back to the prefix so that later appends are read. A missing log is an empty
-    one (positions written by an older logcap load as before).
+    file is cut back to the prefix so that later appends are read. A damaged log (a corrupt
+    record, an unknown header: not a mere torn tail) is first set aside as
+    ``positions.log.corrupt-<UTC>`` (never deleted), like a corrupt positions file. A missing
+    log is an empty one (positions written by an older logcap load as before).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ import contextlib
 import json
 import operator
 import os
+import time
 from dataclasses import fields
 from typing import Any
 
+from logcap.state.atomic import move_aside
 from logcap.state.checked_lines import ValidPrefix, checked_line, read_valid_prefix
 from logcap.state.positions_entries import ContainerPosition, FilePosition
-from logcap.state.positions_format import container_from_json, file_from_json
+from logcap.state.positions_format import CORRUPT_INFIX, container_from_json, file_from_json
 
 __all__ = [
     "COMPACT_BYTES",
@@ -131,17 +135,32 @@ class PositionsLog:
         return self._fd is not None
 
     def load(self) -> LogContent:
-        """Read the valid prefix, cut the file back to it and open it for appending.
-
-        Raises OSError if the file cannot be opened or cut (the caller carries on without
-        the log: commits are then durable at each snapshot only)."""
+        """Read the valid prefix, cut the file back to it and open it for appending. Never
+        raises: a log that cannot be read or opened is reported in the problems and left
+        closed (commits are then durable at each snapshot only, until a flush reopens it)."""
         try:
             with open(self.path, "rb") as handle:
                 raw = handle.read()
         except FileNotFoundError:
             raw = b""
+        except OSError as exc:
+            return LogContent(problems=[f"{self.path}: cannot be read ({exc.strerror or exc})"
+                                        ": commits are written with each snapshot only"])
         content = decode_log(raw, self.path)
-        self._open(keep=content.valid_bytes)
+        if content.damaged:  # kept for a post-mortem; a new log goes on from the valid prefix
+            try:
+                aside = move_aside(self.path, CORRUPT_INFIX, time.time())
+                content.problems.append(f"{self.path}: moved aside to {aside}")
+                with open(self.path, "wb") as handle:
+                    handle.write(raw[:content.valid_bytes])
+            except OSError as exc:
+                content.problems.append(f"{self.path}: could not be moved aside "
+                                        f"({exc.strerror or exc}): cut to its valid prefix")
+        try:
+            self._open(keep=content.valid_bytes)
+        except OSError as exc:
+            content.problems.append(f"{self.path}: cannot be opened ({exc.strerror or exc}): "
+                                    "commits are written with each snapshot only")
         return content
 
     def _open(self, keep: int) -> None:
