@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from logcap.state.positions import (
     Validity,
     validate_file,
 )
+from logcap.state.positions_format import encode_entry, encode_file_entry
 from logcap.state.positions_log import LOG_FILE
 
 FP_A = "1024:" + "a" * 16
@@ -289,7 +291,9 @@ def test_a_damaged_entry_fails_the_checksum(
 ) -> None:
     two_generations(store)
     primary = tmp_path / FILE_POSITIONS_FILE
-    primary.write_bytes(primary.read_bytes().replace(b'"offset": 200', b'"offset": 900'))
+    data = primary.read_bytes()
+    assert b'"offset":200' in data  # entries are written in their canonical (compact) form
+    primary.write_bytes(data.replace(b'"offset":200', b'"offset":900'))
     _, report = reopen(store, clock)
     assert report.files.source == "backup"
     assert any("checksum mismatch" in p for p in report.problems)
@@ -759,3 +763,34 @@ def _no_leftover_processes() -> Iterator[None]:
             pass
     except ChildProcessError:
         pass
+
+
+@pytest.mark.parametrize("path, updated_at", [
+    ("/var/log/app.log", 1_700_000_000.123456),
+    ("/var/log/caf\u00e9 \"quoted\"\\back\tslash.log", 1_700_000_000),
+    ("/var/log/\U0001f600.log", 0.1 + 0.2),
+])
+def test_a_file_entry_is_encoded_as_its_fields_by_name(path: str, updated_at: float) -> None:
+    pos = FilePosition(path, 2049, 123456, "1024:0123456789abcdef", 1024, 77,
+                       "77:00000000deadbeef", 4096, updated_at)
+    by_name = {f.name: getattr(pos, f.name) for f in dataclasses.fields(FilePosition)}
+    assert encode_file_entry(pos) == encode_entry(by_name)
+    assert json.loads(encode_file_entry(pos)) == by_name
+
+
+def test_a_rewrite_re_encodes_only_what_changed_and_reads_back_the_same(
+    store: PositionsStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    for i in range(50):
+        store.commit_file(FilePosition(f"/l/f{i}.log", 1, 100 + i, FP_A, 1024, i, "", i, 1.0))
+    store.flush()
+    moved = FilePosition("/l/f7.log", 1, 107, FP_A, 1024, 900, "900:" + "c" * 16, 900, 2.0)
+    store.commit_file(moved)
+    store.flush()
+    reopened, report = reopen(store, clock)
+    assert report.ok
+    got = reopened.get_file(1, 107)
+    assert got is not None and (got.offset, got.prefix_hash) == (900, moved.prefix_hash)
+    assert [p.offset for p in map(lambda i: reopened.get_file(1, 100 + i), range(50)) if p] \
+        == [900 if i == 7 else i for i in range(50)]
+    assert len(reopened.snapshot()["files"]) == 50
