@@ -37,6 +37,7 @@ from logcap.state.positions import (
     validate_file,
 )
 from logcap.state.positions_format import encode_entry, encode_file_entry
+from logcap.state.positions_log import LOG_FILE
 
 FP_A = "1024:" + "a" * 16
 FP_B = "1024:" + "b" * 16
@@ -361,7 +362,7 @@ def test_temporary_files_left_by_a_crash_are_removed_on_load(
     (tmp_path / (FILE_POSITIONS_FILE + ".tmp-123.abcd")).write_bytes(b"half")
     (tmp_path / (FILE_POSITIONS_FILE + ".bak.tmp-123.abcd")).write_bytes(b"half")
     reopen(store, clock)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOG_FILE]
 
 
 # --- crash safety -----------------------------------------------------------------------------
@@ -606,7 +607,8 @@ Table = dict[Any, tuple[str, int]]
 
 
 class PositionsMachine(RuleBasedStateMachine):
-    """The store against a model of memory, primary and backup, through crashes and damage."""
+    """The store against a model of memory, primary, backup and the positions log, through
+    crashes and damage."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -618,6 +620,8 @@ class PositionsMachine(RuleBasedStateMachine):
         self.dirty = {k: False for k in KINDS}
         self.primary: dict[str, Table | str | None] = {k: None for k in KINDS}
         self.backup: dict[str, Table | str | None] = {k: None for k in KINDS}
+        self.logged: list[tuple[str, Any, tuple[str, int]]] = []
+        """Commits appended to the log since the last flush (which empties it)."""
         self.corrupt_copies = 0
 
     def teardown(self) -> None:
@@ -649,6 +653,7 @@ class PositionsMachine(RuleBasedStateMachine):
         if expect:
             table[(1, ino)] = (fp, offset)
             self.dirty[FILE_POSITIONS_FILE] = True
+            self.logged.append((FILE_POSITIONS_FILE, (1, ino), (fp, offset)))
 
     @rule(
         cid=st.sampled_from(["a", "b"]),
@@ -664,6 +669,7 @@ class PositionsMachine(RuleBasedStateMachine):
         if expect:
             table[cid] = ("h", cursor)
             self.dirty[CONTAINER_POSITIONS_FILE] = True
+            self.logged.append((CONTAINER_POSITIONS_FILE, cid, ("h", cursor)))
 
     @rule()
     def flush(self) -> None:
@@ -675,6 +681,7 @@ class PositionsMachine(RuleBasedStateMachine):
                     self.backup[kind] = self.primary[kind]
                 self.primary[kind] = dict(self.memory[kind])
                 self.dirty[kind] = False
+        self.logged = []
 
     @precondition(lambda self: any(self.primary[k] is not None for k in KINDS))
     @rule(kind=st.sampled_from(KINDS), garbage=st.binary(max_size=40))
@@ -693,8 +700,9 @@ class PositionsMachine(RuleBasedStateMachine):
 
     @rule()
     def crash_and_restart(self) -> None:
-        """Unflushed commits are lost; the store comes back from disk."""
+        """The store comes back from disk: the files, then the log's commits over them."""
         self._tick()
+        self.store.close()  # what the end of the process does
         self.store = PositionsStore(self.directory, clock=self.clock)
         report = self.store.load()
         for kind, part in zip(KINDS, (report.files, report.containers), strict=True):
@@ -720,7 +728,10 @@ class PositionsMachine(RuleBasedStateMachine):
             assert part.source == source
             assert bool(part.problems) is problems
             self.memory[kind] = dict(table)
-            self.dirty[kind] = source == "backup" or problems
+            replayed = [(key, value) for logged_kind, key, value in self.logged
+                        if logged_kind == kind]
+            self.memory[kind].update(replayed)
+            self.dirty[kind] = source == "backup" or problems or bool(replayed)
 
     @invariant()
     def memory_matches_the_model(self) -> None:

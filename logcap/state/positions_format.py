@@ -95,10 +95,14 @@ class PositionsLoadReport:
 
     files: LoadReport
     containers: LoadReport
+    log_problems: list[str] = field(default_factory=list)
+    """Problems of the positions log (:mod:`logcap.state.positions_log`): a torn tail."""
+    log_records: int = 0
+    """Records of the log replayed over the files."""
 
     @property
     def problems(self) -> list[str]:
-        return [*self.files.problems, *self.containers.problems]
+        return [*self.files.problems, *self.containers.problems, *self.log_problems]
 
     @property
     def ok(self) -> bool:

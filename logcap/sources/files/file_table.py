@@ -46,6 +46,7 @@ from logcap.sources.files.generation import (
 )
 from logcap.sources.files.joining import ReaderFactory, reader_factory
 from logcap.sources.files.rotation import find_renamed
+from logcap.sources.files.timestamp_journal import TimestampJournal
 from logcap.state.file_identity import (
     FileIdentity,
     fingerprint_matches,
@@ -78,8 +79,11 @@ class FileTable:
         wall: Callable[[], float] = time.time,
         time_ns: Callable[[], int] = time.time_ns,
         make_reader: ReaderFactory | None = None,
+        journal: TimestampJournal | None = None,
     ) -> None:
         self.settings = settings
+        self.journal = journal
+        """Where each read's timestamps are recorded, and re-reads find theirs (None: none)."""
         self._make_reader = make_reader or reader_factory(settings.max_line_bytes,
                                                           settings.encoding)
         self.clock = clock

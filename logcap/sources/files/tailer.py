@@ -312,8 +312,17 @@ class SourceTailer(FileAdoption):
         gen.inflight_bytes += size
         self.inflight_bytes += size
         labels = (*self.settings.labels, ("filename", gen.path))
-        return Entries(self.settings.source, gen.path, labels, lines, self.time_ns(),
-                       token, size)
+        now = self.time_ns()
+        stamps = None
+        if self.journal is not None:
+            ident = gen.identity  # the token's
+            stamps = self.journal.stamp(
+                ident.dev, ident.ino, ident.fingerprint, token.start, token.end,
+                len(lines), now, line_starts=result.line_offsets,
+                replay=len(lines) == len(result.lines),  # binary-only lines dropped: no match
+                same_file=lambda fp: fingerprint_matches(fp, gen.fd))
+        return Entries(self.settings.source, gen.path, labels, lines,
+                       now if stamps is None else stamps[0], token, size, timestamps=stamps)
 
     def _reap(self, out: PollResult) -> None:
         keep = []
