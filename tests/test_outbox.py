@@ -387,3 +387,65 @@ def test_a_sink_removed_gives_up_what_it_held_and_releases_what_only_it_held() -
     outbox.pump(sender(log))
     assert log == [(4, "loki", 1)]
     assert outbox.remove_sink("audit") == []  # unknown: ignored
+
+
+def _coalescing(sends: list[Send[str]]) -> Callable[[Send[str]], bool]:
+    def transmit(send: Send[str]) -> bool:
+        sends.append(send)
+        return True
+    return transmit
+
+
+def test_a_resend_after_a_failure_carries_the_batches_queued_behind_it() -> None:
+    outbox = make(("loki",))
+    sends: list[Send[str]] = []
+    for batch_id in range(1, 7):
+        outbox.add(batch_id, "x" * batch_id)  # weight: its length
+    first_pump = outbox.pump(_coalescing(sends), coalesce=len, max_weight=12)
+    assert [s.batch_id for s in sends] == [1, 2, 3, 4, 5, 6] and not first_pump
+    assert all(not s.also for s in sends)  # first sends go as they were cut
+    failure = outbox.failed(1, "loki")
+    assert failure is not None and failure.gate is not None
+    for batch_id in range(2, 7):
+        outbox.held(batch_id, "loki")
+    outbox.open_gate("loki")
+    sends.clear()
+    outbox.pump(_coalescing(sends), coalesce=len, max_weight=12)
+    # 1+2+3+4 = 10 <= 12, adding 5 would pass it: two requests, in order
+    assert [(s.batch_id, [i for i, _ in s.also]) for s in sends] == [(1, [2, 3, 4]), (5, [6])]
+    assert sends[0].attempt == 2 and sends[0].resend
+    assert outbox.settle_send(1, "loki") == ["x", "xx", "xxx", "xxxx"]
+    assert outbox.unsettled("loki") == 2
+    # the second request fails as a whole: both batches back in line, each attempt counted
+    failure = outbox.failed(5, "loki")
+    assert failure is not None and failure.failures == 1  # held before: not counted then
+    assert outbox.attempt(5, "loki") == 2 and outbox.attempt(6, "loki") == 2
+    assert outbox.waiting("loki") == 2
+    outbox.open_gate("loki")
+    sends.clear()
+    outbox.pump(_coalescing(sends), coalesce=len, max_weight=12)
+    assert [(s.batch_id, [i for i, _ in s.also]) for s in sends] == [(5, [6])]
+    assert outbox.settle_send(5, "loki") == ["xxxxx", "xxxxxx"] and len(outbox) == 0
+
+
+def test_a_coalesced_send_held_or_lost_in_a_restart_puts_every_batch_back_in_line() -> None:
+    outbox = make(("loki",))
+    sends: list[Send[str]] = []
+    for batch_id in (1, 2, 3):
+        outbox.add(batch_id, "a")
+    outbox.pump(_coalescing(sends), coalesce=len, max_weight=10)
+    outbox.failed(1, "loki")
+    outbox.held(2, "loki")
+    outbox.held(3, "loki")
+    outbox.open_gate("loki")
+    sends.clear()
+    outbox.pump(_coalescing(sends), coalesce=len, max_weight=10)
+    assert [(s.batch_id, len(s.also)) for s in sends] == [(1, 2)]
+    gate = outbox.held(1, "loki")  # e.g. an older batch of this sender failed meanwhile
+    assert gate is not None and outbox.waiting("loki") == 3
+    outbox.open_gate("loki")
+    sends.clear()
+    outbox.pump(_coalescing(sends), coalesce=len, max_weight=10)
+    outbox.restarted("loki")
+    assert outbox.waiting("loki") == 3  # the sink lost the request: all three resent
+    assert outbox.settle_send(1, "loki") == ["a"]  # the group is gone with the restart

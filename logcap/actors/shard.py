@@ -105,6 +105,15 @@ class ShardSettings:
     retry_max_delay_s: float
 
 
+COALESCE_BATCHES = 4
+"""A resend after a failure carries the batches queued behind the failed one, up to this many
+batches' worth of lines (``batch_size`` each) in one request."""
+
+
+def _lines_of(batch: _Batch) -> int:
+    return batch.lines
+
+
 class DispatcherShard(LogcapActor):
     def __init__(
         self,
@@ -217,18 +226,23 @@ class DispatcherShard(LogcapActor):
         self._pump()
 
     def _pump(self) -> None:
-        for gate in self.outbox.pump(self._transmit):
+        for gate in self.outbox.pump(self._transmit, coalesce=_lines_of,
+                                     max_weight=COALESCE_BATCHES * self.settings.batch_size):
             self._arm(gate)
 
     def _transmit(self, send: Send[_Batch]) -> bool:
-        batch = send.payload
+        parts, lines = send.payload.parts, send.payload.lines
+        if send.also:  # a resend carrying the batches queued behind it
+            parts = tuple(p for batch in (send.payload, *(b for _, b in send.also))
+                          for p in batch.parts)
+            lines += sum(batch.lines for _, batch in send.also)
         try:
-            self.sinks[send.sink].tell(Deliver(send.batch_id, batch.parts, batch.lines,
-                                               self.address, send.attempt))
+            self.sinks[send.sink].tell(Deliver(send.batch_id, parts, lines, self.address,
+                                               send.attempt))
         except DeliveryRefused:
             return False
         if send.resend:
-            RESENT_LINES.labels(self.name, send.sink).inc(batch.lines)
+            RESENT_LINES.labels(self.name, send.sink).inc(lines)
         return True
 
     def _arm(self, gate: Gate | None) -> None:
@@ -249,8 +263,7 @@ class DispatcherShard(LogcapActor):
                             result.reason)
             self._arm(failure.gate)
         else:
-            done = self.outbox.settle(result.batch_id, result.sink)
-            if done is not None:
+            for done in self.outbox.settle_send(result.batch_id, result.sink):
                 self._lines_held -= done.lines
                 self._release(done)
 

@@ -86,6 +86,10 @@ class Send(Generic[T]):
     payload: T
     attempt: int
     resend: bool = False
+    also: tuple[tuple[int, T], ...] = ()
+    """Batches (id, payload) sent in the same request after ``batch_id``, oldest first: a
+    coalesced resend (:meth:`Outbox.pump` with ``coalesce``); the sink answers for
+    ``batch_id``, and :meth:`Outbox.settle_send` settles them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,8 @@ class Outbox(Generic[T]):
         self._closed: set[str] = set()
         self._level: dict[str, int] = {sink: 0 for sink in self.sinks}
         self._last_success: dict[str, float] = {}
+        self._groups: dict[tuple[str, int], tuple[int, ...]] = {}
+        """(sink, first batch id) -> every batch id of a coalesced send, while it is sent."""
 
     # -- what the caller tells the outbox ----------------------------------------------------
 
@@ -172,11 +178,19 @@ class Outbox(Generic[T]):
             bisect.insort(self._queues[sink], batch_id)
 
     def pump(self, transmit: Callable[[Send[T]], bool],
-             sinks: Iterable[str] | None = None) -> list[Gate]:
+             sinks: Iterable[str] | None = None, *,
+             coalesce: Callable[[T], int] | None = None, max_weight: int = 0) -> list[Gate]:
         """Send what may go now: per sink with an open gate, its queued batches oldest first,
         each through ``transmit`` (True: sent; False: refused). A refusal keeps that batch and
         the later ones queued and closes the gate for REFUSED_RETRY_S. Returns the gates
-        closed (timers to arm)."""
+        closed (timers to arm).
+
+        With ``coalesce`` (a batch's weight, e.g. its lines), a *resend* (the batch was sent
+        to that sink before: after a failure, a hold or a restart) carries the batches queued
+        behind it in the same request (:attr:`Send.also`), up to ``max_weight`` in all: after
+        a failure the backlog goes in fewer, larger requests (under random failures each
+        request is a draw, so fewer requests deliver more). Order is kept: the request holds
+        consecutive batches, oldest first."""
         gates = []
         for sink in self.sinks if sinks is None else sinks:
             queue = self._queues[sink]
@@ -184,14 +198,31 @@ class Outbox(Generic[T]):
                 batch_id = queue[0]
                 batch = self._batches[batch_id]
                 delivery = batch.deliveries[sink]
-                send = Send(batch_id, sink, batch.payload, delivery.attempt, delivery.sends > 0)
+                members = [batch_id]
+                also: list[tuple[int, T]] = []
+                if coalesce is not None and delivery.sends > 0:
+                    weight = coalesce(batch.payload)
+                    for other in queue[1:]:
+                        payload = self._batches[other].payload
+                        weight += coalesce(payload)
+                        if weight > max_weight:
+                            break
+                        members.append(other)
+                        also.append((other, payload))
+                send = Send(batch_id, sink, batch.payload, delivery.attempt, delivery.sends > 0,
+                            tuple(also))
                 if not transmit(send):
                     gates.append(self._close(sink, REFUSED_RETRY_S))
                     break
-                queue.pop(0)
-                delivery.sent = True
-                delivery.sent_at = self.clock()
-                delivery.sends += 1
+                del queue[:len(members)]
+                now = self.clock()
+                for member in members:
+                    sent = self._batches[member].deliveries[sink]
+                    sent.sent = True
+                    sent.sent_at = now
+                    sent.sends += 1
+                if len(members) > 1:
+                    self._groups[(sink, batch_id)] = tuple(members)
         return gates
 
     def settle(self, batch_id: int, sink: str) -> T | None:
@@ -214,6 +245,17 @@ class Outbox(Generic[T]):
         del self._batches[batch_id]
         return batch.payload
 
+    def settle_send(self, batch_id: int, sink: str) -> list[T]:
+        """``sink`` is done with the send that began with ``batch_id`` (every batch of a
+        coalesced send; else the one batch): settled as by :meth:`settle`. Returns the
+        payloads released, oldest first."""
+        released = []
+        for member in self._members(batch_id, sink):
+            payload = self.settle(member, sink)
+            if payload is not None:
+                released.append(payload)
+        return released
+
     def failed(self, batch_id: int, sink: str,
                retry_after_s: float | None = None) -> Failure | None:
         """A transient failure of a sent delivery: counted, back in line, the sink's gate
@@ -223,9 +265,12 @@ class Outbox(Generic[T]):
             return None
         delay = retry_delay(self._failure_level(sink), self.base_delay_s, self.max_delay_s,
                             self.rng, retry_after_s)
-        delivery.attempt += 1
-        delivery.failures += 1
-        self._requeue(batch_id, sink, delivery)
+        for member in self._members(batch_id, sink):  # a coalesced send failed as a whole
+            sent = self._sent(member, sink)
+            if sent is not None:
+                sent.attempt += 1
+                sent.failures += 1
+                self._requeue(member, sink, sent)
         closed = sink not in self._closed
         gate = self._close(sink, delay) if closed else None
         exhausted = self.max_retries is not None and delivery.failures > self.max_retries
@@ -242,10 +287,12 @@ class Outbox(Generic[T]):
     def held(self, batch_id: int, sink: str) -> Gate | None:
         """The sink did not try the batch (an older one failed): back in line, no attempt
         counted. Returns the gate timer to arm when the gate was open."""
-        delivery = self._sent(batch_id, sink)
-        if delivery is None:
+        if self._sent(batch_id, sink) is None:
             return None
-        self._requeue(batch_id, sink, delivery)
+        for member in self._members(batch_id, sink):
+            sent = self._sent(member, sink)
+            if sent is not None:
+                self._requeue(member, sink, sent)
         return None if sink in self._closed else self._close(sink, REFUSED_RETRY_S)
 
     def open_gate(self, sink: str) -> None:
@@ -255,6 +302,7 @@ class Outbox(Generic[T]):
     def restarted(self, sink: str) -> None:
         """``sink`` restarted: what it was sent and had not answered is lost with it; put it
         back in line (no attempt counted), to be sent oldest first."""
+        self._drop_groups(sink)
         for batch_id, batch in self._batches.items():
             delivery = batch.deliveries.get(sink)
             if delivery is not None and delivery.sent:
@@ -277,6 +325,7 @@ class Outbox(Generic[T]):
             return []
         self.sinks.remove(sink)
         del self._queues[sink]
+        self._drop_groups(sink)
         self._closed.discard(sink)
         self._level.pop(sink, None)
         self._last_success.pop(sink, None)
@@ -332,6 +381,15 @@ class Outbox(Generic[T]):
         batch = self._batches.get(batch_id)
         delivery = None if batch is None else batch.deliveries.get(sink)
         return delivery if delivery is not None and delivery.sent else None
+
+    def _members(self, batch_id: int, sink: str) -> tuple[int, ...]:
+        """The batches of the send that began with ``batch_id`` (the group is forgotten: an
+        answer settles or requeues them all)."""
+        return self._groups.pop((sink, batch_id), (batch_id,))
+
+    def _drop_groups(self, sink: str) -> None:
+        for key in [key for key in self._groups if key[0] == sink]:
+            del self._groups[key]
 
     def _failure_level(self, sink: str) -> int:
         """The backoff level of a failure at ``sink`` now (module docstring)."""
