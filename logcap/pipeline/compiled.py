@@ -118,7 +118,7 @@ class CompiledPipeline:
         if batch.timestamped or batch.drops or entries.timestamps is not None:
             changes["timestamps"] = batch.timestamps
         if entries.line_labels is not None or any(batch.labels):
-            changes["line_labels"] = [_sorted_pairs(d) for d in batch.labels]
+            changes["line_labels"] = _label_pairs(batch.labels)
         if entries.metadata is not None or any(batch.metadata):
             changes["metadata"] = [tuple(d.items()) if d else () for d in batch.metadata]
         return dataclasses.replace(entries, **changes)
@@ -126,6 +126,22 @@ class CompiledPipeline:
 
 _SORTED: dict[tuple[tuple[str, str], ...], Labels] = {}
 _SORTED_MAX = 4096
+
+
+def _label_pairs(labels: list[dict[str, str] | None]) -> list[Labels]:
+    """Each line's labels as sorted pairs; a dict shared by lines (the ``labels`` stage's
+    cache) is converted once."""
+    done: dict[int, Labels] = {}
+    out: list[Labels] = []
+    for d in labels:
+        if not d:
+            out.append(())
+            continue
+        pairs = done.get(id(d))  # the dicts outlive this loop: an id is not reused in it
+        if pairs is None:
+            pairs = done[id(d)] = _sorted_pairs(d)
+        out.append(pairs)
+    return out
 
 
 def _sorted_pairs(labels: dict[str, str] | None) -> Labels:
