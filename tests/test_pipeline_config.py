@@ -75,6 +75,7 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
               - multiline: {pattern: '^x'}
               - labels: {"bad-name": x}
               - rate_limit: {rate: 10, mode: block}
+              - rate_limit: {rate: 5, mode: block}
           opensips:
             stages: [{json: {}}]
         """)
@@ -88,8 +89,9 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
     assert f"{f}: pipelines.bad.stages[3].timestamp.tz: unknown key" in out
     assert f"{f}: pipelines.bad.stages[4].multiline: multiline runs at the source" in out
     assert f"{f}: pipelines.bad.stages[5].labels.bad-name: invalid name" in out
-    assert f"{f}: pipelines.bad.stages[6].rate_limit.mode: block (backpressure) is not " \
-           "implemented" in out
+    assert f"{f}: pipelines.bad.stages[6].rate_limit" not in out  # one block stage is fine
+    assert f"{f}: pipelines.bad.stages[7].rate_limit.mode: a pipeline has at most one " \
+           "rate_limit in block mode (stages[6] is one)" in out
     assert f"{f}: pipelines.opensips: is the name of a built-in pipeline" in out
     assert "Traceback" not in out
 

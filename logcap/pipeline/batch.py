@@ -20,6 +20,7 @@ shard, ``logcap pipeline test``) reports them once per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from logcap.pipeline.textindex import TextIndex
 
@@ -37,8 +38,8 @@ class LineBatch:
     ``now_s`` the caller's monotonic clock (the rate limiter's time).
     """
 
-    __slots__ = ("_index", "drops", "failures", "fields", "labels", "lines", "metadata",
-                 "now_s", "read_ns", "stream", "timestamped", "timestamps")
+    __slots__ = ("_index", "demand", "drops", "failures", "fields", "labels", "lines",
+                 "metadata", "now_s", "read_ns", "stream", "timestamped", "timestamps")
 
     def __init__(self, lines: list[str], timestamps: list[int], read_ns: int,
                  stream: str = "", now_s: float = 0.0) -> None:
@@ -55,6 +56,8 @@ class LineBatch:
         self.failures: dict[tuple[str, str], int] = {}
         self.drops: dict[tuple[str, str], int] = {}
         self._index: TextIndex | None = None
+        # set by a rate_limit stage in block mode: (its stream's bucket, its label)
+        self.demand: tuple[Any, str] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)

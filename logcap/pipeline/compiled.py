@@ -27,6 +27,7 @@ from logcap.messages import Entries, Labels
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.kinds import STAGE_KINDS
 from logcap.pipeline.stages.base import Stage, stage_label
+from logcap.pipeline.stages.filter import Demand
 
 __all__ = ["CompiledPipeline", "PipelineSpec", "Processed", "StageSpec"]
 
@@ -66,11 +67,14 @@ class PipelineSpec:
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    """What a run gives: the processed entries and the counts by ``(stage, reason)``."""
+    """What a run gives: the processed entries and the counts by ``(stage, reason)``; and
+    ``demand`` when a ``rate_limit`` stage in block mode asks the caller to hold the entries
+    until its bucket allows them."""
 
     entries: Entries
     failures: Counts
     drops: Counts
+    demand: Demand | None = None
 
     @property
     def dropped(self) -> int:
@@ -110,7 +114,11 @@ class CompiledPipeline:
                     log.exception("pipeline %s: stage %s failed on a batch; its lines go on",
                                   self.name, stage.label)
                 batch.fail(stage.label, "error", len(batch))
-        return Processed(self._entries(entries, batch), batch.failures, batch.drops)
+        demand = None
+        if batch.demand is not None:
+            bucket, label = batch.demand
+            demand = Demand(bucket, self.name, label)
+        return Processed(self._entries(entries, batch), batch.failures, batch.drops, demand)
 
     @staticmethod
     def _entries(entries: Entries, batch: LineBatch) -> Entries:
