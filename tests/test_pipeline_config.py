@@ -218,6 +218,22 @@ def test_pipeline_test_prints_entries_and_counts(
     assert "no pipeline named 'nope'" in capsys.readouterr().err
 
 
+def test_pipeline_test_says_a_blocking_rate_limit_holds_lines_without_dropping(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = setup(tmp_path, """
+        pipelines:
+          slow:
+            stages:
+              - rate_limit: {rate: 2, mode: block}
+        """, source_extra=", pipeline: slow")
+    sample = write(tmp_path / "sample.txt", "a\nb\nc\n")
+    assert main(["pipeline", "test", "-c", str(config), "--source", "app", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "rate limited: stage 0:rate_limit: the agent lets these entries out at 2 lines/s " \
+           "per stream (burst 2), none dropped" in out
+    assert "3 entries, 0 failures, 0 dropped" in out
+
+
 def test_relative_processing_paths_are_beside_the_config_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

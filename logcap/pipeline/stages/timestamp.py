@@ -73,13 +73,15 @@ class TimestampStage:
             if value is None:
                 missing += 1
                 continue
-            known = seen.get(value)
-            if known is not None:
-                stamps[i] = known
-                continue
-            if value in failed:
-                bad += 1
-                continue
+            plain = "." not in value  # no fraction: the memo may answer
+            if plain:
+                known = seen.get(value)
+                if known is not None:
+                    stamps[i] = known
+                    continue
+                if value in failed:
+                    bad += 1
+                    continue
             try:
                 ns = parse(value, stamps[i])
             except ValueError:
@@ -91,11 +93,11 @@ class TimestampStage:
                         continue
                 else:
                     bad += 1
-                    if "." not in value:
+                    if plain:
                         failed.add(value)
                     continue
             stamps[i] = ns
-            if "." not in value:
+            if plain:
                 seen[value] = ns
         batch.timestamped = True
         if missing:
