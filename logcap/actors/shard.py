@@ -7,11 +7,11 @@ Messages taken:
   counted in the pipeline metrics), then added to the open batch; a batch closes at
   ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
   goes to every sink. Entries whose pipeline has a ``rate_limit`` in block mode, and the
-  later ones of their ``(source, stream)``, are held first while the stream's bucket is below
-  zero (:class:`~logcap.pipeline.throttle.Throttle`; one timer releases them as tokens
-  refill; ``logcap_pipeline_delayed_lines_total``, ``logcap_pipeline_blocked_seconds_total``,
-  ``logcap_pipeline_held_lines``). Held entries are not acknowledged, so their source's
-  read window bounds them.
+  later ones of their ``(source, stream)``, are held first while the stream's bucket lacks
+  their tokens (:class:`~logcap.pipeline.throttle.Throttle`; one timer lets them out, in
+  pieces, as tokens refill; ``logcap_pipeline_delayed_lines_total``,
+  ``logcap_pipeline_blocked_seconds_total``, ``logcap_pipeline_held_lines``). Held entries
+  are not acknowledged, so their source's read window bounds them.
 * :class:`~logcap.messages.SinkResult` (control, the answer to a ``Deliver`` whose ``reply_to``
   is this shard): the per-sink bookkeeping is a :class:`~logcap.dispatch.outbox.Outbox`.
   Delivered/rejected settles the batch for that sink; retry closes that sink's retry gate (only
@@ -152,6 +152,7 @@ class DispatcherShard(LogcapActor):
         self.throttle = Throttle()
         self._release_timer: TimerHandle | None = None
         self._release_at = 0.0
+        self._held_published = 0
 
     def handle_start(self) -> None:
         for handle in self.sinks.values():
@@ -208,7 +209,11 @@ class DispatcherShard(LogcapActor):
 
     def _held_changed(self, now: float) -> None:
         """Publish what is held; arm the release timer for the first held entries (one)."""
-        PIPELINE_HELD.labels(self.name).set(self.throttle.held_lines)
+        if self.throttle.held_lines != self._held_published:
+            self._held_published = self.throttle.held_lines
+            PIPELINE_HELD.labels(self.name).set(self._held_published)
+        if not self.throttle.streams():
+            return
         due = self.throttle.next_release_s(now)
         if due is None:
             return

@@ -20,9 +20,12 @@ shard, ``logcap pipeline test``) reports them once per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from logcap.pipeline.textindex import TextIndex
+
+if TYPE_CHECKING:  # the stage module imports this one
+    from logcap.pipeline.stages.filter import TokenBucket
 
 __all__ = ["Fields", "LineBatch"]
 
@@ -57,7 +60,7 @@ class LineBatch:
         self.drops: dict[tuple[str, str], int] = {}
         self._index: TextIndex | None = None
         # set by a rate_limit stage in block mode: (its stream's bucket, its label)
-        self.demand: tuple[Any, str] | None = None
+        self.demand: tuple[TokenBucket, str] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
