@@ -1,7 +1,8 @@
 """``rate_limit`` ``mode: block`` end to end: the real process tails a file written at ten
 times its stream's rate and a second file without a limit, into a Loki push receiver, with
-a ``kill -9`` in the middle. Every line of the limited stream arrives, in order, at the rate
-(within a read's worth), the other stream is not slowed, and nothing is lost."""
+a ``kill -9`` in the middle, with and without the disk buffer. Every line of the limited
+stream arrives, in order, at the rate (within 25 %), the other stream is not slowed, and
+nothing is lost."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def receiver() -> Iterator[LokiReceiver]:
     rec.stop()
 
 
-def _config(tmp: Path, receiver: LokiReceiver) -> Path:
+def _config(tmp: Path, receiver: LokiReceiver, durable: bool) -> Path:
     (tmp / "logs").mkdir()
     (tmp / "pipelines.yaml").write_text(f"""
 pipelines:
@@ -40,8 +41,10 @@ pipelines:
       - rate_limit: {{rate: {RATE}, mode: block}}
 """)
     source = {"start_at": "beginning", "labels": {"job": "rate"}}
+    buffer = {"disk_buffer": {"enabled": True, "directory": str(tmp / "buffer")}} if durable \
+        else {}
     return make_config(
-        tmp, [], processing={"pipelines_file": str(tmp / "pipelines.yaml")},
+        tmp, [], processing={"pipelines_file": str(tmp / "pipelines.yaml")}, **buffer,
         sources={"files": [
             {"name": "slow", "include": [str(tmp / "logs" / "slow.log")], "pipeline": "slow",
              **source},
@@ -54,9 +57,10 @@ def _slow_seen(receiver: LokiReceiver) -> set[int]:
     return {n for n in receiver.received_seq_numbers(dedupe=True) if n < FAST_FIRST}
 
 
+@pytest.mark.parametrize("durable", [False, True], ids=["memory", "disk_buffer"])
 def test_a_blocked_stream_arrives_whole_in_order_at_its_rate_through_a_kill(
-        tmp_path: Path, receiver: LokiReceiver) -> None:
-    cfg = _config(tmp_path, receiver)
+        tmp_path: Path, receiver: LokiReceiver, durable: bool) -> None:
+    cfg = _config(tmp_path, receiver, durable)
     slow = NumberedWriter(tmp_path / "logs" / "slow.log")
     fast = NumberedWriter(tmp_path / "logs" / "fast.log")
     fast.next = FAST_FIRST
