@@ -31,7 +31,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.harness import LogcapProcess, make_config
-from tests.loki_receiver import LokiReceiver
+from tests.loki_receiver import DecodedEntry, LokiReceiver
 
 
 class TimingReceiver(LokiReceiver):
@@ -43,10 +43,11 @@ class TimingReceiver(LokiReceiver):
         self.last_arrival = 0.0
         self.count = 0
 
-    def _record(self, accepted: list[tuple[str, list[tuple[int, str]]]]) -> int:
+    def _record(self, accepted: list[tuple[str, list[DecodedEntry]]]) -> int:
         now_ns = time.time_ns()
         for _, entries in accepted:
-            for _, line in entries:
+            for entry in entries:
+                line = entry.line
                 mark = line.find(" t=")
                 if mark >= 0:
                     end = line.find(" ", mark + 3)

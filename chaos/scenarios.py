@@ -89,6 +89,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("sigkill", "kill -9 and restart x20 over 60 s at 10,000 lines/s, disk buffer off",
              duration_s=60, rate=10_000, process_kills=20, disk_buffer=False,
              bounds=Bounds(max_duplicate_share=0.0001)),
+    Scenario("sigkill-short", "kill -9 and restart x3 over 12 s at 3,000 lines/s, disk buffer "
+             "off (the default suite's form)", duration_s=12, rate=3000, process_kills=3,
+             disk_buffer=False, bounds=Bounds(max_duplicate_share=0.0001)),
     Scenario("sigkill-buffer", "kill -9 and restart x20 over 60 s at 10,000 lines/s, disk "
              "buffer on", duration_s=60, rate=10_000, process_kills=20),
     Scenario("loki-faults", "Loki answers 503 for 5 s, refuses connections for 5 s, answers "

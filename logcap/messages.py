@@ -12,6 +12,8 @@ Control-lane messages (always accepted):
 * :class:`SinkResult` — a sink's verdict on one :class:`Deliver` (sink -> ``reply_to``).
 * :class:`Acked` — read tokens whose lines every sink has settled (shard -> each part's
   ``ack_to``, the source's stable address).
+* :class:`SinksChanged` — a reload added or removed sinks (reloader -> each sender: the
+  shards, or the disk buffer, and the DLQ).
 
 A source learns that a shard restarted (and lost what it held) by watching the shard's name
 (:meth:`~logcap.runtime.directory.Handle.watch`, :class:`~logcap.runtime.directory.Rebound`),
@@ -27,7 +29,8 @@ from logcap.origin import ReadToken
 from logcap.runtime.directory import Handle
 from logcap.runtime.mailbox import DataMessage
 
-__all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReleaseHold", "SinkResult"]
+__all__ = ["HELD", "Acked", "Deliver", "Entries", "Outcome", "ReleaseHold", "SinkResult",
+           "SinksChanged"]
 
 HELD = "held"
 """SinkResult reason of a batch a sink did not try because an older batch from the same sender
@@ -126,3 +129,15 @@ class Acked:
     good), so their positions may be committed."""
 
     tokens: tuple[ReadToken, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SinksChanged:
+    """Ask, to a sender (shard, disk buffer, DLQ): the sinks ``added`` (by name, with their
+    handles) get the batches sent from now on; the sinks ``removed`` are sent nothing more,
+    and what they had not settled is given up for them (a batch every other sink settled is
+    released). Answers True once applied."""
+
+    added: tuple[tuple[str, Handle], ...] = ()
+    removed: tuple[str, ...] = ()
+

@@ -103,6 +103,13 @@ SOURCE_BINARY_RUNS = Counter(
     ["source"],
     registry=REGISTRY,
 )
+SOURCE_TIMESTAMPS_REPLAYED = Counter(
+    "logcap_source_timestamps_replayed_lines_total",
+    "Lines read again from a file (after a crash, a restart or a rewind) that got the "
+    "timestamps of their first read from the timestamp journal, so Loki keeps them once.",
+    ["source"],
+    registry=REGISTRY,
+)
 SOURCE_OPEN_FILES = Gauge(
     "logcap_source_open_files",
     "File descriptors a source holds open (followed files and rotated files being drained).",

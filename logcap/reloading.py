@@ -12,7 +12,12 @@ names what needs a restart and is not applied), then applied in this order:
    are delivered and its positions committed before it stops;
 2. each changed sink is restarted from its new spec (:class:`ReplaceChild`); its senders (the
    shards, or the disk buffer and the DLQ) watch its name and resend to the new incarnation
-   what the old one had not answered, with the original timestamps;
+   what the old one had not answered, with the original timestamps. Added sinks are started;
+   then the senders' specs are updated and each sender is told :class:`SinksChanged` (an added
+   sink gets what is dispatched from then on: with the disk buffer, the records stored after;
+   a removed one is sent nothing more and what it had not settled is given up for it, its
+   batches released to the sources when every other sink has them); then removed sinks are
+   stopped (:class:`TerminateChild`);
 3. with the pipelines or the routing changed, the shards' specs are updated (their next
    restart compiles the new pipelines) and each shard is told :class:`ReplaceRouting`;
 4. removed sources are stopped and dropped (:class:`TerminateChild`), changed ones restarted
@@ -48,6 +53,7 @@ from logcap.components.diff import ConfigDiff, diff_configs
 from logcap.components.registry import child_spec, wire
 from logcap.components.wiring import Wiring
 from logcap.config import Config, ConfigError
+from logcap.messages import SinksChanged
 from logcap.metrics import CONFIG_GENERATION, CONFIG_RELOADS
 from logcap.pipeline.loading import load_checked
 from logcap.pipeline.routing import Routing
@@ -170,11 +176,15 @@ class Reloader:
         leaving = [name for k in sources for name in (*k.removed, *k.changed)]
         if leaving:
             outcome.undrained = self._drain(leaving)
-        for kind in diff.kinds:
-            if kind.group == "sinks":
-                for name in kind.changed:
-                    self._child("sinks", ReplaceChild(child_spec("sinks", name, wired)),
-                                f"restart sink {name}")
+        sinks = [k for k in diff.kinds if k.group == "sinks"]
+        for kind in sinks:
+            for name in kind.changed:
+                self._child("sinks", ReplaceChild(child_spec("sinks", name, wired)),
+                            f"restart sink {name}")
+        added = [name for k in sinks for name in k.added]
+        removed = [name for k in sinks for name in k.removed]
+        if added or removed:
+            self._change_sinks(added, removed, wired)
         if diff.routing_changed:
             for name in wired.names("dispatchers"):
                 short = name.rsplit("/", 1)[-1]
@@ -194,6 +204,33 @@ class Reloader:
             for name in kind.added:
                 self._child("sources", StartChild(child_spec("sources", name, wired)),
                             f"start source {name}")
+
+    def _change_sinks(self, added: list[str], removed: list[str], wired: Wiring) -> None:
+        """Start the ``added`` sinks, tell every sender (the shards, or the disk buffer, and
+        the DLQ) which sinks joined and left (their specs first, so a sender restarting
+        meanwhile starts with the new set), then stop the ``removed`` sinks."""
+        for name in added:
+            self._child("sinks", StartChild(child_spec("sinks", name, wired)),
+                        f"start sink {name}")
+        senders = [("state", names.DLQ)] if wired.state(names.DLQ) is not None else []
+        if wired.state(names.BUFFER) is not None:
+            senders.insert(0, ("state", names.BUFFER))
+        else:
+            senders[:0] = [("dispatchers", n.rsplit("/", 1)[-1])
+                           for n in wired.names("dispatchers")]
+        handles = wired.sinks()
+        change = SinksChanged(added=tuple((name, handles[name]) for name in added),
+                              removed=tuple(removed))
+        for group, short in senders:
+            self._child(group, UpdateChildSpec(child_spec(group, short, wired)),
+                        f"update the spec of {short}")
+            try:
+                self._ask(names.qualified(group, short), change,
+                          f"tell {short} the sinks changed")
+            except _NotRunning:
+                pass  # restarting: its next incarnation starts from the updated spec
+        for name in removed:
+            self._child("sinks", TerminateChild(name), f"stop sink {name}")
 
     def _drain(self, sources: list[str]) -> list[str]:
         """Stop ``sources`` reading and wait until each has nothing unacknowledged; the names

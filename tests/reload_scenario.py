@@ -4,13 +4,17 @@ default suite's short form (``tests/test_e2e_reload.py``) and ``chaos/reload_sto
 Two files get numbered lines at a rate (``app.log`` from 0, ``extra.log`` from
 :data:`EXTRA_BASE`). Each reload rewrites the config (and its pipelines and routing files) in
 place and asks for a reload (``POST /config/reload``, every third one by ``SIGHUP``), cycling
-through: add the ``extra`` source, change ``app``'s static labels, change the pipeline routed
-to ``app`` (it labels each line ``pv<N>``), swap the Loki sink's URL to the other receiver,
-remove the ``extra`` source. Invalid configs (an unknown key in the main config, an unknown
+through: add the ``extra`` source, change ``app``'s static labels, add a second Loki sink
+(``audit``, a third receiver), change the pipeline routed to ``app`` (it labels each line
+``pv<N>``), swap the Loki sink's URL to the other receiver, remove the ``extra`` source, remove
+the ``audit`` sink. Invalid configs (an unknown key in the main config, an unknown
 stage kind in the pipelines file) are interleaved: each must be refused (400 with the error,
 generation unchanged) and change nothing. At the end ``extra`` is present again, the writers
 stop, and every line must be at one receiver, none kept twice (Loki's exact-duplicate rule:
-same stream, timestamp and line count once, per receiver).
+same stream, timestamp and line count once, per receiver). The ``audit`` receiver must have
+every ``app.log`` line written while it was configured (from the moment its adding reload
+answered until a second before the removing one was asked: lines read just before a removal
+may be dispatched after it), none kept twice.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ __all__ = ["EXTRA_BASE", "ReloadResult", "run_reload_scenario"]
 EXTRA_BASE = 10_000_000
 """First sequence number of ``extra.log`` (``app.log`` starts at 0)."""
 TOKEN = "reload-secret"
-OPERATIONS = ("add_extra", "relabel", "pipeline", "swap_url", "remove_extra")
+OPERATIONS = ("add_extra", "relabel", "add_sink", "pipeline", "swap_url", "remove_extra",
+              "remove_sink")
+SINK_LEAD_S = 1.0
+"""Lines written this long before a sink's removal is asked must have reached it."""
 
 
 @dataclass
@@ -47,13 +54,19 @@ class ReloadResult:
     lines: int = 0
     missing: int = 0
     duplicates_kept: int = 0
+    audit_lines: int = 0
+    audit_missing: int = 0
+    audit_duplicates_kept: int = 0
     generation: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"reloads={self.reloads} invalid_refused={self.invalid_refused} "
                 f"lines={self.lines} missing={self.missing} "
-                f"duplicates_kept={self.duplicates_kept} generation={self.generation} "
+                f"duplicates_kept={self.duplicates_kept} audit_lines={self.audit_lines} "
+                f"audit_missing={self.audit_missing} "
+                f"audit_duplicates_kept={self.audit_duplicates_kept} "
+                f"generation={self.generation} "
                 f"problems={len(self.problems)}")
 
 
@@ -63,6 +76,7 @@ class _State:
     label: int = 0
     pipeline: int = 1
     receiver: int = 0
+    sink: bool = False
 
 
 def _pipelines(variant: int) -> dict[str, Any]:
@@ -109,6 +123,8 @@ class _Scenario:
             "supervision": {"shutdown_timeout": "5s"},
             "logging": {"level": "info"},
         }
+        if state.sink:
+            data["sinks"]["loki_endpoints"] = [{"name": "audit", "url": self.receivers[2].url}]
         if self.buffer:
             data["disk_buffer"] = {"enabled": True, "directory": str(self.tmp / "buffer")}
         if unknown_key:
@@ -154,6 +170,10 @@ def _apply(state: _State, operation: str, receivers: int) -> str:
         operation = "relabel"
     if operation == "remove_extra" and not state.extra:
         operation = "add_extra"
+    if operation == "add_sink" and state.sink:
+        operation = "relabel"
+    if operation == "remove_sink" and not state.sink:
+        operation = "add_sink"
     if operation == "add_extra":
         state.extra = True
     elif operation == "remove_extra":
@@ -162,6 +182,8 @@ def _apply(state: _State, operation: str, receivers: int) -> str:
         state.label += 1
     elif operation == "pipeline":
         state.pipeline += 1
+    elif operation in ("add_sink", "remove_sink"):
+        state.sink = operation == "add_sink"
     elif operation == "swap_url":
         state.receiver = (state.receiver + 1) % receivers
     return operation
@@ -182,7 +204,7 @@ def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
     """Run it (module docstring): ``reloads`` valid reloads and ``invalid`` refused ones,
     ``rate`` lines/s in total over the two files; ``buffer``: with the disk buffer on."""
     result = ReloadResult()
-    receivers = [LokiReceiver(keep_lines=True).start(), LokiReceiver(keep_lines=True).start()]
+    receivers = [LokiReceiver(keep_lines=True).start() for _ in range(3)]  # [2]: audit
     scenario = _Scenario(tmp, receivers, buffer)
     scenario.write(scenario.state)
     app = NumberedWriter(scenario.logs / "app.log")
@@ -195,6 +217,7 @@ def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
     invalid_at = {round((i + 1) * reloads / (invalid + 1)) for i in range(invalid)}
     refused = 0
     generation = 1
+    audit_windows: list[list[Any]] = []  # [first, end) of app.log lines the audit sink must get
     pause = threading.Event()
     try:
         for thread in threads:
@@ -215,13 +238,19 @@ def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
                     result.invalid_refused += 1
                 scenario.write(scenario.state)  # the files are valid again
             planned = OPERATIONS[step % len(OPERATIONS)]
-            if step == reloads - 1 and planned == "remove_extra":
-                planned = "relabel"  # end with every source present
-            operation = _apply(scenario.state, planned, len(receivers))
+            if step == reloads - 1 and (planned == "remove_extra" or not scenario.state.extra):
+                planned = "add_extra" if not scenario.state.extra else "relabel"
+                # end with every source present
+            if planned == "remove_sink" and scenario.state.sink:
+                audit_windows[-1][1] = app.next  # these must reach it before it goes
+                pause.wait(SINK_LEAD_S)
+            operation = _apply(scenario.state, planned, 2)
             scenario.write(scenario.state)
             status, body = scenario.reload(proc, by_signal=step % 3 == 2, generation=generation)
             generation += 1
             result.reloads += 1
+            if operation == "add_sink":
+                audit_windows.append([app.next, None])
             if status != 200 or body.get("generation") != generation \
                     or body.get("needs_restart") or body.get("undrained_sources"):
                 result.problems.append(f"reload {step} ({operation}): {status} {body}")
@@ -240,7 +269,7 @@ def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
 
         def counted() -> Counter[int]:
             total: Counter[int] = Counter()
-            for receiver in receivers:
+            for receiver in receivers[:2]:  # the main sink's two URLs
                 total.update(receiver.received_seq_numbers(dedupe=True))
             return total
 
@@ -251,6 +280,19 @@ def run_reload_scenario(tmp: Path, *, reloads: int, invalid: int, rate: float,
         counts = counted()
         result.missing = len(expected - set(counts))
         result.duplicates_kept = sum(c - 1 for c in counts.values() if c > 1)
+        audit_expected = {seq for first, end in audit_windows
+                          for seq in range(first, app.next if end is None else end)}
+        result.audit_lines = len(audit_expected)
+        if audit_expected:
+            try:
+                wait_until(lambda: audit_expected <= set(
+                    receivers[2].received_seq_numbers(dedupe=True)), timeout=30,
+                    what="the audit sink's lines")
+            except AssertionError:
+                pass
+        audit = Counter(receivers[2].received_seq_numbers(dedupe=True))
+        result.audit_missing = len(audit_expected - set(audit))
+        result.audit_duplicates_kept = sum(c - 1 for c in audit.values() if c > 1)
         result.generation = int(proc.api("/config")["generation"])
         if result.generation != generation:
             result.problems.append(f"generation {result.generation}, expected {generation}")

@@ -1016,3 +1016,41 @@ TestBufferMachine = BufferMachine.TestCase
 TestBufferMachine.settings = MACHINE_SETTINGS
 TestDropOldestMachine = DropOldestMachine.TestCase
 TestDropOldestMachine.settings = MACHINE_SETTINGS
+
+
+# --- sinks joining and leaving (a reload) ------------------------------------------------------
+
+
+def test_a_sink_added_reads_only_what_is_appended_after_and_keeps_that_across_a_restart(
+        make_store: Callable[..., SegmentStore], tmp_path: Path) -> None:
+    store = make_store(sinks=["loki"])
+    for n in range(1, 4):
+        store.append(make_batch(n))
+    store.add_sink("audit")
+    assert store.read("audit", 10) == []
+    store.append(make_batch(4))
+    assert seqs(store.read("audit", 10)) == [4]
+    assert seqs(store.read("loki", 10)) == [1, 2, 3, 4]
+    store.ack("audit", 4)
+    store.close()
+    again = make_store(sinks=["loki", "audit"])
+    assert seqs(again.read("audit", 10)) == []  # its cursor was persisted with it
+    assert seqs(again.read("loki", 10)) == [1, 2, 3, 4]
+
+
+def test_a_sink_removed_no_longer_holds_segments_back(
+        make_store: Callable[..., SegmentStore]) -> None:
+    store = make_store(sinks=["loki", "audit"], max_file_size=256)
+    for n in range(1, 30):
+        store.append(make_batch(n))
+    for seq, _ in store.read("loki", 100):
+        store.ack("loki", seq)
+    store.collect()
+    held = store.stats()["segments"]
+    assert held > 1  # audit acknowledged nothing
+    store.remove_sink("audit")
+    store.collect()
+    assert store.stats()["segments"] < held
+    assert "audit" not in store.stats()["sinks"]
+    with pytest.raises(ValueError, match="unknown sink"):
+        store.read("audit", 1)

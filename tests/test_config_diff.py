@@ -66,19 +66,34 @@ def test_a_sink_url_change_is_applied_and_its_batch_size_needs_a_restart() -> No
     batch = _with(sinks={"loki": {"enabled": True, "url": "http://two:3100",
                                   "batch_size": 10}})
     diff = _diff(_config(BASE), batch)
-    assert diff.needs_restart == ("sinks.loki.batch_size: changed (1000 -> 10)",)
+    assert diff.needs_restart == (
+        "sinks.loki.batch_size: the shards' batch size changes (1000 -> 10)",)
     # no sink change is applied then: the effective config keeps the running sinks
     assert not diff.of("loki").touched and diff.effective.sinks == _config(BASE).sinks
 
 
-def test_a_sink_added_or_removed_needs_a_restart() -> None:
+def test_a_sink_added_or_removed_is_applied_live() -> None:
     added = _with(sinks={"loki": {"enabled": True, "url": "http://one:3100"},
                          "loki_endpoints": [{"name": "audit", "url": "http://two:3100"}]})
     diff = _diff(_config(BASE), added)
-    assert diff.needs_restart == ("sinks.loki_endpoints[0]: sink 'audit' added",)
-    assert not diff.of("loki").touched
-    assert _diff(added, _config(BASE)).needs_restart == (
-        "sinks.loki_endpoints[0]: sink 'audit' removed",)
+    assert not diff.needs_restart
+    assert diff.of("loki").added == ("audit",) and diff.effective.sinks == added.sinks
+    back = _diff(added, _config(BASE))
+    assert not back.needs_restart and back.of("loki").removed == ("audit",)
+
+
+def test_a_sink_added_with_a_tighter_batch_needs_a_restart_and_nothing_of_it_applies() -> None:
+    added = _with(sinks={"loki": {"enabled": True, "url": "http://one:3100"},
+                         "loki_endpoints": [{"name": "audit", "url": "http://two:3100",
+                                             "batch_size": 10, "batch_wait": "50ms"}]})
+    diff = _diff(_config(BASE), added)
+    assert diff.needs_restart == (
+        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (1000 -> 10)",
+        "sinks.loki_endpoints[0].batch_wait: the shards' batch timeout changes (0.2 -> 0.05)")
+    assert not diff.of("loki").touched and diff.effective.sinks == _config(BASE).sinks
+    # removing it again loosens the caps: a restart too
+    assert _diff(added, _config(BASE)).needs_restart[0].startswith(
+        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (10 -> 1000)")
 
 
 def test_state_shards_and_ports_need_a_restart_and_are_kept_as_they_were() -> None:

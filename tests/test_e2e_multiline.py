@@ -1,5 +1,5 @@
 """Multiline joining through the real process into the Loki receiver: a Java-style stack-trace
-file arrives one entry per trace; with the disk buffer on, two ``kill -9`` while entries are
+file arrives one entry per trace; with the disk buffer on or off, two ``kill -9`` while entries are
 half written and a rename rotation (logrotate's ``create``) while the agent holds an open
 entry: every entry arrives whole, and Loki's exact-duplicate rule keeps each exactly once."""
 
@@ -127,10 +127,13 @@ class TraceWriter:
             self.done.set()
 
 
+@pytest.mark.parametrize("buffer", [True, False], ids=["buffer-on", "buffer-off"])
 def test_kill_9_mid_entry_twice_and_a_rotation_mid_entry_deliver_every_entry_whole_once(
-        tmp_path: Path, receiver: LokiReceiver) -> None:
+        tmp_path: Path, receiver: LokiReceiver, buffer: bool) -> None:
+    """Without the buffer, entries read again after a kill carry the timestamps of their first
+    read (the timestamp journal), so Loki keeps each once too."""
     config = config_for(tmp_path, receiver, "60s",  # a slow restart must not cut the half entry
-                        disk_buffer={"enabled": True, "directory": str(tmp_path / "buffer"),
+                        disk_buffer={"enabled": buffer, "directory": str(tmp_path / "buffer"),
                                      "fsync_interval": "50ms"})
     total = 1_500
     writer = TraceWriter(tmp_path / "logs" / "app.log", total, pause_at=(400, 1_100),
@@ -158,7 +161,8 @@ def test_kill_9_mid_entry_twice_and_a_rotation_mid_entry_deliver_every_entry_who
     kept = receiver.received_seq_numbers(dedupe=True)
     assert all(kept[n] == 1 for n in range(total)), "an entry was kept twice"
     sent = receiver.received_seq_numbers()
-    print(f"\nmultiline, buffer on, 2 x kill -9 mid-entry + rename mid-entry: {total} entries "
+    print(f"\nmultiline, buffer {'on' if buffer else 'off'}, 2 x kill -9 mid-entry + rename "
+          f"mid-entry: {total} entries "
           f"whole, {sum(sent.values()) - total} resent, 0 kept twice")
 
 

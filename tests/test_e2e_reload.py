@@ -1,5 +1,6 @@
 """Hot reload through the real process: ~10 reloads under a few thousand lines/s (sources
-added, removed, relabelled; a pipeline changed; the Loki URL swapped between two receivers;
+added, removed, relabelled; a pipeline changed; the Loki URL swapped between two receivers; a
+second Loki sink added and removed;
 by POST and by SIGHUP) with invalid configs between them: every line at a receiver, none kept
 twice, the invalid ones refused with their error, the generation counted."""
 
@@ -20,4 +21,7 @@ def test_reloads_under_load_lose_nothing_keep_no_duplicate_and_refuse_invalid_co
     assert not result.problems, result.problems
     assert result.reloads == 10 and result.invalid_refused == 2
     assert result.missing == 0 and result.duplicates_kept == 0
+    # a second Loki sink added and removed live got what was written meanwhile, once
+    assert result.audit_lines > 1_000
+    assert result.audit_missing == 0 and result.audit_duplicates_kept == 0
     assert result.generation == 11 and result.lines > 10_000

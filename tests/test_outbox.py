@@ -354,3 +354,36 @@ def test_under_random_failures_a_batch_unlucky_many_times_still_retries_at_the_b
     _fail_once(outbox, 2)
     _fail_once(outbox, 2)
     assert outbox.level("loki") == 3
+
+
+def test_a_sink_added_gets_the_batches_added_after_it_and_not_the_earlier_ones() -> None:
+    outbox = make(("loki",))
+    log: list[tuple[int, str, int]] = []
+    outbox.add(1, "one")
+    outbox.add_sink("audit")
+    outbox.add(2, "two")
+    outbox.pump(sender(log))
+    assert log == [(1, "loki", 1), (2, "loki", 1), (2, "audit", 1)]
+    assert outbox.settle(1, "loki") == "one"  # audit never had it
+    assert outbox.settle(2, "loki") is None and outbox.settle(2, "audit") == "two"
+
+
+def test_a_sink_removed_gives_up_what_it_held_and_releases_what_only_it_held() -> None:
+    outbox = make(("loki", "audit"))
+    log: list[tuple[int, str, int]] = []
+    for batch_id in (1, 2, 3):
+        outbox.add(batch_id, str(batch_id))
+    outbox.pump(sender(log))
+    outbox.settle(1, "loki")
+    outbox.settle(3, "loki")
+    failure = outbox.failed(2, "audit")
+    assert failure is not None and outbox.gate_closed("audit")
+    assert outbox.remove_sink("audit") == ["1", "3"]  # loki had settled them; 2 waits for loki
+    assert not outbox.gate_closed("audit") and outbox.unsettled("loki") == 1
+    assert outbox.settle(2, "audit") is None  # a late answer of the removed sink
+    assert outbox.settle(2, "loki") == "2" and len(outbox) == 0
+    log.clear()
+    outbox.add(4, "4")
+    outbox.pump(sender(log))
+    assert log == [(4, "loki", 1)]
+    assert outbox.remove_sink("audit") == []  # unknown: ignored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ from logcap.state.positions import (
     Validity,
     validate_file,
 )
+from logcap.state.positions_format import encode_entry, encode_file_entry
+from logcap.state.positions_log import LOG_FILE
 
 FP_A = "1024:" + "a" * 16
 FP_B = "1024:" + "b" * 16
@@ -288,7 +291,9 @@ def test_a_damaged_entry_fails_the_checksum(
 ) -> None:
     two_generations(store)
     primary = tmp_path / FILE_POSITIONS_FILE
-    primary.write_bytes(primary.read_bytes().replace(b'"offset": 200', b'"offset": 900'))
+    data = primary.read_bytes()
+    assert b'"offset":200' in data  # entries are written in their canonical (compact) form
+    primary.write_bytes(data.replace(b'"offset":200', b'"offset":900'))
     _, report = reopen(store, clock)
     assert report.files.source == "backup"
     assert any("checksum mismatch" in p for p in report.problems)
@@ -357,7 +362,7 @@ def test_temporary_files_left_by_a_crash_are_removed_on_load(
     (tmp_path / (FILE_POSITIONS_FILE + ".tmp-123.abcd")).write_bytes(b"half")
     (tmp_path / (FILE_POSITIONS_FILE + ".bak.tmp-123.abcd")).write_bytes(b"half")
     reopen(store, clock)
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOG_FILE]
 
 
 # --- crash safety -----------------------------------------------------------------------------
@@ -602,7 +607,8 @@ Table = dict[Any, tuple[str, int]]
 
 
 class PositionsMachine(RuleBasedStateMachine):
-    """The store against a model of memory, primary and backup, through crashes and damage."""
+    """The store against a model of memory, primary, backup and the positions log, through
+    crashes and damage."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -614,6 +620,8 @@ class PositionsMachine(RuleBasedStateMachine):
         self.dirty = {k: False for k in KINDS}
         self.primary: dict[str, Table | str | None] = {k: None for k in KINDS}
         self.backup: dict[str, Table | str | None] = {k: None for k in KINDS}
+        self.logged: list[tuple[str, Any, tuple[str, int]]] = []
+        """Commits appended to the log since the last flush (which empties it)."""
         self.corrupt_copies = 0
 
     def teardown(self) -> None:
@@ -645,6 +653,7 @@ class PositionsMachine(RuleBasedStateMachine):
         if expect:
             table[(1, ino)] = (fp, offset)
             self.dirty[FILE_POSITIONS_FILE] = True
+            self.logged.append((FILE_POSITIONS_FILE, (1, ino), (fp, offset)))
 
     @rule(
         cid=st.sampled_from(["a", "b"]),
@@ -660,6 +669,7 @@ class PositionsMachine(RuleBasedStateMachine):
         if expect:
             table[cid] = ("h", cursor)
             self.dirty[CONTAINER_POSITIONS_FILE] = True
+            self.logged.append((CONTAINER_POSITIONS_FILE, cid, ("h", cursor)))
 
     @rule()
     def flush(self) -> None:
@@ -671,6 +681,7 @@ class PositionsMachine(RuleBasedStateMachine):
                     self.backup[kind] = self.primary[kind]
                 self.primary[kind] = dict(self.memory[kind])
                 self.dirty[kind] = False
+        self.logged = []
 
     @precondition(lambda self: any(self.primary[k] is not None for k in KINDS))
     @rule(kind=st.sampled_from(KINDS), garbage=st.binary(max_size=40))
@@ -689,8 +700,9 @@ class PositionsMachine(RuleBasedStateMachine):
 
     @rule()
     def crash_and_restart(self) -> None:
-        """Unflushed commits are lost; the store comes back from disk."""
+        """The store comes back from disk: the files, then the log's commits over them."""
         self._tick()
+        self.store.close()  # what the end of the process does
         self.store = PositionsStore(self.directory, clock=self.clock)
         report = self.store.load()
         for kind, part in zip(KINDS, (report.files, report.containers), strict=True):
@@ -716,7 +728,10 @@ class PositionsMachine(RuleBasedStateMachine):
             assert part.source == source
             assert bool(part.problems) is problems
             self.memory[kind] = dict(table)
-            self.dirty[kind] = source == "backup" or problems
+            replayed = [(key, value) for logged_kind, key, value in self.logged
+                        if logged_kind == kind]
+            self.memory[kind].update(replayed)
+            self.dirty[kind] = source == "backup" or problems or bool(replayed)
 
     @invariant()
     def memory_matches_the_model(self) -> None:
@@ -748,3 +763,34 @@ def _no_leftover_processes() -> Iterator[None]:
             pass
     except ChildProcessError:
         pass
+
+
+@pytest.mark.parametrize("path, updated_at", [
+    ("/var/log/app.log", 1_700_000_000.123456),
+    ("/var/log/caf\u00e9 \"quoted\"\\back\tslash.log", 1_700_000_000),
+    ("/var/log/\U0001f600.log", 0.1 + 0.2),
+])
+def test_a_file_entry_is_encoded_as_its_fields_by_name(path: str, updated_at: float) -> None:
+    pos = FilePosition(path, 2049, 123456, "1024:0123456789abcdef", 1024, 77,
+                       "77:00000000deadbeef", 4096, updated_at)
+    by_name = {f.name: getattr(pos, f.name) for f in dataclasses.fields(FilePosition)}
+    assert encode_file_entry(pos) == encode_entry(by_name)
+    assert json.loads(encode_file_entry(pos)) == by_name
+
+
+def test_a_rewrite_re_encodes_only_what_changed_and_reads_back_the_same(
+    store: PositionsStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    for i in range(50):
+        store.commit_file(FilePosition(f"/l/f{i}.log", 1, 100 + i, FP_A, 1024, i, "", i, 1.0))
+    store.flush()
+    moved = FilePosition("/l/f7.log", 1, 107, FP_A, 1024, 900, "900:" + "c" * 16, 900, 2.0)
+    store.commit_file(moved)
+    store.flush()
+    reopened, report = reopen(store, clock)
+    assert report.ok
+    got = reopened.get_file(1, 107)
+    assert got is not None and (got.offset, got.prefix_hash) == (900, moved.prefix_hash)
+    assert [p.offset for p in map(lambda i: reopened.get_file(1, 100 + i), range(50)) if p] \
+        == [900 if i == 7 else i for i in range(50)]
+    assert len(reopened.snapshot()["files"]) == 50

@@ -23,6 +23,8 @@ Messages taken (all in the control lane):
   claim is released, so a later reprocess may try again.
 * :class:`~logcap.runtime.directory.Rebound` (from the directory: this actor watches each
   sink's name): a sink restarted; what it was sent and did not answer is sent again.
+* :class:`~logcap.messages.SinksChanged` (ask, a reload): entries of an added sink can be
+  reprocessed; resends under way to a removed sink are given up and their entries released.
 * ``_Maintain`` (timer, every :data:`MAINTAIN_INTERVAL_S`): retention by age and size (dropped
   lines counted by cause), outcomes of resends written to the ledger.
 
@@ -48,9 +50,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.outbox import Failure, Gate, Outbox, Send
 from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
-from logcap.messages import Deliver, Entries, Outcome, SinkResult
+from logcap.messages import Deliver, Entries, Outcome, SinkResult, SinksChanged
 from logcap.metrics import (
     DLQ_DROPPED_LINES,
     DLQ_ENTRIES,
@@ -163,7 +166,7 @@ class DeadLetterQueue(LogcapActor):
     ) -> None:
         super().__init__(**kw)
         self.store = store
-        self.sinks = sinks
+        self.sinks = dict(sinks)  # its own: a reload changes it (SinksChanged)
         self.scheduler = scheduler
         self.clock = clock
         self.rng = rng or random.Random()
@@ -223,6 +226,9 @@ class DeadLetterQueue(LogcapActor):
             if restarted is not None:
                 self.outbox.restarted(restarted)
                 self._send_ready()
+        elif isinstance(message, SinksChanged):
+            self._change_sinks(message)
+            return True
         elif isinstance(message, Reprocess):
             return self._reprocess(message)
         elif isinstance(message, DlqStats):
@@ -277,6 +283,19 @@ class DeadLetterQueue(LogcapActor):
             DLQ_DROPPED_LINES.labels(cause).inc(gone.lines)
             log.warning("%s: retention (%s) dropped %d DLQ entries, %d lines, %d files",
                         self.name, cause, gone.entries, gone.lines, gone.files)
+
+    def _change_sinks(self, change: SinksChanged) -> None:
+        """A reload added or removed sinks: entries for an added sink can be reprocessed; the
+        resends under way to a removed one are given up and their entries released (unclaimed,
+        still stored: reprocessing them later needs that sink back)."""
+        released, _ = change_sinks(change, self.sinks, self._sink_of, self.outbox,
+                                   self.address)
+        for sink, resends in released.items():
+            if resends:
+                log.warning("%s: sink %s was removed; %d entries being reprocessed to it are "
+                            "released", self.name, sink, len(resends))
+                self.store.release([resend.entry_id for resend in resends])
+        self._pump()
 
     # -- reprocessing ----------------------------------------------------------------------
 

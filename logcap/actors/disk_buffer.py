@@ -30,7 +30,8 @@ before: nothing is given up that is not stored elsewhere). Without it, a sink's 
 are retried for ever, under backpressure.
 
 Messages: ``Deliver`` (data, from shards), ``SinkResult`` (control, from sinks), ``Rebound``
-(control, from the directory: a sink restarted), ``Degraded`` and ``BufferStats`` (asks),
+(control, from the directory: a sink restarted), ``SinksChanged`` (ask, a reload: sinks join,
+reading from the records stored after, or leave), ``Degraded`` and ``BufferStats`` (asks),
 private timers. On start: opens the store (recovery: torn tails cut, corrupt records skipped,
 all logged), watches the sinks and tells them ``ReleaseHold`` (a predecessor may have left a
 hold). The shards watch the buffer's name, so what they had sent a predecessor comes again.
@@ -47,8 +48,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
-from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
+from logcap.messages import (
+    HELD,
+    Deliver,
+    Entries,
+    Outcome,
+    ReleaseHold,
+    SinkResult,
+    SinksChanged,
+)
 from logcap.metrics import (
     BUFFER_BYTES,
     BUFFER_CAPACITY,
@@ -132,7 +142,7 @@ class DiskBuffer(LogcapActor):
         self._ranges: dict[str, Buffered] = {}
         self.settings = settings
         self.store = store
-        self.sinks = sinks
+        self.sinks = dict(sinks)  # its own: a reload changes it (SinksChanged)
         self.scheduler = scheduler
         self.outbox: Outbox[tuple[Entries, ...]] = Outbox(
             sinks, base_delay_s=retry_base_s, max_delay_s=retry_max_s, clock=clock)
@@ -212,6 +222,9 @@ class DiskBuffer(LogcapActor):
             if sink is not None:  # what it was sent and had not answered is resent
                 self.outbox.restarted(sink)
                 self._feed()
+        elif isinstance(message, SinksChanged):
+            self._change_sinks(message)
+            return True
         elif isinstance(message, _Maintain):
             self._maintain()
         elif isinstance(message, Degraded):
@@ -224,6 +237,26 @@ class DiskBuffer(LogcapActor):
         else:
             return super().handle(message)
         return None
+
+    def _change_sinks(self, change: SinksChanged) -> None:
+        """A reload added or removed sinks: an added one reads the records stored from now on
+        (its cursor starts at the last seq, persisted at once); a removed one is sent nothing
+        more, its cursor and in-flight records dropped (segments only it held are released at
+        the next maintenance)."""
+        released, added = change_sinks(change, self.sinks, self._sink_of, self.outbox,
+                                       self.address)
+        for sink in released:
+            self.store.remove_sink(sink)
+        for sink in added:
+            self.store.add_sink(sink)
+            _release_holds(self.name, [self.sinks[sink]])
+        if self.batches is not None:
+            self.batches.forget_settled({sink: self.store.acked_seq(sink) for sink in self.sinks})
+        try:
+            self.store.persist_cursors()
+        except OSError as exc:
+            log.error("disk buffer: writing cursors failed: %s (retried)", exc)
+        self._feed()
 
     def _remember_ranges(self, parts: Iterable[Entries]) -> None:
         """Add what was just stored to the ranges :class:`ResumeRanges` answers, so a source

@@ -4,8 +4,10 @@ Messages taken (all control lane; the first three are defined in
 :mod:`logcap.state.positions_messages`, where sources build them):
 
 * :class:`CommitFiles` — positions that became safe (every line before them is delivered);
-  kept in memory, written when the store says so (``flush_interval`` elapsed, or
-  ``max_memory_buffer`` updates pending), checked on each commit and on a timer.
+  kept in memory and appended to the positions log at once (a process crash keeps them),
+  the snapshot written when the store says so (``flush_interval`` elapsed,
+  ``max_memory_buffer`` updates pending, or the log large), checked on each commit and on a
+  timer.
 * :class:`ForgetFiles` — files fully drained after a rotation: drop their entries.
 * :class:`GetFilePositions` (ask) — the stored file positions, for a source that starts.
 * :class:`CommitContainers`, :class:`ForgetContainers`, :class:`GetContainerPositions` — the
@@ -16,8 +18,9 @@ Messages taken (all control lane; the first three are defined in
 * :class:`~logcap.runtime.health.CheckHealth` (ask) — ``degraded`` from the first failed
   write until one succeeds (the reason names the directory and the error).
 
-On start it loads the store; a corrupt file is set aside and the backup used (or the store
-starts empty), with a loud log line per problem; never a crash loop. On stop it flushes
+On start it loads the store (the snapshot, then the log replayed over it); a corrupt file is
+set aside and the backup used (or the store starts empty), with a loud log line per problem;
+never a crash loop. On stop it flushes
 (``force_flush_on_exit``). A failed write (ENOSPC, EROFS, EACCES) is retried at the next flush;
 the entries stay in memory. The first failure is logged at once, then a summary every
 :data:`FAILURE_SUMMARY_INTERVAL_S` while writes keep failing, and one line when one succeeds.
@@ -87,9 +90,10 @@ class PositionsKeeper(LogcapActor):
         report = self.store.load()
         for problem in report.problems:
             log.error("positions: %s", problem)
-        log.info("positions loaded from %s: %d files (%s), %d containers (%s)",
-                 self.settings.directory, len(self.store.files()), report.files.source,
-                 len(self.store.containers()), report.containers.source)
+        log.info("positions loaded from %s: %d files (%s), %d containers (%s), %d commits "
+                 "replayed from the positions log", self.settings.directory,
+                 len(self.store.files()), report.files.source, len(self.store.containers()),
+                 report.containers.source, report.log_records)
         self._tick()
         self.scheduler.call_later(self.settings.cleanup_interval, self.actor_ref, _CleanupTick())
 
@@ -118,11 +122,20 @@ class PositionsKeeper(LogcapActor):
         if written:
             POSITIONS_FLUSHES.inc(written)
 
+    def _check_log(self) -> None:
+        """Say once that the positions log broke (it is reopened at the next flush)."""
+        error = self.store.take_log_error()
+        if error is not None:
+            log.error("positions: appending to the positions log in %s failed: %s (commits "
+                      "are kept in memory and written with the next snapshot)",
+                      self.settings.directory, error)
+
     def handle(self, message: Any) -> Any:
         if isinstance(message, CommitFiles):
             for pos in message.positions:
                 self.store.commit_file(pos)
                 self.live.add(pos.key)
+            self._check_log()
             if self.store.should_flush():
                 self._flush()
         elif isinstance(message, ForgetFiles):
@@ -133,6 +146,7 @@ class PositionsKeeper(LogcapActor):
             for cpos in message.positions:
                 self.store.commit_container(cpos)
                 self.live_containers.add(cpos.id)
+            self._check_log()
             if self.store.should_flush():
                 self._flush()
         elif isinstance(message, ForgetContainers):
@@ -177,5 +191,12 @@ class PositionsKeeper(LogcapActor):
         return snap
 
     def handle_stop(self) -> None:
-        if self.settings.force_flush_on_exit and self.store.dirty:
-            self._flush()
+        try:
+            if self.settings.force_flush_on_exit and self.store.dirty:
+                self._flush()
+        finally:
+            self.store.close()
+
+    def handle_crash(self) -> None:
+        """Close the positions log: what it holds is replayed by the next incarnation."""
+        self.store.close()

@@ -31,6 +31,9 @@ Messages taken:
 * :class:`ReplaceRouting` (ask, a config reload): the entries taken from now on run through
   freshly compiled pipelines of the new routing (new stage state); entries already processed
   (in the open batch, in flight) are not processed again.
+* :class:`~logcap.messages.SinksChanged` (ask, a config reload): sinks added get the batches
+  dispatched from now on; sinks removed are sent nothing more, and a batch only they still
+  held is released (its reads acknowledged: the other sinks have it).
 
 On start it watches each sink's name (:meth:`~logcap.runtime.directory.Handle.watch`). A
 shard does not know its sources: they watch its name, so when it (re)starts they are told
@@ -48,9 +51,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.batcher import Batcher
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
-from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult
+from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult, SinksChanged
 from logcap.metrics import (
     PIPELINE_BLOCKED,
     PIPELINE_DELAYED,
@@ -138,7 +142,7 @@ class DispatcherShard(LogcapActor):
         super().__init__(**kw)
         self.settings = settings
         self.router = router
-        self.sinks = sinks
+        self.sinks = dict(sinks)  # its own: a reload changes it (SinksChanged)
         self.scheduler = scheduler
         self.clock = clock
         self.batcher = Batcher(settings.batch_size, settings.batch_timeout_s)
@@ -192,11 +196,25 @@ class DispatcherShard(LogcapActor):
             if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
             return self._lines_held + self.batcher.lines + self.throttle.held_lines
+        elif isinstance(message, SinksChanged):
+            self._change_sinks(message)
+            return True
         elif isinstance(message, ReplaceRouting):
             self.router = message.routing.router() if message.routing is not None else None
         else:
             return super().handle(message)
         return None
+
+    def _change_sinks(self, change: SinksChanged) -> None:
+        """A reload added or removed sinks (:class:`~logcap.messages.SinksChanged`); batches
+        only a removed sink still held are released (their reads acknowledged)."""
+        released, _ = change_sinks(change, self.sinks, self._sink_of, self.outbox,
+                                   self.address)
+        for batches in released.values():
+            for batch in batches:
+                self._lines_held -= batch.lines
+                self._release(batch)
+        self._pump()
 
     def _add(self, entries: Entries) -> None:
         closed = self.batcher.add(entries, self.clock())

@@ -11,10 +11,10 @@ What a reload applies live, and what it names as needing a restart (and does not
 - ``processing`` (the pipelines and routing files and their content): applied; the shards
   replace their compiled pipelines.
 - ``sinks``: a sink whose settings changed (a Loki URL, its headers, ...) is applied by
-  restarting that sink, unless its ``batch_size`` or ``batch_wait`` changed (they cap the
-  shards' batches: a restart). A sink added or removed needs a restart (the shards' set of
-  sinks and the disk buffer's per-sink cursors are fixed at start). When any sink change
-  needs a restart, no sink change is applied.
+  restarting that sink; a sink added is started and gets the lines read from then on; a sink
+  removed is sent nothing more and stopped. All of that unless the shards' batch caps change
+  (the tightest Loki ``batch_size`` and ``batch_wait`` among the sinks: one batch is one
+  push), which needs a restart; then no sink change is applied.
 - Every other section (``server``, ``dispatcher``, ``positions``, ``disk_buffer``,
   ``batch_persistence``, ``dlq``, ``deduplication``, ``supervision``, ``logging``) needs a
   restart when it changed.
@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 
+from logcap.components.dispatch import batch_caps
 from logcap.components.instance import Instance
 from logcap.components.registry import KINDS
 from logcap.config import Config
@@ -40,8 +41,6 @@ __all__ = ["LIVE_SECTIONS", "ConfigDiff", "KindDiff", "diff_configs"]
 
 LIVE_SECTIONS = ("sources", "processing", "sinks")
 """Top-level sections a reload may apply (in part; see the module docstring)."""
-SHARD_CAPPING_SINK_KEYS = ("batch_size", "batch_wait")
-"""Loki sink keys the shards' batches are built from: changing them needs a restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,23 +121,33 @@ def _compare(kind: str, group: str, old: Mapping[str, Any], new: Mapping[str, An
 
 
 def _sink_restarts(old: Config, new: Config) -> list[str]:
-    """Why the sink changes cannot be applied live (empty: they can)."""
+    """Why the sink changes cannot be applied live (empty: they can): sinks may be added,
+    removed and changed live unless that changes the shards' batch caps. Each reason names
+    the key paths of the Loki sinks whose ``batch_size`` / ``batch_wait`` moved the cap."""
+    def sinks(config: Config) -> dict[str, Instance]:
+        return {i.name: i for k in KINDS if k.group == "sinks" for i in k.instances(config)}
+
+    before, after = sinks(old), sinks(new)
+    caps_was = batch_caps(old, before.values())
+    caps_now = batch_caps(new, after.values())
     problems = []
-    for declared in KINDS:
-        if declared.group != "sinks":
+    for index, (key, what) in enumerate((("batch_size", "batch size"),
+                                         ("batch_wait", "batch timeout"))):
+        if caps_was[index] == caps_now[index]:
             continue
-        before, after = _by_name(old, declared.kind), _by_name(new, declared.kind)
-        for name in after.keys() - before.keys():
-            problems.append(f"{after[name].key}: sink {name!r} added")
-        for name in before.keys() - after.keys():
-            problems.append(f"{before[name].key}: sink {name!r} removed")
-        for name in after.keys() & before.keys():
-            for key in SHARD_CAPPING_SINK_KEYS:
-                was = getattr(before[name].settings, key, None)
-                now = getattr(after[name].settings, key, None)
-                if was != now:
-                    problems.append(f"{after[name].key}.{key}: changed ({was} -> {now})")
-    return sorted(problems)
+        moved = sorted((after.get(name) or before[name]).key
+                       for name in before.keys() | after.keys()
+                       if _loki_setting(before.get(name), key)
+                       != _loki_setting(after.get(name), key))
+        where = ", ".join(f"{path}.{key}" for path in moved) or "sinks"
+        problems.append(f"{where}: the shards' {what} changes ({caps_was[index]} -> "
+                        f"{caps_now[index]})")
+    return problems
+
+
+def _loki_setting(instance: Instance | None, key: str) -> Any:
+    return getattr(instance.settings, key, None) \
+        if instance is not None and instance.kind == "loki" else None
 
 
 def _multiline_sources_touched(old: Routing | None, new: Routing | None) -> bool:

@@ -5,6 +5,7 @@ With Loki sinks, a shard's batch is one push request, so the tightest Loki ``bat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pykka import ActorRef
@@ -16,16 +17,24 @@ from logcap.components.wiring import Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext
 
-__all__ = ["SHARDS", "ShardKind", "shard_settings"]
+__all__ = ["SHARDS", "ShardKind", "batch_caps", "shard_settings"]
+
+
+def batch_caps(config: Config, sinks: Iterable[Instance]) -> tuple[int, float]:
+    """The shards' batch size and timeout: the dispatcher's, capped by the tightest Loki
+    sink's ``batch_size`` and ``batch_wait`` among ``sinks`` (one batch is one push)."""
+    d = config.dispatcher
+    batch_size, batch_timeout = d.batch_size, d.batch_timeout
+    for sink in sinks:
+        if sink.kind == "loki":
+            batch_size = min(batch_size, sink.settings.batch_size)
+            batch_timeout = min(batch_timeout, sink.settings.batch_wait)
+    return batch_size, batch_timeout
 
 
 def shard_settings(wiring: Wiring) -> ShardSettings:
     d = wiring.config.dispatcher
-    batch_size, batch_timeout = d.batch_size, d.batch_timeout
-    for sink in wiring.instances.get("sinks", ()):
-        if sink.kind == "loki":
-            batch_size = min(batch_size, sink.settings.batch_size)
-            batch_timeout = min(batch_timeout, sink.settings.batch_wait)
+    batch_size, batch_timeout = batch_caps(wiring.config, wiring.instances.get("sinks", ()))
     return ShardSettings(batch_size, batch_timeout, d.retry_base_delay, d.retry_max_delay)
 
 

@@ -26,6 +26,7 @@ from logcap.runtime.childspec import ChildSpec, StartContext
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.source import FileSource, file_source_settings
+from logcap.sources.files.timestamp_journal import journal_path
 
 __all__ = ["CONTAINER_SOURCE", "CONTAINER_SOURCE_NAME", "FILE_SOURCE", "ContainerSourceKind",
            "FileSourceKind", "multiline_for"]
@@ -65,8 +66,12 @@ class FileSourceKind(ComponentKind):
         buffer = wiring.state(BUFFER)
         resolve = multiline_for(instance.settings, wiring.routing)
 
+        positions_config = wiring.config.positions
+        journal = (journal_path(positions_config.directory, instance.settings.name)
+                   if positions_config.enabled else None)
+
         def start(ctx: StartContext) -> ActorRef[Any]:
-            source = FileSource(settings, multiline_for=resolve)
+            source = FileSource(settings, multiline_for=resolve, journal_path=journal)
             return SourceShell.start(source, shards, positions, ctx.scheduler, buffer,
                                      link=ctx.link, name=ctx.name, directory=ctx.directory)
 

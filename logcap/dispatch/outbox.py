@@ -43,6 +43,10 @@ DLQ, give up). The shard has no budget: it retries until delivered.
 caller arms a timer and calls :meth:`Outbox.open_gate` when it fires, then :meth:`pump`.
 :meth:`Outbox.overdue` lists deliveries sent and unanswered for longer than a timeout.
 
+**Sinks join and leave** (a reload): :meth:`Outbox.add_sink` gives the batches added from then
+on to the new sink; :meth:`Outbox.remove_sink` gives up what the leaving sink had not settled
+and returns the batches that this releases.
+
 Answers for a delivery that is not *sent* (from an earlier send) are ignored, except a
 settlement, which is taken in any state (the sink has the batch: no need to send it again).
 """
@@ -255,6 +259,34 @@ class Outbox(Generic[T]):
             delivery = batch.deliveries.get(sink)
             if delivery is not None and delivery.sent:
                 self._requeue(batch_id, sink, delivery)
+
+    def add_sink(self, sink: str) -> None:
+        """A sink joins (a reload added it): the batches added from now on go to it too; the
+        ones already here do not."""
+        if sink in self._queues:
+            raise ValueError(f"sink {sink!r} is already in the outbox")
+        self.sinks.append(sink)
+        self._queues[sink] = []
+        self._level[sink] = 0
+
+    def remove_sink(self, sink: str) -> list[T]:
+        """A sink leaves (a reload removed it): it is sent nothing more, and what it had not
+        settled is given up for it. Returns the payloads of the batches that this releases
+        (every other sink had settled them), oldest first. An unknown sink is ignored."""
+        if sink not in self._queues:
+            return []
+        self.sinks.remove(sink)
+        del self._queues[sink]
+        self._closed.discard(sink)
+        self._level.pop(sink, None)
+        self._last_success.pop(sink, None)
+        released = []
+        for batch_id in sorted(self._batches):
+            batch = self._batches[batch_id]
+            if batch.deliveries.pop(sink, None) is not None and not batch.deliveries:
+                del self._batches[batch_id]
+                released.append(batch.payload)
+        return released
 
     # -- what the caller asks ----------------------------------------------------------------
 

@@ -17,19 +17,32 @@ Forward only
     lines again. ``force=True`` overrides, for deliberate restarts. A different fingerprint for
     the same inode is a different file (inode reuse, truncation): its commit is accepted.
 
-When to write
+Every commit is logged
+    Each accepted commit and each removal is appended at once to the positions log
+    (:mod:`logcap.state.positions_log`: one ``write``, no ``fsync``), so a process crash
+    keeps it: committing at every ack costs microseconds, not a file replacement. A failed
+    append (disk full) closes the log until the next successful flush reopens it, and is
+    reported once (:meth:`PositionsStore.take_log_error`); the commits stay in memory and
+    reach disk with the next snapshot, as without a log. ``log=False`` keeps no log.
+
+When to write the snapshot
     :meth:`PositionsStore.should_flush` is true when there are unwritten changes and either
-    ``flush_interval_s`` has passed since the last flush (or the clock went backwards), or
-    ``max_memory_buffer`` accepted updates are pending. The owner also flushes on exit.
+    ``flush_interval_s`` has passed since the last flush (or the clock went backwards),
+    ``max_memory_buffer`` accepted updates are pending, or the log passed
+    :data:`~logcap.state.positions_log.COMPACT_BYTES`. The owner also flushes on exit.
     :meth:`PositionsStore.flush` writes only the files whose entries changed, atomically, keeping
-    the previous file as ``.bak``; the format is described in :mod:`logcap.state.positions_format`.
+    the previous file as ``.bak`` (the format: :mod:`logcap.state.positions_format`), then
+    empties the log: the snapshot holds all it said.
 
 Loading (:meth:`PositionsStore.load`, once, before anything else)
     Both files are read as :mod:`logcap.state.positions_format` describes: a corrupt file is set
-    aside and its ``.bak`` used, or the kind starts empty; a :class:`PositionsLoadReport` lists
-    every problem, for the caller to log loudly. Memory is replaced by what was loaded, and a
-    kind loaded from its backup or with problems is written again at the next flush. Flushing
-    before loading is refused: it would overwrite positions the store never read.
+    aside and its ``.bak`` used, or the kind starts empty; then the valid prefix of the log is
+    replayed over them in order (last writer wins; a torn or corrupt tail is ignored and
+    reported). A :class:`PositionsLoadReport` lists every problem, for the caller to log
+    loudly. Memory is replaced by what was loaded, and a kind loaded from its backup, with
+    problems, or changed by the log is written again at the next flush. Positions files of an
+    older logcap (no log) load as before. Flushing before loading is refused: it would
+    overwrite positions the store never read.
 
 Validation (:func:`validate_file`, in :mod:`logcap.state.positions_validation`) and cleanup
 (:meth:`PositionsStore.cleanup`) are described on the functions. The store is not thread-safe:
@@ -42,8 +55,10 @@ about positions can be imported from here.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -65,10 +80,19 @@ from logcap.state.positions_format import (
     LoadReport,
     LoadSource,
     PositionsLoadReport,
-    encode_document,
+    encode_document_of,
+    encode_entry,
+    encode_file_entry,
     read_positions_file,
 )
 from logcap.state.positions_format import checksum as _checksum  # noqa: F401 (re-export)
+from logcap.state.positions_log import (
+    COMPACT_BYTES,
+    LOG_FILE,
+    PositionsLog,
+    encode_commit,
+    encode_forget,
+)
 from logcap.state.positions_validation import Validity, validate_file
 
 __all__ = [
@@ -107,6 +131,7 @@ class PositionsStore:
         max_memory_buffer: int = DEFAULT_MAX_MEMORY_BUFFER,
         max_position_age_s: float = DEFAULT_MAX_POSITION_AGE_S,
         clock: Callable[[], float] = time.time,
+        log: bool = True,
     ) -> None:
         if flush_interval_s < 0 or max_memory_buffer < 1 or max_position_age_s <= 0:
             raise ValueError(
@@ -123,6 +148,12 @@ class PositionsStore:
         self._pending = 0
         self._last_flush = clock()
         self._loaded = False
+        self._log = PositionsLog(os.path.join(self.directory, LOG_FILE)) if log else None
+        self._log_error: OSError | None = None
+        self._encoded: dict[Any, tuple[FilePosition | ContainerPosition, str]] = {}
+        """Each position's entry as last encoded (:func:`encode_entry`), by file key or
+        container id, with the position it encodes: a write re-encodes only the changed ones
+        (5,000 files: most positions are unchanged between two writes)."""
 
     # paths
 
@@ -191,6 +222,7 @@ class PositionsStore:
         self._files[pos.key] = stamped
         changed = stored is None or _without_time(stored) != _without_time(pos)
         self._mark(FILE_KIND, changed=changed)
+        self._append(encode_commit(stamped))
         return True
 
     def commit_container(self, pos: ContainerPosition, *, force: bool = False) -> bool:
@@ -205,6 +237,7 @@ class PositionsStore:
             CONTAINER_KIND,
             changed=stored is None or _without_time(stored) != _without_time(pos),
         )
+        self._append(encode_commit(stamped))
         return True
 
     def forget_file(self, dev: int, ino: int) -> bool:
@@ -212,6 +245,7 @@ class PositionsStore:
         if self._files.pop((dev, ino), None) is None:
             return False
         self._mark(FILE_KIND, changed=True)
+        self._append(encode_forget("file", (dev, ino)))
         return True
 
     def forget_container(self, container_id: str) -> bool:
@@ -219,7 +253,27 @@ class PositionsStore:
         if self._containers.pop(container_id, None) is None:
             return False
         self._mark(CONTAINER_KIND, changed=True)
+        self._append(encode_forget("container", container_id))
         return True
+
+    def _append(self, line: bytes) -> None:
+        log_ = self._log
+        if log_ is None or not log_.is_open:
+            return
+        try:
+            log_.append(line)
+        except OSError as exc:
+            self._log_error = exc
+
+    def take_log_error(self) -> OSError | None:
+        """The error that closed the log since the last call (None: none)."""
+        error, self._log_error = self._log_error, None
+        return error
+
+    @property
+    def log_bytes(self) -> int:
+        """The log's size (0 without a log, or while it is closed)."""
+        return self._log.size if self._log is not None and self._log.is_open else 0
 
     def _mark(self, kind: str, *, changed: bool) -> None:
         self._dirty[kind] = True
@@ -232,7 +286,7 @@ class PositionsStore:
         """Whether :meth:`flush` is due (see *When to write* in the module docstring)."""
         if not self.dirty:
             return False
-        if self._pending >= self.max_memory_buffer:
+        if self._pending >= self.max_memory_buffer or self.log_bytes > COMPACT_BYTES:
             return True
         elapsed = (self._clock() if now is None else now) - self._last_flush
         return elapsed < 0 or elapsed >= self.flush_interval_s
@@ -255,17 +309,34 @@ class PositionsStore:
             written += 1
         self._pending = 0
         self._last_flush = now
+        if self._log is not None:
+            try:
+                self._log.reset()  # the snapshot holds what it said
+            except OSError as exc:
+                self._log_error = exc
         return written
 
     def _serialise(self, kind: str, now: float) -> bytes:
-        entries: list[dict[str, Any]]
+        ordered: list[FilePosition] | list[ContainerPosition]
         if kind == FILE_KIND:
-            ordered_files = sorted(self._files.values(), key=lambda p: (p.path, p.dev, p.ino))
-            entries = [dataclasses.asdict(p) for p in ordered_files]
+            ordered = sorted(self._files.values(), key=lambda p: (p.path, p.dev, p.ino))
         else:
             ordered = sorted(self._containers.values(), key=lambda p: p.id)
-            entries = [_container_json(p) for p in ordered]
-        return encode_document(kind, entries, now)
+        cache = self._encoded
+        encoded = []
+        for pos in ordered:
+            key = pos.key if isinstance(pos, FilePosition) else pos.id
+            known = cache.get(key)
+            if known is None or known[0] is not pos:
+                line = (encode_file_entry(pos)
+                        if isinstance(pos, FilePosition) else encode_entry(_container_json(pos)))
+                known = cache[key] = (pos, line)
+            encoded.append(known[1])
+        if len(cache) > len(self._files) + len(self._containers):  # forgotten ones
+            live = {*self._files, *self._containers}
+            for key in [k for k in cache if k not in live]:
+                del cache[key]
+        return encode_document_of(kind, encoded, now)
 
     # loading
 
@@ -279,15 +350,46 @@ class PositionsStore:
         containers_report, containers = self._load_kind(CONTAINER_KIND)
         self._files = {pos.key: pos for pos in files}
         self._containers = {pos.id: pos for pos in containers}
+        log_problems, replayed = self._replay_log()
         self._pending = 0
         self._dirty = {
-            FILE_KIND: files_report.source == "backup" or bool(files_report.problems),
+            FILE_KIND: files_report.source == "backup" or bool(files_report.problems)
+            or FILE_KIND in replayed,
             CONTAINER_KIND: containers_report.source == "backup"
-            or bool(containers_report.problems),
+            or bool(containers_report.problems) or CONTAINER_KIND in replayed,
         }
         self._last_flush = self._clock()
         self._loaded = True
-        return PositionsLoadReport(files=files_report, containers=containers_report)
+        return PositionsLoadReport(files=files_report, containers=containers_report,
+                                   log_problems=log_problems,
+                                   log_records=sum(replayed.values()))
+
+    def _replay_log(self) -> tuple[list[str], Counter[str]]:
+        """Apply the log's valid prefix over the loaded snapshot (last writer wins); the
+        problems met and how many records of each kind were applied."""
+        replayed: Counter[str] = Counter()
+        if self._log is None:
+            return [], replayed
+        content = self._log.load()
+        for rec in content.records:
+            if isinstance(rec, FilePosition):
+                self._files[rec.key] = rec
+                replayed[FILE_KIND] += 1
+            elif isinstance(rec, ContainerPosition):
+                self._containers[rec.id] = rec
+                replayed[CONTAINER_KIND] += 1
+            elif rec[0] == "file":
+                self._files.pop(rec[1], None)
+                replayed[FILE_KIND] += 1
+            else:
+                self._containers.pop(rec[1], None)
+                replayed[CONTAINER_KIND] += 1
+        return content.problems, replayed
+
+    def close(self) -> None:
+        """Close the log (the owner stops or crashed); nothing is written."""
+        if self._log is not None:
+            self._log.close()
 
     def _load_kind(self, kind: str) -> tuple[LoadReport, list[Any]]:
         """The valid entries of ``kind`` (positions) and how they were found."""
@@ -337,7 +439,7 @@ class PositionsStore:
         return {
             "directory": self.directory,
             "files": [
-                dataclasses.asdict(p)
+                _file_json(p)
                 for p in sorted(self._files.values(), key=lambda p: (p.path, p.dev, p.ino))
             ],
             "containers": [
@@ -345,9 +447,18 @@ class PositionsStore:
                 for p in sorted(self._containers.values(), key=lambda p: p.id)
             ],
             "pending_updates": self._pending,
+            "log_bytes": self.log_bytes,
             "dirty": self.dirty,
             "last_flush_at": self._last_flush,
         }
+
+
+_FILE_FIELDS = tuple(f.name for f in dataclasses.fields(FilePosition))
+
+
+def _file_json(pos: FilePosition) -> dict[str, Any]:
+    """``pos`` by field name (what ``dataclasses.asdict`` gives, without its deep copies)."""
+    return {name: getattr(pos, name) for name in _FILE_FIELDS}
 
 
 def _container_json(pos: ContainerPosition) -> dict[str, Any]:
@@ -355,8 +466,13 @@ def _container_json(pos: ContainerPosition) -> dict[str, Any]:
             "cursor": dict(pos.cursor), "updated_at": pos.updated_at}
 
 
+_FILE_FIELDS_BUT_TIME = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(FilePosition) if f.name != "updated_at"))
+
+
 def _without_time(pos: FilePosition | ContainerPosition) -> tuple[Any, ...]:
+    """The entry's fields but ``updated_at`` (no deep copy: this runs at every commit)."""
     if isinstance(pos, ContainerPosition):
         return (pos.id, pos.name, pos.cursor_ns, pos.cursor)
-    values = dataclasses.astuple(pos)
-    return values[:-1]
+    values: tuple[Any, ...] = _FILE_FIELDS_BUT_TIME(pos)
+    return values

@@ -6,7 +6,8 @@ Files
 
 Format (:func:`encode_document`)
     ``{"version": 1, "kind": ..., "written_at": <unix s>, "checksum": <hex>, "entries": [...]}``
-    with one entry per line, ASCII only. ``kind`` is :data:`FILE_KIND` or :data:`CONTAINER_KIND`;
+    with one entry per line in its canonical form (:func:`encode_entry`), ASCII only.
+    ``kind`` is :data:`FILE_KIND` or :data:`CONTAINER_KIND`;
     an entry is its position's fields by name (:mod:`logcap.state.positions_entries`).
     ``checksum`` (:func:`checksum`) is the SHA-256 of the entries serialised canonically
     (``json.dumps(entries, sort_keys=True, separators=(",", ":"))``), so any damage to the
@@ -59,6 +60,9 @@ __all__ = [
     "container_from_json",
     "decode_document",
     "encode_document",
+    "encode_document_of",
+    "encode_entry",
+    "encode_file_entry",
     "file_from_json",
     "read_positions_file",
 ]
@@ -91,10 +95,14 @@ class PositionsLoadReport:
 
     files: LoadReport
     containers: LoadReport
+    log_problems: list[str] = field(default_factory=list)
+    """Problems of the positions log (:mod:`logcap.state.positions_log`): a torn tail."""
+    log_records: int = 0
+    """Records of the log replayed over the files."""
 
     @property
     def problems(self) -> list[str]:
-        return [*self.files.problems, *self.containers.problems]
+        return [*self.files.problems, *self.containers.problems, *self.log_problems]
 
     @property
     def ok(self) -> bool:
@@ -135,15 +143,38 @@ _CONTAINER_SCHEMA: _Schema = {
 }
 
 
-def _canonical(entries: list[dict[str, Any]]) -> bytes:
-    return json.dumps(
-        entries, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+def encode_entry(entry: dict[str, Any]) -> str:
+    """One entry in its canonical form (sorted keys, no spaces, ASCII): how it is written in
+    the file and what the checksum covers."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def encode_file_entry(pos: FilePosition) -> str:
+    """A file position's entry, exactly as :func:`encode_entry` writes its fields by name
+    (keys in sorted order), built directly: a store with thousands of files writes them all."""
+    when = pos.updated_at
+    if isinstance(when, float) and (when != when or when in (_INF, -_INF)):
+        raise ValueError(f"updated_at {when!r} is not a finite number")
+    return (f'{{"dev":{int(pos.dev)},"fingerprint":{_json_str(pos.fingerprint)},'
+            f'"fingerprint_len":{int(pos.fingerprint_len)},"ino":{int(pos.ino)},'
+            f'"offset":{int(pos.offset)},"path":{_json_str(pos.path)},'
+            f'"prefix_hash":{_json_str(pos.prefix_hash)},'
+            f'"size_at_commit":{int(pos.size_at_commit)},"updated_at":{when!r}}}')
+
+
+_json_str = json.encoder.encode_basestring_ascii
+_INF = float("inf")
+
+
+def _canonical_of_encoded(encoded: list[str]) -> bytes:
+    # json.dumps of a list with these separators is exactly "[" + ",".join(items) + "]".
+    return ("[" + ",".join(encoded) + "]").encode("ascii")
 
 
 def checksum(entries: list[dict[str, Any]]) -> str:
     """The hex SHA-256 of ``entries`` serialised canonically (see the module docstring)."""
-    return hashlib.sha256(_canonical(entries)).hexdigest()
+    return hashlib.sha256(_canonical_of_encoded([encode_entry(e) for e in entries])).hexdigest()
 
 
 def _check_types(raw: Any, schema: _Schema) -> dict[str, Any]:
@@ -178,19 +209,24 @@ def container_from_json(raw: Any) -> ContainerPosition:
 
 def encode_document(kind: str, entries: list[dict[str, Any]], now: float) -> bytes:
     """The file for ``kind`` holding ``entries`` (in the order given), written at ``now``."""
+    return encode_document_of(kind, [encode_entry(e) for e in entries], now)
+
+
+def encode_document_of(kind: str, encoded: list[str], now: float) -> bytes:
+    """The file for ``kind`` holding the entries already encoded by :func:`encode_entry` (a
+    store re-encodes only the positions that changed since its last write)."""
     header = json.dumps(
         {
             "version": FORMAT_VERSION,
             "kind": kind,
             "written_at": now,
-            "checksum": checksum(entries),
+            "checksum": hashlib.sha256(_canonical_of_encoded(encoded)).hexdigest(),
         },
         ensure_ascii=True,
         allow_nan=False,
     )
-    lines = [json.dumps(e, sort_keys=True, ensure_ascii=True, allow_nan=False) for e in entries]
-    body = ",\n".join(lines)
-    text = header[:-1] + ', "entries": [\n' + body + ("\n" if lines else "") + "]}\n"
+    body = ",\n".join(encoded)
+    text = header[:-1] + ', "entries": [\n' + body + ("\n" if encoded else "") + "]}\n"
     return text.encode("ascii")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 import requests
@@ -33,6 +34,8 @@ from logcap.sinks.loki.request import (
     LokiEntry,
     LokiStream,
     build_push_request,
+    entries_at,
+    entries_of,
     split_in_halves,
 )
 from logcap.sinks.loki.response import OutcomeKind, classify
@@ -132,11 +135,11 @@ class LokiService:
         grouped: dict[str, list[LokiEntry]] = {}
         folded_before = self.limiter.folded_lines
         for part in parts:
-            if part.line_labels is None and part.timestamps is None and part.metadata is None:
+            if part.line_labels is None and part.metadata is None:
                 labels = self.limiter.admit(self._rendered(part.labels), len(part.lines))
-                entries = grouped.setdefault(labels, [])
-                base = part.ts_ns
-                entries.extend([LokiEntry(base + i, line) for i, line in enumerate(part.lines)])
+                grouped.setdefault(labels, []).extend(
+                    entries_at(part.ts_ns, part.lines) if part.timestamps is None
+                    else entries_of(part.timestamps, part.lines))
                 continue
             self._group_lines(part, grouped)
         folded = self.limiter.folded_lines - folded_before
@@ -178,7 +181,7 @@ class LokiService:
         """Send, first halving a batch over ``batch_bytes`` of line text and structured
         metadata (``batch_size`` lines is applied by the shard, whose batch is at most that
         long)."""
-        size = sum(_entry_size(e) for s in streams for e in s.entries)
+        size = _batch_chars(streams)
         entries = sum(len(s.entries) for s in streams)
         if size <= self.cfg.batch_bytes or entries < 2 or depth >= MAX_SPLIT_DEPTH:
             return self._push(streams, 0)
@@ -229,12 +232,20 @@ def _worst(a: Verdict, b: Verdict) -> Verdict:
     return a
 
 
-def _entry_size(entry: LokiEntry) -> int:
-    """What an entry counts toward ``batch_bytes``: its line and its metadata's names and
-    values, in characters."""
-    if not entry.metadata:
-        return len(entry.line)
-    return len(entry.line) + sum(len(k) + len(v) for k, v in entry.metadata)
+def _batch_chars(streams: list[LokiStream]) -> int:
+    """What the streams count toward ``batch_bytes``: their lines and their metadata's names
+    and values, in characters (counted in C where it can: this runs for every batch)."""
+    total = 0
+    for stream in streams:
+        entries = stream.entries
+        total += sum(map(len, map(_LINE, entries)))
+        for metadata in filter(None, map(_METADATA, entries)):
+            total += sum(len(k) + len(v) for k, v in metadata)
+    return total
+
+
+_LINE = attrgetter("line")
+_METADATA = attrgetter("metadata")
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, str]:

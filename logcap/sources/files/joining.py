@@ -6,11 +6,11 @@ reading physical lines, with their byte offsets) and a
 reads, rewinds and drains it the same way:
 
 * :meth:`read_batch` returns the *entries* closed by the lines read; its ``start_offset`` /
-  ``end_offset`` are entry boundaries. The open entry is treated like an incomplete line:
-  its lines are held in memory, **not** part of any returned range, and :attr:`offset` (where
-  to resume, what the committed position can reach) stops at its start. So a read token never
-  covers part of an entry, and after a crash the entry is read again whole from its first
-  line.
+  ``end_offset`` are entry boundaries, and ``line_offsets`` each entry's start. The open
+  entry is treated like an incomplete line: its lines are held in memory, **not** part of
+  any returned range, and :attr:`offset` (where to resume, what the committed position can
+  reach) stops at its start. So a read token never covers part of an entry, and after a
+  crash the entry is read again whole from its first line.
 * The open entry is closed when the rule closes it, when it is *due* (no new line for the
   rule's timeout: :func:`entry_due`, checked by the tailer on every poll even when the file
   did not grow), and at the end of a file that will not grow any more (``final=True``, the
@@ -159,6 +159,7 @@ class JoiningReader:
             end_offset=self._offset,
             bytes_read=result.bytes_read,
             truncated_count=result.truncated_count,
+            line_offsets=[entry.start for entry in closed],
             eof=result.eof,
             prefix_hash=result.prefix_hash if self._offset == result.end_offset
             else self.prefix_hash(),

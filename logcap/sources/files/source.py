@@ -19,6 +19,13 @@ read window, commits) and adds the file source's own wake-ups:
 Files it cannot read are logged once per new reason, counted
 (``logcap_source_errors_total``), and listed in :meth:`status`; they never fail the source.
 
+Timestamps (``journal_path``): each read's timestamps are recorded in the source's
+:class:`~logcap.sources.files.timestamp_journal.TimestampJournal` before its lines are handed
+on, and a read of bytes read before (after a crash, a restart or a rewind) gets the
+timestamps they were sent with, so Loki absorbs the copies
+(``logcap_source_timestamps_replayed_lines_total``). The journal is told each commit
+and each file forgotten; its problems are logged as warnings.
+
 Multi-line joining: ``multiline_for(path)`` gives the multiline spec of a path (None: lines as
 they are); its files are read through a
 :class:`~logcap.sources.files.joining.JoiningReader`, so every read is whole entries and
@@ -44,12 +51,14 @@ from logcap.metrics import (
     SOURCE_MULTILINE_ENTRIES,
     SOURCE_OPEN_FILES,
     SOURCE_ROTATIONS,
+    SOURCE_TIMESTAMPS_REPLAYED,
 )
 from logcap.origin import FILE_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
 from logcap.sources.files.discovery import has_magic, matches
 from logcap.sources.files.joining import JoinCounts, reader_factory
 from logcap.sources.files.tailer import SourceTailer, TailerSettings
+from logcap.sources.files.timestamp_journal import TimestampJournal
 from logcap.sources.files.watcher import DirWatcher
 from logcap.sources.multiline import MultilineRule, MultilineSpec
 from logcap.state.positions import FilePosition
@@ -117,8 +126,12 @@ class FileSource:
     def __init__(self, settings: TailerSettings,
                  clock: Callable[[], float] = time.monotonic,
                  multiline_for: Callable[[str], MultilineSpec | None] = lambda path: None,
+                 journal_path: str | None = None,
                  ) -> None:
         self.name = settings.source
+        self.journal_path = journal_path
+        self.journal: TimestampJournal | None = None
+        self._replayed_counted = 0
         self.settings = settings
         self.clock = clock
         self.multiline_for = multiline_for
@@ -141,13 +154,43 @@ class FileSource:
         positions = [p for p in stored if isinstance(p, FilePosition)]
         make_reader = reader_factory(self.settings.max_line_bytes, self.settings.encoding,
                                      self._rule_for, self.joined, self.clock)
+        if self.journal_path is not None:
+            self.journal = self._open_journal(self.journal_path, positions)
         self._tailer = SourceTailer(self.settings, positions, clock=self.clock,
-                                    buffered=buffered, make_reader=make_reader)
+                                    buffered=buffered, make_reader=make_reader,
+                                    journal=self.journal)
         self._report(self.tailer.rescan())
         include, exclude = self.settings.include, self.settings.exclude
         self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
                                   wanted=lambda path: matches(path, include, exclude))
         self._watch()
+
+    def _open_journal(self, path: str, positions: list[FilePosition]) -> TimestampJournal:
+        """The source's timestamp journal, loaded, with what the stored positions committed
+        dropped."""
+        journal = TimestampJournal(path)
+        loaded = journal.load()
+        journal.commit_all(((pos.key, pos.offset) for pos in positions), durable=True)
+        self._journal_problems(journal)
+        if loaded:
+            log.info("%s: timestamp journal %s: %d reads recorded, %d not yet committed",
+                     self.name, path, loaded, journal.record_count)
+        return journal
+
+    def _journal_problems(self, journal: TimestampJournal) -> None:
+        for problem in journal.take_problems():
+            log.warning("%s: timestamp journal: %s", self.name, problem)
+
+    def _journal_after_read(self, journal: TimestampJournal, forget: list[tuple[int, int]],
+                            commits: list[FilePosition]) -> None:
+        for key in forget:
+            journal.forget(key)
+        journal.commit_all((pos.key, pos.offset) for pos in commits)
+        self._journal_problems(journal)
+        if journal.replayed_lines != self._replayed_counted:
+            SOURCE_TIMESTAMPS_REPLAYED.labels(self.name).inc(
+                journal.replayed_lines - self._replayed_counted)
+            self._replayed_counted = journal.replayed_lines
 
     def _rule_for(self, path: str) -> MultilineRule | None:
         spec = self.multiline_for(path)
@@ -249,11 +292,15 @@ class FileSource:
             updates.append(ForgetFiles(tuple(result.forget)))
         if result.commits:
             updates.append(CommitFiles(tuple(result.commits)))
+        if self.journal is not None:
+            self._journal_after_read(self.journal, result.forget, result.commits)
         return Reading(result.entries, result.more, result.lines, result.bytes,
                        result.truncated_lines, updates)
 
     def ack(self, tokens: Sequence[ReadToken]) -> list[PositionsUpdate]:
         positions = self.tailer.ack(tokens)
+        if self.journal is not None:
+            self.journal.commit_all((pos.key, pos.offset) for pos in positions)
         return [CommitFiles(tuple(positions))] if positions else []
 
     def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
@@ -273,10 +320,13 @@ class FileSource:
                 "most_lagging": tailer.most_lagging(MOST_LAGGING_SHOWN),
                 "rotations": dict(self._rotations),
                 "inotify": self.watcher.active if self.watcher else False,
-                "multiline": dict(self.joined.total)}
+                "multiline": dict(self.joined.total),
+                "timestamps_replayed": self.journal.replayed_lines if self.journal else 0}
 
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
         if self._tailer is not None:
             self._tailer.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -104,6 +104,21 @@ class CursorTable:
             cursor.rewind()
             self.cursors[sink] = cursor
 
+    def add_sink(self, sink: str, acked: int) -> None:
+        """A sink joins with every seq <= ``acked`` settled for it (it reads what comes after)."""
+        if sink in self.cursors:
+            raise ValueError(f"sink {sink!r} has a cursor already")
+        cursor = SinkCursor(acked=acked)
+        cursor.advance(self.lost)
+        cursor.rewind()
+        self.cursors[sink] = cursor
+        self.sinks = (*self.sinks, sink)
+
+    def remove_sink(self, sink: str) -> None:
+        """A sink leaves: its cursor no longer holds records back (unknown sinks ignored)."""
+        if self.cursors.pop(sink, None) is not None:
+            self.sinks = tuple(s for s in self.sinks if s != sink)
+
     def __getitem__(self, sink: str) -> SinkCursor:
         try:
             return self.cursors[sink]

@@ -58,7 +58,10 @@ Sinks and cursors (cursors.py)
     (:meth:`~SegmentStore.persist_cursors`, periodically and at :meth:`~SegmentStore.close`):
     after a restart each sink reads again from its cursor + 1, so acks above a gap are resent
     (duplicates, never a loss). A sink that has no cursor yet starts at the oldest stored
-    record; the cursor of a sink no longer configured is dropped and holds nothing back.
+    record; the cursor of a sink no longer configured is dropped and holds nothing back. A
+    sink added while the store is open (:meth:`~SegmentStore.add_sink`, a reload) reads only
+    what is appended from then on; one removed (:meth:`~SegmentStore.remove_sink`) holds
+    nothing back from then on.
 
 Time
     Ages come from the injected ``clock``; after a restart the active segment's newest-record
@@ -337,6 +340,20 @@ class SegmentStore:
         if not 1 <= seq <= self._last_seq:
             raise ValueError(f"seq {seq} was never assigned (last seq {self._last_seq})")
         self._cursors[sink].settle(seq, self._cursors.lost)
+
+    def add_sink(self, sink: str) -> None:
+        """A sink joins (a reload added it): it reads the batches appended from now on; the
+        ones stored already count as settled for it. Persisted with the cursors."""
+        self._require_open()
+        self._cursors.add_sink(sink, self._last_seq)
+        self.sinks = self._cursors.sinks
+
+    def remove_sink(self, sink: str) -> None:
+        """A sink leaves (a reload removed it): what it had not acknowledged no longer holds
+        segments back (:meth:`collect` may release them); dropped from the persisted cursors."""
+        self._require_open()
+        self._cursors.remove_sink(sink)
+        self.sinks = self._cursors.sinks
 
     def acked_seq(self, sink: str) -> int:
         """Every seq up to this one is settled for ``sink``."""
