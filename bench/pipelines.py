@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -74,6 +75,56 @@ def slow_raw(n: int) -> list[str]:
                 f"SELECT name FROM shop.items WHERE id = {i};"]
         i += 1
     return out[:n]
+
+
+def mysql_error_raw(n: int) -> list[str]:
+    """``n`` raw error-log lines: MariaDB and MySQL 8 forms, every 50th entry with a
+    continuation line."""
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        second = i % 60
+        if i % 2:
+            out.append(f"2026-12-01 23:46:{second:02d} {i % 30} [Warning] Aborted connection "
+                       f"{i} to db: 'shop' user: 'app' host: 'localhost' (Got an error reading "
+                       "communication packets)")
+        else:
+            out.append(f"2024-12-01T20:34:{second:02d}.{i % 1000000:06d}Z 8 [ERROR] [MY-012592] "
+                       f"[InnoDB] Operating system error number 2 in a file operation seq={i}")
+        if i % 50 == 0:
+            out.append("Version: '10.11.19-MariaDB-0+deb12u1-log'  socket: '/run/mysqld.sock'")
+        i += 1
+    return out[:n]
+
+
+def _container_raw(n: int, record: Callable[[str, str, str, bool], str]) -> list[str]:
+    """``n`` records of a container runtime, stdout and stderr, every 100th line cut in two
+    records; ``record(time, stream, text, last)`` writes one (``last``: the line ends)."""
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        stream = "stderr" if i % 3 == 0 else "stdout"
+        time_text = f"2026-12-01T20:34:{i % 60:02d}.{i % 1000000:06d}123Z"
+        text = f"GET /api/items/{i} 200 {i % 997} ms"
+        if i % 100 == 0:
+            out.append(record(time_text, stream, text[:10], False))
+            text = text[10:]
+        out.append(record(time_text, stream, text, True))
+        i += 1
+    return out[:n]
+
+
+def docker_json_raw(n: int) -> list[str]:
+    """``n`` json-file records (a cut line: its first record's ``log`` has no newline)."""
+    newline = "\\n"  # escaped in the JSON text
+    return _container_raw(n, lambda time_text, stream, text, last: (
+        f'{{"log":"{text}{newline if last else ""}","stream":"{stream}","time":"{time_text}"}}'))
+
+
+def cri_raw(n: int) -> list[str]:
+    """``n`` CRI records (a cut line: a P record, then an F one)."""
+    return _container_raw(n, lambda time_text, stream, text, last: (
+        f"{time_text} {stream} {'F' if last else 'P'} {text}"))
 
 
 def in_process(name: str, raw: list[str]) -> None:
@@ -136,7 +187,8 @@ def end_to_end(name: str, raw: list[str]) -> None:
           f"{(with_pipeline - base) / n * 1e6:.2f} µs/line (process start included in both)")
 
 
-RAW = {"opensips": opensips_raw, "mysql_slow": slow_raw}
+RAW = {"opensips": opensips_raw, "mysql_slow": slow_raw, "mysql_error": mysql_error_raw,
+       "docker_json": docker_json_raw, "cri": cri_raw}
 REPS = 3
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -188,8 +240,8 @@ def main() -> None:
         for name in RAW:
             instructions(name, args.lines)
         return
-    in_process("opensips", opensips_raw(args.lines))
-    in_process("mysql_slow", slow_raw(args.lines))
+    for name, make in RAW.items():
+        in_process(name, make(args.lines))
     if args.e2e:
         end_to_end("opensips", opensips_raw(args.e2e_lines))
         end_to_end("mysql_slow", slow_raw(args.e2e_lines))

@@ -268,6 +268,26 @@ PIPELINE_LINES = Counter(
     ["pipeline"],
     registry=REGISTRY,
 )
+PIPELINE_DELAYED = Counter(
+    "logcap_pipeline_delayed_lines_total",
+    "Lines a shard held for a rate_limit stage in block mode before they went on, by pipeline "
+    "and stage (counted when they go on).",
+    ["pipeline", "stage"],
+    registry=REGISTRY,
+)
+PIPELINE_BLOCKED = Counter(
+    "logcap_pipeline_blocked_seconds_total",
+    "Seconds entries were held for a rate_limit stage in block mode, summed over the pieces "
+    "let out after a wait, by pipeline and stage.",
+    ["pipeline", "stage"],
+    registry=REGISTRY,
+)
+PIPELINE_HELD = Gauge(
+    "logcap_pipeline_held_lines",
+    "Lines a shard holds now for rate_limit stages in block mode, by shard.",
+    ["shard"],
+    registry=REGISTRY,
+)
 
 # -- disk buffer -------------------------------------------------------------------------------
 BUFFER_BYTES = Gauge(

@@ -75,6 +75,7 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
               - multiline: {pattern: '^x'}
               - labels: {"bad-name": x}
               - rate_limit: {rate: 10, mode: block}
+              - rate_limit: {rate: 5, mode: block}
           opensips:
             stages: [{json: {}}]
         """)
@@ -88,8 +89,9 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
     assert f"{f}: pipelines.bad.stages[3].timestamp.tz: unknown key" in out
     assert f"{f}: pipelines.bad.stages[4].multiline: multiline runs at the source" in out
     assert f"{f}: pipelines.bad.stages[5].labels.bad-name: invalid name" in out
-    assert f"{f}: pipelines.bad.stages[6].rate_limit.mode: block (backpressure) is not " \
-           "implemented" in out
+    assert f"{f}: pipelines.bad.stages[6].rate_limit" not in out  # one block stage is fine
+    assert f"{f}: pipelines.bad.stages[7].rate_limit.mode: a pipeline has at most one " \
+           "rate_limit in block mode (stages[6] is one)" in out
     assert f"{f}: pipelines.opensips: is the name of a built-in pipeline" in out
     assert "Traceback" not in out
 
@@ -214,6 +216,22 @@ def test_pipeline_test_prints_entries_and_counts(
     assert main(["pipeline", "test", "-c", str(config), "--pipeline", "nope",
                  str(sample)]) == 2
     assert "no pipeline named 'nope'" in capsys.readouterr().err
+
+
+def test_pipeline_test_says_a_blocking_rate_limit_holds_lines_without_dropping(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = setup(tmp_path, """
+        pipelines:
+          slow:
+            stages:
+              - rate_limit: {rate: 2, mode: block}
+        """, source_extra=", pipeline: slow")
+    sample = write(tmp_path / "sample.txt", "a\nb\nc\n")
+    assert main(["pipeline", "test", "-c", str(config), "--source", "app", str(sample)]) == 0
+    out = capsys.readouterr().out
+    assert "rate limited: stage 0:rate_limit: the agent lets these entries out at 2 lines/s " \
+           "per stream (burst 2), none dropped" in out
+    assert "3 entries, 0 failures, 0 dropped" in out
 
 
 def test_relative_processing_paths_are_beside_the_config_file(

@@ -6,7 +6,12 @@ Messages taken:
   routed to (:class:`~logcap.pipeline.routing.Router`, if any; stage failures and drops
   counted in the pipeline metrics), then added to the open batch; a batch closes at
   ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
-  goes to every sink.
+  goes to every sink. Entries whose pipeline has a ``rate_limit`` in block mode, and the
+  later ones of their ``(source, stream)``, are held first while the stream's bucket lacks
+  their tokens (:class:`~logcap.pipeline.throttle.Throttle`; one timer lets them out, in
+  pieces, as tokens refill; ``logcap_pipeline_delayed_lines_total``,
+  ``logcap_pipeline_blocked_seconds_total``, ``logcap_pipeline_held_lines``). Held entries
+  are not acknowledged, so their source's read window bounds them.
 * :class:`~logcap.messages.SinkResult` (control, the answer to a ``Deliver`` whose ``reply_to``
   is this shard): the per-sink bookkeeping is a :class:`~logcap.dispatch.outbox.Outbox`.
   Delivered/rejected settles the batch for that sink; retry closes that sink's retry gate (only
@@ -19,7 +24,8 @@ Messages taken:
   (one ``Acked`` per source).
 * :class:`~logcap.runtime.directory.Rebound` (control): a watched sink (re)started; batches it
   had been sent and not answered are resent to it.
-* :class:`InFlight` (ask): lines held by this shard (open batch + unsettled batches).
+* :class:`InFlight` (ask): lines held by this shard (held for a rate limit + open batch +
+  unsettled batches).
 * :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
   like ``InFlight``.
 * :class:`ReplaceRouting` (ask, a config reload): the entries taken from now on run through
@@ -49,9 +55,19 @@ from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.batcher import Batcher
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Acked, Deliver, Entries, Outcome, SinkResult, SinksChanged
-from logcap.metrics import PIPELINE_DROPS, PIPELINE_FAILURES, PIPELINE_LINES, RESENT_LINES
+from logcap.metrics import (
+    PIPELINE_BLOCKED,
+    PIPELINE_DELAYED,
+    PIPELINE_DROPS,
+    PIPELINE_FAILURES,
+    PIPELINE_HELD,
+    PIPELINE_LINES,
+    RESENT_LINES,
+)
 from logcap.origin import ReadToken
 from logcap.pipeline.routing import Router, Routing
+from logcap.pipeline.stages.filter import Demand
+from logcap.pipeline.throttle import Released, Throttle
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DeliveryRefused
@@ -61,6 +77,9 @@ __all__ = ["WARN_AFTER_ATTEMPTS", "DispatcherShard", "Flush", "InFlight", "Repla
            "ShardSettings"]
 
 log = logging.getLogger(__name__)
+
+RELEASE_MIN_S = 0.005
+"""The release timer is armed at least this far ahead (no busy loop on rounding)."""
 
 WARN_AFTER_ATTEMPTS = 10
 """Failed attempts of one batch to one sink after which the shard logs a warning (once); the
@@ -87,6 +106,11 @@ class ReplaceRouting:
 @dataclass(frozen=True, slots=True)
 class _FlushDue:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _ReleaseDue:
+    """Timer: held entries may go (tokens refilled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +162,10 @@ class DispatcherShard(LogcapActor):
         self._next_id = 1
         self._lines_held = 0  # lines of the batches not yet settled by every sink
         self._flush_timer: TimerHandle | None = None
+        self.throttle = Throttle()
+        self._release_timer: TimerHandle | None = None
+        self._release_at = 0.0
+        self._held_published = 0
 
     def handle_start(self) -> None:
         for handle in self.sinks.values():
@@ -145,13 +173,20 @@ class DispatcherShard(LogcapActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Entries):
-            closed = self.batcher.add(self._process(message), self.clock())
-            if closed is not None:
-                self._dispatch(closed)
-            elif self._flush_timer is None:
-                self._flush_timer = self.scheduler.call_later(
-                    self.settings.batch_timeout_s, self.actor_ref, _FlushDue()
-                )
+            entries, demand = self._process(message)
+            now = self.clock()
+            for released in self.throttle.offer((entries.source, entries.stream), entries,
+                                                demand, now):
+                self._count_release(released)
+                self._add(released.entries)
+            self._held_changed(now)
+        elif isinstance(message, _ReleaseDue):
+            self._release_timer = None
+            now = self.clock()
+            for released in self.throttle.release(now):
+                self._count_release(released)
+                self._add(released.entries)
+            self._held_changed(now)
         elif isinstance(message, SinkResult):
             self._on_result(message)
         elif isinstance(message, _FlushDue):
@@ -169,7 +204,7 @@ class DispatcherShard(LogcapActor):
         elif isinstance(message, (Flush, InFlight)):
             if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
-            return self._lines_held + self.batcher.lines
+            return self._lines_held + self.batcher.lines + self.throttle.held_lines
         elif isinstance(message, SinksChanged):
             self._change_sinks(message)
             return True
@@ -190,26 +225,65 @@ class DispatcherShard(LogcapActor):
                 self._release(batch)
         self._pump()
 
-    def _process(self, entries: Entries) -> Entries:
-        """``entries`` through its pipeline (unchanged without one). A fully dropped read
-        still goes on, with no lines, so that its token is acknowledged in order."""
+    def _add(self, entries: Entries) -> None:
+        closed = self.batcher.add(entries, self.clock())
+        if closed is not None:
+            self._dispatch(closed)
+        elif self._flush_timer is None:
+            self._flush_timer = self.scheduler.call_later(
+                self.settings.batch_timeout_s, self.actor_ref, _FlushDue()
+            )
+
+    def _held_changed(self, now: float) -> None:
+        """Publish what is held; arm the release timer for the first held entries (one)."""
+        if self.throttle.held_lines != self._held_published:
+            self._held_published = self.throttle.held_lines
+            PIPELINE_HELD.labels(self.name).set(self._held_published)
+        if not self.throttle.streams():
+            return
+        due = self.throttle.next_release_s(now)
+        if due is None:
+            return
+        due = max(due, RELEASE_MIN_S)
+        if self._release_timer is not None:
+            if self._release_at <= now + due:
+                return
+            self._release_timer.cancel()  # another stream's entries may go sooner
+        self._release_at = now + due
+        self._release_timer = self.scheduler.call_later(due, self.actor_ref, _ReleaseDue())
+
+    @staticmethod
+    def _count_release(released: Released) -> None:
+        demand = released.demand
+        if demand is not None and released.held_s > 0:
+            PIPELINE_DELAYED.labels(demand.pipeline, demand.stage).inc(
+                len(released.entries.lines))
+            PIPELINE_BLOCKED.labels(demand.pipeline, demand.stage).inc(released.held_s)
+
+    def _process(self, entries: Entries) -> tuple[Entries, Demand | None]:
+        """``entries`` through its pipeline (unchanged without one), and the demand of its
+        block-mode rate limit, if any. A fully dropped read still goes on, with no lines, so
+        that its token is acknowledged in order."""
         pipeline = self.router.route(entries) if self.router is not None else None
         if pipeline is None:
-            return entries
+            return entries, None
         result = pipeline.run(entries, self.clock())
         PIPELINE_LINES.labels(pipeline.name).inc(len(entries.lines))
         for (stage, reason), lines in result.failures.items():
             PIPELINE_FAILURES.labels(pipeline.name, stage, reason).inc(lines)
         for (stage, reason), lines in result.drops.items():
             PIPELINE_DROPS.labels(pipeline.name, stage, reason).inc(lines)
-        return result.entries
+        return result.entries, result.demand
 
     def handle_stop(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        PIPELINE_HELD.labels(self.name).set(0)  # held entries are read again
 
     def handle_crash(self) -> None:
-        """Cancel the flush timer; the batches held are the sources' to read again."""
+        """Cancel the timers; the batches and entries held are the sources' to read again."""
         self.handle_stop()
 
     def _dispatch(self, parts: list[Entries]) -> None:

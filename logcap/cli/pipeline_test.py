@@ -123,6 +123,11 @@ def render(processed: Processed, read_ns: int, out: IO[str]) -> None:
         for (stage, reason), lines in sorted(counts.items()):
             print(f"{title}: stage {stage}: {reason}: {lines} line"
                   f"{'' if lines == 1 else 's'}", file=out)
+    if processed.demand is not None:
+        bucket = processed.demand.bucket
+        print(f"rate limited: stage {processed.demand.stage}: the agent lets these entries out "
+              f"at {bucket.rate:g} lines/s per stream (burst {bucket.burst:g}), none dropped",
+              file=out)
     print(f"{len(entries.lines)} entr{'y' if len(entries.lines) == 1 else 'ies'}, "
           f"{sum(processed.failures.values())} failures, {processed.dropped} dropped", file=out)
 

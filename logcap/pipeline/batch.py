@@ -8,6 +8,10 @@ that did not take part, kept so as not to copy the match's dict): fields are rea
 ``get``, never iterated. A stage that drops lines calls :meth:`LineBatch.keep`,
 which compacts every list at once.
 
+Label and metadata dicts may be shared between lines (the ``labels`` stage reuses one dict
+for the lines with the same values): a stage replaces a line's dict, it never changes one in
+place. Fields dicts belong to one line.
+
 What happened is counted in the batch, not in metrics: :attr:`LineBatch.failures` and
 :attr:`LineBatch.drops` map ``(stage, reason)`` to a line count. The runner's caller (the
 shard, ``logcap pipeline test``) reports them once per batch.
@@ -16,6 +20,12 @@ shard, ``logcap pipeline test``) reports them once per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from logcap.pipeline.textindex import TextIndex
+
+if TYPE_CHECKING:  # the stage module imports this one
+    from logcap.pipeline.stages.filter import TokenBucket
 
 __all__ = ["Fields", "LineBatch"]
 
@@ -31,8 +41,8 @@ class LineBatch:
     ``now_s`` the caller's monotonic clock (the rate limiter's time).
     """
 
-    __slots__ = ("drops", "failures", "fields", "labels", "lines", "metadata", "now_s",
-                 "read_ns", "stream", "timestamped", "timestamps")
+    __slots__ = ("_index", "demand", "drops", "failures", "fields", "labels", "lines",
+                 "metadata", "now_s", "read_ns", "stream", "timestamped", "timestamps")
 
     def __init__(self, lines: list[str], timestamps: list[int], read_ns: int,
                  stream: str = "", now_s: float = 0.0) -> None:
@@ -48,9 +58,20 @@ class LineBatch:
         self.timestamped = False
         self.failures: dict[tuple[str, str], int] = {}
         self.drops: dict[tuple[str, str], int] = {}
+        self._index: TextIndex | None = None
+        # set by a rate_limit stage in block mode: (its stream's bucket, its label)
+        self.demand: tuple[TokenBucket, str] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    def line_index(self) -> TextIndex:
+        """A :class:`~logcap.pipeline.textindex.TextIndex` of the lines as they are now
+        (made again when a line changed since the last call)."""
+        index = self._index
+        if index is None or index.texts != self.lines:
+            index = self._index = TextIndex(self.lines)
+        return index
 
     def value(self, i: int, source: str | None) -> str | None:
         """Line ``i``'s text (``source`` None) or the value of its field ``source``."""

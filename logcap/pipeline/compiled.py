@@ -27,6 +27,7 @@ from logcap.messages import Entries, Labels
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.kinds import STAGE_KINDS
 from logcap.pipeline.stages.base import Stage, stage_label
+from logcap.pipeline.stages.filter import Demand
 
 __all__ = ["CompiledPipeline", "PipelineSpec", "Processed", "StageSpec"]
 
@@ -66,11 +67,14 @@ class PipelineSpec:
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    """What a run gives: the processed entries and the counts by ``(stage, reason)``."""
+    """What a run gives: the processed entries and the counts by ``(stage, reason)``; and
+    ``demand`` when a ``rate_limit`` stage in block mode asks the caller to hold the entries
+    until its bucket allows them."""
 
     entries: Entries
     failures: Counts
     drops: Counts
+    demand: Demand | None = None
 
     @property
     def dropped(self) -> int:
@@ -110,7 +114,11 @@ class CompiledPipeline:
                     log.exception("pipeline %s: stage %s failed on a batch; its lines go on",
                                   self.name, stage.label)
                 batch.fail(stage.label, "error", len(batch))
-        return Processed(self._entries(entries, batch), batch.failures, batch.drops)
+        demand = None
+        if batch.demand is not None:
+            bucket, label = batch.demand
+            demand = Demand(bucket, self.name, label)
+        return Processed(self._entries(entries, batch), batch.failures, batch.drops, demand)
 
     @staticmethod
     def _entries(entries: Entries, batch: LineBatch) -> Entries:
@@ -118,7 +126,7 @@ class CompiledPipeline:
         if batch.timestamped or batch.drops or entries.timestamps is not None:
             changes["timestamps"] = batch.timestamps
         if entries.line_labels is not None or any(batch.labels):
-            changes["line_labels"] = [_sorted_pairs(d) for d in batch.labels]
+            changes["line_labels"] = _label_pairs(batch.labels)
         if entries.metadata is not None or any(batch.metadata):
             changes["metadata"] = [tuple(d.items()) if d else () for d in batch.metadata]
         return dataclasses.replace(entries, **changes)
@@ -126,6 +134,22 @@ class CompiledPipeline:
 
 _SORTED: dict[tuple[tuple[str, str], ...], Labels] = {}
 _SORTED_MAX = 4096
+
+
+def _label_pairs(labels: list[dict[str, str] | None]) -> list[Labels]:
+    """Each line's labels as sorted pairs; a dict shared by lines (the ``labels`` stage's
+    cache) is converted once."""
+    done: dict[int, Labels] = {}
+    out: list[Labels] = []
+    for d in labels:
+        if not d:
+            out.append(())
+            continue
+        pairs = done.get(id(d))  # the dicts outlive this loop: an id is not reused in it
+        if pairs is None:
+            pairs = done[id(d)] = _sorted_pairs(d)
+        out.append(pairs)
+    return out
 
 
 def _sorted_pairs(labels: dict[str, str] | None) -> Labels:

@@ -101,6 +101,12 @@ def _pipeline(name: str, body: Any, path: str, origin: str,
         else:
             decoded = ConfigDecoder(issues).section(stage_kind.options, options, kind_path)
         stages.append(StageSpec(kind, decoded, index))
+    blocking = [s for s in stages
+                if s.kind == "rate_limit" and getattr(s.options, "mode", None) == "block"]
+    for extra in blocking[1:]:
+        issues.add(f"{path}.stages[{extra.index}].rate_limit.mode",
+                   "a pipeline has at most one rate_limit in block mode (stages["
+                   f"{blocking[0].index}] is one)")
     if len(issues.items) > before:
         return None
     return PipelineSpec(name, tuple(stages), multiline, origin)

@@ -18,7 +18,8 @@ from logcap.config.section import Section
 from logcap.config.values import text
 from logcap.pipeline.batch import Fields, LineBatch
 
-__all__ = ["FieldMapConfig", "LabelsStage", "MetadataStage", "OutputConfig", "OutputStage"]
+__all__ = ["LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage", "OutputConfig",
+           "OutputStage"]
 
 
 @attrs.frozen
@@ -28,8 +29,14 @@ class FieldMapConfig:
     pairs: tuple[tuple[str, str], ...]
 
 
+LABEL_SETS_CACHED = 1024
+"""Distinct label value combinations a ``labels`` stage remembers (then it starts anew)."""
+
+
 def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
             target: list[Fields | None]) -> None:
+    """Set ``target[i]`` (labels or metadata) from line ``i``'s fields: name -> the field's
+    value, for the fields present and not empty."""
     for i, line_fields in enumerate(batch.fields):
         if line_fields is None:
             continue
@@ -39,26 +46,44 @@ def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
             value = get(field)
             if value:
                 found[name] = value
-        if not found:
+        if found:
+            current = target[i]
+            target[i] = found if current is None else {**current, **found}  # never in place
+
+
+def _attach_shared(batch: LineBatch, names: tuple[str, ...], sources: tuple[str, ...],
+                   target: list[Fields | None], cache: dict[tuple[str | None, ...], Fields]
+                   ) -> None:
+    """:func:`_attach`, where lines with the same values share one dict from ``cache``
+    (labels: their values repeat, the dict is made once)."""
+    for i, line_fields in enumerate(batch.fields):
+        if line_fields is None:
             continue
-        current = target[i]
-        if current is None:
-            target[i] = found
-        else:
-            current.update(found)
+        values = tuple(map(line_fields.get, sources))
+        found = cache.get(values)
+        if found is None:
+            found = {name: value for name, value in zip(names, values, strict=True) if value}
+            if len(cache) >= LABEL_SETS_CACHED:
+                cache.clear()
+            cache[values] = found
+        if found:
+            current = target[i]
+            target[i] = found if current is None else {**current, **found}  # never in place
 
 
 class LabelsStage:
     """Promotes fields into the line's labels (module docstring)."""
 
-    __slots__ = ("label", "pairs")
+    __slots__ = ("cache", "label", "names", "sources")
 
     def __init__(self, config: FieldMapConfig, label: str) -> None:
         self.label = label
-        self.pairs = config.pairs
+        self.names = tuple(name for name, _ in config.pairs)
+        self.sources = tuple(field for _, field in config.pairs)
+        self.cache: dict[tuple[str | None, ...], Fields] = {}
 
     def __call__(self, batch: LineBatch) -> None:
-        _attach(batch, self.pairs, batch.labels)
+        _attach_shared(batch, self.names, self.sources, batch.labels, self.cache)
 
 
 class MetadataStage:

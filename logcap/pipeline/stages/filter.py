@@ -6,16 +6,21 @@
   of UTF-8. The drop reason is the conditions given, joined by ``+`` (``regex``, ``value``,
   ``age``, ``size``, e.g. ``regex+size``). At least one condition is required.
 * ``rate_limit``: a token bucket per stream (the ``Entries.stream``, e.g. a file's path) of
-  ``rate`` lines per second and ``burst`` lines (default: ``rate``); a line that finds no
-  token is dropped (reason ``rate_limit``). Time is the batch's clock (``LineBatch.now_s``).
-  ``mode: block`` (wait for tokens instead, as backpressure) is refused by the config: it is
-  not built.
+  ``rate`` lines per second and ``burst`` lines (default: ``rate``). Time is the batch's
+  clock (``LineBatch.now_s``). ``mode: drop`` (the default): a line that finds no token is
+  dropped (reason ``rate_limit``). ``mode: block``: no line is dropped; the stage puts a
+  :class:`Demand` on the batch (its stream's bucket), and the caller holds the lines the
+  pipeline gives out (after every stage) until the bucket has a token for each, letting them
+  out in order as it refills (the shard: :mod:`logcap.pipeline.throttle`), so the stream
+  goes at ``rate`` lines per second after its first ``burst``. One pipeline has at most one
+  stage in block mode (the config refuses a second).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import attrs
 
@@ -23,7 +28,8 @@ from logcap.config.section import Problem, Section
 from logcap.config.values import choice, duration, integer, optional_text, regex
 from logcap.pipeline.batch import LineBatch
 
-__all__ = ["DropConfig", "DropStage", "RateLimitConfig", "RateLimitStage", "TokenBucket"]
+__all__ = ["Demand", "DropConfig", "DropStage", "RateLimitConfig", "RateLimitStage",
+           "TokenBucket"]
 
 NS = 1_000_000_000
 _NO_LIMIT = 0
@@ -99,10 +105,6 @@ class RateLimitConfig(Section):
     burst: int = integer(0, minimum=0)
     mode: str = choice("drop", ("drop", "block"))
 
-    def problems(self) -> Iterator[Problem]:
-        if self.mode == "block":
-            yield Problem("mode", "block (backpressure) is not implemented in this version; "
-                          "use drop (counted)", ("mode",))
 
 
 class TokenBucket:
@@ -116,14 +118,50 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = now_s
 
-    def take(self, wanted: int, now_s: float) -> int:
-        """Take up to ``wanted`` whole tokens at ``now_s``; returns how many were taken."""
+    def _refill(self, now_s: float) -> None:
         if now_s > self.stamp:
             self.tokens = min(self.burst, self.tokens + (now_s - self.stamp) * self.rate)
             self.stamp = now_s
+
+    def take(self, wanted: int, now_s: float) -> int:
+        """Take up to ``wanted`` whole tokens at ``now_s``; returns how many were taken."""
+        self._refill(now_s)
         granted = min(wanted, int(self.tokens))
         self.tokens -= granted
         return granted
+
+    def wait_s(self, lines: int, now_s: float) -> float:
+        """Seconds from ``now_s`` until the bucket holds ``lines`` tokens (at most ``burst``);
+        0: it does now."""
+        self._refill(now_s)
+        lacking = min(lines, self.burst) - self.tokens
+        return 0.0 if lacking <= _EPSILON else lacking / self.rate
+
+    def available(self, now_s: float) -> int:
+        """Whole tokens in the bucket at ``now_s``."""
+        self._refill(now_s)
+        return int(self.tokens + _EPSILON)
+
+    def spend(self, lines: int, now_s: float) -> None:
+        """Take ``lines`` tokens at ``now_s`` (the caller took no more than
+        :meth:`available`)."""
+        self._refill(now_s)
+        self.tokens -= lines
+
+
+_EPSILON = 1e-6
+"""Tokens lacking that count as none (float rounding of the refill)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a ``rate_limit`` stage in block mode asks of the caller: hold the batch's lines
+    until ``bucket`` has a token for each (:mod:`logcap.pipeline.throttle`). ``pipeline`` and
+    ``stage`` name it in the metrics."""
+
+    bucket: TokenBucket
+    pipeline: str
+    stage: str
 
 
 MAX_BUCKETS = 100_000
@@ -131,14 +169,16 @@ MAX_BUCKETS = 100_000
 
 
 class RateLimitStage:
-    """A token bucket per stream; lines beyond it are dropped (module docstring)."""
+    """A token bucket per stream; lines beyond it are dropped, or in block mode the batch is
+    held by the caller (module docstring)."""
 
-    __slots__ = ("buckets", "burst", "label", "rate")
+    __slots__ = ("block", "buckets", "burst", "label", "rate")
 
     def __init__(self, config: RateLimitConfig, label: str) -> None:
         self.label = label
         self.rate = config.rate
         self.burst = config.burst or config.rate
+        self.block = config.mode == "block"
         self.buckets: dict[str, TokenBucket] = {}
 
     def __call__(self, batch: LineBatch) -> None:
@@ -148,6 +188,9 @@ class RateLimitStage:
                 self._forget_full(batch.now_s)
             bucket = self.buckets[batch.stream] = TokenBucket(self.rate, self.burst,
                                                               batch.now_s)
+        if self.block:
+            batch.demand = (bucket, self.label)
+            return
         granted = bucket.take(len(batch), batch.now_s)
         batch.keep(range(granted), self.label, "rate_limit")
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from typing import Any
 
 import attrs
@@ -30,6 +31,8 @@ import attrs
 from logcap.config.section import Problem, Section
 from logcap.config.values import flag, optional_text, regex, str_list, str_map
 from logcap.pipeline.batch import LineBatch
+from logcap.pipeline.literals import match_prefixes
+from logcap.pipeline.textindex import TextIndex
 
 __all__ = ["JsonConfig", "JsonStage", "LogfmtConfig", "LogfmtStage", "RegexConfig",
            "RegexStage", "parse_logfmt"]
@@ -53,27 +56,107 @@ class RegexConfig(Section):
                           "counted as no_match)", ("contains", "optional"))
 
 
-class RegexStage:
-    """Named groups of a searched expression become fields (module docstring)."""
+class _Needles:
+    """Strings a regex stage looks for in a batch's texts with the
+    :class:`~logcap.pipeline.textindex.TextIndex`; after a batch where they were in too many
+    texts, the index is not tried for the next :data:`RETRY_AFTER` batches (that costs only
+    time: the caller then tests text by text)."""
 
-    __slots__ = ("contains", "label", "optional", "search", "source")
+    __slots__ = ("skip", "strings")
+
+    def __init__(self, strings: tuple[str, ...]) -> None:
+        self.strings = strings
+        self.skip = 0
+
+    def positions(self, index: TextIndex, limit: int) -> dict[int, int] | None:
+        if self.skip:
+            self.skip -= 1
+            return None
+        found = index.first_positions(self.strings, limit)
+        if found is None:
+            self.skip = RETRY_AFTER
+        return found
+
+
+class RegexStage:
+    """Named groups of a searched expression become fields (module docstring).
+
+    How it stays cheap (the result is the same as searching every text): when every match of
+    the expression starts with one of a few literal strings
+    (:func:`~logcap.pipeline.literals.match_prefixes`), and for ``contains``, the texts that
+    hold them are found with one scan of the batch per string
+    (:class:`~logcap.pipeline.textindex.TextIndex`); only those are searched, from the first
+    place a prefix occurs. Strings in most texts are tested text by text instead (a find per
+    prefix and text costs more than the regex engine's own scan). A match's fields are read
+    by group number.
+    """
+
+    __slots__ = ("contains", "group", "label", "names", "optional", "prefixes", "search",
+                 "source", "wanted")
 
     def __init__(self, config: RegexConfig, label: str) -> None:
         self.label = label
-        self.search = re.compile(config.expression).search
+        pattern = re.compile(config.expression)
+        self.search = pattern.search
         self.source = config.source
         self.optional = config.optional
         self.contains = config.contains
+        prefixes = match_prefixes(config.expression) or ()
+        if prefixes and all(any(c in p for c in config.contains) for p in prefixes):
+            self.contains = ()  # a text with a prefix holds one of them: implied
+        self.prefixes = _Needles(prefixes) if prefixes else None
+        self.wanted = _Needles(self.contains) if self.contains else None
+        self.names = tuple(pattern.groupindex)
+        # one named group: read by its number (no dict per match)
+        self.group = next(iter(pattern.groupindex.values())) if len(self.names) == 1 else 0
 
     def __call__(self, batch: LineBatch) -> None:
-        search, source, contains = self.search, self.source, self.contains
-        misses = missing = 0
-        fields = batch.fields
-        texts = batch.lines if source is None else [batch.value(i, source)
-                                                     for i in range(len(batch))]
-        for i, text in enumerate(texts):
+        source = self.source
+        if source is None:
+            texts: list[str | None] = batch.lines  # type: ignore[assignment]
+            missing = 0
+        else:
+            texts = [batch.value(i, source) for i in range(len(batch))]
+            missing = texts.count(None)
+        candidates, check = self._candidates(batch, texts)
+        matched = self._apply(batch, texts, candidates, self.contains if check else ())
+        if not self.optional and len(texts) - missing - matched:
+            batch.fail(self.label, "no_match", len(texts) - missing - matched)
+        if missing:
+            batch.fail(self.label, "missing_field", missing)
+
+    def _candidates(self, batch: LineBatch, texts: list[str | None]
+                    ) -> tuple[Iterable[tuple[int, int]], bool]:
+        """``(text index, where to start searching)`` of the texts that may match, in order
+        (the others cannot: no prefix, or no ``contains`` string), and whether ``contains``
+        is still to be tested text by text (its strings are in too many texts)."""
+        prefixes, wanted = self.prefixes, self.wanted
+        if prefixes is None and wanted is None:
+            return zip(range(len(texts)), repeat(0), strict=False), False
+        index = batch.line_index() if self.source is None \
+            else TextIndex([t or "" for t in texts])
+        limit = len(texts) // DENSE
+        starts = prefixes.positions(index, limit) if prefixes is not None else None
+        having = wanted.positions(index, limit) if wanted is not None else None
+        if starts is not None:
+            if having is not None:
+                return sorted((i, pos) for i, pos in starts.items() if i in having), False
+            return sorted(starts.items()), wanted is not None
+        every = zip(range(len(texts)), repeat(0), strict=False)
+        if having is None:
+            return every, wanted is not None
+        return [(i, pos) for i, pos in every if i in having], False
+
+    def _apply(self, batch: LineBatch, texts: list[str | None],
+               candidates: Iterable[tuple[int, int]], contains: tuple[str, ...]) -> int:
+        """Search the candidates (that hold one of ``contains``, if given) and set their
+        fields; returns how many matched."""
+        search, group, fields = self.search, self.group, batch.fields
+        name = self.names[0]
+        matched = 0
+        for i, pos in candidates:
+            text = texts[i]
             if text is None:
-                missing += 1
                 continue
             if contains:
                 for c in contains:  # a plain loop: cheaper than any() per line
@@ -81,22 +164,33 @@ class RegexStage:
                         break
                 else:
                     continue
-            m = search(text)
+            m = search(text, pos)
             if m is None:
-                misses += 1
+                continue
+            matched += 1
+            current = fields[i]
+            if group:
+                value = m.group(group)
+                if current is None:
+                    fields[i] = {name: value}  # a None value reads as absent
+                elif value is not None:
+                    current[name] = value
                 continue
             found = m.groupdict()
-            current = fields[i]
             if current is None:  # a group that did not take part stays None: read as absent
                 fields[i] = found
             else:  # it must not replace an earlier value
                 if None in found.values():
                     found = {k: v for k, v in found.items() if v is not None}
                 current.update(found)
-        if misses and not self.optional:
-            batch.fail(self.label, "no_match", misses)
-        if missing:
-            batch.fail(self.label, "missing_field", missing)
+        return matched
+
+
+DENSE = 8
+"""Prefixes or ``contains`` strings found in more than 1/DENSE of a batch's texts are tested
+text by text (see :mod:`logcap.pipeline.textindex`)."""
+RETRY_AFTER = 16
+"""Batches after such a batch before the index is tried again for those strings."""
 
 
 def _as_text(value: Any) -> str:

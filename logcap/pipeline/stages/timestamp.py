@@ -63,25 +63,45 @@ class TimestampStage:
         missing = bad = 0
         parse, fallbacks, source = self.parse, self.fallbacks, self.source
         stamps, fields = batch.timestamps, batch.fields
+        # a time without a fraction, seen before in this batch: the same answer (lines of a
+        # batch are read within nanoseconds of each other; the second cache would answer it)
+        seen: dict[str, int] = {}
+        failed: set[str] = set()
         for i in range(len(stamps)):
             line_fields = fields[i]
             value = None if line_fields is None else line_fields.get(source)
             if value is None:
                 missing += 1
                 continue
+            plain = "." not in value  # no fraction: the memo may answer
+            if plain:
+                known = seen.get(value)
+                if known is not None:
+                    stamps[i] = known
+                    continue
+                if value in failed:
+                    bad += 1
+                    continue
             try:
-                stamps[i] = parse(value, stamps[i])
+                ns = parse(value, stamps[i])
             except ValueError:
                 for fallback in fallbacks:  # in order; the read time is still stamps[i]
                     try:
-                        stamps[i] = fallback(value, stamps[i])
+                        ns = fallback(value, stamps[i])
                         break
                     except ValueError:
                         continue
                 else:
                     bad += 1
+                    if plain:
+                        failed.add(value)
+                    continue
+            stamps[i] = ns
+            if plain:
+                seen[value] = ns
         batch.timestamped = True
         if missing:
             batch.fail(self.label, "missing_field", missing)
         if bad:
             batch.fail(self.label, "unparsable", bad)
+

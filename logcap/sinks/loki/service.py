@@ -152,9 +152,17 @@ class LokiService:
         own: dict[str, list[LokiEntry]] = {}
         base_rendered = self._rendered(part.labels)
         line_labels, metadata = part.line_labels, part.metadata
+        # lines with the same labels share one tuple (the pipeline's): looked up once per
+        # part by identity, not hashed per line (the tuples outlive the loop)
+        done: dict[int, str] = {}
         for i, line in enumerate(part.lines):
             extra = line_labels[i] if line_labels is not None else ()
-            rendered = self._line_rendered(part.labels, extra) if extra else base_rendered
+            if extra:
+                rendered = done.get(id(extra))
+                if rendered is None:
+                    rendered = done[id(extra)] = self._line_rendered(part.labels, extra)
+            else:
+                rendered = base_rendered
             md = metadata[i] if metadata is not None else ()
             own.setdefault(rendered, []).append(LokiEntry(part.timestamp(i), line, md))
         for rendered, entries in own.items():
