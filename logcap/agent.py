@@ -180,40 +180,51 @@ class Agent:
     # -- admin backend ---------------------------------------------------------------------
 
     def _walk(self, deadline: float) -> list[dict[str, Any]]:
+        """Every actor's row, asking the supervisors of one level of the tree at once (under
+        load each ask waits for its actor's turn: the answer takes the slowest, not the sum)."""
         rows: list[dict[str, Any]] = []
         if self.root is None or not self.root.is_alive():
             raise BackendTimeout("the supervision tree is not running")
-        stack: list[ActorRef[Any]] = [self.root]
-        while stack:
-            sup = stack.pop()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BackendTimeout("the supervision tree did not answer in time")
-            try:
-                infos: list[ChildInfo] = sup.ask(WhichChildren(), block=True,
-                                                 timeout=remaining)
-            except pykka.Timeout as exc:
-                raise BackendTimeout(f"{sup} did not answer in time") from exc
-            except ActorDeadError:
-                continue
-            for info in infos:
-                row = {"name": info.name, "status": info.status, "supervisor": info.supervisor,
-                       "restarts": info.restarts, "crashes": info.crashes,
-                       "last_error": info.last_error}
-                if info.ref is not None:
-                    inbox = info.ref.actor_inbox
-                    if isinstance(inbox, BoundedInbox):
-                        row["mailbox"] = {"data_depth": inbox.data_depth,
-                                          "control_depth": inbox.control_depth,
-                                          "capacity": inbox.capacity,
-                                          "handled": inbox.taken,
-                                          "full_events": inbox.full_events,
-                                          "high_water": inbox.high_water}
-                    if info.supervisor:
-                        stack.append(info.ref)
-                rows.append(row)
+        level: list[ActorRef[Any]] = [self.root]
+        while level:
+            asked = []
+            for sup in level:
+                try:
+                    asked.append((sup, sup.ask(WhichChildren(), block=False)))
+                except ActorDeadError:
+                    continue
+            level = []
+            for sup, future in asked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackendTimeout("the supervision tree did not answer in time")
+                try:
+                    infos: list[ChildInfo] = future.get(timeout=remaining)
+                except pykka.Timeout as exc:
+                    raise BackendTimeout(f"{sup} did not answer in time") from exc
+                except ActorDeadError:
+                    continue
+                for info in infos:
+                    rows.append(self._row(info))
+                    if info.ref is not None and info.supervisor:
+                        level.append(info.ref)
         rows.sort(key=lambda r: r["name"])
         return rows
+
+    @staticmethod
+    def _row(info: ChildInfo) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": info.name, "status": info.status,
+                               "supervisor": info.supervisor, "restarts": info.restarts,
+                               "crashes": info.crashes, "last_error": info.last_error}
+        if info.ref is not None:
+            inbox = info.ref.actor_inbox
+            if isinstance(inbox, BoundedInbox):
+                row["mailbox"] = {"data_depth": inbox.data_depth,
+                                  "control_depth": inbox.control_depth,
+                                  "capacity": inbox.capacity, "handled": inbox.taken,
+                                  "full_events": inbox.full_events,
+                                  "high_water": inbox.high_water}
+        return row
 
     def _evaluate(self, deadline: float) -> tuple[list[dict[str, Any]], str,
                                                   dict[str, dict[str, Any]],
@@ -224,18 +235,45 @@ class Agent:
         sources' statuses and the DLQ's stats (None when off or not running)."""
         rows = self._walk(deadline)
         running = {r["name"] for r in rows if r["status"] == "running"}
-        asked = [*self.wiring.names("sinks"), *([POSITIONS] if POSITIONS in running else [])]
-        reports = {name: self._ask_in_time(name, CheckHealth(), deadline)
-                   for name in asked if name in running}
-        answered = self._source_statuses(rows, deadline)
-        dlq = None
+        asks: dict[tuple[str, str], Any] = {}  # (what, actor name) -> message: asked at once
+        for name in [*self.wiring.names("sinks"), POSITIONS]:
+            if name in running:
+                asks[("report", name)] = CheckHealth()
+        for name in self.wiring.names("sources"):
+            if name in running:
+                asks[("source", name)] = SourceStatus()
         if self.config.dispatcher.dlq_enabled and DLQ in running:
-            dlq = self._ask_in_time(DLQ, DlqStats(), deadline)
+            asks[("dlq", DLQ)] = DlqStats()
+        if self.config.disk_buffer.enabled and BUFFER in running:
+            asks[("buffer", BUFFER)] = Degraded()
+        answers = self._ask_all(asks, deadline)
+        reports = {name: a for (what, name), a in answers.items() if what == "report"}
+        answered = {name: a for (what, name), a in answers.items() if what == "source"}
+        dlq = answers.get(("dlq", DLQ))
+        degraded = str(answers.get(("buffer", BUFFER)) or "")
         state, components = component_health(
-            now=time.time(), rows=rows, reports=reports,
-            buffer=(BUFFER, self._buffer_degraded(rows, deadline)), sources=answered,
-            dlq=(DLQ, dlq) if dlq is not None else None, tracker=self._since)
+            now=time.time(), rows=rows, reports=reports, buffer=(BUFFER, degraded),
+            sources=answered, dlq=(DLQ, dlq) if dlq is not None else None, tracker=self._since)
         return rows, state, components, answered, dlq
+
+    def _ask_all(self, asks: dict[tuple[str, str], Any],
+                 deadline: float) -> dict[tuple[str, str], Any]:
+        """Ask every actor of ``asks`` (key: (what, actor name), value: the message) at once
+        and wait for each answer until ``deadline``; a timeout or a refusal is a
+        :class:`BackendTimeout` (HTTP 503), as one ask at a time."""
+        futures = {}
+        for key, message in asks.items():
+            try:
+                futures[key] = self.directory.handle(key[1]).ask_later(message)
+            except DeliveryRefused as exc:
+                raise BackendTimeout(f"{key[1]} did not answer in time") from exc
+        answers = {}
+        for key, future in futures.items():
+            try:
+                answers[key] = future.get(timeout=max(0.01, deadline - time.monotonic()))
+            except (pykka.Timeout, ActorDeadError) as exc:
+                raise BackendTimeout(f"{key[1]} did not answer in time") from exc
+        return answers
 
     def health(self) -> tuple[str, dict[str, Any]]:
         """The overall state and every component's ``health``, ``reason`` and ``since``
@@ -283,20 +321,6 @@ class Agent:
                 message, timeout=max(0.01, deadline - time.monotonic()))
         except (pykka.Timeout, DeliveryRefused) as exc:
             raise BackendTimeout(f"{name} did not answer in time") from exc
-
-    def _buffer_degraded(self, rows: list[dict[str, Any]], deadline: float) -> str:
-        """Why the running disk buffer cannot take data ("" if it can, or is off or down)."""
-        if not self.config.disk_buffer.enabled or not any(
-                r["name"] == BUFFER and r["status"] == "running" for r in rows):
-            return ""
-        return str(self._ask_in_time(BUFFER, Degraded(), deadline) or "")
-
-    def _source_statuses(self, rows: list[dict[str, Any]],
-                         deadline: float) -> dict[str, dict[str, Any]]:
-        """Each running source's status, by its actor name."""
-        running = {r["name"] for r in rows if r["status"] == "running"}
-        return {name: self._ask_in_time(name, SourceStatus(), deadline)
-                for name in self.wiring.names("sources") if name in running}
 
     def status(self) -> dict[str, Any]:
         """The status page's summary (:func:`logcap.api.status.summarize`); ``healthy`` is

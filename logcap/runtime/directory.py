@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
 from pykka import ActorDeadError, ActorRef
 
 from logcap.runtime.mailbox import ActorUnavailable, BoundedInbox
@@ -110,6 +111,14 @@ class Handle:
         """Ask and wait up to ``timeout`` seconds (raises ``pykka.Timeout`` past it)."""
         try:
             return self.ref().ask(message, timeout=timeout)
+        except ActorDeadError as exc:
+            raise ActorUnavailable(f"{self.name} is not running") from exc
+
+    def ask_later(self, message: Any) -> pykka.Future[Any]:
+        """Ask without waiting: the answer's future (``get(timeout)`` raises
+        ``pykka.Timeout`` past it), so several actors can be asked at once."""
+        try:
+            return self.ref().ask(message, block=False)
         except ActorDeadError as exc:
             raise ActorUnavailable(f"{self.name} is not running") from exc
 
