@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.dead_letters import hand_over
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import (
@@ -390,12 +391,11 @@ class DiskBuffer(LogcapActor):
         entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts,
                                       record.first_failure, record.last_failure,
                                       record.last_error, batch)
-        try:
-            assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
-            self.dlq.tell(entry)
-        except DeliveryRefused:
-            log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now; "
-                        "retrying", record.id, record.lines, verdict)
+        assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
+        why = hand_over(self.dlq, entry)
+        if why:
+            log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now "
+                        "(%s); retrying", record.id, record.lines, verdict, why)
             return False
         log.warning("disk buffer: batch %s (%d lines) %s after %d attempts (%s); moved to the "
                     "DLQ as entry %s", record.id, record.lines, verdict, record.attempts,
