@@ -11,7 +11,8 @@ Messages taken (control lane):
   freed window lets reading continue.
 * :class:`~logcap.runtime.directory.Rebound` — a shard this shell watches was (re)started:
   what was in flight to it is lost, so the source re-reads the streams of that shard from
-  their committed positions, past what the disk buffer holds (asked then; while the buffer
+  their committed positions, past what the disk buffer holds (asked then, once the new shard
+  has handed over what it took from us before this message; while it has not, or the buffer
   cannot answer, reading waits and ``_RetryRewind`` tries again); pending entries for it are
   dropped too.
 * :class:`SourceStatus` (ask) — the source's status, with ``source`` (its name).
@@ -29,9 +30,12 @@ on a timer (``PAUSE_S``). The source bounds its unacknowledged reads, so a down 
 reading, not the memory.
 
 On start: watches every shard's name (so a shard restart reaches it as ``Rebound``), asks the
-PositionsKeeper for the source's stored positions and, with the disk buffer on, the buffer for
-the ranges it holds durably (which may be ahead of the positions file), starts the source and
-its tick, and reads. On stop: closes the source (positions are the keeper's). A crash loses
+PositionsKeeper for the source's stored positions and, with the disk buffer on, waits (at most
+``SETTLE_MAX_S``) until no shard holds lines of this source any more (what a crashed
+predecessor sent is still on its way to the buffer), then asks the buffer for the ranges it
+holds durably (which may be ahead of the positions file), starts the source, commits the
+positions the source resumed at past those ranges (``take_updates``), starts its tick, and
+reads. On stop: closes the source (positions are the keeper's). A crash loses
 only in-memory reads, which were not committed: the restarted shell reads them again from the
 committed positions. Needs the ``directory`` keyword (its address is the ``ack_to``).
 """
