@@ -28,7 +28,7 @@ from logcap.sources.files.source import FileSource
 from logcap.state.file_identity import identity_of
 from logcap.state.positions import FilePosition
 from logcap.state.positions_messages import CommitFiles
-from tests.actor_kit import wait_until
+from tests.actor_kit import stop_bound, wait_until
 from tests.pipeline_kit import entries
 from tests.test_pipeline_shard import RecordingSource
 
@@ -51,12 +51,9 @@ class SilentSink(LogcapActor):
 
 @pytest.fixture
 def directory() -> Iterator[Directory]:
-    d = Directory()
-    yield d
-    for name in ("sink", "shard", "source"):
-        ref = d.lookup(name)
-        if ref is not None:
-            ref.stop()
+    names = Directory()
+    yield names
+    stop_bound(names, ("sink", "shard", "source"))
 
 
 def _start_shard(directory: Directory, scheduler: ManualScheduler,
