@@ -115,6 +115,12 @@ class _RetryRewind:
     pass
 
 
+def _incarnation(handle: Handle) -> str | None:
+    """The urn of the actor bound to ``handle`` now (None: none)."""
+    ref = handle.directory.lookup(handle.name)
+    return None if ref is None else ref.actor_urn
+
+
 def shard_index(stream: str, shards: int) -> int:
     """The shard of a stream: a stable hash, so one stream always goes to one shard."""
     return zlib.crc32(stream.encode("utf-8", "surrogateescape")) % shards
@@ -149,6 +155,9 @@ class SourceShell(LogcapActor):
         self._paused = False
         self._stopped_reading = False
         self._rewinds_due: dict[str, float] = {}  # shard -> since when (monotonic)
+        self._in_step: list[str | None] = [None] * len(shards)
+        """Per shard, the incarnation (actor urn) this shell sends to: the one bound at its
+        start or at the last rewind for that shard."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -156,6 +165,7 @@ class SourceShell(LogcapActor):
         self._address = self.address
         for shard in self.shards:
             shard.watch(self._address)
+        self._in_step = [_incarnation(shard) for shard in self.shards]
         stored: list[Any] = []
         query = self.source.positions_query
         if self.positions is not None and query is not None:
@@ -309,6 +319,7 @@ class SourceShell(LogcapActor):
                 self.scheduler.call_later(REWIND_RETRY_S, self.actor_ref, _RetryRewind())
                 return
         del self._rewinds_due[shard_name]
+        self._in_step[index] = _incarnation(self.shards[index])
         n = len(self.shards)
 
         def selects(stream: str) -> bool:
@@ -325,12 +336,19 @@ class SourceShell(LogcapActor):
     # -- reading ---------------------------------------------------------------------------
 
     def _send_pending(self) -> bool:
-        """Offer held entries in order; False if a shard refused (then we pause)."""
+        """Offer held entries in order; False if a shard refused (then we pause), or if it
+        restarted and its ``Rebound`` is not handled yet: sent to the new shard before the
+        rewind, a read would reach the buffer while the one before it, lost with the old
+        shard, is read again after it (out of order, and read twice when the rewind cannot
+        resume past it)."""
         n = len(self.shards)
         while self._pending:
             entries = self._pending[0]
+            index = shard_index(entries.stream, n)
+            if _incarnation(self.shards[index]) != self._in_step[index]:
+                return False
             try:
-                self.shards[shard_index(entries.stream, n)].tell(entries)
+                self.shards[index].tell(entries)
             except DeliveryRefused:
                 return False
             self._pending.pop(0)
