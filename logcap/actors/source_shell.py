@@ -155,9 +155,9 @@ class SourceShell(LogcapActor):
         self._paused = False
         self._stopped_reading = False
         self._rewinds_due: dict[str, float] = {}  # shard -> since when (monotonic)
+        # per shard, the incarnation (actor urn) this shell sends to: the one bound at its
+        # start or at the last rewind for that shard
         self._in_step: list[str | None] = [None] * len(shards)
-        """Per shard, the incarnation (actor urn) this shell sends to: the one bound at its
-        start or at the last rewind for that shard."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
