@@ -252,8 +252,11 @@ class _Run:
 
         if not _poll(back, LEAK_TIMEOUT_S):
             with contextlib.suppress(OSError):
-                left = Counter(self.proc.fd_targets()) - Counter(self.baseline_fds)
-                self.leaked_fds = sorted(left.elements())
+                now_fds = self.proc.fd_targets()
+                left = Counter(now_fds) - Counter(self.baseline_fds)
+                more = Counter(map(_fd_kind, now_fds)) - Counter(map(_fd_kind, self.baseline_fds))
+                self.leaked_fds = [f"{kind} +{n}" for kind, n in sorted(more.items())] + \
+                    sorted(left.elements())
         return (base_threads, now[0]), (base_fds, now[1])
 
     def problems(self) -> list[str]:
@@ -263,7 +266,8 @@ class _Run:
             out.append("the tree was not whole at the end: " + str(self.proc.health()[1]))
         if s.bounds.no_leaks and (r.threads[1] > r.threads[0] or r.fds[1] > r.fds[0]):
             out.append(f"leak: threads {r.threads[0]}->{r.threads[1]}, "
-                       f"fds {r.fds[0]}->{r.fds[1]} (new: {self.leaked_fds[:10]})")
+                       f"fds {r.fds[0]}->{r.fds[1]} (grown kinds first, then new: "
+                       f"{self.leaked_fds[:12]})")
         if r.exit_code != 0:
             out.append(f"logcap exited {r.exit_code} on SIGTERM: {self.proc.tail_log(5)}")
         return out
@@ -272,6 +276,14 @@ class _Run:
         if self.proc.proc is not None and self.proc.proc.poll() is None:
             self.proc.kill()
         self.receiver.stop()
+
+
+def _fd_kind(target: str) -> str:
+    """A descriptor's kind: ``pipe``, ``socket``, ``anon_inode:[eventpoll]``... (the inode
+    number left out), or its path: what grew says more than which numbers are new."""
+    if target.startswith(("pipe:", "socket:")):
+        return target.split(":", 1)[0]
+    return target
 
 
 def _poll(predicate: Callable[[], bool], timeout: float) -> bool:
