@@ -2,7 +2,7 @@
 
     python -m chaos.run --scenario actor-kills [--scenario sigkill ...] [--kills 100]
         [--rate 10000] [--duration 60] [--process-kills 20] [--disk-buffer | --no-disk-buffer]
-        [--groups dispatchers,sinks] [--seed 7] [--keep] [--list]
+        [--groups dispatchers,sinks] [--seed 7] [--keep] [--explain] [--list]
 
 Each scenario (:mod:`chaos.scenarios`): a Loki test receiver (:mod:`chaos.receiver`), logcap
 started as a process on a generated config (``server.chaos: true`` with a token, restart
@@ -12,7 +12,8 @@ written round-robin to a few files at the rate (:mod:`chaos.writer`), the faults
 waited for, the tree waited for (every actor running, ``/health`` 200), threads and
 descriptors of the process waited for (back to their values before the first fault), logcap
 stopped with SIGTERM (it must exit 0), and conservation judged (:mod:`chaos.judge`). Exit
-status 1 if any scenario breaks its bounds.
+status 1 if any scenario breaks its bounds. ``--explain`` also prints, for each run of numbers
+Loki kept twice, when both copies were read and the crashes just before (:mod:`chaos.explain`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chaos.agent_process import ChaosProcess, CrashRefused
+from chaos.explain import explain
 from chaos.judge import Conservation, judge, violations
 from chaos.receiver import TrackingReceiver
 from chaos.scenarios import DEFAULT_SUITE_SCENARIO, SCENARIOS, Scenario
@@ -75,6 +77,10 @@ class RunResult:
     exit_code: int | None = None
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    crash_log: list[tuple[float, str]] = field(default_factory=list)
+    """Each crash applied: (unix time, actor)."""
+    explanation: list[str] = field(default_factory=list)
+    """Runs of numbers kept twice beside the crashes before them (:mod:`chaos.explain`)."""
 
     @property
     def passed(self) -> bool:
@@ -145,12 +151,14 @@ class _Run:
             if fault.groups:
                 body["groups"] = list(fault.groups)
             body["reason"] = f"chaos run at {event.at_s:.2f}s"
+            at = time.time()
             try:
                 answer = self.proc.crash(body)
             except CrashRefused as exc:
                 self.result.problems.append(str(exc))
                 return
             self.result.crashes[answer["group"]] += 1
+            self.result.crash_log.append((at, answer["crashed"]))
         elif isinstance(fault, KillProcess):
             self.proc.kill()
             self.result.process_kills += 1
@@ -207,7 +215,10 @@ class _Run:
         self.result.tree_alive = _poll(self.proc.tree_alive, TREE_TIMEOUT_S)
         self.result.threads, self.result.fds = self.wait_counts()
         self.result.exit_code = self.proc.stop(60)
-        self.result.conservation = judge(writer.written, self.receiver.arrivals())
+        arrivals = self.receiver.arrivals()
+        self.result.conservation = judge(writer.written, arrivals)
+        if self.result.conservation.duplicates_kept:
+            self.result.explanation = explain(arrivals, self.result.crash_log)
         self.result.elapsed_s = time.monotonic() - started
         self.result.problems.extend(self.problems())
         return self.result
@@ -241,8 +252,11 @@ class _Run:
 
         if not _poll(back, LEAK_TIMEOUT_S):
             with contextlib.suppress(OSError):
-                left = Counter(self.proc.fd_targets()) - Counter(self.baseline_fds)
-                self.leaked_fds = sorted(left.elements())
+                now_fds = self.proc.fd_targets()
+                left = Counter(now_fds) - Counter(self.baseline_fds)
+                more = Counter(map(_fd_kind, now_fds)) - Counter(map(_fd_kind, self.baseline_fds))
+                self.leaked_fds = [f"{kind} +{n}" for kind, n in sorted(more.items())] + \
+                    sorted(left.elements())
         return (base_threads, now[0]), (base_fds, now[1])
 
     def problems(self) -> list[str]:
@@ -252,7 +266,8 @@ class _Run:
             out.append("the tree was not whole at the end: " + str(self.proc.health()[1]))
         if s.bounds.no_leaks and (r.threads[1] > r.threads[0] or r.fds[1] > r.fds[0]):
             out.append(f"leak: threads {r.threads[0]}->{r.threads[1]}, "
-                       f"fds {r.fds[0]}->{r.fds[1]} (new: {self.leaked_fds[:10]})")
+                       f"fds {r.fds[0]}->{r.fds[1]} (grown kinds first, then new: "
+                       f"{self.leaked_fds[:12]})")
         if r.exit_code != 0:
             out.append(f"logcap exited {r.exit_code} on SIGTERM: {self.proc.tail_log(5)}")
         return out
@@ -261,6 +276,14 @@ class _Run:
         if self.proc.proc is not None and self.proc.proc.poll() is None:
             self.proc.kill()
         self.receiver.stop()
+
+
+def _fd_kind(target: str) -> str:
+    """A descriptor's kind: ``pipe``, ``socket``, ``anon_inode:[eventpoll]``... (the inode
+    number left out), or its path: what grew says more than which numbers are new."""
+    if target.startswith(("pipe:", "socket:")):
+        return target.split(":", 1)[0]
+    return target
 
 
 def _poll(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -315,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", help="comma-separated groups for random crashes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--keep", type=Path, help="run in (and keep) a directory under this")
+    parser.add_argument("--explain", action="store_true",
+                        help="for numbers kept twice: read times and the crashes before")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -327,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scenario(scenario, args.seed, args.keep,
                               say=lambda text: print(text, file=sys.stderr, flush=True))
         print(result.summary(), flush=True)
+        if args.explain:
+            for line in result.explanation:
+                print(f"  {line}", flush=True)
         failed = failed or not result.passed
     return 1 if failed else 0
 

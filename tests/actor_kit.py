@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from logcap.runtime.actor import LogcapActor
+from logcap.runtime.directory import Directory
 from logcap.runtime.mailbox import DataMessage
 from logcap.runtime.supervisor import ChildSpec, Restart, StartContext
+
+
+def stop_bound(directory: Directory, names: Iterable[str]) -> None:
+    """Stop the actors bound to ``names`` (those that are)."""
+    for name in names:
+        ref = directory.lookup(name)
+        if ref is not None:
+            ref.stop()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from chaos.explain import explain, kept_runs
 from chaos.judge import judge, violations
 from chaos.scenarios import SCENARIOS, Bounds, LokiFault, Scenario
 from chaos.schedule import CrashActor, KillProcess, LokiBegin, LokiEnd, build_schedule, spread
@@ -75,3 +76,22 @@ def test_numbers_never_written_are_reported() -> None:
     result = judge(1, {"a": ([10, 11], [0, 7])})
     assert result.unexpected == 1
     assert any("never written" in p for p in violations(result, Bounds()))
+
+
+def test_explain_puts_each_run_kept_twice_beside_the_crashes_before_its_second_read() -> None:
+    s = 1_000_000_000  # ns
+    base = 1_800_000_000
+    # stream a: 0..3 read once at base+1; 2..3 read again at base+5 (a crash at base+4.8)
+    # stream b: 10 read at base+2 and again at base+20 (no crash before)
+    arrivals = {
+        "a": ([(base + 1) * s] * 4 + [(base + 5) * s] * 2, [0, 1, 2, 3, 2, 3]),
+        "b": ([(base + 2) * s, (base + 20) * s, (base + 2) * s], [10, 10, 11]),
+    }
+    crashes = [(base + 0.5, "root/sinks/loki"), (base + 4.8, "root/sources/app")]
+    runs = kept_runs(arrivals)
+    assert [(r.first, r.last, r.count) for r in runs] == [(2, 3, 2), (10, 10, 1)]
+    lines = explain(arrivals, crashes)
+    assert lines[0] == ("kept twice: 2 numbers in 2..3, read at 0.50s and 4.50s; crashes in "
+                        "the 3s before: 4.30s root/sources/app")
+    assert lines[1].endswith("crashes in the 3s before: none")
+    assert explain({"a": ([s, s], [1, 2])}, crashes) == []

@@ -18,6 +18,7 @@ from logcap.api.dlq_routes import parse_reprocess_filters
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.actor import Ping
+from logcap.runtime.crash import CrashActor
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.timers import ManualScheduler
 from logcap.sinks.base import Verdict
@@ -356,3 +357,52 @@ def test_a_rejected_batch_the_dlq_cannot_take_is_answered_retry_never_dropped(
         sink.stop()
         shard.stop()
 
+
+
+def test_a_rejected_batch_is_not_lost_when_the_dlq_crashes_before_storing_it(
+    tmp_path: Path
+) -> None:
+    """The DLQ crashes while the sink's hand-over waits in its mailbox: the sink must not have
+    answered *rejected* for a batch the DLQ never stored (its source would commit past lines
+    that are nowhere). Told, the entry died in the mailbox; asked, the hand-over fails with
+    the crash and the sink answers retry."""
+    gate = threading.Event()
+
+    class Slow(DeadLetterStore):
+        def add(self, entry: DeadLetter) -> str:
+            gate.wait(10)
+            return super().add(entry)
+
+    rig = Rig(tmp_path, ScriptedBackend())
+    rig.store = Slow(tmp_path, 64 * MiB, 86_400.0)
+    rig.start_dlq()
+    results: list[SinkResult] = []
+    shard = ResultRecorder.start(results, name="root/dispatchers/shard-0")
+    shard_handle = rig.directory.handle("root/dispatchers/shard-0")
+    rig.directory.bind(shard_handle.name, shard)
+    backend = ScriptedBackend([Verdict(Outcome.REJECTED, "bad_request", None, "too old")])
+    sink = SinkActor.start("loki", lambda: backend, rig.dlq, name=SINK)
+    dlq_ref = rig.directory.lookup(DLQ)
+    assert dlq_ref is not None
+    try:
+        rig.dlq.tell(letter())  # the DLQ is busy storing this one...
+        rig.dlq.tell(CrashActor("chaos"))  # ...then it crashes
+        part = letter().to_parts()[0]
+        sink.tell(Deliver(7, (part,), len(part.lines), shard_handle, 1))
+        backend.wait_for(1)
+        wait_until(lambda: dlq_ref.actor_inbox.control_depth >= 2 or bool(results),
+                   what="the hand-over queued behind the crash")
+        gate.set()
+        wait_until(lambda: len(results) == 1, what="the verdict")
+        wait_until(lambda: not dlq_ref.is_alive(), what="the DLQ crashed")
+        reopened = DeadLetterStore(tmp_path, 64 * MiB, 86_400.0)
+        assert reopened.open() == []
+        stored = len(reopened.ids())
+        reopened.close()
+        outcome = results[0].outcome
+        assert outcome is Outcome.RETRY or stored == 2, (
+            f"answered {outcome.name} but the DLQ holds {stored} of 2 entries")
+    finally:
+        gate.set()
+        sink.stop()
+        shard.stop()

@@ -18,7 +18,7 @@ from logcap.pipeline.routing import Routing
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualScheduler
-from tests.actor_kit import wait_until
+from tests.actor_kit import stop_bound, wait_until
 from tests.pipeline_kit import entries
 
 
@@ -57,11 +57,7 @@ class RecordingSource(LogcapActor):
 def directory() -> Iterator[Directory]:
     d = Directory()
     yield d
-    for name in ("sink", "shard", "source"):
-        try:
-            d.handle(name).stop()
-        except Exception:
-            pass
+    stop_bound(d, ("sink", "shard", "source"))
 
 
 def routing() -> Routing:

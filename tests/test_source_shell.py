@@ -77,6 +77,9 @@ class FakeSource:
             self.rewound.append([s for s in self.streams if selects(s)])
         return 1
 
+    def take_updates(self) -> list[PositionsUpdate]:
+        return []
+
     def on_wake(self) -> None:
         pass
 

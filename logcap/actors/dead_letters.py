@@ -7,6 +7,12 @@ Messages taken (all in the control lane):
   ``max_total_size``, retention runs at once. If the write fails (disk full, I/O error) the entry
   is kept in memory (up to :data:`MAX_UNWRITTEN` entries) and written again on a timer; past
   that bound it is dropped, counted (``reason="write_error"``) and logged, never silently.
+* :class:`StoreDeadLetter` (ask): how sinks and the disk buffer hand a batch over. Answers
+  True once the entry is stored and fsynced, False if the write failed (nothing is kept: the
+  sender still has the batch and answers *retry*, so it comes again). The sender settles the
+  batch only on True: told, an entry still in this actor's mailbox when it crashed was lost
+  with the mailbox, while the sink had answered *rejected* and the source had committed
+  past it; asked, the crash fails the ask and the sender keeps the batch.
 * :class:`DlqStats` (ask): the store's stats plus the reprocessing under way.
 * :class:`Reprocess` (ask): select entries by sink, reason, ids and time. A dry run only says
   what would be sent. Otherwise the selected entries are *claimed* in the idempotency ledger
@@ -50,6 +56,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.outbox import Failure, Gate, Outbox, Send
 from logcap.dispatch.retry import DEFAULT_RETRY_BASE_DELAY_S, DEFAULT_RETRY_MAX_DELAY_S
@@ -68,8 +76,9 @@ from logcap.runtime.mailbox import DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.state.dlq import DeadLetter, DeadLetterStore, DlqFilter, Dropped
 
-__all__ = ["ANSWER_TIMEOUT_S", "MAINTAIN_INTERVAL_S", "MAX_IN_FLIGHT", "MAX_REPROCESS_ATTEMPTS",
-           "MAX_UNWRITTEN", "RESUME_DELAY_S", "DeadLetterQueue", "DlqStats", "Reprocess"]
+__all__ = ["ANSWER_TIMEOUT_S", "HAND_OVER_TIMEOUT_S", "MAINTAIN_INTERVAL_S", "MAX_IN_FLIGHT",
+           "MAX_REPROCESS_ATTEMPTS", "MAX_UNWRITTEN", "RESUME_DELAY_S", "DeadLetterQueue",
+           "DlqStats", "Reprocess", "StoreDeadLetter", "hand_over"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,33 @@ this actor's name, so the sinks' answers reach it."""
 ANSWER_TIMEOUT_S = 300.0
 """A resend with no answer after this long (the answer was lost) counts as failed and is
 sent again."""
+
+HAND_OVER_TIMEOUT_S = 5.0
+"""How long a sender waits for :class:`StoreDeadLetter`'s answer before it answers *retry*."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDeadLetter:
+    """Ask: store ``entry`` now; True once fsynced, False if it could not be written."""
+
+    entry: DeadLetter
+
+
+def hand_over(dlq: Handle, entry: DeadLetter) -> str:
+    """Hand ``entry`` to the DLQ and wait until it is stored: ``""`` when it is, else why not
+    (the DLQ is restarting, full, crashed meanwhile, too slow, or its disk refused the write);
+    then the caller keeps the batch and tries again later. An ask that timed out may still be
+    stored: the batch then reaches the DLQ twice, never zero times."""
+    try:
+        stored = dlq.ask(StoreDeadLetter(entry), timeout=HAND_OVER_TIMEOUT_S)
+    except DeliveryRefused as exc:
+        return str(exc) or type(exc).__name__
+    except pykka.Timeout:
+        return f"no answer within {HAND_OVER_TIMEOUT_S:.0f}s"
+    except pykka.ActorDeadError:
+        return f"{dlq.name} stopped before storing it"
+    return "" if stored else "the write failed"
+
 
 @dataclass(frozen=True, slots=True)
 class DlqStats:
@@ -204,6 +240,8 @@ class DeadLetterQueue(LogcapActor):
         self.handle_stop()
 
     def handle(self, message: Any) -> Any:
+        if isinstance(message, StoreDeadLetter):
+            return self._store(message.entry, keep=False, handed=True)
         if isinstance(message, DeadLetter):
             self._store(message)
         elif isinstance(message, SinkResult):
@@ -252,26 +290,34 @@ class DeadLetterQueue(LogcapActor):
 
     # -- storing ---------------------------------------------------------------------------
 
-    def _store(self, entry: DeadLetter, keep: bool = True) -> None:
+    def _store(self, entry: DeadLetter, keep: bool = True, handed: bool = False) -> bool:
+        """Store ``entry``; True if written. A write failure keeps a told entry in memory
+        (``keep``) to write again on a timer; a ``handed`` one (asked) is the sender's to
+        hand over again, so nothing is counted as lost."""
         try:
             self.store.add(entry)
         except OSError as exc:
+            if handed:
+                log.warning("%s: cannot write DLQ entry %s (%s); its sender keeps it and "
+                            "retries", self.name, entry.id, exc)
+                return False
             if not keep or len(self._unwritten) >= MAX_UNWRITTEN:
                 DLQ_DROPPED_LINES.labels("write_error").inc(entry.line_count)
                 log.error("%s: DLQ entry %s (%d lines from %s) lost: cannot write: %s",
                           self.name, entry.id, entry.line_count, entry.sink, exc)
-                return
+                return False
             if not self._unwritten:
                 self._later(WRITE_RETRY_S, _WriteAgain())
             self._unwritten.append(entry)
             log.warning("%s: cannot write DLQ entry %s (%s); retrying in %.0fs", self.name,
                         entry.id, exc, WRITE_RETRY_S)
-            return
+            return False
         DLQ_ENTRIES.labels(entry.sink, entry.reason).inc()
         DLQ_LINES.labels(entry.sink, entry.reason).inc(entry.line_count)
         if self.store.total_bytes > self.store.max_total_size:
             self._count_dropped(self.store.collect(self.clock()))
         DLQ_SIZE.set(self.store.total_bytes)
+        return True
 
     def _maintain(self) -> None:
         self._count_dropped(self.store.collect(self.clock()))

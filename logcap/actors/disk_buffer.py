@@ -29,9 +29,10 @@ is ``batch_ttl`` old, is handed to the DLQ and settled (if the DLQ refuses it, i
 before: nothing is given up that is not stored elsewhere). Without it, a sink's failed batches
 are retried for ever, under backpressure.
 
-Messages: ``Deliver`` (data, from shards), ``SinkResult`` (control, from sinks), ``Rebound``
-(control, from the directory: a sink restarted), ``SinksChanged`` (ask, a reload: sinks join,
-reading from the records stored after, or leave), ``Degraded`` and ``BufferStats`` (asks),
+Messages: ``Deliver`` and ``ResumeRanges`` (data, from shards and sources), ``SinkResult``
+(control, from sinks), ``Rebound`` (control, from the directory: a sink restarted),
+``SinksChanged`` (ask, a reload: sinks join, reading from the records stored after, or leave),
+``Degraded`` and ``BufferStats`` (asks),
 private timers. On start: opens the store (recovery: torn tails cut, corrupt records skipped,
 all logged), watches the sinks and tells them ``ReleaseHold`` (a predecessor may have left a
 hold). The shards watch the buffer's name, so what they had sent a predecessor comes again.
@@ -48,6 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.dead_letters import hand_over
 from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
 from logcap.messages import (
@@ -74,7 +76,7 @@ from logcap.metrics import (
 from logcap.origin import Buffered
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
-from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.mailbox import DataMessage, DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
@@ -100,10 +102,16 @@ class Degraded:
 
 
 @dataclass(frozen=True, slots=True)
-class ResumeRanges:
+class ResumeRanges(DataMessage):
     """Ask: for ``source``, the ranges held in the buffer's recent records, by stream identity
     of their tokens (:data:`~logcap.origin.Buffered`: ``{stream: [(start, end), ...]}``; for
-    files the stream is ``(dev, ino, fingerprint)``). Tokens without a stream are left out."""
+    files the stream is ``(dev, ino, fingerprint)``). Tokens without a stream are left out.
+
+    It travels in the **data lane**, behind the ``Deliver`` s queued before it: asked in the
+    control lane, it overtook the batches a crashed shard had sent, the answer missed them, and
+    the source read them again with new timestamps (Loki kept both copies). The buffer
+    fsyncs before it answers (a group commit), so every range answered is durable and the
+    source commits the position it resumes at."""
 
     source: str
 
@@ -232,6 +240,7 @@ class DiskBuffer(LogcapActor):
         elif isinstance(message, BufferStats):
             return {**self.store.stats(), "in_flight": self._in_flight_stats()}
         elif isinstance(message, ResumeRanges):  # a copy: the asker reads it in its thread
+            self._sync()  # every range answered is durable: the source may commit past it
             return {stream: list(spans)
                     for stream, spans in self._ranges.get(message.source, {}).items()}
         else:
@@ -415,12 +424,11 @@ class DiskBuffer(LogcapActor):
         entry = DeadLetter.from_parts(result.sink, verdict, None, record.attempts,
                                       record.first_failure, record.last_failure,
                                       record.last_error, batch)
-        try:
-            assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
-            self.dlq.tell(entry)
-        except DeliveryRefused:
-            log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now; "
-                        "retrying", record.id, record.lines, verdict)
+        assert self.dlq is not None  # batch_persistence requires the DLQ (config check)
+        why = hand_over(self.dlq, entry)
+        if why:
+            log.warning("disk buffer: batch %s (%d lines) %s, but the DLQ cannot take it now "
+                        "(%s); retrying", record.id, record.lines, verdict, why)
             return False
         log.warning("disk buffer: batch %s (%d lines) %s after %d attempts (%s); moved to the "
                     "DLQ as entry %s", record.id, record.lines, verdict, record.attempts,

@@ -13,7 +13,9 @@ Messages taken:
   ``logcap_pipeline_blocked_seconds_total``, ``logcap_pipeline_held_lines``). Held entries
   are not acknowledged, so their source's read window bounds them.
 * :class:`~logcap.messages.SinkResult` (control, the answer to a ``Deliver`` whose ``reply_to``
-  is this shard): the per-sink bookkeeping is a :class:`~logcap.dispatch.outbox.Outbox`.
+  is this shard; batch ids are unique in the process, so a late answer to a predecessor's
+  batch, which reaches the same name, never settles one of this shard's): the per-sink
+  bookkeeping is a :class:`~logcap.dispatch.outbox.Outbox`.
   Delivered/rejected settles the batch for that sink; retry closes that sink's retry gate (only
   that sink's) for the backoff delay (exponential, full jitter, honouring Retry-After), then
   its batches are resent oldest first, so order is kept; a ``held`` retry puts the batch back
@@ -26,6 +28,12 @@ Messages taken:
   had been sent and not answered are resent to it.
 * :class:`InFlight` (ask): lines held by this shard (held for a rate limit + open batch +
   unsettled batches).
+* :class:`HeldFrom` (ask, **data lane**: it queues behind every ``Entries`` its asker sent
+  before it): the lines of one source this shard holds in its open batch and unsettled
+  batches; an open batch holding some is closed and sent first. A source that restarted, or
+  whose shard restarted, waits for 0 before it asks the disk buffer what it holds (see
+  SourceShell). Reads held for a ``rate_limit`` block are not counted (they may be held for
+  long; if they are read again, the timestamp journal gives the copies the same timestamps).
 * :class:`Flush` (ask): close the open batch now (the agent's drain before a stop); answers
   like ``InFlight``.
 * :class:`ReplaceRouting` (ask, a config reload): the entries taken from now on run through
@@ -45,6 +53,7 @@ same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -70,11 +79,11 @@ from logcap.pipeline.stages.filter import Demand
 from logcap.pipeline.throttle import Released, Throttle
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
-from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.mailbox import DataMessage, DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 
-__all__ = ["WARN_AFTER_ATTEMPTS", "DispatcherShard", "Flush", "InFlight", "ReplaceRouting",
-           "ShardSettings"]
+__all__ = ["WARN_AFTER_ATTEMPTS", "DispatcherShard", "Flush", "HeldFrom", "InFlight",
+           "ReplaceRouting", "ShardSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,20 @@ batch keeps being retried."""
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """Ask: lines this shard holds that are not yet settled by every sink."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldFrom(DataMessage):
+    """Ask (data lane): how many lines of ``source`` this shard holds unsettled."""
+
+    source: str
+
+
+_BATCH_IDS = itertools.count(1)
+"""Batch ids of every shard of the process. A restarted shard used to count from 1 again:
+the disk buffer's answer to batch 5 of the crashed predecessor (fsynced after the crash)
+reached the new shard's name and settled *its* batch 5, acknowledging lines never stored,
+or dropping it from its queue unsent. Ids never reused, such an answer is ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +182,6 @@ class DispatcherShard(LogcapActor):
             sinks, base_delay_s=settings.retry_base_delay_s,
             max_delay_s=settings.retry_max_delay_s, clock=clock)
         self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
-        self._next_id = 1
         self._lines_held = 0  # lines of the batches not yet settled by every sink
         self._flush_timer: TimerHandle | None = None
         self.throttle = Throttle()
@@ -205,6 +227,8 @@ class DispatcherShard(LogcapActor):
             if isinstance(message, Flush) and len(self.batcher):
                 self._dispatch(self.batcher.take())
             return self._lines_held + self.batcher.lines + self.throttle.held_lines
+        elif isinstance(message, HeldFrom):
+            return self._held_from(message.source)
         elif isinstance(message, SinksChanged):
             self._change_sinks(message)
             return True
@@ -275,6 +299,14 @@ class DispatcherShard(LogcapActor):
             PIPELINE_DROPS.labels(pipeline.name, stage, reason).inc(lines)
         return result.entries, result.demand
 
+    def _held_from(self, source: str) -> int:
+        """Lines of ``source`` in the open batch (closed and sent now if there are some) and
+        in the batches not settled by every sink."""
+        if any(part.source == source for part in self.batcher.parts()):
+            self._dispatch(self.batcher.take())
+        return sum(len(part.lines) for batch in self.outbox.payloads()
+                   for part in batch.parts if part.source == source)
+
     def handle_stop(self) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -295,8 +327,7 @@ class DispatcherShard(LogcapActor):
             self._release(batch)
             return
         self._lines_held += batch.lines
-        self.outbox.add(self._next_id, batch)
-        self._next_id += 1
+        self.outbox.add(next(_BATCH_IDS), batch)
         self._pump()
 
     def _pump(self) -> None:

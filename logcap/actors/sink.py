@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from logcap.actors.dead_letters import hand_over
 from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
@@ -169,7 +170,8 @@ class SinkActor(LogcapActor):
 
     def _dead_letter(self, message: Deliver, verdict: Verdict) -> bool:
         """Hand a rejected batch to the DLQ (not one the DLQ itself is re-sending: it keeps
-        that entry). Sent before the verdict, so it is stored before the source moves on.
+        that entry). Stored (fsynced, :func:`hand_over` waits) before the verdict, so the source
+never moves past lines that are nowhere.
         False when the DLQ is enabled but refused it (full or restarting): the batch is then
         answered *retry*, so it is rejected again later and nothing is lost."""
         if self.dlq is None or message.sender == self.dlq.name:
@@ -177,11 +179,10 @@ class SinkActor(LogcapActor):
         now = time.time()
         entry = DeadLetter.from_parts(self.sink_name, verdict.reason, None, message.attempt,
                                       now, now, verdict.detail, message.parts)
-        try:
-            self.dlq.tell(entry)
-        except DeliveryRefused:
-            log.warning("%s: the DLQ cannot take rejected batch %d now; it will be retried",
-                        self.sink_name, message.batch_id)
+        why = hand_over(self.dlq, entry)
+        if why:
+            log.warning("%s: the DLQ cannot take rejected batch %d now (%s); it will be "
+                        "retried", self.sink_name, message.batch_id, why)
             return False
         return True
 

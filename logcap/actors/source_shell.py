@@ -11,7 +11,8 @@ Messages taken (control lane):
   freed window lets reading continue.
 * :class:`~logcap.runtime.directory.Rebound` — a shard this shell watches was (re)started:
   what was in flight to it is lost, so the source re-reads the streams of that shard from
-  their committed positions, past what the disk buffer holds (asked then; while the buffer
+  their committed positions, past what the disk buffer holds (asked then, once the new shard
+  has handed over what it took from us before this message; while it has not, or the buffer
   cannot answer, reading waits and ``_RetryRewind`` tries again); pending entries for it are
   dropped too.
 * :class:`SourceStatus` (ask) — the source's status, with ``source`` (its name).
@@ -29,9 +30,12 @@ on a timer (``PAUSE_S``). The source bounds its unacknowledged reads, so a down 
 reading, not the memory.
 
 On start: watches every shard's name (so a shard restart reaches it as ``Rebound``), asks the
-PositionsKeeper for the source's stored positions and, with the disk buffer on, the buffer for
-the ranges it holds durably (which may be ahead of the positions file), starts the source and
-its tick, and reads. On stop: closes the source (positions are the keeper's). A crash loses
+PositionsKeeper for the source's stored positions and, with the disk buffer on, waits (at most
+``SETTLE_MAX_S``) until no shard holds lines of this source any more (what a crashed
+predecessor sent is still on its way to the buffer), then asks the buffer for the ranges it
+holds durably (which may be ahead of the positions file), starts the source, commits the
+positions the source resumed at past those ranges (``take_updates``), starts its tick, and
+reads. On stop: closes the source (positions are the keeper's). A crash loses
 only in-memory reads, which were not committed: the restarted shell reads them again from the
 committed positions. Needs the ``directory`` keyword (its address is the ``ack_to``).
 """
@@ -40,6 +44,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +53,13 @@ from typing import Any
 import pykka
 
 from logcap.actors.disk_buffer import ResumeRanges
+from logcap.actors.shard import HeldFrom
 from logcap.messages import Acked, Entries
 from logcap.metrics import SOURCE_BYTES, SOURCE_LINES, SOURCE_PAUSES, SOURCE_TRUNCATED
 from logcap.origin import Buffered
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
-from logcap.runtime.mailbox import DeliveryRefused
+from logcap.runtime.mailbox import ActorUnavailable, DeliveryRefused, MailboxFull
 from logcap.runtime.timers import Scheduler
 from logcap.sources.base import Source
 
@@ -65,7 +72,12 @@ PAUSE_S = 0.02
 START_ASK_TIMEOUT_S = 10.0
 REWIND_ASK_TIMEOUT_S = 2.0
 REWIND_RETRY_S = 0.1
-"""While the disk buffer cannot give its ranges, how often a pending rewind is retried."""
+"""While the disk buffer cannot give its ranges, or the restarted shard still holds lines of
+this source, how often a pending rewind is retried."""
+SETTLE_MAX_S = 5.0
+"""How long a start or a rewind waits for the shards to hand what they hold of this source to
+the disk buffer before it asks the buffer's ranges anyway (lines may then be read twice)."""
+SETTLE_POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +115,19 @@ class _RetryRewind:
     pass
 
 
+def _incarnation(handle: Handle) -> str | None:
+    """The urn of the actor bound to ``handle`` now (None: none)."""
+    ref = handle.directory.lookup(handle.name)
+    return None if ref is None else ref.actor_urn
+
+
 def shard_index(stream: str, shards: int) -> int:
     """The shard of a stream: a stable hash, so one stream always goes to one shard."""
     return zlib.crc32(stream.encode("utf-8", "surrogateescape")) % shards
+
+
+class _NotYet(Exception):
+    """A rewind must wait (the restarted shard still holds lines of this source)."""
 
 
 class SourceShell(LogcapActor):
@@ -125,13 +147,17 @@ class SourceShell(LogcapActor):
         self.scheduler = scheduler
         self.buffer = buffer
         self._shard_of_name = {handle.name: i for i, handle in enumerate(shards)}
+        self._sleeper = threading.Event()  # never set: a bounded wait in the start
         self._address: Handle | None = None
         self._pending: list[Entries] = []
         self._wake_sent = False
         self._pump_sent = False
         self._paused = False
         self._stopped_reading = False
-        self._rewinds_due: set[str] = set()
+        self._rewinds_due: dict[str, float] = {}  # shard -> since when (monotonic)
+        # per shard, the incarnation (actor urn) this shell sends to: the one bound at its
+        # start or at the last rewind for that shard
+        self._in_step: list[str | None] = [None] * len(shards)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -139,15 +165,17 @@ class SourceShell(LogcapActor):
         self._address = self.address
         for shard in self.shards:
             shard.watch(self._address)
+        self._in_step = [_incarnation(shard) for shard in self.shards]
         stored: list[Any] = []
         query = self.source.positions_query
         if self.positions is not None and query is not None:
             stored = self.positions.ask(query, timeout=START_ASK_TIMEOUT_S)
         buffered: Buffered = {}
         if self.buffer is not None:
-            buffered = self.buffer.ask(ResumeRanges(self.source.name),
-                                       timeout=START_ASK_TIMEOUT_S)
+            self._await_predecessor()
+            buffered = self._start_ranges()
         self.source.start(stored, buffered, self._wake)
+        self._tell_keeper(self.source.take_updates())
         self.scheduler.call_later(self.source.tick_interval_s, self.actor_ref, _Tick())
         self._pump()
 
@@ -158,6 +186,57 @@ class SourceShell(LogcapActor):
         """Close the source (its descriptors, its watcher thread) as at a stop: what it read
         and did not commit is read again by the restarted shell."""
         self.source.close()
+
+    def _held_by(self, shard: Handle) -> int:
+        """Lines of this source ``shard`` holds unsettled (0 when it is not running: a shard
+        that restarts holds nothing). Raises ``MailboxFull`` / ``pykka.Timeout`` when it
+        cannot say now."""
+        try:
+            return int(shard.ask(HeldFrom(self.source.name), timeout=REWIND_ASK_TIMEOUT_S))
+        except ActorUnavailable:
+            return 0
+
+    def _await_predecessor(self) -> None:
+        """Wait (at most ``SETTLE_MAX_S``) until no shard holds lines of this source: what a
+        crashed predecessor sent is still on its way to the disk buffer, and asked before it
+        arrives, the buffer's ranges would miss it: this shell would read it again with new
+        timestamps, and Loki would keep both copies. :class:`HeldFrom` queues behind those
+        entries in each shard's data lane, so a shard answering 0 has handed them all to the
+        buffer (stored, or refused and given back to be read again)."""
+        deadline = time.monotonic() + SETTLE_MAX_S
+        waiting = list(self.shards)
+        while True:
+            still = []
+            for shard in waiting:
+                try:
+                    if self._held_by(shard):
+                        still.append(shard)
+                except (DeliveryRefused, pykka.Timeout):
+                    still.append(shard)
+            waiting = still
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("%s: %s still hold lines read before this restart after %.0fs; "
+                            "starting anyway (those lines may be read twice)", self.source.name,
+                            ", ".join(s.name for s in waiting), SETTLE_MAX_S)
+                return
+            self._sleeper.wait(SETTLE_POLL_S)
+
+    def _start_ranges(self) -> Buffered:
+        """The buffer's :class:`ResumeRanges`, asked again while its data lane is full
+        (until ``START_ASK_TIMEOUT_S``; then the refusal fails the start)."""
+        assert self.buffer is not None
+        deadline = time.monotonic() + START_ASK_TIMEOUT_S
+        while True:
+            try:
+                ranges: Buffered = self.buffer.ask(ResumeRanges(self.source.name),
+                                                   timeout=START_ASK_TIMEOUT_S)
+                return ranges
+            except MailboxFull:
+                if time.monotonic() >= deadline:
+                    raise
+                self._sleeper.wait(SETTLE_POLL_S)
 
     def _wake(self) -> None:
         """The source's wake-up; may be called from any thread."""
@@ -185,7 +264,8 @@ class SourceShell(LogcapActor):
             self._rewind(message.name)
         elif isinstance(message, _RetryRewind):
             for shard_name in sorted(self._rewinds_due):
-                self._rewind(shard_name)
+                if shard_name in self._rewinds_due:
+                    self._rewind(shard_name)
         elif isinstance(message, _Tick):
             self.source.on_tick()
             self.scheduler.call_later(self.source.tick_interval_s, self.actor_ref, _Tick())
@@ -211,29 +291,42 @@ class SourceShell(LogcapActor):
 
     def _rewind(self, shard_name: str) -> None:
         """Re-read what was in flight to ``shard_name`` (restarted), past what the disk buffer
-        holds. While the buffer cannot say (it restarts too), nothing is read and the rewind
-        is retried every ``REWIND_RETRY_S``: read without its ranges, the reads it stored
-        would come again with new timestamps (kept by Loki), and reading on would send newer
-        lines of those streams before the rewound ones."""
+        holds. Nothing is read, and the rewind is retried every ``REWIND_RETRY_S``, while
+
+        - the new shard still holds lines of ours (:class:`HeldFrom`; at most
+          ``SETTLE_MAX_S``): reads sent to it between its start and this ``Rebound`` are
+          on their way to the buffer; asked before they arrive, its ranges would miss them,
+          and they would be read again with new timestamps (kept by Loki);
+        - the buffer cannot say (it restarts too): read without its ranges, the reads it
+          stored would come again with new timestamps, and reading on would send newer lines
+          of those streams before the rewound ones.
+
+        :class:`ResumeRanges` travels behind the batches the crashed shard had sent the
+        buffer, so its answer includes them."""
         index = self._shard_of_name.get(shard_name)
         if index is None:
             return
+        due_since = self._rewinds_due.setdefault(shard_name, time.monotonic())
         buffered: Buffered | None = None
         if self.buffer is not None:
+            waited = time.monotonic() - due_since
             try:
+                if waited < SETTLE_MAX_S and self._held_by(self.shards[index]):
+                    raise _NotYet
                 buffered = self.buffer.ask(ResumeRanges(self.source.name),
                                            timeout=REWIND_ASK_TIMEOUT_S)
-            except (DeliveryRefused, pykka.Timeout):
-                self._rewinds_due.add(shard_name)
+            except (_NotYet, DeliveryRefused, pykka.Timeout):
                 self.scheduler.call_later(REWIND_RETRY_S, self.actor_ref, _RetryRewind())
                 return
-        self._rewinds_due.discard(shard_name)
+        del self._rewinds_due[shard_name]
+        self._in_step[index] = _incarnation(self.shards[index])
         n = len(self.shards)
 
         def selects(stream: str) -> bool:
             return shard_index(stream, n) == index
 
         dropped = self.source.rewind(selects, buffered)
+        self._tell_keeper(self.source.take_updates())
         self._pending = [e for e in self._pending if not selects(e.stream)]
         if dropped:
             log.info("%s: %s restarted; re-reading %d unacknowledged batches",
@@ -243,12 +336,19 @@ class SourceShell(LogcapActor):
     # -- reading ---------------------------------------------------------------------------
 
     def _send_pending(self) -> bool:
-        """Offer held entries in order; False if a shard refused (then we pause)."""
+        """Offer held entries in order; False if a shard refused (then we pause), or if it
+        restarted and its ``Rebound`` is not handled yet: sent to the new shard before the
+        rewind, a read would reach the buffer while the one before it, lost with the old
+        shard, is read again after it (out of order, and read twice when the rewind cannot
+        resume past it)."""
         n = len(self.shards)
         while self._pending:
             entries = self._pending[0]
+            index = shard_index(entries.stream, n)
+            if _incarnation(self.shards[index]) != self._in_step[index]:
+                return False
             try:
-                self.shards[shard_index(entries.stream, n)].tell(entries)
+                self.shards[index].tell(entries)
             except DeliveryRefused:
                 return False
             self._pending.pop(0)

@@ -38,6 +38,10 @@ class Batcher:
     def deadline(self) -> float | None:
         return self._opened_at + self.batch_timeout_s if self._parts else None
 
+    def parts(self) -> tuple[Entries, ...]:
+        """The open batch's parts, in arrival order."""
+        return tuple(self._parts)
+
     def take(self) -> list[Entries]:
         parts, self._parts, self.lines = self._parts, [], 0
         return parts

@@ -21,6 +21,8 @@ The contract, in read order:
 * **Rewind.** :meth:`Source.rewind` forgets the unacknowledged reads of the streams a predicate
   selects and reads them again from the committed position (a new epoch, so late acks of the
   old reads are ignored).
+* **Resumed positions.** A start or a rewind that resumes past what the disk buffer holds
+  durably moves a position without an ack: :meth:`Source.take_updates` gives those commits.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ class Source(Protocol):
         """Re-read the unacknowledged reads of the streams ``selects`` picks (by
         ``Entries.stream``); returns how many reads were dropped. ``buffered``: the disk
         buffer's ranges now (as at :meth:`start`): what it holds is not read again."""
+
+    def take_updates(self) -> list[PositionsUpdate]:
+        """Positions that moved outside an ack, for the keeper, each given once: a start or a
+        rewind that resumed past what the disk buffer holds durably (the shell takes them
+        after :meth:`start` and :meth:`rewind`)."""
 
     def on_wake(self) -> None:
         """After ``wake()``: look at what changed (the shell reads right after)."""

@@ -404,6 +404,10 @@ class ContainerSource:
             self._forget_if_done(c, updates)
         return updates
 
+    def take_updates(self) -> list[PositionsUpdate]:
+        """None: a container resumes by its cursor, never past the disk buffer's ranges."""
+        return []
+
     def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
         """Re-read the selected containers' streams from their committed cursors. ``buffered``
         is not used: a container resumes by its cursor and the resume filter, which skip what

@@ -143,6 +143,7 @@ class FileSource:
         self._sweeps = 0
         self._rotations: Counter[str] = Counter()
         self._pending_touched: set[str] | None = None
+        self._resumed: list[FilePosition] = []
 
     @property
     def tailer(self) -> SourceTailer:
@@ -160,6 +161,7 @@ class FileSource:
                                     buffered=buffered, make_reader=make_reader,
                                     journal=self.journal)
         self._report(self.tailer.rescan())
+        self._resumed = self._moved({p.key: p.offset for p in positions})
         include, exclude = self.settings.include, self.settings.exclude
         self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
                                   wanted=lambda path: matches(path, include, exclude))
@@ -304,7 +306,34 @@ class FileSource:
         return [CommitFiles(tuple(positions))] if positions else []
 
     def rewind(self, selects: Callable[[str], bool], buffered: Buffered | None = None) -> int:
-        return self.tailer.rewind(selects, buffered)
+        before = {gen.key: gen.committed for gen in self._open_generations()}
+        dropped = self.tailer.rewind(selects, buffered)
+        self._resumed.extend(self._moved(before))
+        return dropped
+
+    def take_updates(self) -> list[PositionsUpdate]:
+        """The positions a start or a rewind moved past the disk buffer's ranges. Committed
+        at once: those bytes are fsynced in the buffer (it syncs before it answers
+        ``ResumeRanges``). Left to the next ack, a source restarted again and again before
+        any ack (a storm of crashes) resumed from an ever older positions file, until its
+        offset fell out of the buffer's resume window and tens of thousands of lines were
+        read again with new timestamps."""
+        updates: list[PositionsUpdate] = [CommitFiles(tuple(self._resumed))] \
+            if self._resumed else []
+        self._resumed = []
+        return updates
+
+    def _open_generations(self) -> list[Any]:
+        tailer = self.tailer
+        return [gen for gen in [*tailer.retired, *tailer.current.values()]
+                if not gen.exhausted]
+
+    def _moved(self, before: dict[tuple[int, int], int]) -> list[FilePosition]:
+        """Positions of the open generations whose committed offset is past ``before``
+        (by ``(dev, ino)``)."""
+        now = self.tailer.wall()
+        return [gen.position(now) for gen in self._open_generations()
+                if gen.committed > before.get(gen.key, gen.committed)]
 
     def status(self) -> dict[str, Any]:
         """Counts, not per-file rows (``/health`` asks this of every source each time; the
