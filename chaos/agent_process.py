@@ -40,14 +40,36 @@ class ChaosProcess(LogcapProcess):
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def fd_targets(self) -> list[str]:
-        """What each descriptor points to (``readlink``), sorted: a leak's diagnosis."""
+        """What each descriptor points to (``readlink``), sorted: a leak's diagnosis. A TCP
+        socket is shown with its ends and state (``socket:tcp 127.0.0.1:8401->...:51234
+        ESTABLISHED``), so a leaked connection says whose it is."""
+        tcp = self._tcp_sockets()
         out = []
         for fd in os.listdir(f"/proc/{self.pid}/fd"):
             try:
-                out.append(os.readlink(f"/proc/{self.pid}/fd/{fd}"))
+                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
             except OSError:
                 continue
+            if target.startswith("socket:[") and target[8:-1] in tcp:
+                target = f"socket:tcp {tcp[target[8:-1]]}"
+            out.append(target)
         return sorted(out)
+
+    def _tcp_sockets(self) -> dict[str, str]:
+        """Socket inode -> ``local->remote STATE`` from /proc/<pid>/net/tcp (IPv4)."""
+        states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+        out = {}
+        try:
+            with open(f"/proc/{self.pid}/net/tcp") as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            return out
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9:
+                out[cols[9]] = (f"{_endpoint(cols[1])}->{_endpoint(cols[2])} "
+                                f"{states.get(cols[3], cols[3])}")
+        return out
 
     def crash(self, body: dict[str, Any]) -> dict[str, Any]:
         """Crash an actor; retried on 409 (nothing running to crash right now) and on a
@@ -86,3 +108,11 @@ class ChaosProcess(LogcapProcess):
         code, components = self.health()
         return code == 200 and bool(components) and all(
             c.get("status") == "running" for c in components.values())
+
+
+def _endpoint(hex_addr: str) -> str:
+    """``0100007F:20D1`` (little-endian IPv4, port) as ``127.0.0.1:8401``."""
+    addr, port = hex_addr.split(":")
+    octets = [str(int(addr[i:i + 2], 16)) for i in range(6, -1, -2)]
+    return f"{'.'.join(octets)}:{int(port, 16)}"
+

@@ -281,6 +281,8 @@ class _Run:
 def _fd_kind(target: str) -> str:
     """A descriptor's kind: ``pipe``, ``socket``, ``anon_inode:[eventpoll]``... (the inode
     number left out), or its path: what grew says more than which numbers are new."""
+    if target.startswith("socket:tcp "):  # by state; the new targets listed show the ends
+        return f"tcp {target.rsplit(' ', 1)[-1]}"
     if target.startswith(("pipe:", "socket:")):
         return target.split(":", 1)[0]
     return target
