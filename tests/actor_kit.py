@@ -94,6 +94,9 @@ class Worker(LogcapActor):
     def handle_stop(self) -> None:
         self.journal.add("stop", self.short)
 
+    def handle_crash(self) -> None:
+        self.journal.add("release", self.short)
+
     def handle(self, message: Any) -> Any:
         if isinstance(message, Crash):
             self.journal.add("crash", self.short)

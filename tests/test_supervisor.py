@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pykka import ActorRef
 
-from logcap.runtime.actor import ChildExited, LogcapActor, Ping
+from logcap.runtime.actor import ChildExited, LogcapActor, Ping, abandon
 from logcap.runtime.directory import Directory, Rebound
 from logcap.runtime.mailbox import ActorUnavailable
 from logcap.runtime.supervisor import (
@@ -234,8 +234,21 @@ def test_a_hung_child_is_detected_by_ping_and_restarted() -> None:
         wait_until(lambda: statuses(ref)["a"] == "running" and children(ref)["a"].ref
                    is not old, what="a replaced")
         assert "hung" in children(ref)["a"].last_error
+        assert journal.of("release") == []  # still in its handler
+        release.set()
+        # once its handler returns, the abandoned incarnation releases what it holds
+        wait_until(lambda: journal.of("release") == ["a"], what="the hung child's release")
     finally:
         release.set()
+
+
+def test_an_idle_abandoned_actor_wakes_ends_and_releases_once() -> None:
+    journal = Journal()
+    ref = Worker.start(journal, name="sup/idle")
+    wait_until(lambda: journal.of("start") == ["idle"], what="started")
+    abandon(ref)
+    wait_until(lambda: journal.of("release") == ["idle"], what="the release")
+    assert not ref.is_alive() and journal.of("stop") == []
 
 
 def test_a_transient_child_that_stops_normally_is_not_restarted() -> None:

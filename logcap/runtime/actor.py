@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import pykka
+from pykka._envelope import Envelope
 
 from logcap.runtime.crash import CrashActor, InjectedCrash
 from logcap.runtime.directory import Directory, Handle
@@ -71,6 +72,21 @@ class ExitLink:
             log.debug("exit of %s not reported: supervisor gone", self.child_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Abandoned:
+    """Put in an abandoned actor's inbox by :func:`abandon`: wakes its loop, which then ends."""
+
+
+def abandon(ref: pykka.ActorRef[Any]) -> None:
+    """Give up on an actor that will not stop (hung, or not stopped in time): unregistered,
+    its stopped flag set, and its loop woken (an idle loop would wait in its inbox for ever);
+    the loop ends when its handler returns, and the actor releases what it holds
+    (:meth:`LogcapActor._actor_loop_teardown`)."""
+    pykka.ActorRegistry.unregister(ref)
+    ref.actor_stopped.set()
+    ref.actor_inbox.put(Envelope(_Abandoned()))
+
+
 def describe_error(exc: BaseException | None) -> str:
     if exc is None:
         return ""
@@ -101,6 +117,7 @@ class LogcapActor(pykka.ThreadingActor):
         self.directory = directory
         self._mailbox_capacity = mailbox_capacity
         self._exit_reported = False
+        self._released = False  # handle_stop or handle_crash has run
         super().__init__()
 
     def _create_actor_inbox(self) -> BoundedInbox:  # type: ignore[override]
@@ -147,6 +164,7 @@ class LogcapActor(pykka.ThreadingActor):
     # -- pykka hooks, final -----------------------------------------------------------------
 
     def _release_after_crash(self) -> None:
+        self._released = True
         try:
             self.handle_crash()
         except Exception as exc:
@@ -170,6 +188,8 @@ class LogcapActor(pykka.ThreadingActor):
             raise
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Abandoned):
+            return None  # the loop ends now (its stopped flag is set); the teardown releases
         if isinstance(message, Ping):
             self.on_ping()
             return "pong"
@@ -194,4 +214,15 @@ class LogcapActor(pykka.ThreadingActor):
             self._release_after_crash()
             self.report_exit(True, describe_error(exc))
             raise
+        self._released = True
         self.report_exit(False)
+
+    def _actor_loop_teardown(self) -> None:
+        """pykka's last step of the actor's thread. An actor its supervisor abandoned (hung,
+        or not stopped in time: :func:`abandon`) leaves its loop without pykka's ``on_stop``:
+        it releases what it holds here, as after a crash (a Loki sink's connections stayed
+        open for good: one socket per abandoned sink in the chaos runs)."""
+        if not self._released:
+            log.warning("%s: abandoned by its supervisor; releasing what it holds", self.name)
+            self._release_after_crash()
+        super()._actor_loop_teardown()

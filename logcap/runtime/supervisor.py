@@ -39,10 +39,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka import ActorDeadError, ActorRef
 
 from logcap.metrics import ACTOR_CRASHES, ACTOR_RESTARTS
-from logcap.runtime.actor import ChildExited, ExitLink, LogcapActor, Ping, describe_error
+from logcap.runtime.actor import (
+    ChildExited,
+    ExitLink,
+    LogcapActor,
+    Ping,
+    abandon,
+    describe_error,
+)
 from logcap.runtime.childspec import (
     DEFAULT_PING_INTERVAL_S,
     DEFAULT_PING_TIMEOUT_S,
@@ -448,6 +455,5 @@ class Supervisor(LogcapActor):
 
 
 def _abandon(ref: ActorRef[Any]) -> None:
-    """Give up on an actor that will not stop: its loop ends when its handler returns."""
-    ActorRegistry.unregister(ref)
-    ref.actor_stopped.set()
+    """Give up on an actor that will not stop (:func:`~logcap.runtime.actor.abandon`)."""
+    abandon(ref)
