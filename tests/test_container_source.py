@@ -14,7 +14,7 @@ from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.framing import Frame, Stream, encode_frame
 from logcap.sources.containers.reads import ContainerReads
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
-from logcap.state.positions_messages import CommitContainers
+from logcap.state.positions_messages import CommitContainers, RecordContainers
 from tests.actor_kit import wait_until
 
 S = 1_000_000_000
@@ -261,3 +261,32 @@ def test_only_containers_passing_the_filters_get_a_follower() -> None:
     lines, _ = drive(source, lambda got: bool(got), timeout=10)
     assert lines == ["app-1"]
     assert [c["name"] for c in source.status()["stats"]["containers"]] == ["app-1"]
+
+
+def test_a_container_followed_for_the_first_time_is_recorded_before_its_lines() -> None:
+    world = StubWorld()
+    world.infos[CID] = ContainerInfo(CID, "web", "img")
+    world.logs[CID] = [(T0, Stream.STDOUT, b"%d" % i) for i in range(20)]
+    source = ContainerSource(settings(), lambda url: StubEngine(world))
+    woke = threading.Event()
+    source.start([], {}, woke.set)
+    order: list[object] = []
+    try:
+        def step() -> bool:
+            reading = source.read()
+            order.extend(reading.updates)
+            order.extend(line for e in reading.entries for line in e.lines)
+            woke.wait(0.05)
+            woke.clear()
+            return sum(isinstance(x, str) for x in order) >= 20
+
+        wait_until(step, timeout=10)
+    finally:
+        source.close()
+    records = [i for i, x in enumerate(order) if isinstance(x, RecordContainers)]
+    assert len(records) == 1
+    first_line = next(i for i, x in enumerate(order) if isinstance(x, str))
+    assert records[0] < first_line
+    record = order[records[0]]
+    assert isinstance(record, RecordContainers)
+    assert [(p.id, p.cursor_ns) for p in record.positions] == [(CID, 0)]

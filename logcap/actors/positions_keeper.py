@@ -11,6 +11,9 @@ Messages taken (all control lane; the first three are defined in
 * :class:`CommitContainers`, :class:`ForgetContainers`, :class:`GetContainerPositions` — the
   same for container cursors (``container_positions.json``). Cleanup keeps the entries of
   files and containers committed in this process life, however old.
+* :class:`RecordContainers` (asked by the source shell) — containers just followed, with
+  their starting cursors: recorded and written at once, before the answer (True if the write
+  succeeded; a failed one is retried like any other).
 * :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
   ``GET /positions``.
 * :class:`~logcap.runtime.health.CheckHealth` (ask) — ``degraded`` from the first failed
@@ -43,6 +46,7 @@ from logcap.state.positions_messages import (
     ForgetFiles,
     GetContainerPositions,
     GetFilePositions,
+    RecordContainers,
 )
 
 __all__ = ["PositionsKeeper", "Snapshot"]
@@ -97,7 +101,8 @@ class PositionsKeeper(LogcapActor):
         interval = max(FLUSH_CHECK_MIN_S, self.settings.flush_interval)
         self.scheduler.call_later(interval, self.actor_ref, _FlushTick())
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write what changed; False if the write failed (kept in memory, retried)."""
         streak = self.write_failures
         try:
             written = self.store.flush()
@@ -110,13 +115,14 @@ class PositionsKeeper(LogcapActor):
                 log.error("positions: writes to %s still failing after %.0fs: %s; last: %s",
                           self.settings.directory, streak.duration(time.time()),
                           streak.summary(), exc)
-            return
+            return False
         lasted, summary = streak.duration(time.time()), streak.summary()
         if streak.succeeded() == RECOVERED:
             log.info("positions: written to %s again after %.0fs of failures (%s)",
                      self.settings.directory, lasted, summary)
         if written:
             POSITIONS_FLUSHES.inc(written)
+        return True
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, CommitFiles):
@@ -135,6 +141,11 @@ class PositionsKeeper(LogcapActor):
                 self.live_containers.add(cpos.id)
             if self.store.should_flush():
                 self._flush()
+        elif isinstance(message, RecordContainers):
+            for cpos in message.positions:
+                self.store.commit_container(cpos)
+                self.live_containers.add(cpos.id)
+            return self._flush() if self.store.dirty else True
         elif isinstance(message, ForgetContainers):
             for cid in message.ids:
                 self.store.forget_container(cid)

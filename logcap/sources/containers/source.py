@@ -78,6 +78,7 @@ from logcap.state.positions_messages import (
     ForgetContainers,
     GetContainerPositions,
     PositionsUpdate,
+    RecordContainers,
 )
 
 __all__ = ["DIE_GRACE_S", "IDLE_RESTART_S", "INBOX_ITEMS", "ContainerSettings",
@@ -250,8 +251,11 @@ class ContainerSource:
                             item.reason)
                 c.trouble = item.reason
         elif isinstance(item, Seen):
+            started: list[ContainerPosition] = []
             for info in item.infos:
-                self._seen(info, reading.updates)
+                self._seen(info, started)
+            if started:
+                reading.updates.append(RecordContainers(tuple(started)))
             self._listed_once = True
         elif isinstance(item, Died):
             c = self._containers.get(item.container_id)
@@ -300,13 +304,15 @@ class ContainerSource:
     def _followed(self) -> int:
         return sum(1 for c in self._containers.values() if c.follower is not None)
 
-    def _seen(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
+    def _seen(self, info: ContainerInfo, started: list[ContainerPosition]) -> None:
+        """Follow ``info`` if it is to be (the module docstring); the starting positions of
+        containers followed for the first time go on ``started``."""
         follows = self.settings.filter.follows(info.name, info.labels)
         c = self._containers.get(info.id)
         if not info.running:
             # stopped while logcap was down, with lines not shipped: read its log to the end
             if c is None and follows and info.id in self._stored:
-                self._add(info, updates)
+                self._add(info, started)
             return
         if c is not None:
             if c.info.name != info.name or c.info.labels != info.labels:
@@ -326,20 +332,21 @@ class ContainerSource:
                 self._follow(c)
             return
         if follows:
-            self._add(info, updates)
+            self._add(info, started)
 
-    def _add(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
+    def _add(self, info: ContainerInfo, started: list[ContainerPosition]) -> None:
         cursor = self._stored.get(info.id)
         if cursor is None:
             cursor = ContainerCursor()
             if not self._listed_once and self.settings.start_at == "end":
                 now = self.clock_ns()
                 cursor = ContainerCursor(floor_ns=now - now % _NS_PER_S)
-            # stored at once: should logcap crash and the container stop before a line is
-            # committed, the next start still knows to read its log to the end
+            # written before its first line is read (RecordContainers): should logcap be
+            # killed and the container exit before a line is committed, the next start still
+            # knows to read its log to the end
             self._stored[info.id] = cursor
-            updates.append(CommitContainers((ContainerPosition(
-                info.id, info.name, cursor.resume_ns(), encode_cursor(cursor), 0.0),)))
+            started.append(ContainerPosition(info.id, info.name, cursor.resume_ns(),
+                                             encode_cursor(cursor), 0.0))
         reads = ContainerReads(self.name, info.id, self.run_id, cursor,
                                max_line_bytes=self.settings.max_line_bytes,
                                clock_ns=self.clock_ns)
