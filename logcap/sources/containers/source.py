@@ -24,6 +24,16 @@ Lines
     and ``stream`` (stdout or stderr). Each line's timestamp is the engine's
     (``Entries.timestamps``); the container ID is structured metadata ``container_id``.
 
+Multi-line entries
+    ``multiline_for(stream, labels)`` gives the multiline spec of a container stream (its
+    ``Entries.stream`` and labels; None: lines as they are), asked when a container is first
+    followed and again when a rename changes its labels. Each stream is joined apart (see
+    :mod:`logcap.sources.containers.joining`): an Entries line is a whole entry, and cursors
+    commit only whole entries. An open entry is closed after its timeout only once the inbox
+    is drained (its next lines are not waiting in it), and at the end of the container's log.
+    Entries closed are counted by reason (``logcap_source_multiline_entries_total``,
+    ``multiline`` in the status).
+
 Watchdog (:meth:`on_tick`, every second)
     A follower whose container died more than :data:`DIE_GRACE_S` ago and is still streaming,
     or that had no data for :data:`IDLE_RESTART_S`, is restarted (a stuck read; it re-filters
@@ -52,6 +62,7 @@ from logcap.metrics import (
     CONTAINER_REASSEMBLED,
     CONTAINER_RECONNECTS,
     CONTAINERS_FOLLOWED,
+    SOURCE_MULTILINE_ENTRIES,
 )
 from logcap.origin import CONTAINER_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
@@ -70,8 +81,9 @@ from logcap.sources.containers.engine import (
 from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.follower import Chunk, Ended, Follower, Opened, Trouble
 from logcap.sources.containers.framing import MAX_FRAME_BYTES, Stream
-from logcap.sources.containers.reads import ContainerReads
+from logcap.sources.containers.reads import ContainerReads, entries_stream
 from logcap.sources.containers.watch import Died, EngineStatus, EngineWatch, Removed, Seen
+from logcap.sources.multiline import JoinCounts, MultilineRule, MultilineSpec
 from logcap.state.positions import ContainerPosition
 from logcap.state.positions_messages import (
     CommitContainers,
@@ -134,9 +146,14 @@ class _Container:
     labels: dict[Stream, Labels] = field(default_factory=dict)
 
 
+MultilineFor = Callable[[str, Labels], MultilineSpec | None]
+"""``(Entries.stream, labels) -> spec``: how a container stream's lines are joined (None:
+not)."""
+
+
 class ContainerSource:
     """The container source (module docstring). ``engine_factory(url)`` makes an engine client
-    (each thread gets its own)."""
+    (each thread gets its own); ``multiline_for`` chooses the joining of each stream."""
 
     kind = CONTAINER_KIND
     positions_query = GetContainerPositions()
@@ -145,7 +162,8 @@ class ContainerSource:
     def __init__(self, settings: ContainerSettings,
                  engine_factory: Callable[[str], Engine] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 multiline_for: MultilineFor = lambda stream, labels: None) -> None:
         self.name = settings.source
         self.settings = settings
         self._engine_factory = engine_factory or _docker_engine
@@ -161,6 +179,11 @@ class ContainerSource:
         self._engine_ok: bool | None = None
         self._engine_reason = "not connected yet"
         self.errors: dict[str, str] = {}
+        self.multiline_for = multiline_for
+        self.joined = JoinCounts()
+        self._rules: dict[object, MultilineRule] = {}
+        self._ready: set[str] = set()
+        """Containers whose reads have entries ready outside of a read (a rename)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -218,6 +241,10 @@ class ContainerSource:
                 break
             taken += 1
             self._take(item, touched, reading)
+        if self.inbox.empty():
+            self._close_due(touched)
+        touched |= self._ready
+        self._ready.clear()
         for cid in touched:
             c = self._containers.get(cid)
             if c is None:
@@ -232,8 +259,17 @@ class ContainerSource:
             if reassembled:
                 CONTAINER_REASSEMBLED.labels(self.name).inc(reassembled)
             self._forget_if_done(c, reading.updates)
+        for reason, count in self.joined.take().items():
+            SOURCE_MULTILINE_ENTRIES.labels(self.name, reason).inc(count)
         reading.more = not self.inbox.empty() and not self._window_full()
         return reading
+
+    def _close_due(self, touched: set[str]) -> None:
+        """Close the open entries past their timeout (every line read so far was fed)."""
+        now = self.clock()
+        for cid, c in self._containers.items():
+            if c.reads.joining and c.reads.flush_due(now):
+                touched.add(cid)
 
     def _take(self, item: object, touched: set[str], reading: Reading) -> None:
         if isinstance(item, Chunk):
@@ -319,6 +355,8 @@ class ContainerSource:
                 c.info = ContainerInfo(info.id, info.name, info.image, info.labels,
                                        c.info.tty, info.running)
                 c.labels = self._labels(info)
+                if c.reads.set_rules(self._rules_for(info.id, c.labels)):
+                    self._ready.add(info.id)
             if not follows:
                 if c.follower is not None:
                     log.info("%s: %s no longer matches the filters; not followed",
@@ -347,10 +385,12 @@ class ContainerSource:
             self._stored[info.id] = cursor
             started.append(ContainerPosition(info.id, info.name, cursor.resume_ns(),
                                              encode_cursor(cursor), 0.0))
+        labels = self._labels(info)
         reads = ContainerReads(self.name, info.id, self.run_id, cursor,
                                max_line_bytes=self.settings.max_line_bytes,
-                               clock_ns=self.clock_ns)
-        c = _Container(info, reads, labels=self._labels(info))
+                               clock_ns=self.clock_ns, rules=self._rules_for(info.id, labels),
+                               counts=self.joined, clock=self.clock)
+        c = _Container(info, reads, labels=labels)
         self._containers[info.id] = c
         log.info("%s: following %s (%s, %s)", self.name, info.name, info.id[:12], info.image)
         self._follow(c)
@@ -363,6 +403,21 @@ class ContainerSource:
                                                                   reads.max_line_bytes + 64))
         c.follower.start()
         CONTAINERS_FOLLOWED.labels(self.name).set(self._followed())
+
+    def _rules_for(self, container_id: str, labels: dict[Stream, Labels]
+                   ) -> dict[Stream, MultilineRule | None]:
+        """The joining rule of each of a container's streams (compiled once per spec)."""
+        rules: dict[Stream, MultilineRule | None] = {}
+        for stream in Stream:
+            spec = self.multiline_for(entries_stream(container_id, stream), labels[stream])
+            if spec is None:
+                rules[stream] = None
+                continue
+            rule = self._rules.get(spec)
+            if rule is None:
+                rule = self._rules[spec] = MultilineRule.of(spec)
+            rules[stream] = rule
+        return rules
 
     def _labels(self, info: ContainerInfo) -> dict[Stream, Labels]:
         base = dict(self.settings.labels)
@@ -466,6 +521,7 @@ class ContainerSource:
                       "lines": sum(c.reads.lines for c in self._containers.values()),
                       "bytes": sum(c.reads.bytes for c in self._containers.values()),
                       "reconnects": sum(c.reconnects for c in self._containers.values()),
+                      **({"multiline": dict(self.joined.total)} if self.joined.total else {}),
                       "containers": containers},
         }
         if not self._engine_ok:
