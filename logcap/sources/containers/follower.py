@@ -85,6 +85,8 @@ class Opened:
     since_ns: int
     tty: bool
     follow: bool
+    polled: bool = False
+    """The engine is polled (podman: one time-ordered log for both streams)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,7 @@ class Follower:
             self.session += 1
             self.requests += 1
             if not self._put(Opened(self.container_id, self.session, since_ns, info.tty,
-                                    follow)):
+                                    follow, polling)):
                 stream.close()
                 return False
             got, error = self._read(stream, info.tty)

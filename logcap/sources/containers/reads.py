@@ -36,7 +36,9 @@ that a resume does not re-read the whole log for it, :meth:`commit_cursor` and :
 raise the cursor's floor to the other stream's timestamp minus :data:`FLOOR_MARGIN_NS`, but
 only while the quiet stream has nothing received and not committed (no line in the window, no
 partial line). The margin covers engines whose two streams are not in exact time order
-(Docker copies stdout and stderr in separate goroutines).
+(Docker copies stdout and stderr in separate goroutines); podman keeps both in one log in time
+order (``opened(ordered=True)``, as the follower reports a polled engine): no margin, so a
+poll re-sends only the resume point's second.
 """
 
 from __future__ import annotations
@@ -121,14 +123,19 @@ class ContainerReads:
         self.untimed_pieces = 0
         self.refused_requests = 0
         self._reported = (0, 0)
+        self.floor_margin_ns = FLOOR_MARGIN_NS
         self.published_since_ns = self.since_ns()
         """:meth:`since_ns` as of the last :meth:`publish` (what the follower thread reads)."""
 
     # -- what was read ---------------------------------------------------------------------
 
-    def opened(self, session: int, since_ns: int, tty: bool) -> bool:
+    def opened(self, session: int, since_ns: int, tty: bool, *, ordered: bool = False
+               ) -> bool:
         """A new log request (``session``) answered with the lines after ``since_ns``; False
-        (and its frames will be ignored) if that is later than the lines still needed."""
+        (and its frames will be ignored) if that is later than the lines still needed.
+        ``ordered``: the engine keeps both streams in one log in time order (podman), so a
+        quiet stream's floor needs no margin (from now on)."""
+        self.floor_margin_ns = 0 if ordered else FLOOR_MARGIN_NS
         if since_ns > self.since_ns():
             self.refused_requests += 1
             self.session = None
@@ -334,7 +341,7 @@ class ContainerReads:
         quiet = [s for s in Stream if s not in cursor.streams]
         if not quiet or not all(self._quiet(s, assembler) for s in quiet):
             return cursor
-        floor = min(c.timestamp_ns for c in cursor.streams.values()) - FLOOR_MARGIN_NS
+        floor = min(c.timestamp_ns for c in cursor.streams.values()) - self.floor_margin_ns
         if floor <= cursor.floor_ns:
             return cursor
         return ContainerCursor(floor, cursor.streams)

@@ -316,7 +316,7 @@ class ContainerSource:
         if c.info.tty != item.tty:
             c.info = ContainerInfo(c.info.id, c.info.name, c.info.image, c.info.labels,
                                    item.tty, c.info.running)
-        if not c.reads.opened(item.session, item.since_ns, item.tty):
+        if not c.reads.opened(item.session, item.since_ns, item.tty, ordered=item.polled):
             c.reads.publish()
             c.follower.restart()  # it asked from later than the lines still needed
 
