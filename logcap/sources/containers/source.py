@@ -72,18 +72,14 @@ from logcap.sources.containers.cursor_format import (
     decode_cursor,
     encode_cursor,
 )
-from logcap.sources.containers.engine import (
-    COMPOSE_PROJECT,
-    COMPOSE_SERVICE,
-    ContainerInfo,
-    Engine,
-)
+from logcap.sources.containers.engine import ContainerInfo, Engine
 from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.follower import Chunk, Ended, Follower, Opened, Trouble
 from logcap.sources.containers.framing import MAX_FRAME_BYTES, Stream
-from logcap.sources.containers.reads import ContainerReads, entries_stream
+from logcap.sources.containers.reads import ContainerReads
+from logcap.sources.containers.streams import MultilineFor, StreamRules, stream_labels
 from logcap.sources.containers.watch import Died, EngineStatus, EngineWatch, Removed, Seen
-from logcap.sources.multiline import JoinCounts, MultilineRule, MultilineSpec
+from logcap.sources.multiline import JoinCounts
 from logcap.state.positions import ContainerPosition
 from logcap.state.positions_messages import (
     CommitContainers,
@@ -146,11 +142,6 @@ class _Container:
     labels: dict[Stream, Labels] = field(default_factory=dict)
 
 
-MultilineFor = Callable[[str, Labels], MultilineSpec | None]
-"""``(Entries.stream, labels) -> spec``: how a container stream's lines are joined (None:
-not)."""
-
-
 class ContainerSource:
     """The container source (module docstring). ``engine_factory(url)`` makes an engine client
     (each thread gets its own); ``multiline_for`` chooses the joining of each stream."""
@@ -179,9 +170,8 @@ class ContainerSource:
         self._engine_ok: bool | None = None
         self._engine_reason = "not connected yet"
         self.errors: dict[str, str] = {}
-        self.multiline_for = multiline_for
+        self.rules = StreamRules(multiline_for)
         self.joined = JoinCounts()
-        self._rules: dict[object, MultilineRule] = {}
         self._ready: set[str] = set()
         """Containers whose reads have entries ready outside of a read (a rename)."""
 
@@ -354,8 +344,8 @@ class ContainerSource:
             if c.info.name != info.name or c.info.labels != info.labels:
                 c.info = ContainerInfo(info.id, info.name, info.image, info.labels,
                                        c.info.tty, info.running)
-                c.labels = self._labels(info)
-                if c.reads.set_rules(self._rules_for(info.id, c.labels)):
+                c.labels = stream_labels(self.settings.labels, info)
+                if c.reads.set_rules(self.rules.of(info.id, c.labels)):
                     self._ready.add(info.id)
             if not follows:
                 if c.follower is not None:
@@ -385,10 +375,10 @@ class ContainerSource:
             self._stored[info.id] = cursor
             started.append(ContainerPosition(info.id, info.name, cursor.resume_ns(),
                                              encode_cursor(cursor), 0.0))
-        labels = self._labels(info)
+        labels = stream_labels(self.settings.labels, info)
         reads = ContainerReads(self.name, info.id, self.run_id, cursor,
                                max_line_bytes=self.settings.max_line_bytes,
-                               clock_ns=self.clock_ns, rules=self._rules_for(info.id, labels),
+                               clock_ns=self.clock_ns, rules=self.rules.of(info.id, labels),
                                counts=self.joined, clock=self.clock)
         c = _Container(info, reads, labels=labels)
         self._containers[info.id] = c
@@ -403,31 +393,6 @@ class ContainerSource:
                                                                   reads.max_line_bytes + 64))
         c.follower.start()
         CONTAINERS_FOLLOWED.labels(self.name).set(self._followed())
-
-    def _rules_for(self, container_id: str, labels: dict[Stream, Labels]
-                   ) -> dict[Stream, MultilineRule | None]:
-        """The joining rule of each of a container's streams (compiled once per spec)."""
-        rules: dict[Stream, MultilineRule | None] = {}
-        for stream in Stream:
-            spec = self.multiline_for(entries_stream(container_id, stream), labels[stream])
-            if spec is None:
-                rules[stream] = None
-                continue
-            rule = self._rules.get(spec)
-            if rule is None:
-                rule = self._rules[spec] = MultilineRule.of(spec)
-            rules[stream] = rule
-        return rules
-
-    def _labels(self, info: ContainerInfo) -> dict[Stream, Labels]:
-        base = dict(self.settings.labels)
-        base["container"] = info.name
-        base["image"] = info.image
-        if COMPOSE_SERVICE in info.labels:
-            base["compose_service"] = info.labels[COMPOSE_SERVICE]
-        if COMPOSE_PROJECT in info.labels:
-            base["compose_project"] = info.labels[COMPOSE_PROJECT]
-        return {s: tuple(sorted({**base, "stream": s.label}.items())) for s in Stream}
 
     def _engine_status(self, status: EngineStatus) -> None:
         was = self._engine_ok
