@@ -46,6 +46,9 @@ READ_BYTES = 64 * 1024
 """Most bytes one :meth:`RawStream.read` returns."""
 CALL_TIMEOUT_S = 10.0
 """Timeout of the short calls (list, inspect, ping) and of connecting a stream."""
+READ_TO_END_TIMEOUT_S = 60.0
+"""Longest wait for the next bytes of a log read without ``follow`` (then the read fails and is
+retried with backoff: a hung daemon)."""
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_PROJECT = "com.docker.compose.project"
 
@@ -282,9 +285,11 @@ class DockerEngine:
                                   "stderr": True, "tail": "all"}
         if since is not None:
             params["since"] = str(since)
-        # a followed log may be quiet for ever; one read to the end may not hang
-        return self._stream("/containers/{0}/logs", params, None if follow else self.timeout_s,
-                            container_id)
+        # a followed log may be quiet for ever; one read to the end may not hang, but may be
+        # slow to start: podman sends nothing of a read without follow for tens of seconds
+        # when many containers write fast (measured: 20 busybox writers on 2 cores)
+        return self._stream("/containers/{0}/logs", params,
+                            None if follow else READ_TO_END_TIMEOUT_S, container_id)
 
     def follow_loses_lines(self) -> bool:
         """True for podman (asked once per client: ``GET /version``)."""
