@@ -90,8 +90,8 @@ def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, key, reason", [
     ("sources:\n  containers:\n    enabled: true\n    pipeline: p\n",
      "sources.containers.pipeline", "no pipeline named 'p'"),
-    ("sources:\n  containers:\n    enabled: true\n    pipeline: opensips\n",
-     "sources.containers.pipeline", "container sources do not join lines yet"),
+    ("sources:\n  containers:\n    enabled: true\n    multiline: {max_lines: 3}\n",
+     "sources.containers.multiline.pattern", "required but missing"),
     ("batch_persistence:\n  enabled: true\n", "batch_persistence.enabled",
      "needs disk_buffer.enabled"),
     ("batch_persistence:\n  enabled: true\ndisk_buffer:\n  enabled: true\n"

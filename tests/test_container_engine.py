@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from logcap.sources.containers.engine import is_podman
 from logcap.sources.containers.framing import FrameDecoder, Stream
 from logcap.sources.containers.lines import LineAssembler, LogLine
 from tests.podman_engine import (
@@ -80,3 +81,13 @@ def test_framed_logs_of_a_real_container_reassemble_byte_exact_per_stream(engine
     assert all(line.timestamp_ns for line in lines)
     assert assembler.untimed_pieces == 0 and assembler.truncated_lines == 0
     assert assembler.reassembled_lines >= 2
+
+
+def test_podman_is_told_from_docker_by_its_version_components() -> None:
+    podman = {"Version": "4.3.1", "Components": [{"Name": "Podman Engine"},
+                                                 {"Name": "Conmon"}]}
+    docker_ = {"Version": "24.0.7", "Components": [{"Name": "Engine"},
+                                                   {"Name": "containerd"}]}
+    assert is_podman(podman)
+    assert not is_podman(docker_)
+    assert not is_podman({"Version": "1.0"})  # no components: not known to lose lines

@@ -14,7 +14,7 @@ from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.framing import Frame, Stream, encode_frame
 from logcap.sources.containers.reads import ContainerReads
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
-from logcap.state.positions_messages import CommitContainers
+from logcap.state.positions_messages import CommitContainers, RecordContainers
 from tests.actor_kit import wait_until
 
 S = 1_000_000_000
@@ -107,6 +107,9 @@ class StubWorld:
     infos: dict[str, ContainerInfo] = field(default_factory=dict)
     down: str = ""
     requests: int = 0
+    podman: bool = False
+    """Followed streams lose every other line (as podman's can); reads without follow do not."""
+    follows: list[bool] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -165,10 +168,17 @@ class StubEngine:
         self._check()
         with self.world.lock:
             self.world.requests += 1
+            self.world.follows.append(follow)
             after = since.ns if since is not None else -1
             lines = [x for x in self.world.logs.get(container_id, []) if x[0] > after]
+            if follow and self.world.podman:
+                lines = lines[::2]
         return StubStream(b"".join(encode_frame(s, stamp(ts) + b" " + t + b"\n")
                                    for ts, s, t in lines))
+
+    def follow_loses_lines(self) -> bool:
+        self._check()
+        return self.world.podman
 
     def events(self, since_s: int, idle_s: float) -> StubStream:
         self._check()
@@ -261,3 +271,51 @@ def test_only_containers_passing_the_filters_get_a_follower() -> None:
     lines, _ = drive(source, lambda got: bool(got), timeout=10)
     assert lines == ["app-1"]
     assert [c["name"] for c in source.status()["stats"]["containers"]] == ["app-1"]
+
+
+def test_a_container_followed_for_the_first_time_is_recorded_before_its_lines() -> None:
+    world = StubWorld()
+    world.infos[CID] = ContainerInfo(CID, "web", "img")
+    world.logs[CID] = [(T0, Stream.STDOUT, b"%d" % i) for i in range(20)]
+    source = ContainerSource(settings(), lambda url: StubEngine(world))
+    woke = threading.Event()
+    source.start([], {}, woke.set)
+    order: list[object] = []
+    try:
+        def step() -> bool:
+            reading = source.read()
+            order.extend(reading.updates)
+            order.extend(line for e in reading.entries for line in e.lines)
+            woke.wait(0.05)
+            woke.clear()
+            return sum(isinstance(x, str) for x in order) >= 20
+
+        wait_until(step, timeout=10)
+    finally:
+        source.close()
+    records = [i for i, x in enumerate(order) if isinstance(x, RecordContainers)]
+    assert len(records) == 1
+    first_line = next(i for i, x in enumerate(order) if isinstance(x, str))
+    assert records[0] < first_line
+    record = order[records[0]]
+    assert isinstance(record, RecordContainers)
+    assert [(p.id, p.cursor_ns) for p in record.positions] == [(CID, 0)]
+
+
+def test_an_engine_whose_followed_streams_lose_lines_is_polled_without_follow() -> None:
+    world = StubWorld(podman=True)
+    world.infos[CID] = ContainerInfo(CID, "web", "img")
+    world.logs[CID] = [(T0 + (i // 100) * S, Stream.STDOUT, b"%d" % i) for i in range(300)]
+
+    def more_lines() -> None:  # written while the source polls
+        wait_until(lambda: world.requests >= 2, timeout=10)
+        with world.lock:
+            world.logs[CID] += [(T0 + 3 * S, Stream.STDOUT, b"%d" % i) for i in range(300, 400)]
+
+    writer = threading.Thread(target=more_lines)
+    writer.start()
+    source = ContainerSource(settings(), lambda url: StubEngine(world))
+    lines, _ = drive(source, lambda got: len(got) >= 400)
+    writer.join()
+    assert lines == [str(i) for i in range(400)]
+    assert world.follows and not any(world.follows)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.actor_kit import wait_until
 from tests.harness import LogcapProcess, make_config
@@ -361,5 +362,32 @@ def test_a_missing_socket_degrades_health_retries_and_files_keep_shipping(
         rows = {r["name"]: r for r in proc.api("/stats")["actors"]}
         assert next(r for n, r in rows.items() if n.endswith("sources/containers"))[
             "restarts"] == 0
+    finally:
+        proc.stop()
+
+
+def test_a_container_that_exited_before_its_first_position_flush_is_read_after_kill_9(
+    tmp_path: Path, engine: PodmanEngine, client: Any, receiver: LokiReceiver
+) -> None:
+    """Followed, then exited (not removed) while Loki refused its lines, and logcap killed -9
+    long before the positions flush interval: the restarted logcap still reads its log."""
+    cfg = config(tmp_path, engine, receiver)
+    data = yaml.safe_load(cfg.read_text())
+    data["positions"]["flush_interval"] = "60s"
+    cfg.write_text(yaml.safe_dump(data))
+    proc = start_connected(cfg)
+    n = 300
+    expected = {OUT_BASE + i for i in range(n)} | {ERR_BASE + i for i in range(n)}
+    try:
+        receiver.fail_unavailable()
+        short = run(client, "short-lived", writer(OUT_BASE, n, 100, 10_000, err_base=ERR_BASE))
+        short.wait(timeout=60)
+        proc.kill()
+        receiver.clear_faults()
+        proc = start_connected(proc.config)
+        wait_arrived(receiver, expected, 60, proc)
+        missing, duplicates = report(receiver, expected)
+        assert missing == [] and duplicates == 0
+        check_exact(receiver)
     finally:
         proc.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from logcap.cli.main import main
-from logcap.components.sources import multiline_for
+from logcap.components.sources import container_multiline_for, multiline_for
 from logcap.config import ConfigError, parse_config
 from logcap.messages import Entries
 from logcap.origin import CONTAINER_KIND, ReadToken
@@ -253,10 +253,10 @@ def _container_entries(name: str, source: str = "containers") -> Entries:
     return Entries(source, "c0ffee/stdout", labels, ["x"], 1, token)
 
 
-def test_container_entries_route_by_the_container_name_and_skip_joining_pipelines(
+def test_container_entries_route_by_the_container_name_first_match_wins(
         tmp_path: Path) -> None:
-    """A ``container`` rule globs the container's name (its ``container`` label); container
-    entries skip rules whose pipeline joins lines (opensips has a multiline stage)."""
+    """A ``container`` rule globs the container's name (its ``container`` label); a pipeline
+    with a multiline stage routes container entries too (the source joins their lines)."""
     write(tmp_path / "routes.yml", """
         routes:
           - {container: "web-*", pipeline: json}
@@ -268,13 +268,34 @@ def test_container_entries_route_by_the_container_name_and_skip_joining_pipeline
     web = router.route(_container_entries("web-1"))
     db = router.route(_container_entries("db"))
     assert web is not None and web.name == "json"
-    assert db is not None and db.name == "logfmt"
+    assert db is not None and db.name == "opensips"
     files = router.route(entries(["x"], labels=(("image", "busybox"),)))
-    assert files is not None and files.name == "opensips"  # files do join
+    assert files is not None and files.name == "opensips"
 
 
-def test_a_container_rule_or_key_naming_a_joining_pipeline_is_refused(
+def test_the_container_source_joins_each_stream_by_its_routed_pipeline_or_its_own_key(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(tmp_path, routes="routes:\n  - {container: 'sip-*', pipeline: opensips}\n")
-    code, out = check(config, capsys)
-    assert code == 2 and "routes[0].pipeline" in out and "do not join lines yet" in out
+    write(tmp_path / "routes.yml", """
+        routes:
+          - {container: 'sip-*', labels: {stream: stderr}, pipeline: opensips}
+          - {container: 'db-*', pipeline: mysql_slow}
+        """)
+    config = parse_config(f"processing: {{routing_file: {tmp_path / 'routes.yml'}}}\n", {})
+    resolve = container_multiline_for(config.sources.containers, load_routing(config, {}))
+
+    def labels(name: str, stream: str) -> tuple[tuple[str, str], ...]:
+        return (("container", name), ("image", "busybox"), ("stream", stream))
+
+    sip_err = resolve("c0ffee/stderr", labels("sip-1", "stderr"))
+    assert sip_err is not None and sip_err.firstline  # the opensips pipeline's stage
+    assert resolve("c0ffee/stdout", labels("sip-1", "stdout")) is None
+    slow = resolve("beef/stdout", labels("db-1", "stdout"))
+    assert slow is not None and slow.firstline == "^# User@Host: "
+    assert resolve("beef/stdout", labels("web", "stdout")) is None
+    own = parse_config("sources: {containers: {multiline: {firstline: '^X'}}}\n", {})
+    mine = container_multiline_for(own.sources.containers, load_routing(config, {}))
+    spec = mine("beef/stdout", labels("db-1", "stdout"))
+    assert spec is not None and spec.firstline == "^X"  # the source's own key wins
+    routed = setup(tmp_path, routes="routes:\n  - {container: 'sip-*', pipeline: opensips}\n")
+    code, out = check(routed, capsys)
+    assert code == 0, out

@@ -13,6 +13,9 @@ Messages taken (all control lane; the first three are defined in
 * :class:`CommitContainers`, :class:`ForgetContainers`, :class:`GetContainerPositions` — the
   same for container cursors (``container_positions.json``). Cleanup keeps the entries of
   files and containers committed in this process life, however old.
+* :class:`RecordContainers` (asked by the source shell) — containers just followed, with
+  their starting cursors: recorded and written at once, before the answer (True if the write
+  succeeded; a failed one is retried like any other).
 * :class:`Snapshot` (ask) — every position, with the file's current size and lag, for
   ``GET /positions``.
 * :class:`~logcap.runtime.health.CheckHealth` (ask) — ``degraded`` from the first failed
@@ -46,6 +49,7 @@ from logcap.state.positions_messages import (
     ForgetFiles,
     GetContainerPositions,
     GetFilePositions,
+    RecordContainers,
 )
 
 __all__ = ["PositionsKeeper", "Snapshot"]
@@ -101,7 +105,8 @@ class PositionsKeeper(LogcapActor):
         interval = max(FLUSH_CHECK_MIN_S, self.settings.flush_interval)
         self.scheduler.call_later(interval, self.actor_ref, _FlushTick())
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write what changed; False if the write failed (kept in memory, retried)."""
         streak = self.write_failures
         try:
             written = self.store.flush()
@@ -114,13 +119,14 @@ class PositionsKeeper(LogcapActor):
                 log.error("positions: writes to %s still failing after %.0fs: %s; last: %s",
                           self.settings.directory, streak.duration(time.time()),
                           streak.summary(), exc)
-            return
+            return False
         lasted, summary = streak.duration(time.time()), streak.summary()
         if streak.succeeded() == RECOVERED:
             log.info("positions: written to %s again after %.0fs of failures (%s)",
                      self.settings.directory, lasted, summary)
         if written:
             POSITIONS_FLUSHES.inc(written)
+        return True
 
     def _check_log(self) -> None:
         """Say once that the positions log broke (it is reopened at the next flush)."""
@@ -149,6 +155,11 @@ class PositionsKeeper(LogcapActor):
             self._check_log()
             if self.store.should_flush():
                 self._flush()
+        elif isinstance(message, RecordContainers):
+            for cpos in message.positions:
+                self.store.commit_container(cpos)
+                self.live_containers.add(cpos.id)
+            return self._flush() if self.store.dirty else True
         elif isinstance(message, ForgetContainers):
             for cid in message.ids:
                 self.store.forget_container(cid)

@@ -62,6 +62,7 @@ from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import ActorUnavailable, DeliveryRefused, MailboxFull
 from logcap.runtime.timers import Scheduler
 from logcap.sources.base import Source
+from logcap.state.positions_messages import WRITTEN_BEFORE_READING
 
 __all__ = ["PAUSE_S", "SourceShell", "SourceStatus", "StopReading", "Unsettled", "shard_index"]
 
@@ -71,6 +72,8 @@ PAUSE_S = 0.02
 """How long a shell waits before offering refused entries again."""
 START_ASK_TIMEOUT_S = 10.0
 REWIND_ASK_TIMEOUT_S = 2.0
+RECORD_ASK_TIMEOUT_S = 5.0
+"""How long the shell waits for the keeper to write a :data:`WRITTEN_BEFORE_READING` update."""
 REWIND_RETRY_S = 0.1
 """While the disk buffer cannot give its ranges, or the restarted shard still holds lines of
 this source, how often a pending rewind is retried."""
@@ -280,12 +283,22 @@ class SourceShell(LogcapActor):
         return None
 
     def _tell_keeper(self, messages: list[Any]) -> None:
+        """Forward the source's updates to the PositionsKeeper: told, except the
+        :data:`WRITTEN_BEFORE_READING` kinds, asked (waiting, at most
+        :data:`RECORD_ASK_TIMEOUT_S`, until the keeper wrote them) before anything more is
+        read."""
         if self.positions is None:
             return
         for message in messages:
             try:
-                self.positions.tell(message)
-            except DeliveryRefused:
+                if isinstance(message, WRITTEN_BEFORE_READING):
+                    if self.positions.ask(message, timeout=RECORD_ASK_TIMEOUT_S) is not True:
+                        log.warning("%s: positions not written at once (%s); kept in memory "
+                                    "and written later", self.source.name,
+                                    type(message).__name__)
+                else:
+                    self.positions.tell(message)
+            except (DeliveryRefused, pykka.Timeout):
                 log.warning("%s: positions keeper unavailable; commit postponed to the next ack",
                             self.source.name)
 

@@ -5,7 +5,9 @@ running the ContainerSource when ``sources.containers.enabled``.
 A file source's multiline spec per path (:func:`multiline_for`) comes from its own
 ``multiline`` key, for every path it reads; without one, from the ``multiline`` stage of the
 pipeline the path is routed to (the source's ``pipeline`` key or the routing file), so the
-entries the pipeline gets are whole."""
+entries the pipeline gets are whole. The container source's, per container stream
+(:func:`container_multiline_for`), likewise: ``sources.containers.multiline``, else the stage
+of the pipeline the stream is routed to."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from logcap.components.base import ComponentKind
 from logcap.components.instance import Instance
 from logcap.components.wiring import BUFFER, POSITIONS, Wiring
 from logcap.config import Config
-from logcap.config.sources import FileSourceConfig, MultilineConfig
-from logcap.origin import FILE_KIND
+from logcap.config.sources import ContainersConfig, FileSourceConfig, MultilineConfig
+from logcap.messages import Labels
+from logcap.origin import CONTAINER_KIND, FILE_KIND
 from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec, StartContext
 from logcap.sources.containers.source import ContainerSettings, ContainerSource
@@ -29,7 +32,7 @@ from logcap.sources.files.source import FileSource, file_source_settings
 from logcap.sources.files.timestamp_journal import journal_path
 
 __all__ = ["CONTAINER_SOURCE", "CONTAINER_SOURCE_NAME", "FILE_SOURCE", "ContainerSourceKind",
-           "FileSourceKind", "multiline_for"]
+           "FileSourceKind", "container_multiline_for", "multiline_for"]
 
 CONTAINER_SOURCE_NAME = "containers"
 """The container source's name (its actor, metrics label and ``ReadToken.source``)."""
@@ -47,6 +50,23 @@ def multiline_for(source: FileSourceConfig, routing: Routing | None = None
             return own
         name = routing.pipeline_for(source.name, FILE_KIND, path, labels)
         return None if name is None else routing.pipelines[name].multiline
+
+    return resolve
+
+
+def container_multiline_for(section: ContainersConfig, routing: Routing | None = None,
+                            name: str = "containers"
+                            ) -> Callable[[str, Labels], MultilineConfig | None]:
+    """The multiline spec of each container stream (its ``Entries.stream`` and labels): the
+    section's ``multiline`` key, else the multiline stage of the pipeline ``routing`` gives
+    the stream (or None)."""
+    own = section.multiline
+
+    def resolve(stream: str, labels: Labels) -> MultilineConfig | None:
+        if own is not None or routing is None:
+            return own
+        pipeline = routing.pipeline_for(name, CONTAINER_KIND, stream, labels)
+        return None if pipeline is None else routing.pipelines[pipeline].multiline
 
     return resolve
 
@@ -107,9 +127,11 @@ class ContainerSourceKind(ComponentKind):
         shards = wiring.handles("dispatchers")
         positions = wiring.state(POSITIONS)
         buffer = wiring.state(BUFFER)
+        resolve = container_multiline_for(instance.settings, wiring.routing, instance.name)
 
         def start(ctx: StartContext) -> ActorRef[Any]:
-            return SourceShell.start(ContainerSource(settings), shards, positions,
+            source = ContainerSource(settings, multiline_for=resolve)
+            return SourceShell.start(source, shards, positions,
                                      ctx.scheduler, buffer, link=ctx.link, name=ctx.name,
                                      directory=ctx.directory)
 

@@ -189,6 +189,9 @@ class ContainersConfig(Section):
     pipeline: str | None = optional_text(check=check_name)
     start_at: str = choice("end", START_AT_CHOICES)
     max_line_bytes: int = size(DEFAULT_MAX_LINE_BYTES)
+    multiline: MultilineConfig | None = None
+    """Joins each container stream's lines (stdout and stderr apart) into multi-line entries
+    at the source; without it, the ``multiline`` stage of the pipeline a stream is routed to."""
 
     def problems(self) -> Iterator[Problem]:
         if self.enabled and not self.socket:

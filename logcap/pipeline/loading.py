@@ -31,8 +31,9 @@ Checks across files: a source's ``pipeline`` and a rule's ``pipeline`` must name
 at once, each as ``<file>: <key path>: <reason>`` (:class:`~logcap.config.errors.ConfigError`).
 
 A pipeline's ``multiline`` stage is run by the file source for the paths routed to the
-pipeline (:func:`logcap.components.sources.multiline_for`), unless the source has its own
-``multiline`` key, which wins.
+pipeline (:func:`logcap.components.sources.multiline_for`), and by the container source for
+the container streams routed to it (:func:`logcap.components.sources.container_multiline_for`),
+unless the source has its own ``multiline`` key, which wins.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def load_routing(config: Config, env: Mapping[str, str] | None = None,
             own[source.name] = source.pipeline
     containers = config.sources.containers.pipeline
     if containers is not None:
-        reason = _usable(containers, pipelines) or _joins_lines(containers, pipelines)
+        reason = _usable(containers, pipelines)
         if reason:
             problems.append(ConfigIssue(f"{config_file}: sources.containers.pipeline", reason))
     if problems:
@@ -153,15 +154,6 @@ def _usable(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:
     return None
 
 
-def _joins_lines(name: str, pipelines: Mapping[str, PipelineSpec]) -> str | None:
-    """Why pipeline ``name`` cannot process container entries: a ``multiline`` stage (joining
-    runs at the source, and the container source does not join lines yet)."""
-    if pipelines[name].multiline is not None:
-        return (f"pipeline {name!r} has a multiline stage, and container sources do not join "
-                "lines yet (choose a pipeline without one)")
-    return None
-
-
 def _check_rules(rules: tuple[RouteConfig, ...], pipelines: Mapping[str, PipelineSpec],
                  config: Config, issues: IssueCollector) -> None:
     sources = [s.name for s in config.sources.files]
@@ -170,8 +162,6 @@ def _check_rules(rules: tuple[RouteConfig, ...], pipelines: Mapping[str, Pipelin
         if issues.failed(where):
             continue
         reason = _usable(rule.pipeline, pipelines)
-        if reason is None and rule.container is not None:
-            reason = _joins_lines(rule.pipeline, pipelines)
         if reason:
             issues.add(f"{where}.pipeline", reason)
         if rule.source is not None and rule.source not in sources:

@@ -5,10 +5,10 @@ A rule (:class:`RouteConfig`) matches when every matcher it gives holds: ``sourc
 source's name), ``path`` (a glob on a file's path, for file sources), ``container`` (a glob on
 a container's name: the ``container`` label of container entries), ``labels`` (each given label
 has that value among the entries' static labels). A rule must give at least one matcher and
-name a pipeline that exists (checked by :mod:`logcap.pipeline.loading`). Container entries skip
-the rules whose pipeline has a ``multiline`` stage (joining runs at the source, and the
-container source does not join lines yet); a rule with a ``container`` matcher naming such a
-pipeline, and ``sources.containers.pipeline`` naming one, are config errors.
+name a pipeline that exists (checked by :mod:`logcap.pipeline.loading`). A pipeline's
+``multiline`` stage is not run here: the sources join lines before they leave them (a file
+per path, a container per stream), asking the same routing which pipeline a file path or a
+container stream goes to.
 
 :class:`Router` answers per Entries and caches the answer per ``(source, stream, labels)``
 (a renamed container keeps its stream and changes its ``container`` label); it holds one
@@ -88,8 +88,6 @@ class Routing:
         if own is not None:
             return own
         for rule in self.rules:
-            if kind == CONTAINER_KIND and self.pipelines[rule.pipeline].multiline is not None:
-                continue  # joins lines: for files only (the container source does not join)
             if rule.matches(source, kind, stream, labels):
                 return rule.pipeline
         return None

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise, repeat
 from typing import NamedTuple, Protocol
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_LINES",
     "TIMEOUT",
+    "JoinCounts",
     "JoinedEntry",
     "LineJoiner",
     "MultilineRule",
@@ -282,3 +284,26 @@ class LineJoiner:
         self._lines = []
         text = lines[0] if len(lines) == 1 else "\n".join(lines)
         return JoinedEntry(text, self._start, self._end, len(lines), reason)
+
+
+class JoinCounts:
+    """Entries closed, by reason, since the last :meth:`take` (and in total)."""
+
+    __slots__ = ("_new", "total")
+
+    def __init__(self) -> None:
+        self._new: Counter[str] = Counter()
+        self.total: Counter[str] = Counter()
+
+    def add(self, reason: str, n: int = 1) -> None:
+        self._new[reason] += n
+        self.total[reason] += n
+
+    def add_all(self, counts: Counter[str]) -> None:
+        self._new.update(counts)
+        self.total.update(counts)
+
+    def take(self) -> dict[str, int]:
+        """The counts added since the last call."""
+        new, self._new = dict(self._new), Counter()
+        return new

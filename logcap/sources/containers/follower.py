@@ -27,6 +27,15 @@ resume filter drops what is read twice), then :class:`Ended`. Removed (404): End
 ``gone``. Engine unreachable: :class:`Trouble`, backoff (0.1 s doubling to
 :data:`RECONNECT_MAX_S`, with jitter), try again, until stopped.
 
+**Polling** (an engine whose followed streams lose lines: podman, see
+:meth:`~logcap.sources.containers.engine.Engine.follow_loses_lines`): the same loop with reads
+*without* ``follow``, each to the end of the log as it is then. After a read that brought
+something new (another resume point or another size than the last read), the next one follows
+after :data:`POLL_S` without inspecting again; after one that did not, the container is
+inspected and the next read waits :data:`POLL_S` doubling to :data:`POLL_IDLE_MAX_S` (a quiet
+container costs one inspect and one read a second). Each read re-sends the lines of the resume
+point's second (podman's timestamps have whole seconds); the source's resume filter skips them.
+
 :meth:`Follower.restart` (any thread) ends the current request so that the next one starts
 from the source's resume point as it is now (a rewind, or the watchdog); :meth:`Follower.stop`
 ends the thread. ``last_data_at`` (monotonic) and ``streaming`` are read by the watchdog.
@@ -63,6 +72,10 @@ RECONNECT_MAX_S = 5.0
 """Backoff between failed (or empty) log requests: 0.1 s doubling to 5 s, with jitter."""
 DRAIN_SETTLE_S = 0.2
 """Pause between the reads of a stopped container's log (until two agree)."""
+POLL_S = 0.5
+POLL_IDLE_MAX_S = 1.0
+"""Polling: the pause after a read that brought something new, and the most an idle
+container's polls are apart (the pause doubles from :data:`POLL_S` up to it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,8 @@ class Opened:
     since_ns: int
     tty: bool
     follow: bool
+    polled: bool = False
+    """The engine is polled (podman: one time-ordered log for both streams)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,25 +183,33 @@ class Follower:
         """The follow loop; True if the container was removed, False if it stopped (or the
         follower was stopped)."""
         backoff = Backoff(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        idle = Backoff(POLL_S, POLL_IDLE_MAX_S)
         draining = False
         last_drain: tuple[int, int] | None = None
+        last_poll: tuple[int, int] | None = None
+        polling: bool | None = None
+        known: ContainerInfo | None = None  # still true: no need to inspect before the read
         while not self._stopped.is_set():
             try:
-                info = engine.inspect(self.container_id)
+                if polling is None:
+                    polling = engine.follow_loses_lines()
+                info = known if known is not None else engine.inspect(self.container_id)
             except ContainerGone:
                 return True
             except EngineError as exc:
                 self._trouble(str(exc), backoff)
                 continue
+            known = None
             if not info.running:
                 draining = True
             with self._lock:
                 self._restart = False
             since_ns = self._since_ns()
+            follow = not draining and not polling
             try:
                 stream = engine.logs(self.container_id,
                                      since_seconds(since_ns) if since_ns > 0 else None,
-                                     tty=info.tty, follow=not draining)
+                                     tty=info.tty, follow=follow)
             except ContainerGone:
                 return True
             except EngineError as exc:
@@ -195,7 +218,7 @@ class Follower:
             self.session += 1
             self.requests += 1
             if not self._put(Opened(self.container_id, self.session, since_ns, info.tty,
-                                    not draining)):
+                                    follow, polling)):
                 stream.close()
                 return False
             got, error = self._read(stream, info.tty)
@@ -209,6 +232,16 @@ class Follower:
                 continue
             if error is not None:
                 self._trouble(error, backoff)
+            elif polling:
+                backoff.attempts = 0
+                fresh = got > 0 and (since_ns, got) != last_poll
+                last_poll = (since_ns, got)
+                if fresh:
+                    idle.attempts = 0
+                    known = info  # it wrote: it runs; read again without inspecting
+                    self._stopped.wait(POLL_S)
+                elif not self._restart_requested():
+                    self._wait(idle)
             elif got:
                 backoff.attempts = 0
             elif not self._restart_requested():

@@ -22,18 +22,30 @@ Tokens: ``ReadToken(source, "container", (container id, stream, run id), start, 
 generation=container id, epoch)``, ``[start, end)`` counting the stream's lines in this process
 life (the run id makes the identity unique to it: line numbers start again at each start).
 
+Multi-line joining (:class:`~logcap.sources.containers.joining.ContainerJoining`, when the
+container's streams have a rule): lines pass through the joiner of their stream between the
+resume filter and the window, so an Entries line is a whole entry and the cursor of a read is
+its last entry's last line's; the open entry is held (in no read, so not committed). A
+reconnect feeds the same joiner (its lines come after the received cursor); :meth:`rewind`
+forgets the open entries (read again from the committed cursor); :meth:`finish` closes them
+(``end_of_stream``) and :meth:`flush_due` after their timeout. A stream holding an open entry
+is not quiet (below).
+
 A stream that never wrote (stderr of most containers, every TTY container) has no cursor; so
 that a resume does not re-read the whole log for it, :meth:`commit_cursor` and :meth:`since_ns`
 raise the cursor's floor to the other stream's timestamp minus :data:`FLOOR_MARGIN_NS`, but
 only while the quiet stream has nothing received and not committed (no line in the window, no
 partial line). The margin covers engines whose two streams are not in exact time order
-(Docker copies stdout and stderr in separate goroutines).
+(Docker copies stdout and stderr in separate goroutines); podman keeps both in one log in time
+order (``opened(ordered=True)``, as the follower reports a polled engine): no margin, so a
+poll re-sends only the resume point's second.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from logcap.messages import Entries, Labels
@@ -46,7 +58,9 @@ from logcap.sources.containers.cursor import (
     since_for,
 )
 from logcap.sources.containers.framing import Frame, Stream
+from logcap.sources.containers.joining import ContainerJoining, Ready
 from logcap.sources.containers.lines import LineAssembler, LogLine
+from logcap.sources.multiline import JoinCounts, MultilineRule
 
 __all__ = ["FLOOR_MARGIN_NS", "ContainerReads", "entries_stream"]
 
@@ -73,11 +87,15 @@ class _Read:
 class ContainerReads:
     """See the module docstring. ``labels(stream)`` gives the Loki labels of a stream's lines
     (read at each :meth:`take`: a rename changes them); ``clock_ns`` stamps lines the engine
-    sent without a timestamp."""
+    sent without a timestamp; ``rules`` join a stream's lines into entries (counted in
+    ``counts``), ``clock`` (monotonic seconds) times their timeout."""
 
     def __init__(self, source: str, container_id: str, run_id: str,
                  cursor: ContainerCursor, *, max_line_bytes: int,
-                 clock_ns: Callable[[], int]) -> None:
+                 clock_ns: Callable[[], int],
+                 rules: Mapping[Stream, MultilineRule | None] | None = None,
+                 counts: JoinCounts | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.container_id = container_id
         self.run_id = run_id
@@ -89,7 +107,9 @@ class ContainerReads:
         self._clock_ns = clock_ns
         self._assembler: LineAssembler | None = None
         self._filter: ResumeFilter | None = None
-        self._out: dict[Stream, list[tuple[LogLine, StreamCursor | None]]] = {}
+        self._out: dict[Stream, list[Ready]] = {}
+        self._joining = ContainerJoining(rules or {}, counts or JoinCounts())
+        self._clock = clock
         self._unacked: dict[Stream, deque[_Read]] = {s: deque() for s in Stream}
         self._next_seq = dict.fromkeys(Stream, 0)
         self._acked_seq = dict.fromkeys(Stream, 0)
@@ -103,14 +123,19 @@ class ContainerReads:
         self.untimed_pieces = 0
         self.refused_requests = 0
         self._reported = (0, 0)
+        self.floor_margin_ns = FLOOR_MARGIN_NS
         self.published_since_ns = self.since_ns()
         """:meth:`since_ns` as of the last :meth:`publish` (what the follower thread reads)."""
 
     # -- what was read ---------------------------------------------------------------------
 
-    def opened(self, session: int, since_ns: int, tty: bool) -> bool:
+    def opened(self, session: int, since_ns: int, tty: bool, *, ordered: bool = False
+               ) -> bool:
         """A new log request (``session``) answered with the lines after ``since_ns``; False
-        (and its frames will be ignored) if that is later than the lines still needed."""
+        (and its frames will be ignored) if that is later than the lines still needed.
+        ``ordered``: the engine keeps both streams in one log in time order (podman), so a
+        quiet stream's floor needs no margin (from now on)."""
+        self.floor_margin_ns = 0 if ordered else FLOOR_MARGIN_NS
         if since_ns > self.since_ns():
             self.refused_requests += 1
             self.session = None
@@ -133,6 +158,7 @@ class ContainerReads:
         if self._assembler is None:
             return 0
         taken = self._take_lines(self._assembler.finish())
+        self._emit(self._joining.flush())
         self._count_assembler()
         self._assembler = None
         self.session = None
@@ -141,18 +167,50 @@ class ContainerReads:
     def _take_lines(self, lines: list[LogLine]) -> int:
         keep = self._filter.keep if self._filter is not None else None
         received = self.received
-        taken = 0
+        taken: dict[Stream, list[Ready]] = {}
         for line in lines:
             if keep is not None and not keep(line):
                 continue
             received = received.shipped(line)
-            self._out.setdefault(line.stream, []).append((line, received.streams.get(line.stream)))
-            taken += 1
+            data = line.data
+            taken.setdefault(line.stream, []).append(Ready(
+                data.decode("utf-8", "backslashreplace"), line.timestamp_ns, len(data) + 1,
+                received.streams.get(line.stream)))
         self.received = received
+        if self._joining.active:
+            now = self._clock()
+            self._emit({s: self._joining.feed(s, ready, now) for s, ready in taken.items()})
+        else:
+            self._emit(taken)
         if self._filter is not None:
             self.skipped = self._filter.skipped
             self.boundary_mismatches = self._filter.boundary_mismatches
-        return taken
+        return sum(map(len, taken.values()))
+
+    def _emit(self, ready: Mapping[Stream, list[Ready]]) -> None:
+        for stream, items in ready.items():
+            if items:
+                self._out.setdefault(stream, []).extend(items)
+
+    # -- joining ---------------------------------------------------------------------------
+
+    @property
+    def joining(self) -> bool:
+        """Whether any stream is joined into multi-line entries."""
+        return self._joining.active
+
+    def flush_due(self, now: float) -> bool:
+        """Close the open entries whose timeout passed; True if any became ready."""
+        ready = self._joining.flush_due(now)
+        self._emit(ready)
+        return any(ready.values())
+
+    def set_rules(self, rules: Mapping[Stream, MultilineRule | None]) -> bool:
+        """Join by ``rules`` from now on; streams whose rule changed close their open entry.
+        True if an entry became ready."""
+        self._joining, ready = self._joining.with_rules(rules)
+        self._emit(ready)
+        return bool(ready)
 
     def _count_assembler(self) -> None:
         if self._assembler is not None:
@@ -192,16 +250,15 @@ class ContainerReads:
         self._out.clear()
         return out
 
-    def _entries(self, stream: Stream, labels: Labels,
-                 items: list[tuple[LogLine, StreamCursor | None]]) -> Entries:
+    def _entries(self, stream: Stream, labels: Labels, items: list[Ready]) -> Entries:
         texts: list[str] = []
         stamps: list[int] = []
         nbytes = 0
         last = None
-        for line, _cursor in items:
-            texts.append(line.data.decode("utf-8", "backslashreplace"))
-            nbytes += len(line.data) + 1
-            ts = line.timestamp_ns
+        for item in items:
+            texts.append(item.text)
+            nbytes += item.nbytes
+            ts = item.timestamp_ns
             if ts is None:
                 ts = last if last is not None else self._clock_ns()
             stamps.append(ts)
@@ -209,7 +266,7 @@ class ContainerReads:
         start = self._next_seq[stream]
         end = start + len(items)
         self._next_seq[stream] = end
-        self._unacked[stream].append(_Read(end, items[-1][1], nbytes))
+        self._unacked[stream].append(_Read(end, items[-1].cursor, nbytes))
         self.lines += len(items)
         self.bytes += nbytes
         token = ReadToken(self.source, CONTAINER_KIND,
@@ -247,7 +304,8 @@ class ContainerReads:
     @property
     def settled(self) -> bool:
         """Nothing in the window and nothing waiting to be taken."""
-        return not self._out and not any(self._unacked.values())
+        return (not self._out and not any(self._unacked.values())
+                and not self._joining.holding_any)
 
     def rewind(self) -> int:
         """Forget the window; lines are taken again from the committed cursor (the caller
@@ -257,6 +315,7 @@ class ContainerReads:
         for window in self._unacked.values():
             window.clear()
         self._out.clear()
+        self._joining.reset()
         self._next_seq = dict(self._acked_seq)
         self.received = self.committed
         self._count_assembler()
@@ -271,6 +330,7 @@ class ContainerReads:
     def _quiet(self, stream: Stream, assembler: LineAssembler | None) -> bool:
         """Nothing of ``stream`` received and not committed."""
         return (not self._unacked[stream] and stream not in self._out
+                and not self._joining.holding(stream)
                 and (assembler is None or stream not in assembler.pending_streams()))
 
     def _resume_cursor(self, cursor: ContainerCursor,
@@ -281,7 +341,7 @@ class ContainerReads:
         quiet = [s for s in Stream if s not in cursor.streams]
         if not quiet or not all(self._quiet(s, assembler) for s in quiet):
             return cursor
-        floor = min(c.timestamp_ns for c in cursor.streams.values()) - FLOOR_MARGIN_NS
+        floor = min(c.timestamp_ns for c in cursor.streams.values()) - self.floor_margin_ns
         if floor <= cursor.floor_ns:
             return cursor
         return ContainerCursor(floor, cursor.streams)

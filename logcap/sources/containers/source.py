@@ -24,6 +24,16 @@ Lines
     and ``stream`` (stdout or stderr). Each line's timestamp is the engine's
     (``Entries.timestamps``); the container ID is structured metadata ``container_id``.
 
+Multi-line entries
+    ``multiline_for(stream, labels)`` gives the multiline spec of a container stream (its
+    ``Entries.stream`` and labels; None: lines as they are), asked when a container is first
+    followed and again when a rename changes its labels. Each stream is joined apart (see
+    :mod:`logcap.sources.containers.joining`): an Entries line is a whole entry, and cursors
+    commit only whole entries. An open entry is closed after its timeout only once the inbox
+    is drained (its next lines are not waiting in it), and at the end of the container's log.
+    Entries closed are counted by reason (``logcap_source_multiline_entries_total``,
+    ``multiline`` in the status).
+
 Watchdog (:meth:`on_tick`, every second)
     A follower whose container died more than :data:`DIE_GRACE_S` ago and is still streaming,
     or that had no data for :data:`IDLE_RESTART_S`, is restarted (a stuck read; it re-filters
@@ -52,6 +62,7 @@ from logcap.metrics import (
     CONTAINER_REASSEMBLED,
     CONTAINER_RECONNECTS,
     CONTAINERS_FOLLOWED,
+    SOURCE_MULTILINE_ENTRIES,
 )
 from logcap.origin import CONTAINER_KIND, Buffered, ReadToken
 from logcap.sources.base import Reading
@@ -61,23 +72,21 @@ from logcap.sources.containers.cursor_format import (
     decode_cursor,
     encode_cursor,
 )
-from logcap.sources.containers.engine import (
-    COMPOSE_PROJECT,
-    COMPOSE_SERVICE,
-    ContainerInfo,
-    Engine,
-)
+from logcap.sources.containers.engine import ContainerInfo, Engine
 from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.follower import Chunk, Ended, Follower, Opened, Trouble
 from logcap.sources.containers.framing import MAX_FRAME_BYTES, Stream
 from logcap.sources.containers.reads import ContainerReads
+from logcap.sources.containers.streams import MultilineFor, StreamRules, stream_labels
 from logcap.sources.containers.watch import Died, EngineStatus, EngineWatch, Removed, Seen
+from logcap.sources.multiline import JoinCounts
 from logcap.state.positions import ContainerPosition
 from logcap.state.positions_messages import (
     CommitContainers,
     ForgetContainers,
     GetContainerPositions,
     PositionsUpdate,
+    RecordContainers,
 )
 
 __all__ = ["DIE_GRACE_S", "IDLE_RESTART_S", "INBOX_ITEMS", "ContainerSettings",
@@ -135,7 +144,7 @@ class _Container:
 
 class ContainerSource:
     """The container source (module docstring). ``engine_factory(url)`` makes an engine client
-    (each thread gets its own)."""
+    (each thread gets its own); ``multiline_for`` chooses the joining of each stream."""
 
     kind = CONTAINER_KIND
     positions_query = GetContainerPositions()
@@ -144,7 +153,8 @@ class ContainerSource:
     def __init__(self, settings: ContainerSettings,
                  engine_factory: Callable[[str], Engine] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns,
+                 multiline_for: MultilineFor = lambda stream, labels: None) -> None:
         self.name = settings.source
         self.settings = settings
         self._engine_factory = engine_factory or _docker_engine
@@ -160,6 +170,10 @@ class ContainerSource:
         self._engine_ok: bool | None = None
         self._engine_reason = "not connected yet"
         self.errors: dict[str, str] = {}
+        self.rules = StreamRules(multiline_for)
+        self.joined = JoinCounts()
+        self._ready: set[str] = set()
+        """Containers whose reads have entries ready outside of a read (a rename)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,6 +231,10 @@ class ContainerSource:
                 break
             taken += 1
             self._take(item, touched, reading)
+        if self.inbox.empty():
+            self._close_due(touched)
+        touched |= self._ready
+        self._ready.clear()
         for cid in touched:
             c = self._containers.get(cid)
             if c is None:
@@ -231,8 +249,17 @@ class ContainerSource:
             if reassembled:
                 CONTAINER_REASSEMBLED.labels(self.name).inc(reassembled)
             self._forget_if_done(c, reading.updates)
+        for reason, count in self.joined.take().items():
+            SOURCE_MULTILINE_ENTRIES.labels(self.name, reason).inc(count)
         reading.more = not self.inbox.empty() and not self._window_full()
         return reading
+
+    def _close_due(self, touched: set[str]) -> None:
+        """Close the open entries past their timeout (every line read so far was fed)."""
+        now = self.clock()
+        for cid, c in self._containers.items():
+            if c.reads.joining and c.reads.flush_due(now):
+                touched.add(cid)
 
     def _take(self, item: object, touched: set[str], reading: Reading) -> None:
         if isinstance(item, Chunk):
@@ -250,8 +277,11 @@ class ContainerSource:
                             item.reason)
                 c.trouble = item.reason
         elif isinstance(item, Seen):
+            started: list[ContainerPosition] = []
             for info in item.infos:
-                self._seen(info, reading.updates)
+                self._seen(info, started)
+            if started:
+                reading.updates.append(RecordContainers(tuple(started)))
             self._listed_once = True
         elif isinstance(item, Died):
             c = self._containers.get(item.container_id)
@@ -276,7 +306,7 @@ class ContainerSource:
         if c.info.tty != item.tty:
             c.info = ContainerInfo(c.info.id, c.info.name, c.info.image, c.info.labels,
                                    item.tty, c.info.running)
-        if not c.reads.opened(item.session, item.since_ns, item.tty):
+        if not c.reads.opened(item.session, item.since_ns, item.tty, ordered=item.polled):
             c.reads.publish()
             c.follower.restart()  # it asked from later than the lines still needed
 
@@ -300,19 +330,23 @@ class ContainerSource:
     def _followed(self) -> int:
         return sum(1 for c in self._containers.values() if c.follower is not None)
 
-    def _seen(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
+    def _seen(self, info: ContainerInfo, started: list[ContainerPosition]) -> None:
+        """Follow ``info`` if it is to be (the module docstring); the starting positions of
+        containers followed for the first time go on ``started``."""
         follows = self.settings.filter.follows(info.name, info.labels)
         c = self._containers.get(info.id)
         if not info.running:
             # stopped while logcap was down, with lines not shipped: read its log to the end
             if c is None and follows and info.id in self._stored:
-                self._add(info, updates)
+                self._add(info, started)
             return
         if c is not None:
             if c.info.name != info.name or c.info.labels != info.labels:
                 c.info = ContainerInfo(info.id, info.name, info.image, info.labels,
                                        c.info.tty, info.running)
-                c.labels = self._labels(info)
+                c.labels = stream_labels(self.settings.labels, info)
+                if c.reads.set_rules(self.rules.of(info.id, c.labels)):
+                    self._ready.add(info.id)
             if not follows:
                 if c.follower is not None:
                     log.info("%s: %s no longer matches the filters; not followed",
@@ -326,24 +360,27 @@ class ContainerSource:
                 self._follow(c)
             return
         if follows:
-            self._add(info, updates)
+            self._add(info, started)
 
-    def _add(self, info: ContainerInfo, updates: list[PositionsUpdate]) -> None:
+    def _add(self, info: ContainerInfo, started: list[ContainerPosition]) -> None:
         cursor = self._stored.get(info.id)
         if cursor is None:
             cursor = ContainerCursor()
             if not self._listed_once and self.settings.start_at == "end":
                 now = self.clock_ns()
                 cursor = ContainerCursor(floor_ns=now - now % _NS_PER_S)
-            # stored at once: should logcap crash and the container stop before a line is
-            # committed, the next start still knows to read its log to the end
+            # written before its first line is read (RecordContainers): should logcap be
+            # killed and the container exit before a line is committed, the next start still
+            # knows to read its log to the end
             self._stored[info.id] = cursor
-            updates.append(CommitContainers((ContainerPosition(
-                info.id, info.name, cursor.resume_ns(), encode_cursor(cursor), 0.0),)))
+            started.append(ContainerPosition(info.id, info.name, cursor.resume_ns(),
+                                             encode_cursor(cursor), 0.0))
+        labels = stream_labels(self.settings.labels, info)
         reads = ContainerReads(self.name, info.id, self.run_id, cursor,
                                max_line_bytes=self.settings.max_line_bytes,
-                               clock_ns=self.clock_ns)
-        c = _Container(info, reads, labels=self._labels(info))
+                               clock_ns=self.clock_ns, rules=self.rules.of(info.id, labels),
+                               counts=self.joined, clock=self.clock)
+        c = _Container(info, reads, labels=labels)
         self._containers[info.id] = c
         log.info("%s: following %s (%s, %s)", self.name, info.name, info.id[:12], info.image)
         self._follow(c)
@@ -356,16 +393,6 @@ class ContainerSource:
                                                                   reads.max_line_bytes + 64))
         c.follower.start()
         CONTAINERS_FOLLOWED.labels(self.name).set(self._followed())
-
-    def _labels(self, info: ContainerInfo) -> dict[Stream, Labels]:
-        base = dict(self.settings.labels)
-        base["container"] = info.name
-        base["image"] = info.image
-        if COMPOSE_SERVICE in info.labels:
-            base["compose_service"] = info.labels[COMPOSE_SERVICE]
-        if COMPOSE_PROJECT in info.labels:
-            base["compose_project"] = info.labels[COMPOSE_PROJECT]
-        return {s: tuple(sorted({**base, "stream": s.label}.items())) for s in Stream}
 
     def _engine_status(self, status: EngineStatus) -> None:
         was = self._engine_ok
@@ -463,6 +490,7 @@ class ContainerSource:
                       "lines": sum(c.reads.lines for c in self._containers.values()),
                       "bytes": sum(c.reads.bytes for c in self._containers.values()),
                       "reconnects": sum(c.reconnects for c in self._containers.values()),
+                      **({"multiline": dict(self.joined.total)} if self.joined.total else {}),
                       "containers": containers},
         }
         if not self._engine_ok:

@@ -22,8 +22,9 @@ reads, rewinds and drains it the same way:
 A stop of the agent (SIGTERM) does not close the open entry: the committed position stays at
 its start, and the next run reads it again whole (never sent, so never a duplicate).
 
-Close reasons are counted in a :class:`JoinCounts` shared by a source's readers; the source
-turns them into ``logcap_source_multiline_entries_total`` once per read.
+Close reasons are counted in a :class:`~logcap.sources.multiline.JoinCounts` shared by a
+source's readers; the source turns them into ``logcap_source_multiline_entries_total`` once
+per read.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from operator import itemgetter
 from typing import Protocol
 
 from logcap.sources.files.reader import CHUNK_BYTES, LineReader, Pread, ReadResult
-from logcap.sources.multiline import END_OF_STREAM, TIMEOUT, JoinedEntry, LineJoiner, MultilineRule
+from logcap.sources.multiline import (
+    END_OF_STREAM,
+    TIMEOUT,
+    JoinCounts,
+    JoinedEntry,
+    LineJoiner,
+    MultilineRule,
+)
 
 __all__ = ["JoinCounts", "JoiningReader", "ReaderFactory", "entry_due", "held_entry",
            "reader_factory"]
@@ -47,29 +55,6 @@ class ReaderFactory(Protocol):
 
     def __call__(self, path: str, fd: int, offset: int,
                  pread: Pread | None = None) -> LineReader | JoiningReader: ...
-
-
-class JoinCounts:
-    """Entries closed, by reason, since the last :meth:`take` (and in total)."""
-
-    __slots__ = ("_new", "total")
-
-    def __init__(self) -> None:
-        self._new: Counter[str] = Counter()
-        self.total: Counter[str] = Counter()
-
-    def add(self, reason: str, n: int = 1) -> None:
-        self._new[reason] += n
-        self.total[reason] += n
-
-    def add_all(self, counts: Counter[str]) -> None:
-        self._new.update(counts)
-        self.total.update(counts)
-
-    def take(self) -> dict[str, int]:
-        """The counts added since the last call."""
-        new, self._new = dict(self._new), Counter()
-        return new
 
 
 class JoiningReader:
