@@ -154,3 +154,17 @@ def test_the_diff_renders_as_the_answer_of_a_reload() -> None:
                                    "removed": ["b"], "changed": [], "unchanged": ["a"]}]
     assert body["needs_restart"] == ["dispatcher: changed"]
     assert body["routing_changed"] is False
+
+
+def test_the_container_source_is_added_changed_and_removed_live() -> None:
+    on = {**BASE["sources"], "containers": {"enabled": True,  # type: ignore[dict-item]
+                                            "socket": "unix:///run/docker.sock"}}
+    relabelled = {**on, "containers": {**on["containers"], "labels": {"job": "c"}}}
+    added = _diff(_config(BASE), _with(sources=on))
+    assert added.of("container_source").added == ("containers",) and not added.needs_restart
+    changed = _diff(_with(sources=on), _with(sources=relabelled))
+    assert changed.of("container_source").changed == ("containers",)
+    assert not changed.needs_restart
+    assert changed.effective.sources.containers.labels == {"job": "c"}
+    removed = _diff(_with(sources=on), _config(BASE))
+    assert removed.of("container_source").removed == ("containers",)

@@ -3,11 +3,11 @@ function, :func:`diff_configs`.
 
 What a reload applies live, and what it names as needing a restart (and does not apply):
 
-- ``sources.files[]``: sources added, removed and changed (any key of the entry, its static
-  ``labels`` and ``pipeline`` included) are applied. A file source without its own
-  ``multiline`` key is also *changed* when the pipelines' multiline specs or the routing
-  rules changed (its joining comes from the pipeline its paths are routed to).
-  ``sources.containers`` needs a restart.
+- ``sources.files[]`` and ``sources.containers``: sources added, removed and changed (any key
+  of the entry, its static ``labels`` and ``pipeline`` included; the container source is
+  added or removed by ``enabled``) are applied. A source without its own ``multiline`` key is
+  also *changed* when the pipelines' multiline specs or the routing rules changed (its joining
+  comes from the pipeline its streams are routed to).
 - ``processing`` (the pipelines and routing files and their content): applied; the shards
   replace their compiled pipelines.
 - ``sinks``: a sink whose settings changed (a Loki URL, its headers, ...) is applied by
@@ -166,15 +166,12 @@ def diff_configs(old: Config, old_routing: Routing | None, new: Config,
     needs_restart = [f"{section.name}: changed" for section in attrs.fields(Config)
                      if section.name not in LIVE_SECTIONS
                      and getattr(old, section.name) != getattr(new, section.name)]
-    if old.sources.containers != new.sources.containers:
-        needs_restart.append("sources.containers: changed")
     sink_problems = _sink_restarts(old, new)
     needs_restart.extend(sink_problems)
     effective = attrs.evolve(
         new,
         **{s.name: getattr(old, s.name) for s in attrs.fields(Config)
            if s.name not in LIVE_SECTIONS},
-        sources=attrs.evolve(new.sources, containers=old.sources.containers),
         sinks=old.sinks if sink_problems else new.sinks)
     joining = _multiline_sources_touched(old_routing, new_routing)
     kinds = []

@@ -486,6 +486,7 @@ class ContainerSource:
                   **({} if self._engine_ok else {"reason": self._engine_reason})}
         out: dict[str, Any] = {
             "errors": dict(self.errors), "engine": engine,
+            "inflight_bytes": sum(c.reads.unacked()[1] for c in self._containers.values()),
             "stats": {"containers_followed": self._followed(),
                       "lines": sum(c.reads.lines for c in self._containers.values()),
                       "bytes": sum(c.reads.bytes for c in self._containers.values()),
