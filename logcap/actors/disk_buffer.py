@@ -73,13 +73,13 @@ from logcap.metrics import (
     INFLIGHT_PENDING,
     RESENT_LINES,
 )
-from logcap.origin import Buffered
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DataMessage, DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
+from logcap.state.buffer.stored_ranges import StoredRanges
 from logcap.state.dlq_entry import DeadLetter
 from logcap.state.inflight import RETRY, InflightBatches
 
@@ -147,7 +147,7 @@ class DiskBuffer(LogcapActor):
         self.dlq = dlq
         self.clock = clock
         self.resume_window_s = resume_window_s
-        self._ranges: dict[str, Buffered] = {}
+        self._ranges = StoredRanges()
         self.settings = settings
         self.store = store
         self.sinks = dict(sinks)  # its own: a reload changes it (SinksChanged)
@@ -171,7 +171,9 @@ class DiskBuffer(LogcapActor):
             BUFFER_RECOVERED.inc()
         log.info("disk buffer %s: %d segments, seqs %d..%d", self.settings.directory,
                  report.segments, report.first_seq, report.last_seq)
-        self._ranges = self._recent_ranges()
+        since_ns = int((time.time() - self.resume_window_s) * 1e9)
+        for _, batch in self.store.select(since_ns=since_ns):
+            self._ranges.add(batch)
         BUFFER_CAPACITY.set(self.settings.max_total_size)
         if self.batches is not None:
             self._load_batches()
@@ -239,10 +241,9 @@ class DiskBuffer(LogcapActor):
             return self._degraded
         elif isinstance(message, BufferStats):
             return {**self.store.stats(), "in_flight": self._in_flight_stats()}
-        elif isinstance(message, ResumeRanges):  # a copy: the asker reads it in its thread
+        elif isinstance(message, ResumeRanges):
             self._sync()  # every range answered is durable: the source may commit past it
-            return {stream: list(spans)
-                    for stream, spans in self._ranges.get(message.source, {}).items()}
+            return self._ranges.of(message.source)
         else:
             return super().handle(message)
         return None
@@ -267,36 +268,6 @@ class DiskBuffer(LogcapActor):
             log.error("disk buffer: writing cursors failed: %s (retried)", exc)
         self._feed()
 
-    def _remember_ranges(self, parts: Iterable[Entries]) -> None:
-        """Add what was just stored to the ranges :class:`ResumeRanges` answers, so a source
-        restarted while this buffer runs resumes past it too (the ranges were computed at the
-        buffer's start only: a restarted source re-read, with new timestamps, every line
-        stored since, and Loki kept those as duplicates). A range touching or overlapping a
-        stream's last one extends it, so a stream read in order keeps one range."""
-        for part in parts:
-            token = part.token
-            if token.stream is None:
-                continue
-            spans = self._ranges.setdefault(token.source, {}).setdefault(token.stream, [])
-            if spans and token.start <= spans[-1][1] and token.end >= spans[-1][0]:
-                first, last = spans[-1]
-                spans[-1] = (min(first, token.start), max(last, token.end))
-            else:
-                spans.append((token.start, token.end))
-
-    def _recent_ranges(self) -> dict[str, Buffered]:
-        """Ranges per source and stream in records of the last ``resume_window_s``: the
-        write-ahead log of the positions, which are flushed less often than we fsync."""
-        since_ns = int((time.time() - self.resume_window_s) * 1e9)
-        out: dict[str, Buffered] = {}
-        for _, batch in self.store.select(since_ns=since_ns):
-            for part in batch:
-                token = part.token
-                if token.stream is not None:
-                    spans = out.setdefault(token.source, {}).setdefault(token.stream, [])
-                    spans.append((token.start, token.end))
-        return out
-
     @staticmethod
     def _reply(reply_to: Handle, result: SinkResult) -> None:
         try:
@@ -318,7 +289,7 @@ class DiskBuffer(LogcapActor):
         if self._degraded:
             log.info("disk buffer: accepting data again")
             self._degraded = ""
-        self._remember_ranges(message.parts)
+        self._ranges.add(message.parts)  # a source restarted now resumes past it too
         self._waiting.append((seq, message.reply_to, message.batch_id))
         if self.settings.fsync_interval <= 0:
             self._sync()

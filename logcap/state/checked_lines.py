@@ -13,14 +13,24 @@ are ignored and reported, never raised.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["ValidPrefix", "checked_line", "read_valid_prefix"]
+__all__ = ["ValidPrefix", "append_whole", "checked_line", "read_valid_prefix"]
 
 T = TypeVar("T")
+
+
+def append_whole(fd: int, data: bytes) -> int:
+    """Write ``data`` (whole lines) to the append-only ``fd`` in one ``write``; a short write
+    is an OSError (a torn line is what a reader cuts, it must not be mistaken for a record)."""
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(f"short write ({written} of {len(data)} bytes)")
+    return written
 
 
 def checked_line(text: bytes) -> bytes:

@@ -45,7 +45,12 @@ from dataclasses import fields
 from typing import Any
 
 from logcap.state.atomic import move_aside
-from logcap.state.checked_lines import ValidPrefix, checked_line, read_valid_prefix
+from logcap.state.checked_lines import (
+    ValidPrefix,
+    append_whole,
+    checked_line,
+    read_valid_prefix,
+)
 from logcap.state.positions_entries import ContainerPosition, FilePosition
 from logcap.state.positions_format import CORRUPT_INFIX, container_from_json, file_from_json
 
@@ -185,9 +190,7 @@ class PositionsLog:
         if self._fd is None:
             return
         try:
-            written = os.write(self._fd, data)
-            if written != len(data):
-                raise OSError(f"short write ({written} of {len(data)} bytes)")
+            written = append_whole(self._fd, data)
         except OSError:
             self.close()
             raise

@@ -73,10 +73,10 @@ from logcap.sources.containers.cursor_format import (
     encode_cursor,
 )
 from logcap.sources.containers.engine import ContainerInfo, Engine
-from logcap.sources.containers.filters import ContainerFilter
 from logcap.sources.containers.follower import Chunk, Ended, Follower, Opened, Trouble
 from logcap.sources.containers.framing import MAX_FRAME_BYTES, Stream
 from logcap.sources.containers.reads import ContainerReads
+from logcap.sources.containers.settings import ContainerSettings
 from logcap.sources.containers.streams import MultilineFor, StreamRules, stream_labels
 from logcap.sources.containers.watch import Died, EngineStatus, EngineWatch, Removed, Seen
 from logcap.sources.multiline import JoinCounts
@@ -108,26 +108,6 @@ TICK_S = 1.0
 CLOSE_WAIT_S = 2.0
 """How long :meth:`ContainerSource.close` waits for its threads in all (they are daemons)."""
 _NS_PER_S = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerSettings:
-    """What the source takes from ``sources.containers`` and the dispatcher section."""
-
-    source: str
-    socket: str
-    filter: ContainerFilter
-    labels: Labels
-    start_at: str
-    max_line_bytes: int
-    batch_lines: int
-
-    @classmethod
-    def from_config(cls, section: Any, config: Any, name: str = "containers"
-                    ) -> ContainerSettings:
-        return cls(name, section.socket, ContainerFilter.from_config(section),
-                   tuple(sorted(dict(section.labels).items())), section.start_at,
-                   section.max_line_bytes, config.dispatcher.batch_size)
 
 
 @dataclass(slots=True)

@@ -64,7 +64,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from logcap.state.checked_lines import ValidPrefix, checked_line, read_valid_prefix
+from logcap.state.checked_lines import (
+    ValidPrefix,
+    append_whole,
+    checked_line,
+    read_valid_prefix,
+)
 
 __all__ = [
     "HEADER",
@@ -231,9 +236,7 @@ class TimestampJournal:
         if self._fd is None:
             return
         try:
-            written = os.write(self._fd, line)
-            if written != len(line):
-                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            append_whole(self._fd, line)
         except OSError as exc:
             self._write_failed(exc)
             return
