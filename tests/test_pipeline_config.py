@@ -76,6 +76,8 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
               - labels: {"bad-name": x}
               - rate_limit: {rate: 10, mode: block}
               - rate_limit: {rate: 5, mode: block}
+              - opensips: {timezone: Mars/Olympus}
+              - opensips: {timezone: [UTC], year: 2026}
           opensips:
             stages: [{json: {}}]
         """)
@@ -92,6 +94,9 @@ def test_every_problem_of_the_pipelines_file_is_reported_with_file_and_key_path(
     assert f"{f}: pipelines.bad.stages[6].rate_limit" not in out  # one block stage is fine
     assert f"{f}: pipelines.bad.stages[7].rate_limit.mode: a pipeline has at most one " \
            "rate_limit in block mode (stages[6] is one)" in out
+    assert f"{f}: pipelines.bad.stages[8].opensips.timezone: unknown time zone" in out
+    assert f"{f}: pipelines.bad.stages[9].opensips.timezone: expected a string" in out
+    assert f"{f}: pipelines.bad.stages[9].opensips.year: unknown key" in out
     assert f"{f}: pipelines.opensips: is the name of a built-in pipeline" in out
     assert "Traceback" not in out
 

@@ -82,13 +82,13 @@ def test_regex_stage_on_dense_and_sparse_prefixes_and_a_source_field() -> None:
     assert b.failures == {("0:regex", "no_match"): 1, ("0:regex", "missing_field"): 1}
 
 
-def test_a_shared_label_dict_is_never_changed_for_the_other_lines() -> None:
+def test_a_shared_label_tuple_is_never_changed_for_the_other_lines() -> None:
     b = LineBatch(["a", "b"], [0, 1], 0)
     b.fields = [{"level": "info", "m": "x"}, {"level": "info"}]
     LabelsStage(FieldMapConfig((("level", "level"),)), "0:labels")(b)
     assert b.labels[0] is b.labels[1]
     LabelsStage(FieldMapConfig((("module", "m"),)), "1:labels")(b)
-    assert b.labels == [{"level": "info", "module": "x"}, {"level": "info"}]
+    assert b.labels == [(("level", "info"), ("module", "x")), (("level", "info"),)]
 
 
 def test_the_time_memo_answers_as_the_parser_does_line_by_line() -> None:

@@ -127,8 +127,8 @@ def test_labels_and_structured_metadata_take_present_non_empty_fields() -> None:
     b = with_fields([{"level": "ERROR", "mod": "tm", "cid": "x"}, {"level": ""}, None])
     LabelsStage(FieldMapConfig((("level", "level"), ("module", "mod"))), "2:labels")(b)
     MetadataStage(FieldMapConfig((("call_id", "cid"),)), "3:structured_metadata")(b)
-    assert b.labels == [{"level": "ERROR", "module": "tm"}, None, None]
-    assert b.metadata == [{"call_id": "x"}, None, None]
+    assert b.labels == [(("level", "ERROR"), ("module", "tm")), None, None]
+    assert b.metadata == [(("call_id", "x"),), None, None]
     assert b.failures == {}
 
 

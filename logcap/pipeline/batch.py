@@ -8,9 +8,11 @@ that did not take part, kept so as not to copy the match's dict): fields are rea
 ``get``, never iterated. A stage that drops lines calls :meth:`LineBatch.keep`,
 which compacts every list at once.
 
-Label and metadata dicts may be shared between lines (the ``labels`` stage reuses one dict
-for the lines with the same values): a stage replaces a line's dict, it never changes one in
-place. Fields dicts belong to one line.
+Labels and metadata are kept as the :class:`~logcap.messages.Entries` will carry them, tuples
+of ``(name, value)`` pairs (labels sorted by name, metadata in the order the stage set them),
+so the runner hands them on without converting each line's: a stage that adds to a line's
+pairs makes a new tuple. Label tuples are shared between lines (the ``labels`` stage makes one
+per combination of values). Fields dicts belong to one line.
 
 What happened is counted in the batch, not in metrics: :attr:`LineBatch.failures` and
 :attr:`LineBatch.drops` map ``(stage, reason)`` to a line count. The runner's caller (the
@@ -27,9 +29,10 @@ from logcap.pipeline.textindex import TextIndex
 if TYPE_CHECKING:  # the stage module imports this one
     from logcap.pipeline.stages.filter import TokenBucket
 
-__all__ = ["Fields", "LineBatch"]
+__all__ = ["Fields", "LineBatch", "Pairs"]
 
 Fields = dict[str, str]
+Pairs = tuple[tuple[str, str], ...]
 
 
 class LineBatch:
@@ -53,8 +56,8 @@ class LineBatch:
         self.stream = stream
         self.now_s = now_s
         self.fields: list[Fields | None] = [None] * n
-        self.labels: list[Fields | None] = [None] * n
-        self.metadata: list[Fields | None] = [None] * n
+        self.labels: list[Pairs | None] = [None] * n
+        self.metadata: list[Pairs | None] = [None] * n
         self.timestamped = False
         self.failures: dict[tuple[str, str], int] = {}
         self.drops: dict[tuple[str, str], int] = {}

@@ -65,51 +65,8 @@ pipelines:
       - multiline:
           firstline: '^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)'
           max_lines: 500
-      - replace: {expression: '#015#012', replace: "\r\n"}
-      # the header: only the fields later stages use are captured (each capture is a new
-      # string per line); the host and the message text are not
-      - regex:
-          expression: >-
-            (?x) ^(?P<time>\d{4}-\d\d-\d\dT\S+|[A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d)
-            [ ](?:[^\s\[]+[ ])?[\w./-]*\[(?P<pid>\d+)\]:?[ ]
-            (?P<level>ALERT|CRITICAL|CRIT|ERROR|WARNING|NOTICE|INFO|DBG|DEBUG|BUG):
-            (?:(?P<module>\w+):(?P<function>\w+):[ ])?
-      - timestamp: {source: time, format: syslog, fallback_formats: [rfc3339]}
-      # starting with one character class ([cC\n]) lets the regex engine skip to the
-      # candidates; the lookbehinds pick the branch (call-id=... or a Call-ID: header)
-      - regex:
-          optional: true
-          contains: ["\n", "all", "ALL"]
-          expression: >-
-            (?x) [cC\n](?:(?<=[cC])(?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*
-            |(?<=\n)(?i:Call-ID|i)[ \t]*:[ \t]*)(?P<call_id>[^\s;,]+)
-      - regex:
-          optional: true
-          contains: ["\n", "from_tag=", "fromtag="]
-          expression: >-
-            (?x) (?:from_?tag=|\n(?i:From|f)[ \t]*:[^\r\n]*?;(?i:tag)=)(?P<from_tag>[^\s;>,]+)
-      - regex:
-          optional: true
-          contains: ["\n", "to_tag=", "totag="]
-          expression: >-
-            (?x) (?:to_?tag=|\n(?i:To|t)[ \t]*:[^\r\n]*?;(?i:tag)=)(?P<to_tag>[^\s;>,]+)
-      - regex:
-          optional: true
-          contains: ["\n", "request ", "method="]
-          expression: >-
-            (?x) (?:request[ ]|method=|\nCSeq:[ \t]*\d+[ \t]+|\n)
-            (?P<method>INVITE|ACK|BYE|CANCEL|REGISTER|OPTIONS|PRACK|SUBSCRIBE|NOTIFY|PUBLISH
-            |INFO|REFER|MESSAGE|UPDATE)\b
-      - regex:
-          optional: true
-          contains: ["\n", "repl", "status=", "code="]
-          expression: '(?:repl(?:y|ied) |status=|code=|\nSIP/2\.0 )(?P<status>[1-6]\d\d)\b'
-      - regex:
-          optional: true
-          contains: ["from ", "src_ip=", "source ", "\nVia:"]
-          expression: >-
-            (?x) (?:from[ ]|src_ip=|source[ ]|\nVia:[ \t]*SIP/2\.0/\w+[ \t]+)
-            (?P<src_ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])
+      # the header, the SIP identifiers and the timestamp, in one pass
+      - opensips: {}
       - labels: {level: , module: }
       - structured_metadata:
           pid:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logcap.config.sources import MultilineConfig
-from logcap.messages import Entries, Labels
+from logcap.messages import Entries
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.kinds import STAGE_KINDS
 from logcap.pipeline.stages.base import Stage, stage_label
@@ -102,9 +102,9 @@ class CompiledPipeline:
             else list(range(entries.ts_ns, entries.ts_ns + n))
         batch = LineBatch(list(entries.lines), stamps, entries.ts_ns, entries.stream, now_s)
         if entries.line_labels is not None:
-            batch.labels = [dict(pairs) if pairs else None for pairs in entries.line_labels]
+            batch.labels = [pairs or None for pairs in entries.line_labels]
         if entries.metadata is not None:
-            batch.metadata = [dict(pairs) if pairs else None for pairs in entries.metadata]
+            batch.metadata = [pairs or None for pairs in entries.metadata]
         for stage in self.stages:
             try:
                 stage(batch)
@@ -126,39 +126,7 @@ class CompiledPipeline:
         if batch.timestamped or batch.drops or entries.timestamps is not None:
             changes["timestamps"] = batch.timestamps
         if entries.line_labels is not None or any(batch.labels):
-            changes["line_labels"] = _label_pairs(batch.labels)
+            changes["line_labels"] = [pairs or () for pairs in batch.labels]
         if entries.metadata is not None or any(batch.metadata):
-            changes["metadata"] = [tuple(d.items()) if d else () for d in batch.metadata]
+            changes["metadata"] = [pairs or () for pairs in batch.metadata]
         return dataclasses.replace(entries, **changes)
-
-
-_SORTED: dict[tuple[tuple[str, str], ...], Labels] = {}
-_SORTED_MAX = 4096
-
-
-def _label_pairs(labels: list[dict[str, str] | None]) -> list[Labels]:
-    """Each line's labels as sorted pairs; a dict shared by lines (the ``labels`` stage's
-    cache) is converted once."""
-    done: dict[int, Labels] = {}
-    out: list[Labels] = []
-    for d in labels:
-        if not d:
-            out.append(())
-            continue
-        pairs = done.get(id(d))  # the dicts outlive this loop: an id is not reused in it
-        if pairs is None:
-            pairs = done[id(d)] = _sorted_pairs(d)
-        out.append(pairs)
-    return out
-
-
-def _sorted_pairs(labels: dict[str, str] | None) -> Labels:
-    if not labels:
-        return ()
-    key = tuple(labels.items())
-    found = _SORTED.get(key)
-    if found is None:
-        if len(_SORTED) >= _SORTED_MAX:
-            _SORTED.clear()
-        found = _SORTED[key] = tuple(sorted(key))
-    return found

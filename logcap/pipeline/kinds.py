@@ -23,6 +23,7 @@ from logcap.pipeline.stages.attach import (
 from logcap.pipeline.stages.base import Stage
 from logcap.pipeline.stages.edit import ReplaceConfig, ReplaceStage, TruncateConfig, TruncateStage
 from logcap.pipeline.stages.filter import DropConfig, DropStage, RateLimitConfig, RateLimitStage
+from logcap.pipeline.stages.opensips import OpensipsConfig, OpensipsStage
 from logcap.pipeline.stages.parse import (
     JsonConfig,
     JsonStage,
@@ -59,5 +60,6 @@ STAGE_KINDS: dict[str, StageKind] = {
     "replace": StageKind(ReplaceConfig, ReplaceStage),
     "drop": StageKind(DropConfig, DropStage),
     "rate_limit": StageKind(RateLimitConfig, RateLimitStage),
+    "opensips": StageKind(OpensipsConfig, OpensipsStage),
 }
 """Every kind run by the pipeline (``multiline`` runs at the source)."""

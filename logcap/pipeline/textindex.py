@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate
 from operator import add
 
-__all__ = ["SEPARATOR", "TextIndex"]
+__all__ = ["DENSE", "RETRY_AFTER", "SEPARATOR", "Needles", "TextIndex"]
 
 SEPARATOR = "\x00"
 """Between two texts in the joined string. A string that contains it is looked for text by
@@ -67,4 +67,33 @@ class TextIndex:
                 if pos < found.get(j, pos + 1):
                     found[j] = pos
                 k = find(needle, ends[j])
+        return found
+
+
+DENSE = 8
+"""Strings found in more than 1/DENSE of a batch's texts are tested text by text."""
+RETRY_AFTER = 16
+"""Batches after such a batch before the index is tried again for those strings."""
+
+
+class Needles:
+    """Strings a stage looks for in each batch's texts with a :class:`TextIndex`; after a
+    batch where they were in too many texts, the index is not tried for the next
+    :data:`RETRY_AFTER` batches (that costs only time: the caller then tests text by text)."""
+
+    __slots__ = ("skip", "strings")
+
+    def __init__(self, strings: tuple[str, ...]) -> None:
+        self.strings = strings
+        self.skip = 0
+
+    def positions(self, index: TextIndex, limit: int) -> dict[int, int] | None:
+        """:meth:`TextIndex.first_positions` of the strings, or None when they are (or were
+        lately) in more than ``limit`` texts: then the caller tests text by text."""
+        if self.skip:
+            self.skip -= 1
+            return None
+        found = index.first_positions(self.strings, limit)
+        if found is None:
+            self.skip = RETRY_AFTER
         return found

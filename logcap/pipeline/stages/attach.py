@@ -16,7 +16,7 @@ import attrs
 
 from logcap.config.section import Section
 from logcap.config.values import text
-from logcap.pipeline.batch import Fields, LineBatch
+from logcap.pipeline.batch import LineBatch, Pairs
 
 __all__ = ["LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage", "OutputConfig",
            "OutputStage"]
@@ -33,42 +33,52 @@ LABEL_SETS_CACHED = 1024
 """Distinct label value combinations a ``labels`` stage remembers (then it starts anew)."""
 
 
+def _merged(current: Pairs | None, found: Pairs, sort: bool) -> Pairs:
+    """``found`` added to a line's ``current`` pairs (a value of ``found`` wins)."""
+    if current is None:
+        return found
+    merged = {**dict(current), **dict(found)}
+    return tuple(sorted(merged.items())) if sort else tuple(merged.items())
+
+
 def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
-            target: list[Fields | None]) -> None:
-    """Set ``target[i]`` (labels or metadata) from line ``i``'s fields: name -> the field's
-    value, for the fields present and not empty."""
+            target: list[Pairs | None]) -> None:
+    """Set ``target[i]`` (metadata) from line ``i``'s fields: ``(name, value)`` for the fields
+    present and not empty, in the order of ``pairs``."""
     for i, line_fields in enumerate(batch.fields):
         if line_fields is None:
             continue
         get = line_fields.get
-        found: Fields = {}
+        found: list[tuple[str, str]] = []
         for name, field in pairs:  # a plain loop: a comprehension is a call per line
             value = get(field)
             if value:
-                found[name] = value
+                found.append((name, value))
         if found:
             current = target[i]
-            target[i] = found if current is None else {**current, **found}  # never in place
+            target[i] = tuple(found) if current is None else _merged(current, tuple(found),
+                                                                      False)
 
 
 def _attach_shared(batch: LineBatch, names: tuple[str, ...], sources: tuple[str, ...],
-                   target: list[Fields | None], cache: dict[tuple[str | None, ...], Fields]
+                   target: list[Pairs | None], cache: dict[tuple[str | None, ...], Pairs]
                    ) -> None:
-    """:func:`_attach`, where lines with the same values share one dict from ``cache``
-    (labels: their values repeat, the dict is made once)."""
+    """Set ``target[i]`` (labels) to line ``i``'s ``(name, value)`` pairs sorted by name, where
+    lines with the same values share one tuple from ``cache`` (label values repeat)."""
     for i, line_fields in enumerate(batch.fields):
         if line_fields is None:
             continue
         values = tuple(map(line_fields.get, sources))
         found = cache.get(values)
         if found is None:
-            found = {name: value for name, value in zip(names, values, strict=True) if value}
+            found = tuple(sorted((name, value) for name, value in zip(names, values,
+                                                                      strict=True) if value))
             if len(cache) >= LABEL_SETS_CACHED:
                 cache.clear()
             cache[values] = found
         if found:
             current = target[i]
-            target[i] = found if current is None else {**current, **found}  # never in place
+            target[i] = found if current is None else _merged(current, found, True)
 
 
 class LabelsStage:
@@ -80,7 +90,7 @@ class LabelsStage:
         self.label = label
         self.names = tuple(name for name, _ in config.pairs)
         self.sources = tuple(field for _, field in config.pairs)
-        self.cache: dict[tuple[str | None, ...], Fields] = {}
+        self.cache: dict[tuple[str | None, ...], Pairs] = {}
 
     def __call__(self, batch: LineBatch) -> None:
         _attach_shared(batch, self.names, self.sources, batch.labels, self.cache)

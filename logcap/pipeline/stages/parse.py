@@ -32,7 +32,7 @@ from logcap.config.section import Problem, Section
 from logcap.config.values import flag, optional_text, regex, str_list, str_map
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.literals import match_prefixes
-from logcap.pipeline.textindex import TextIndex
+from logcap.pipeline.textindex import DENSE, Needles, TextIndex
 
 __all__ = ["JsonConfig", "JsonStage", "LogfmtConfig", "LogfmtStage", "RegexConfig",
            "RegexStage", "parse_logfmt"]
@@ -54,28 +54,6 @@ class RegexConfig(Section):
         if self.contains and not self.optional:
             yield Problem("contains", "needs optional: true (the lines it skips are not "
                           "counted as no_match)", ("contains", "optional"))
-
-
-class _Needles:
-    """Strings a regex stage looks for in a batch's texts with the
-    :class:`~logcap.pipeline.textindex.TextIndex`; after a batch where they were in too many
-    texts, the index is not tried for the next :data:`RETRY_AFTER` batches (that costs only
-    time: the caller then tests text by text)."""
-
-    __slots__ = ("skip", "strings")
-
-    def __init__(self, strings: tuple[str, ...]) -> None:
-        self.strings = strings
-        self.skip = 0
-
-    def positions(self, index: TextIndex, limit: int) -> dict[int, int] | None:
-        if self.skip:
-            self.skip -= 1
-            return None
-        found = index.first_positions(self.strings, limit)
-        if found is None:
-            self.skip = RETRY_AFTER
-        return found
 
 
 class RegexStage:
@@ -104,8 +82,8 @@ class RegexStage:
         prefixes = match_prefixes(config.expression) or ()
         if prefixes and all(any(c in p for c in config.contains) for p in prefixes):
             self.contains = ()  # a text with a prefix holds one of them: implied
-        self.prefixes = _Needles(prefixes) if prefixes else None
-        self.wanted = _Needles(self.contains) if self.contains else None
+        self.prefixes = Needles(prefixes) if prefixes else None
+        self.wanted = Needles(self.contains) if self.contains else None
         self.names = tuple(pattern.groupindex)
         # one named group: read by its number (no dict per match)
         self.group = next(iter(pattern.groupindex.values())) if len(self.names) == 1 else 0
@@ -184,13 +162,6 @@ class RegexStage:
                     found = {k: v for k, v in found.items() if v is not None}
                 current.update(found)
         return matched
-
-
-DENSE = 8
-"""Prefixes or ``contains`` strings found in more than 1/DENSE of a batch's texts are tested
-text by text (see :mod:`logcap.pipeline.textindex`)."""
-RETRY_AFTER = 16
-"""Batches after such a batch before the index is tried again for those strings."""
 
 
 def _as_text(value: Any) -> str:

@@ -19,7 +19,7 @@ from logcap.config.values import choice, str_list, text
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.timeformats import TIME_FORMATS, SecondCache, zone
 
-__all__ = ["TimestampConfig", "TimestampStage"]
+__all__ = ["TimestampConfig", "TimestampStage", "timezone_option"]
 
 
 def _check_zone(value: str) -> str | None:
@@ -30,6 +30,12 @@ def _check_zone(value: str) -> str | None:
     return None
 
 
+def timezone_option() -> str:
+    """The ``timezone`` option of a stage that converts times: an IANA name, ``UTC`` or an
+    offset (checked when the config is read); default UTC."""
+    return text("UTC", check=_check_zone)
+
+
 @attrs.frozen
 class TimestampConfig(Section):
     """Options of ``timestamp``."""
@@ -37,7 +43,7 @@ class TimestampConfig(Section):
     source: str = text(required=True)
     format: str = choice("rfc3339", tuple(TIME_FORMATS))
     fallback_formats: tuple[str, ...] = str_list()
-    timezone: str = text("UTC", check=_check_zone)
+    timezone: str = timezone_option()
 
     def problems(self) -> Iterator[Problem]:
         for index, fmt in enumerate(self.fallback_formats):
