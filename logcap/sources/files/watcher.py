@@ -3,7 +3,8 @@
 :class:`DirWatcher` runs one daemon thread that blocks on an inotify descriptor watching a
 set of directories, and calls ``on_change()`` after any event in them (writes, creations,
 renames, deletions, attribute changes, including those of files reached through them).
-Events are coalesced: the callback is the wake-up, the tailer then looks at its files. If
+Events are coalesced: the callback is the wake-up, the tailer then looks at its files; while
+events keep coming it is called at most every :data:`WAKE_INTERVAL_S`. If
 inotify is unavailable or a watch cannot be added (limit reached, permission), the error is
 recorded and the periodic ``os.stat`` sweep of the tailer remains the fallback.
 
@@ -25,6 +26,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -58,6 +60,13 @@ except ImportError:  # pragma: no cover - not Linux
 
 READ_TIMEOUT_MS = 500
 """How often the watcher thread looks up from inotify to see if it should stop."""
+WAKE_INTERVAL_S = 0.02
+"""While events keep coming, ``on_change`` is called at most once per this interval (the
+first event after a quiet spell calls it at once): a writer's many small writes make one
+wake-up, so one read of its files, instead of one each. Each read and wake-up of the tailer
+costs about as much as reading dozens of lines, so at 10,000 lines/s written 50 at a time
+this cuts the reads from 200 to 50 a second, for at most this much added latency. Events are
+still read as they come (new files are opened at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +159,30 @@ class DirWatcher:
 
     def _run(self) -> None:
         assert self._inotify is not None
+        woke = -WAKE_INTERVAL_S  # when on_change was last called (monotonic)
+        due: float | None = None  # a change not yet told, to tell then
         while not self._stop.is_set():
+            timeout = READ_TIMEOUT_MS if due is None \
+                else max(0, int((due - time.monotonic()) * 1000) + 1)
             try:
-                events = self._inotify.read(timeout=READ_TIMEOUT_MS)
+                events = self._inotify.read(timeout=timeout)
             except OSError as exc:
                 if self._stop.is_set():
                     return
                 log.warning("inotify read failed: %s; polling only", exc)
                 return
-            if events and not self._stop.is_set():
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            if events:
                 if self._tracker is not None:
                     self._open_sightings(events)
                 self._record(events)
+                if due is None:
+                    due = max(now, woke + WAKE_INTERVAL_S)
+            if due is not None and now >= due:
+                due = None
+                woke = now
                 self._on_change()
 
     def _record(self, events: Iterable[Any]) -> None:
