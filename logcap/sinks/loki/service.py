@@ -10,9 +10,9 @@ errors retried (``Retry-After`` passed on); 413 split in halves and each half se
 a single entry that is still too large is rejected); other 4xx and 501 rejected for good with
 Loki's reason. Entries keep their original timestamps on every attempt.
 
-Credentials: basic (username + password or password_file) or bearer (token or token_file);
-files are read when the service is created; secrets are never logged. TLS: ``verify`` with an
-optional ``ca_file``, and an optional client certificate.
+Credentials (basic or bearer, files read when the service is created), TLS settings and what
+requests would read from the environment are set on the session once
+(:mod:`logcap.sinks.loki.session`); secrets are never logged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from operator import attrgetter
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
@@ -39,28 +38,20 @@ from logcap.sinks.loki.request import (
     split_in_halves,
 )
 from logcap.sinks.loki.response import OutcomeKind, classify
+from logcap.sinks.loki.session import push_session
 
-__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url", "read_secret"]
+__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url"]
 
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/loki/api/v1/push"
 MAX_SPLIT_DEPTH = 10
 """413 splits at most this deep (1,000 entries reach single entries in 10 halvings)."""
-POOL_CONNECTIONS = 4
 
 
 def push_url(url: str) -> str:
     """The push endpoint of a configured Loki ``url`` (a base URL or the push URL itself)."""
     return url if url.endswith(PUSH_PATH) else url.rstrip("/") + PUSH_PATH
-
-
-def read_secret(value: str, file_path: str) -> str:
-    """The secret itself, or the stripped content of ``file_path``."""
-    if value:
-        return value
-    with open(file_path, encoding="utf-8") as fh:
-        return fh.read().strip()
 
 
 class LokiService:
@@ -72,29 +63,12 @@ class LokiService:
         self.cfg = cfg
         self.name = name
         self.url = push_url(cfg.url)
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_CONNECTIONS,
-                              max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._configure_auth(cfg.auth)
-        tls = cfg.tls
-        self.session.verify = tls.ca_file if (tls.verify and tls.ca_file) else bool(tls.verify)
-        if tls.cert_file:
-            self.session.cert = (tls.cert_file, tls.key_file)
+        self.session = push_session(self.url, cfg.auth, cfg.tls, session)
         self.policy = LabelPolicy(static_labels=dict(cfg.labels),
                                   max_labels=cfg.max_labels_per_stream)
         self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
         self._label_cache: dict[Labels, str] = {}
         self._merged_cache: dict[tuple[Labels, Labels], str] = {}
-
-    def _configure_auth(self, auth: Any) -> None:
-        if auth.type == "basic":
-            password = read_secret(auth.password, auth.password_file)
-            self.session.auth = (auth.username, password)
-        elif auth.type == "bearer":
-            token = read_secret(auth.token, auth.token_file)
-            self.session.headers["Authorization"] = f"Bearer {token}"
 
     # -- building --------------------------------------------------------------------------
 
