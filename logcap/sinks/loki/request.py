@@ -30,8 +30,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
-from operator import attrgetter
+from itertools import islice, repeat
+from operator import attrgetter, le
 from typing import Literal, NamedTuple
 
 from logcap import __version__
@@ -87,9 +87,13 @@ def entries_at(first_ns: int, lines: Sequence[str]) -> list[LokiEntry]:
     return entries_of(range(first_ns, first_ns + len(lines)), lines)
 
 
-def entries_of(timestamps: Iterable[int], lines: Iterable[str]) -> list[LokiEntry]:
-    """``LokiEntry(ts, line)`` for each pair, without structured metadata."""
-    return list(map(_new_entry, zip(timestamps, lines, repeat(()))))
+def entries_of(timestamps: Iterable[int], lines: Iterable[str],
+               metadata: Iterable[tuple[tuple[str, str], ...]] | None = None) -> list[LokiEntry]:
+    """``LokiEntry(ts, line, md)`` for each ``timestamps``, ``lines`` and ``metadata`` item
+    (no metadata when None), made in C."""
+    if metadata is None:
+        return list(map(_new_entry, zip(timestamps, lines, repeat(()))))
+    return list(map(_new_entry, zip(timestamps, lines, metadata, strict=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,8 @@ class PushRequest:
     """A request ready to POST to ``/loki/api/v1/push``.
 
     ``line_count`` and ``line_bytes`` (UTF-8 bytes of the lines) describe what it carries, for
-    metrics; ``len(body)`` is what goes on the wire.
+    metrics; ``len(body)`` is what goes on the wire, ``payload_bytes`` its size before
+    compression (the serialized message, or the JSON document).
     """
 
     body: bytes
@@ -114,6 +119,7 @@ class PushRequest:
     line_bytes: int
     stream_count: int
     encoding: Encoding
+    payload_bytes: int
 
     @property
     def body_bytes(self) -> int:
@@ -125,13 +131,9 @@ class CannotSplit(ValueError):
 
 
 def _is_sorted(entries: Sequence[LokiEntry]) -> bool:
-    prev = None
-    for entry in entries:
-        ts = entry.ts_ns
-        if prev is not None and ts < prev:
-            return False
-        prev = ts
-    return True
+    """Whether the timestamps never go down (compared in C, pairwise)."""
+    stamps = list(map(_BY_TS, entries))
+    return all(map(le, stamps, islice(stamps, 1, None)))
 
 
 def sorted_streams(streams: Sequence[LokiStream]) -> list[LokiStream]:
@@ -204,10 +206,12 @@ def build_push_request(
             raise ValueError("gzip applies to the JSON encoding only; protobuf uses snappy")
         encoded = encode_push_request(ordered)
         body = compress_snappy(encoded.payload)
+        payload_bytes = len(encoded.payload)
         headers["Content-Type"] = CONTENT_TYPE_PROTOBUF
         line_count, line_bytes = encoded.entries, encoded.line_bytes
     elif encoding == "json":
         body = _json_document(ordered)
+        payload_bytes = len(body)
         if gzip:
             body = _gzip.compress(body, compresslevel=DEFAULT_GZIP_LEVEL, mtime=0)
             headers["Content-Encoding"] = "gzip"
@@ -225,6 +229,7 @@ def build_push_request(
         line_bytes=line_bytes,
         stream_count=len(ordered),
         encoding=encoding,
+        payload_bytes=payload_bytes,
     )
 
 
