@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 
 from logcap.sinks.loki.labels import render_labels
-from logcap.sinks.loki.protobuf import encode_push_request
-from logcap.sinks.loki.request import LokiEntry, LokiStream, encode_json, encode_protobuf
+from logcap.sinks.loki.protobuf import EntryLike, encode_push_request
+from logcap.sinks.loki.request import LokiStream, encode_json, encode_protobuf
 
 
 def opensips_metadata(i: int, rng: random.Random) -> tuple[tuple[str, str], ...]:
@@ -47,7 +47,7 @@ def make_batch(entries: int, line_bytes: int, streams: int, metadata: str | None
         stamps = [base + i // 50 * 1_000_000_000 for i in range(entries)]
     else:
         stamps = sorted(base + rng.randrange(1_000_000_000) for _ in range(entries))
-    out: list[list[LokiEntry]] = [[] for _ in range(streams)]
+    out: list[list[EntryLike]] = [[] for _ in range(streams)]  # as the sink makes them
     for i, ts in enumerate(stamps):
         head = f"2024-05-01T12:00:00.000Z level=info seq={i} msg="
         line = (head + "x" * line_bytes)[:line_bytes]
@@ -56,7 +56,7 @@ def make_batch(entries: int, line_bytes: int, streams: int, metadata: str | None
             md = (("call_id", f"{rng.getrandbits(64):016x}@10.0.0.1"),)
         elif metadata == "opensips":
             md = opensips_metadata(i, rng)
-        out[i % streams].append(LokiEntry(ts, line, md))
+        out[i % streams].append((ts, line, md))
     return [
         LokiStream(render_labels({"job": "opensips", "host": "sip-1", "shard": str(n)}), es)
         for n, es in enumerate(out)

@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping
 from itertools import chain
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any
 
 import requests
@@ -30,9 +30,9 @@ from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
 from logcap.sinks.base import Verdict
 from logcap.sinks.loki.labels import LabelPolicy, StreamLimiter
+from logcap.sinks.loki.protobuf import EntryLike
 from logcap.sinks.loki.request import (
     CannotSplit,
-    LokiEntry,
     LokiStream,
     PushRequest,
     build_push_request,
@@ -109,7 +109,7 @@ class LokiService:
         structured metadata ``part.metadata[i]``; so one part's lines may go to several streams.
         The stream limiter admits each (part, stream) group once, with its line count.
         """
-        grouped: dict[str, list[LokiEntry]] = {}
+        grouped: dict[str, list[EntryLike]] = {}
         folded_before = self.limiter.folded_lines
         for part in parts:
             if part.line_labels is None and part.metadata is None:
@@ -124,7 +124,7 @@ class LokiService:
             SINK_CARDINALITY_DROPS.labels(self.name, "streams_folded").inc(folded)
         return [LokiStream(labels, entries) for labels, entries in grouped.items()]
 
-    def _group_lines(self, part: Entries, grouped: dict[str, list[LokiEntry]]) -> None:
+    def _group_lines(self, part: Entries, grouped: dict[str, list[EntryLike]]) -> None:
         """Add a part with per-line fields to ``grouped``: its entries are made in one pass in
         C, then each goes to its line's stream, streams in the order of their first line."""
         lines = part.lines
@@ -133,7 +133,7 @@ class LokiService:
         made = entries_of(stamps, lines, part.metadata)
         base_rendered = self._rendered(part.labels)
         line_labels = part.line_labels
-        own: dict[str, list[LokiEntry]]
+        own: dict[str, list[EntryLike]]
         if line_labels is None:
             own = {base_rendered: made}
         else:
@@ -247,8 +247,8 @@ def _metadata_chars(streams: list[LokiStream]) -> int:
 
 _consume = deque[object](maxlen=0).extend
 """Run an iterator to its end, keeping nothing (in C)."""
-_LINE = attrgetter("line")
-_METADATA = attrgetter("metadata")
+_LINE = itemgetter(1)
+_METADATA = itemgetter(2)
 _flat = chain.from_iterable
 
 
