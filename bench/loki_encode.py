@@ -10,7 +10,12 @@ times each encoder on it, best of ``--repeat`` rounds of ``--iterations`` calls:
 - ``json``, ``json+gzip``: :func:`encode_json`.
 
     python bench/loki_encode.py [--entries 1000] [--line-bytes 200] [--streams 1]
-                                [--metadata] [--iterations 200] [--repeat 7]
+                                [--metadata [call_id|opensips]] [--iterations 200] [--repeat 7]
+
+``--metadata`` gives each entry structured metadata: ``call_id`` (the default) one unique
+Call-ID pair; ``opensips`` what the ``opensips`` pipeline leaves: ``pid`` and ``function``
+(few values), a unique ``call_id``, and on every 4th entry ``method``, ``status`` and
+``src_ip``, with whole-second timestamps (the log's own).
 """
 
 from __future__ import annotations
@@ -21,20 +26,37 @@ import time
 from collections.abc import Callable
 
 from logcap.sinks.loki.labels import render_labels
-from logcap.sinks.loki.protobuf import encode_push_request
-from logcap.sinks.loki.request import LokiEntry, LokiStream, encode_json, encode_protobuf
+from logcap.sinks.loki.protobuf import EntryLike, encode_push_request
+from logcap.sinks.loki.request import LokiStream, encode_json, encode_protobuf
 
 
-def make_batch(entries: int, line_bytes: int, streams: int, metadata: bool) -> list[LokiStream]:
+def opensips_metadata(i: int, rng: random.Random) -> tuple[tuple[str, str], ...]:
+    md: tuple[tuple[str, str], ...] = (
+        ("pid", ("2311", "2312", "2315")[i % 3]), ("function", ("t_reply", "relay")[i % 2]),
+        ("call_id", f"{rng.getrandbits(64):016x}@10.0.0.1"))
+    if i % 4 == 0:
+        md += (("method", "INVITE"), ("status", "200"), ("src_ip", "192.0.2.10"))
+    return md
+
+
+def make_batch(entries: int, line_bytes: int, streams: int, metadata: str | None
+               ) -> list[LokiStream]:
     rng = random.Random(1)
     base = 1_700_000_000_000_000_000
-    stamps = sorted(base + rng.randrange(1_000_000_000) for _ in range(entries))
-    out: list[list[LokiEntry]] = [[] for _ in range(streams)]
+    if metadata == "opensips":
+        stamps = [base + i // 50 * 1_000_000_000 for i in range(entries)]
+    else:
+        stamps = sorted(base + rng.randrange(1_000_000_000) for _ in range(entries))
+    out: list[list[EntryLike]] = [[] for _ in range(streams)]  # as the sink makes them
     for i, ts in enumerate(stamps):
         head = f"2024-05-01T12:00:00.000Z level=info seq={i} msg="
         line = (head + "x" * line_bytes)[:line_bytes]
-        md = (("call_id", f"{rng.getrandbits(64):016x}@10.0.0.1"),) if metadata else ()
-        out[i % streams].append(LokiEntry(ts, line, md))
+        md: tuple[tuple[str, str], ...] = ()
+        if metadata == "call_id":
+            md = (("call_id", f"{rng.getrandbits(64):016x}@10.0.0.1"),)
+        elif metadata == "opensips":
+            md = opensips_metadata(i, rng)
+        out[i % streams].append((ts, line, md))
     return [
         LokiStream(render_labels({"job": "opensips", "host": "sip-1", "shard": str(n)}), es)
         for n, es in enumerate(out)
@@ -57,7 +79,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--line-bytes", type=int, default=200)
     parser.add_argument("--streams", type=int, default=1)
-    parser.add_argument("--metadata", action="store_true", help="one metadata pair per entry")
+    parser.add_argument("--metadata", nargs="?", const="call_id", choices=("call_id", "opensips"),
+                        help="structured metadata on every entry (see above)")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
@@ -70,7 +93,7 @@ def main() -> None:
         ("json+gzip", lambda: encode_json(batch, gzip=True)),
     ]
     print(f"{args.entries} entries of {args.line_bytes} B in {args.streams} stream(s)"
-          f"{', with metadata' if args.metadata else ''}; best of {args.repeat}")
+          f"{f', with {args.metadata} metadata' if args.metadata else ''}; best of {args.repeat}")
     for name, fn in cases:
         seconds = best_seconds(fn, args.iterations, args.repeat)
         size = len(fn())

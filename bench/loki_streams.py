@@ -1,6 +1,7 @@
 """Benchmark of the Loki sink's grouping of a batch into streams, with and without per-line
 fields: CPU µs per line and lines/s of :meth:`LokiService.streams` (labels through the guard,
-the stream limit, one :class:`LokiEntry` per line), then of the protobuf + snappy body.
+the stream limit, one ``(ts_ns, line, metadata)`` tuple per line), then of the protobuf +
+snappy body.
 
 Batches of ``--parts`` parts of ``--lines`` lines each: plain parts (timestamps ``ts_ns + i``,
 the part's labels), parts whose lines carry their own timestamps, and parts whose lines also

@@ -44,6 +44,23 @@ def test_a_batch_over_batch_bytes_is_sent_in_several_requests(receiver: LokiRece
     assert sum(receiver.received_seq_numbers().values()) == 500
 
 
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_structured_metadata_counts_toward_batch_bytes(receiver: LokiReceiver,
+                                                        encoding: str) -> None:
+    # 20 lines of ~105 characters fit in 10 KiB; with two 300-character values (one name
+    # twice: JSON keeps one of them, the cap counts both) each they do not
+    parts = batch(20)
+    part = parts[0]
+    with_metadata = Entries(part.source, part.stream, part.labels, part.lines, part.ts_ns,
+                            part.token, metadata=[(("k", "v" * 300), ("k", "w" * 300))] * 20)
+    service = LokiService(loki_cfg(receiver.url, batch_bytes="10KiB", encoding=encoding))
+    assert service.deliver(parts).outcome is Outcome.DELIVERED
+    assert len(receiver.requests()) == 1
+    assert service.deliver((with_metadata,)).outcome is Outcome.DELIVERED
+    assert len(receiver.requests()) == 3
+    assert sum(receiver.received_seq_numbers().values()) == 40
+
+
 def test_an_outage_is_a_retry_with_the_reason(receiver: LokiReceiver) -> None:
     receiver.fail_unavailable()
     verdict = LokiService(loki_cfg(receiver.url)).deliver(batch(10))

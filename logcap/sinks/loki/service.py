@@ -10,57 +10,51 @@ errors retried (``Retry-After`` passed on); 413 split in halves and each half se
 a single entry that is still too large is rejected); other 4xx and 501 rejected for good with
 Loki's reason. Entries keep their original timestamps on every attempt.
 
-Credentials: basic (username + password or password_file) or bearer (token or token_file);
-files are read when the service is created; secrets are never logged. TLS: ``verify`` with an
-optional ``ca_file``, and an optional client certificate.
+Credentials (basic or bearer, files read when the service is created), TLS settings and what
+requests would read from the environment are set on the session once
+(:mod:`logcap.sinks.loki.session`); secrets are never logged.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
-from operator import attrgetter
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
 from logcap.sinks.base import Verdict
 from logcap.sinks.loki.labels import LabelPolicy, StreamLimiter
+from logcap.sinks.loki.protobuf import EntryLike
 from logcap.sinks.loki.request import (
     CannotSplit,
-    LokiEntry,
     LokiStream,
+    PushRequest,
     build_push_request,
     entries_at,
     entries_of,
     split_in_halves,
 )
 from logcap.sinks.loki.response import OutcomeKind, classify
+from logcap.sinks.loki.session import push_session
 
-__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url", "read_secret"]
+__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url"]
 
 log = logging.getLogger(__name__)
 
 PUSH_PATH = "/loki/api/v1/push"
 MAX_SPLIT_DEPTH = 10
 """413 splits at most this deep (1,000 entries reach single entries in 10 halvings)."""
-POOL_CONNECTIONS = 4
 
 
 def push_url(url: str) -> str:
     """The push endpoint of a configured Loki ``url`` (a base URL or the push URL itself)."""
     return url if url.endswith(PUSH_PATH) else url.rstrip("/") + PUSH_PATH
-
-
-def read_secret(value: str, file_path: str) -> str:
-    """The secret itself, or the stripped content of ``file_path``."""
-    if value:
-        return value
-    with open(file_path, encoding="utf-8") as fh:
-        return fh.read().strip()
 
 
 class LokiService:
@@ -72,29 +66,12 @@ class LokiService:
         self.cfg = cfg
         self.name = name
         self.url = push_url(cfg.url)
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_CONNECTIONS,
-                              max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._configure_auth(cfg.auth)
-        tls = cfg.tls
-        self.session.verify = tls.ca_file if (tls.verify and tls.ca_file) else bool(tls.verify)
-        if tls.cert_file:
-            self.session.cert = (tls.cert_file, tls.key_file)
+        self.session = push_session(self.url, cfg.auth, cfg.tls, session)
         self.policy = LabelPolicy(static_labels=dict(cfg.labels),
                                   max_labels=cfg.max_labels_per_stream)
         self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
         self._label_cache: dict[Labels, str] = {}
         self._merged_cache: dict[tuple[Labels, Labels], str] = {}
-
-    def _configure_auth(self, auth: Any) -> None:
-        if auth.type == "basic":
-            password = read_secret(auth.password, auth.password_file)
-            self.session.auth = (auth.username, password)
-        elif auth.type == "bearer":
-            token = read_secret(auth.token, auth.token_file)
-            self.session.headers["Authorization"] = f"Bearer {token}"
 
     # -- building --------------------------------------------------------------------------
 
@@ -132,7 +109,7 @@ class LokiService:
         structured metadata ``part.metadata[i]``; so one part's lines may go to several streams.
         The stream limiter admits each (part, stream) group once, with its line count.
         """
-        grouped: dict[str, list[LokiEntry]] = {}
+        grouped: dict[str, list[EntryLike]] = {}
         folded_before = self.limiter.folded_lines
         for part in parts:
             if part.line_labels is None and part.metadata is None:
@@ -147,24 +124,30 @@ class LokiService:
             SINK_CARDINALITY_DROPS.labels(self.name, "streams_folded").inc(folded)
         return [LokiStream(labels, entries) for labels, entries in grouped.items()]
 
-    def _group_lines(self, part: Entries, grouped: dict[str, list[LokiEntry]]) -> None:
-        """Add a part with per-line fields to ``grouped``, line by line."""
-        own: dict[str, list[LokiEntry]] = {}
+    def _group_lines(self, part: Entries, grouped: dict[str, list[EntryLike]]) -> None:
+        """Add a part with per-line fields to ``grouped``: its entries are made in one pass in
+        C, then each goes to its line's stream, streams in the order of their first line."""
+        lines = part.lines
+        stamps = part.timestamps if part.timestamps is not None \
+            else range(part.ts_ns, part.ts_ns + len(lines))
+        made = entries_of(stamps, lines, part.metadata)
         base_rendered = self._rendered(part.labels)
-        line_labels, metadata = part.line_labels, part.metadata
-        # lines with the same labels share one tuple (the pipeline's): looked up once per
-        # part by identity, not hashed per line (the tuples outlive the loop)
-        done: dict[int, str] = {}
-        for i, line in enumerate(part.lines):
-            extra = line_labels[i] if line_labels is not None else ()
-            if extra:
-                rendered = done.get(id(extra))
-                if rendered is None:
-                    rendered = done[id(extra)] = self._line_rendered(part.labels, extra)
+        line_labels = part.line_labels
+        own: dict[str, list[EntryLike]]
+        if line_labels is None:
+            own = {base_rendered: made}
+        else:
+            # lines with the same labels share one tuple (the pipeline's): each distinct tuple
+            # is rendered once, found by identity (the tuples outlive this call)
+            rendered_of = {
+                key: self._line_rendered(part.labels, extra) if extra else base_rendered
+                for key, extra in dict(zip(map(id, line_labels), line_labels, strict=True)).items()}
+            per_line = list(map(rendered_of.__getitem__, map(id, line_labels)))
+            if len(rendered_of) == 1 or len(set(rendered_of.values())) == 1:
+                own = {per_line[0]: made} if per_line else {}
             else:
-                rendered = base_rendered
-            md = metadata[i] if metadata is not None else ()
-            own.setdefault(rendered, []).append(LokiEntry(part.timestamp(i), line, md))
+                own = {rendered: [] for rendered in dict.fromkeys(per_line)}
+                _consume(map(list.append, map(own.__getitem__, per_line), made))
         for rendered, entries in own.items():
             labels = self.limiter.admit(rendered, len(entries))
             grouped.setdefault(labels, []).extend(entries)
@@ -180,20 +163,38 @@ class LokiService:
     def _send_capped(self, streams: list[LokiStream], depth: int) -> Verdict:
         """Send, first halving a batch over ``batch_bytes`` of line text and structured
         metadata (``batch_size`` lines is applied by the shard, whose batch is at most that
-        long)."""
-        size = _batch_chars(streams)
+        long).
+
+        The metadata is counted only when it may matter: a protobuf message holds every line
+        and every metadata name and value, each character one UTF-8 byte or more, so a message
+        within ``batch_bytes`` is a batch within it (JSON keeps one value per metadata name:
+        no such bound)."""
+        cap = self.cfg.batch_bytes
         entries = sum(len(s.entries) for s in streams)
-        if size <= self.cfg.batch_bytes or entries < 2 or depth >= MAX_SPLIT_DEPTH:
+        if entries < 2 or depth >= MAX_SPLIT_DEPTH:
             return self._push(streams, 0)
+        line_chars = _line_chars(streams)
+        if line_chars <= cap:
+            request = self._request(streams)
+            if (request.payload_bytes <= cap and request.encoding == "protobuf") \
+                    or line_chars + _metadata_chars(streams) <= cap:
+                return self._push(streams, 0, request)
         first, second = split_in_halves(streams)
         return _worst(self._send_capped(first, depth + 1), self._send_capped(second, depth + 1))
 
-    def _push(self, streams: list[LokiStream], depth: int) -> Verdict:
+    def _request(self, streams: list[LokiStream]) -> PushRequest:
         cfg = self.cfg
-        request = build_push_request(
+        return build_push_request(
             streams, encoding=cfg.encoding, gzip=cfg.gzip and cfg.encoding == "json",
             tenant_id=cfg.tenant_id or None,
         )
+
+    def _push(self, streams: list[LokiStream], depth: int,
+              request: PushRequest | None = None) -> Verdict:
+        """POST ``streams`` (``request``, when already built from them) and judge the answer."""
+        cfg = self.cfg
+        if request is None:
+            request = self._request(streams)
         try:
             resp = self.session.post(self.url, data=request.body, headers=dict(request.headers),
                                      timeout=cfg.timeout)
@@ -232,20 +233,23 @@ def _worst(a: Verdict, b: Verdict) -> Verdict:
     return a
 
 
-def _batch_chars(streams: list[LokiStream]) -> int:
-    """What the streams count toward ``batch_bytes``: their lines and their metadata's names
-    and values, in characters (counted in C where it can: this runs for every batch)."""
-    total = 0
-    for stream in streams:
-        entries = stream.entries
-        total += sum(map(len, map(_LINE, entries)))
-        for metadata in filter(None, map(_METADATA, entries)):
-            total += sum(len(k) + len(v) for k, v in metadata)
-    return total
+def _line_chars(streams: list[LokiStream]) -> int:
+    """The characters of the streams' lines (counted in C: this runs for every batch)."""
+    return sum(sum(map(len, map(_LINE, stream.entries))) for stream in streams)
 
 
-_LINE = attrgetter("line")
-_METADATA = attrgetter("metadata")
+def _metadata_chars(streams: list[LokiStream]) -> int:
+    """The characters of the streams' metadata names and values: the metadata tuples,
+    flattened to pairs, flattened to strings, measured in C."""
+    return sum(sum(map(len, _flat(_flat(filter(None, map(_METADATA, stream.entries))))))
+               for stream in streams)
+
+
+_consume = deque[object](maxlen=0).extend
+"""Run an iterator to its end, keeping nothing (in C)."""
+_LINE = itemgetter(1)
+_METADATA = itemgetter(2)
+_flat = chain.from_iterable
 
 
 def _headers(headers: Mapping[str, str]) -> dict[str, str]:
