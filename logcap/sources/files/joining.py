@@ -112,7 +112,8 @@ class JoiningReader:
         self._offset = offset
 
     def prefix_hash(self) -> str:
-        """Hash of the bytes before :attr:`offset`."""
+        """Hash of the bytes before :attr:`offset`, read from the file now (as
+        :meth:`LineReader.prefix_hash`)."""
         return self._reader.hash_before(self._offset)
 
     def read_batch(self, max_bytes: int = CHUNK_BYTES, max_lines: int | None = None, *,
@@ -146,8 +147,6 @@ class JoiningReader:
             truncated_count=result.truncated_count,
             line_offsets=[entry.start for entry in closed],
             eof=result.eof,
-            prefix_hash=result.prefix_hash if self._offset == result.end_offset
-            else self.prefix_hash(),
         )
 
     def close_held(self) -> ReadResult | None:

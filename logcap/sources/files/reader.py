@@ -93,9 +93,7 @@ class ReadResult:
     ``offset`` before the read; ``end_offset`` is just past the last line emitted.
     ``bytes_read`` counts bytes taken from the file by this read (some may be a pending partial
     line, not yet emitted). ``line_offsets`` (only with ``track_offsets``) holds the byte offset
-    where each line starts. ``eof``: the read reached the end of the file. ``prefix_hash``: the
-    hash of the bytes before ``end_offset`` (see
-    :func:`~logcap.state.file_identity.hash_prefix`), to store with the position.
+    where each line starts. ``eof``: the read reached the end of the file.
     """
 
     lines: list[str]
@@ -105,7 +103,6 @@ class ReadResult:
     truncated_count: int = 0
     line_offsets: list[int] | None = None
     eof: bool = False
-    prefix_hash: str = ""
 
 
 DEFAULT_ENCODING = "utf-8"
@@ -143,8 +140,6 @@ class LineReader:
         self._read_pos = offset
         self._pending = bytearray()
         self._skipping = False
-        self._prefix_hash_at = -1
-        self._prefix_hash = ""
         self.nul_dropped = 0
         """NUL bytes removed from long lines and pending bytes so far (module docstring)."""
 
@@ -180,14 +175,12 @@ class LineReader:
         self._read_pos = offset
         self._pending.clear()
         self._skipping = False
-        self._prefix_hash_at = -1
 
     def prefix_hash(self) -> str:
-        """Hash of the bytes before ``offset`` (read from the file if not already known)."""
-        if self._prefix_hash_at != self._offset:
-            self._prefix_hash = self.hash_before(self._offset)
-            self._prefix_hash_at = self._offset
-        return self._prefix_hash
+        """Hash of the bytes before ``offset``, read from the file now (what a position at
+        ``offset`` records; a read does not compute it: positions are hashed when
+        committed)."""
+        return self.hash_before(self._offset)
 
     def hash_before(self, offset: int) -> str:
         """:func:`~logcap.state.file_identity.hash_prefix` of the content (through ``pread``
@@ -225,7 +218,6 @@ class LineReader:
         self._read_pos = base + nread
         pos = 0
         cut = False
-        hash_end = -1  # index in data where self._offset falls, if data holds the bytes before it
 
         if nread and (self._pending or self._skipping):
             newline = data.find(b"\n")
@@ -240,7 +232,6 @@ class LineReader:
                     offsets.append(line_start)
                 self._offset = base + newline + 1
                 pos = newline + 1
-                hash_end = pos
                 if max_lines is not None and len(lines) >= max_lines and pos < nread:
                     cut = True
 
@@ -257,7 +248,6 @@ class LineReader:
                     cut = True
                 truncated += self._split_block(block, base + pos, lines, offsets)
                 self._offset = base + pos + len(block)
-                hash_end = pos + len(block)
                 if not cut and last + 1 < nread:
                     self._append_pending(data[last + 1 :])
 
@@ -274,11 +264,7 @@ class LineReader:
             if offsets is not None:
                 offsets.append(line_start)
             self._offset = self._read_pos
-            hash_end = -1
 
-        if hash_end >= PREFIX_HASH_BYTES:
-            self._prefix_hash = digest_bytes(data[hash_end - PREFIX_HASH_BYTES : hash_end])
-            self._prefix_hash_at = self._offset
         return ReadResult(
             lines=lines,
             start_offset=start,
@@ -287,7 +273,6 @@ class LineReader:
             truncated_count=truncated,
             line_offsets=offsets,
             eof=eof,
-            prefix_hash=self.prefix_hash(),
         )
 
     def drain_to_eof(
