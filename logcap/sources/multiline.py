@@ -41,8 +41,9 @@ from __future__ import annotations
 import operator
 import re
 from collections import Counter
-from dataclasses import dataclass
-from itertools import pairwise, repeat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import compress, count, repeat
 from typing import NamedTuple, Protocol
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_LINES",
     "TIMEOUT",
     "JoinCounts",
+    "JoinedEntries",
     "JoinedEntry",
     "LineJoiner",
     "MultilineRule",
@@ -128,13 +130,40 @@ class MultilineRule:
 
 class JoinedEntry(NamedTuple):
     """A closed entry: its text, its span ``[start, end)``, its line count, and why it was
-    closed (one of :data:`CLOSE_REASONS`). A tuple: one is made per entry on the read path."""
+    closed (one of :data:`CLOSE_REASONS`)."""
 
     text: str
     start: int
     end: int
     lines: int
     reason: str
+
+
+@dataclass(slots=True)
+class JoinedEntries:
+    """Entries closed by a run of lines, oldest first, column by column: entry ``i`` is
+    ``texts[i]``, ``starts[i]``, ``ends[i]``, ``lines[i]``, ``reasons[i]`` (the fields of
+    :class:`JoinedEntry`). The read path makes no object per entry: a file read hands
+    ``texts`` and ``starts`` on as they are. Iterating gives :class:`JoinedEntry` s."""
+
+    texts: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[JoinedEntry]:
+        return map(JoinedEntry, self.texts, self.starts, self.ends, self.lines, self.reasons)
+
+    def append(self, entry: JoinedEntry) -> None:
+        self.texts.append(entry.text)
+        self.starts.append(entry.start)
+        self.ends.append(entry.end)
+        self.lines.append(entry.lines)
+        self.reasons.append(entry.reason)
 
 
 class LineJoiner:
@@ -193,35 +222,36 @@ class LineJoiner:
         return closed
 
     def feed_lines(self, lines: list[str], starts: list[int], end: int, now: float
-                   ) -> list[JoinedEntry]:
+                   ) -> JoinedEntries:
         """:meth:`feed` for a run of lines at once (line ``i`` spans ``[starts[i],
-        starts[i + 1])``, the last one ``[starts[-1], end)``); the same result, faster: with
+        starts[i + 1])``, the last one ``[starts[-1], end)``); the same entries, faster: with
         ``match: after`` and no cap reached, entries are cut at the first lines found by one
-        pass of the pattern, and each is joined once."""
+        pass of the pattern, and only those of several lines are joined."""
         if not lines:
-            return []
+            return JoinedEntries()
         rule = self.rule
         if rule.after:
             fast = self._feed_after(lines, starts, end, now)
             if fast is not None:
                 return fast
-        closed: list[JoinedEntry] = []
+        closed = JoinedEntries()
         last = len(lines) - 1
         for i, line in enumerate(lines):
-            closed.extend(self.feed(line, starts[i], starts[i + 1] if i < last else end, now))
+            for entry in self.feed(line, starts[i], starts[i + 1] if i < last else end, now):
+                closed.append(entry)
         return closed
 
     def _feed_after(self, lines: list[str], starts: list[int], end: int, now: float
-                    ) -> list[JoinedEntry] | None:
+                    ) -> JoinedEntries | None:
         """The ``match: after`` fast path; None when a cap would cut an entry (the caller
         then feeds line by line)."""
         rule = self.rule
         search = rule.regex.search
         n = len(lines)
-        if rule.negate:  # a matching line starts an entry
-            heads = [i for i, line in enumerate(lines) if search(line) is not None]
+        if rule.negate:  # a matching line starts an entry (a match object is true)
+            heads = list(compress(count(), map(search, lines)))
         else:  # a line that does not match starts one
-            heads = [i for i, line in enumerate(lines) if search(line) is None]
+            heads = list(compress(count(), map(operator.not_, map(search, lines))))
         held = len(self._lines)
         if not held and (not heads or heads[0]):
             heads.insert(0, 0)  # with nothing open, the first line starts an entry anyway
@@ -241,7 +271,7 @@ class LineJoiner:
                                                                      strict=True)))):
             return None
         self._fed_at = now
-        closed: list[JoinedEntry] = []
+        closed = JoinedEntries()
         if held:
             if bounds[0]:
                 self._lines.extend(lines[:bounds[0]])
@@ -249,14 +279,19 @@ class LineJoiner:
             if bounds[0] < n:
                 closed.append(self._close(COMPLETE))
         if len(bounds) > 1:
-            a = bounds[-2]
-            self._lines = lines[a:]
+            if len(bounds) > 2:  # entries bounds[k] .. bounds[k + 1] closed, the last one open
+                sizes.pop()
+                texts = list(map(lines.__getitem__, bounds[:-2]))  # right for one line
+                for k in compress(count(), map(operator.ne, sizes, repeat(1))):
+                    texts[k] = "\n".join(lines[bounds[k]:bounds[k + 1]])
+                closed.texts += texts
+                closed.starts += pos[:-2]
+                closed.ends += pos[1:-1]
+                closed.lines += sizes
+                closed.reasons += [COMPLETE] * len(texts)
+            self._lines = lines[bounds[-2]:]
             self._start = pos[-2]
             self._end = end
-            if len(bounds) > 2:
-                texts = ["\n".join(lines[a:b]) for a, b in pairwise(bounds[:-1])]
-                closed.extend(map(JoinedEntry, texts, pos[:-2], pos[1:-1], sizes[:-1],
-                                  repeat(COMPLETE)))
         return closed
 
     def due(self, now: float) -> bool:
