@@ -3,13 +3,15 @@
 What the source actor's thread runs for a file read from the beginning, without the actors:
 :meth:`FileSource.read` (rotation check, reads, read tokens, the timestamp journal) then
 :meth:`FileSource.ack` of every read (commits: the positions' prefix hashes), until every
-line was read. The file is written first (``--lines`` raw OpenSIPS lines, as in
+line was read. The file is written first (``--lines`` raw lines, made as in
 ``bench/pipelines.py``), so the page cache holds it; ``batch_lines`` is 1000 (the e2e
-benches' ``dispatcher.batch_size``). Variants: ``raw`` (no multiline rule) and ``opensips``
-(the built-in pipeline's multiline rule, joined at the source). CPU time is the process's
-(``time.process_time``), best of ``--repeat``.
+benches' ``dispatcher.batch_size``). Variants: ``raw`` (OpenSIPS lines, no multiline rule),
+``opensips`` (the same lines joined at the source by the built-in pipeline's rule: ``firstline``),
+``docker_json`` and ``cri`` (container log files joined by their built-ins' rules: ``pattern``
+with ``match: before``). CPU time is the process's (``time.process_time``), best of
+``--repeat``.
 
-    .venv/bin/python bench/file_source.py [--lines 200000] [--repeat 5] [--only raw|opensips]
+    .venv/bin/python bench/file_source.py [--lines 200000] [--repeat 5] [--only VARIANT]
 
 With ``--once VARIANT`` it runs one pass and prints nothing but the result count: for
 ``valgrind --tool=cachegrind --cache-sim=no``; instructions per line are those of that run
@@ -29,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipelines import opensips_raw
+from pipelines import cri_raw, docker_json_raw, opensips_raw
 
 from logcap.pipeline.builtins import builtin_pipelines
 from logcap.sources.files.source import FileSource
@@ -39,6 +41,9 @@ from logcap.sources.multiline import MultilineSpec
 __all__ = ["main"]
 
 BATCH_LINES = 1000
+RAW = {"raw": opensips_raw, "opensips": opensips_raw, "docker_json": docker_json_raw,
+       "cri": cri_raw}
+VARIANTS = tuple(RAW)
 
 
 def _spec(variant: str) -> MultilineSpec | None:
@@ -53,7 +58,7 @@ def run_once(tmp: str, variant: str, lines: int, read: bool = True) -> tuple[int
     path = os.path.join(logs, "app.log")
     with open(path, "w") as out:
         if lines:
-            out.write("\n".join(opensips_raw(lines)) + "\n")
+            out.write("\n".join(RAW[variant](lines)) + "\n")
     spec = _spec(variant)
     journal = os.path.join(tmp, f"{variant}.journal")
     settings = TailerSettings(source="app", include=(os.path.join(logs, "*.log"),),
@@ -82,21 +87,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=("raw", "opensips"))
-    parser.add_argument("--once", choices=("raw", "opensips"))
+    parser.add_argument("--only", choices=VARIANTS)
+    parser.add_argument("--once", choices=VARIANTS)
     parser.add_argument("--no-read", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="logcap-bench-") as tmp:
         if args.once:
             print(run_once(tmp, args.once, args.lines, not args.no_read)[0])
             return
-        for variant in (args.only,) if args.only else ("raw", "opensips"):
+        for variant in (args.only,) if args.only else VARIANTS:
             best = float("inf")
             got = 0
             for _ in range(args.repeat):
                 got, spent = run_once(tmp, variant, args.lines)
                 best = min(best, spent)
-            print(f"{variant:8} {args.lines} raw lines -> {got} results: "
+            print(f"{variant:11} {args.lines} raw lines -> {got} results: "
                   f"{best / args.lines * 1e6:5.2f} µs CPU/raw line "
                   f"(best of {args.repeat})")
 
