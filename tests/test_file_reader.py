@@ -393,6 +393,7 @@ def test_a_batch_cut_by_max_lines_ends_on_its_last_newline_in_ascii_and_other_te
     assert lines == [strip_cr(r).decode("utf-8", "backslashreplace") for r in raw]
     assert reader.offset == complete_len
     assert offsets == [sum(len(r) + 1 for r in raw[:i]) for i in range(len(raw))]
+    assert truncated == 0
 
 
 @settings(max_examples=200, deadline=None)

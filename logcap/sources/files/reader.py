@@ -120,6 +120,14 @@ class ReadResult:
 DEFAULT_ENCODING = "utf-8"
 
 
+def _line_starts(parts: list[str] | list[bytes], ending: int, offset: int) -> Iterator[int]:
+    """Where each of ``parts`` starts when each is followed by ``ending`` bytes and the first
+    starts at ``offset`` (a line under 256 bytes makes one new int: its length plus ``ending``
+    is a cached small int)."""
+    return itertools.accumulate(map(operator.add, map(len, parts[:-1]), itertools.repeat(ending)),
+                                initial=offset)
+
+
 class LineReader:
     """Reads lines from an open binary file descriptor, starting at ``offset``.
 
@@ -377,20 +385,14 @@ class LineReader:
             used > limit and _MAX_UTF8_CHAR_BYTES * (max(map(len, parts)) + 1) > limit
         )
         if not may_be_long and (offsets is None or by_length):
-            if offsets is not None:  # line i starts after the lines and endings before it
-                offsets.extend(map(
-                    operator.add,
-                    itertools.accumulate(map(len, parts[:-1]), initial=block_offset),
-                    itertools.count(0, ending)))
+            if offsets is not None:
+                offsets.extend(_line_starts(parts, ending, block_offset))
             lines.extend(parts)
             return used, 0
         raw_parts = block.split(b"\n")
         raw_parts.pop()
-        if offsets is not None:  # line i starts after the i newlines and lines before it
-            offsets.extend(map(
-                operator.add,
-                itertools.accumulate(map(len, raw_parts[:-1]), initial=block_offset),
-                itertools.count()))
+        if offsets is not None:
+            offsets.extend(_line_starts(raw_parts, 1, block_offset))
         if not may_be_long or max(map(len, raw_parts)) <= limit:
             lines.extend(parts)
             return used, 0
