@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logcap.sources.files.reader import CHUNK_BYTES, LineReader, ReadResult
+from logcap.sources.files.reader import (
+    CHUNK_BYTES,
+    MIN_READ_BYTES,
+    READ_MARGIN,
+    LineReader,
+    ReadResult,
+)
 from logcap.state.file_identity import hash_prefix
 
 MiB = 1024 * 1024
@@ -152,6 +158,19 @@ def test_max_lines_caps_a_batch_and_the_next_batch_continues_without_gap_or_repe
     assert reader.offset == 70 and reader.pending_bytes == len(b"partial")
 
 
+def test_a_read_with_max_lines_asks_for_about_the_bytes_of_those_lines(log: LogFile) -> None:
+    log.append(b"".join(b"line %06d\n" % n for n in range(200_000)))  # 12 bytes a line
+    reader = LineReader(log.fd)
+    first = reader.read_batch(CHUNK_BYTES, max_lines=5000)  # nothing known yet: all of it
+    assert (len(first.lines), first.bytes_read) == (5000, CHUNK_BYTES)
+    second = reader.read_batch(CHUNK_BYTES, max_lines=5000)
+    assert (len(second.lines), second.bytes_read) == (5000, int(12 * 5000 * READ_MARGIN))
+    assert second.lines[0] == "line 005000" and not second.eof
+    small = reader.read_batch(CHUNK_BYTES, max_lines=10)
+    assert (len(small.lines), small.bytes_read) == (10, MIN_READ_BYTES)
+    assert reader.read_batch(CHUNK_BYTES).bytes_read == CHUNK_BYTES  # no max_lines: all
+
+
 def test_max_lines_counts_a_line_completed_from_the_pending_bytes(log: LogFile) -> None:
     reader = LineReader(log.fd)
     log.append(b"hel")
@@ -254,11 +273,11 @@ def test_the_prefix_hash_matches_the_bytes_before_the_end_offset(log: LogFile) -
     reader = LineReader(log.fd)
     log.append(b"short\n")
     small = reader.read_batch()
-    assert small.prefix_hash == hash_prefix(str(log.path), small.end_offset)
+    assert reader.prefix_hash() == hash_prefix(str(log.path), small.end_offset)
     log.append(b"".join(b"line %05d\n" % n for n in range(2000)) + b"pending")
     big = reader.read_batch()
-    assert big.prefix_hash == hash_prefix(str(log.path), big.end_offset)
-    assert reader.prefix_hash() == big.prefix_hash
+    assert big.end_offset == reader.offset
+    assert reader.prefix_hash() == hash_prefix(str(log.path), big.end_offset)
 
 
 def test_nonsensical_arguments_are_refused(log: LogFile) -> None:
@@ -338,6 +357,34 @@ def test_any_bytes_appended_in_any_pieces_give_exactly_the_complete_lines(
     chunk: int,
     max_lines: int | None,
 ) -> None:
+    path = tmp_path_factory.mktemp("prop") / "f.log"
+    reader, lines, offsets, truncated = feed(
+        path, split_points(data, cuts), chunk, max_lines=max_lines
+    )
+    raw, complete_len = reference_lines(data)
+    assert lines == [strip_cr(r).decode("utf-8", "backslashreplace") for r in raw]
+    assert reader.offset == complete_len
+    assert offsets == [sum(len(r) + 1 for r in raw[:i]) for i in range(len(raw))]
+    assert truncated == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\n", b"\r\n", b"\r", "é".encode(),
+                                   b"\xff"]), max_size=300).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=8),
+    chunk=st.integers(min_value=1, max_value=200),
+    max_lines=st.integers(min_value=1, max_value=5),
+)
+def test_a_batch_cut_by_max_lines_ends_on_its_last_newline_in_ascii_and_other_text(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: bytes,
+    cuts: list[int],
+    chunk: int,
+    max_lines: int,
+) -> None:
+    # Mostly ASCII pieces (cut by the decoded lines' lengths), with CRLF, invalid bytes and
+    # multi-byte characters in some chunks (cut on the bytes).
     path = tmp_path_factory.mktemp("prop") / "f.log"
     reader, lines, offsets, truncated = feed(
         path, split_points(data, cuts), chunk, max_lines=max_lines

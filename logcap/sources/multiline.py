@@ -41,8 +41,9 @@ from __future__ import annotations
 import operator
 import re
 from collections import Counter
-from dataclasses import dataclass
-from itertools import pairwise, repeat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import compress, count, repeat
 from typing import NamedTuple, Protocol
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_LINES",
     "TIMEOUT",
     "JoinCounts",
+    "JoinedEntries",
     "JoinedEntry",
     "LineJoiner",
     "MultilineRule",
@@ -128,13 +130,40 @@ class MultilineRule:
 
 class JoinedEntry(NamedTuple):
     """A closed entry: its text, its span ``[start, end)``, its line count, and why it was
-    closed (one of :data:`CLOSE_REASONS`). A tuple: one is made per entry on the read path."""
+    closed (one of :data:`CLOSE_REASONS`)."""
 
     text: str
     start: int
     end: int
     lines: int
     reason: str
+
+
+@dataclass(slots=True)
+class JoinedEntries:
+    """Entries closed by a run of lines, oldest first, column by column: entry ``i`` is
+    ``texts[i]``, ``starts[i]``, ``ends[i]``, ``lines[i]``, ``reasons[i]`` (the fields of
+    :class:`JoinedEntry`). The read path makes no object per entry: a file read hands
+    ``texts`` and ``starts`` on as they are. Iterating gives :class:`JoinedEntry` s."""
+
+    texts: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[JoinedEntry]:
+        return map(JoinedEntry, self.texts, self.starts, self.ends, self.lines, self.reasons)
+
+    def append(self, entry: JoinedEntry) -> None:
+        self.texts.append(entry.text)
+        self.starts.append(entry.start)
+        self.ends.append(entry.end)
+        self.lines.append(entry.lines)
+        self.reasons.append(entry.reason)
 
 
 class LineJoiner:
@@ -193,70 +222,80 @@ class LineJoiner:
         return closed
 
     def feed_lines(self, lines: list[str], starts: list[int], end: int, now: float
-                   ) -> list[JoinedEntry]:
+                   ) -> JoinedEntries:
         """:meth:`feed` for a run of lines at once (line ``i`` spans ``[starts[i],
-        starts[i + 1])``, the last one ``[starts[-1], end)``); the same result, faster: with
-        ``match: after`` and no cap reached, entries are cut at the first lines found by one
-        pass of the pattern, and each is joined once."""
+        starts[i + 1])``, the last one ``[starts[-1], end)``); the same entries, faster: when
+        no cap is reached, entries are cut where one pass of the pattern over the lines finds
+        the lines that do not continue (with ``match: after`` an entry starts at such a line,
+        with ``before`` one ends with it), and only the entries of several lines are
+        joined."""
         if not lines:
-            return []
+            return JoinedEntries()
         rule = self.rule
-        if rule.after:
-            fast = self._feed_after(lines, starts, end, now)
-            if fast is not None:
-                return fast
-        closed: list[JoinedEntry] = []
+        found = map(rule.regex.search, lines)  # a match object is true
+        stops = found if rule.negate else map(operator.not_, found)
+        fast = self._feed_cut(lines, starts, end, now,
+                              list(compress(count(0 if rule.after else 1), stops)))
+        if fast is not None:
+            return fast
+        closed = JoinedEntries()
         last = len(lines) - 1
         for i, line in enumerate(lines):
-            closed.extend(self.feed(line, starts[i], starts[i + 1] if i < last else end, now))
+            for entry in self.feed(line, starts[i], starts[i + 1] if i < last else end, now):
+                closed.append(entry)
         return closed
 
-    def _feed_after(self, lines: list[str], starts: list[int], end: int, now: float
-                    ) -> list[JoinedEntry] | None:
-        """The ``match: after`` fast path; None when a cap would cut an entry (the caller
-        then feeds line by line)."""
-        rule = self.rule
-        search = rule.regex.search
+    def _feed_cut(self, lines: list[str], starts: list[int], end: int, now: float,
+                  cuts: list[int]) -> JoinedEntries | None:
+        """The fast path of :meth:`feed_lines`: an entry ends before each line index in
+        ``cuts`` (ascending, from 0 to ``len(lines)``); None when a cap would cut an entry
+        (the caller then feeds line by line)."""
         n = len(lines)
-        if rule.negate:  # a matching line starts an entry
-            heads = [i for i, line in enumerate(lines) if search(line) is not None]
-        else:  # a line that does not match starts one
-            heads = [i for i, line in enumerate(lines) if search(line) is None]
         held = len(self._lines)
-        if not held and (not heads or heads[0]):
-            heads.insert(0, 0)  # with nothing open, the first line starts an entry anyway
-        # The open entry takes lines [0, heads[0]); entry k takes [heads[k], heads[k+1]),
-        # the last one staying open.
-        bounds = [*heads, n]
+        # Piece k is lines [bounds[k], bounds[k + 1]): piece 0 goes to the open entry (if
+        # any), each piece that ends at a cut is closed, the last one stays open.
+        bounds = [0, *cuts, n]
         at = [*starts, end]
         pos = list(map(at.__getitem__, bounds))
         sizes = list(map(operator.sub, bounds[1:], bounds))
         spans = list(map(operator.sub, pos[1:], pos))
-        max_lines, max_bytes = rule.max_lines, rule.max_bytes
-        if held and bounds[0] and (held + bounds[0] > max_lines
-                                   or pos[0] - self._start > max_bytes):
-            return None
-        if sizes and (max(sizes) > max_lines or (max(spans) > max_bytes and any(
+        max_lines, max_bytes = self.rule.max_lines, self.rule.max_bytes
+        if held and sizes[0]:  # piece 0 grows the open entry
+            sizes[0] += held
+            spans[0] = pos[1] - self._start
+        if max(sizes) > max_lines or (max(spans) > max_bytes and any(
                 span > max_bytes and size > 1 for span, size in zip(spans, sizes,
-                                                                     strict=True)))):
+                                                                     strict=True))):
             return None
         self._fed_at = now
-        closed: list[JoinedEntry] = []
-        if held:
-            if bounds[0]:
-                self._lines.extend(lines[:bounds[0]])
-                self._end = pos[0]
-            if bounds[0] < n:
-                closed.append(self._close(COMPLETE))
-        if len(bounds) > 1:
-            a = bounds[-2]
-            self._lines = lines[a:]
-            self._start = pos[-2]
+        closed = JoinedEntries()
+        if sizes[0]:
+            if held:
+                self._lines.extend(lines[:bounds[1]])
+            else:
+                self._lines = lines[:bounds[1]]
+                self._start = pos[0]
+            self._end = pos[1]
+        if not cuts:
+            return closed
+        if self._lines:
+            closed.append(self._close(COMPLETE))
+        last = len(cuts)  # pieces 1 .. last - 1 are closed, piece ``last`` stays open
+        if last > 1:
+            heads = bounds[1:last]
+            sizes = sizes[1:last]
+            texts = list(map(lines.__getitem__, heads))  # right for one line
+            for k in compress(count(), map(operator.ne, sizes, repeat(1))):
+                texts[k] = "\n".join(lines[heads[k]:bounds[k + 2]])
+            closed.texts += texts
+            closed.starts += pos[1:last]
+            closed.ends += pos[2:last + 1]
+            closed.lines += sizes
+            closed.reasons += [COMPLETE] * len(texts)
+        if bounds[last] < n:
+            self._lines = lines[bounds[last]:]
+            self._start = pos[last]
             self._end = end
-            if len(bounds) > 2:
-                texts = ["\n".join(lines[a:b]) for a, b in pairwise(bounds[:-1])]
-                closed.extend(map(JoinedEntry, texts, pos[:-2], pos[1:-1], sizes[:-1],
-                                  repeat(COMPLETE)))
         return closed
 
     def due(self, now: float) -> bool:

@@ -26,7 +26,7 @@ entry is cut, nothing dropped. Close reasons are counted in a
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from logcap.sources.containers.cursor import StreamCursor
@@ -78,7 +78,7 @@ class _StreamJoiner:
         return self.ready(self.joiner.feed_lines([line.text for line in lines], starts, at,
                                                  now))
 
-    def ready(self, closed: list[JoinedEntry]) -> list[Ready]:
+    def ready(self, closed: Iterable[JoinedEntry]) -> list[Ready]:
         out = []
         held = self.held
         for entry in closed:

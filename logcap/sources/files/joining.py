@@ -32,7 +32,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Protocol
 
 from logcap.sources.files.reader import CHUNK_BYTES, LineReader, Pread, ReadResult
@@ -40,7 +39,7 @@ from logcap.sources.multiline import (
     END_OF_STREAM,
     TIMEOUT,
     JoinCounts,
-    JoinedEntry,
+    JoinedEntries,
     LineJoiner,
     MultilineRule,
 )
@@ -112,7 +111,8 @@ class JoiningReader:
         self._offset = offset
 
     def prefix_hash(self) -> str:
-        """Hash of the bytes before :attr:`offset`."""
+        """Hash of the bytes before :attr:`offset`, read from the file now (as
+        :meth:`LineReader.prefix_hash`)."""
         return self._reader.hash_before(self._offset)
 
     def read_batch(self, max_bytes: int = CHUNK_BYTES, max_lines: int | None = None, *,
@@ -124,30 +124,25 @@ class JoiningReader:
         next lines wait in the file)."""
         now = self._clock()
         start = self._offset
-        closed: list[JoinedEntry] = []
         joiner = self._joiner
         result = self._reader.read_batch(max_bytes, max_lines, final=final)
-        if result.lines:
-            closed.extend(joiner.feed_lines(result.lines, result.line_offsets or [],
-                                            result.end_offset, now))
+        closed = joiner.feed_lines(result.lines, result.line_offsets or [], result.end_offset,
+                                   now)
         if final and result.eof:
             self._close(closed, END_OF_STREAM)
         elif result.eof and joiner.due(now):
             self._close(closed, TIMEOUT)
         if closed:
-            self._counts.add_all(Counter(map(itemgetter(4), closed)))
-        if closed:
-            self._offset = closed[-1].end
+            self._counts.add_all(Counter(closed.reasons))
+            self._offset = closed.ends[-1]
         return ReadResult(
-            lines=[entry.text for entry in closed],
+            lines=closed.texts,
             start_offset=start,
             end_offset=self._offset,
             bytes_read=result.bytes_read,
             truncated_count=result.truncated_count,
-            line_offsets=[entry.start for entry in closed],
+            line_offsets=closed.starts,
             eof=result.eof,
-            prefix_hash=result.prefix_hash if self._offset == result.end_offset
-            else self.prefix_hash(),
         )
 
     def close_held(self) -> ReadResult | None:
@@ -161,7 +156,7 @@ class JoiningReader:
         return ReadResult(lines=[entry.text], start_offset=start, end_offset=entry.end,
                           bytes_read=0, eof=True)
 
-    def _close(self, closed: list[JoinedEntry], reason: str) -> None:
+    def _close(self, closed: JoinedEntries, reason: str) -> None:
         entry = self._joiner.flush(reason)
         if entry is not None:
             closed.append(entry)

@@ -24,8 +24,12 @@ Semantics
       latin-1, cp1252, shift_jis) with ``errors="backslashreplace"``: invalid bytes become
       ``\\xNN`` escapes; NUL and other control bytes pass through. Binary files never raise.
     - **max_lines.** A batch cut short by ``max_lines`` discards the bytes it read past the last
-      emitted line; they are read again by the next call. Choose ``max_bytes`` near
-      ``max_lines`` times the typical line length to avoid re-reading.
+      emitted line; they are read again by the next call. So that little is read twice, a read
+      with ``max_lines`` asks for about ``max_lines`` times the bytes per line of the last read
+      that emitted lines (:data:`READ_MARGIN` more, at least :data:`MIN_READ_BYTES`, at most
+      ``max_bytes``; all of ``max_bytes`` for the first read, and while a line longer than
+      ``max_line_bytes`` is being skipped). A read that asked for fewer bytes than
+      ``max_bytes`` reaches end of file only when the file gave fewer than it asked.
 
 NUL bytes in long lines (a crash region, a sparse hole)
     Runs of NUL bytes do not count toward ``max_line_bytes``: in a line longer than the limit,
@@ -44,13 +48,16 @@ End of a rotated file (:meth:`LineReader.drain_to_eof`, ``read_batch(final=True)
     would arrive as a separate line.
 
 Speed
-    Each chunk is decoded once and split once (``str.split``); per-line Python work happens only
-    for chunks that contain a line long enough to need truncation, or when ``track_offsets`` asks
-    for each line's start offset. ``bench/file_reader.py`` measures it.
+    Each chunk is decoded once and split once (``str.split``); no per-line Python work. A chunk
+    of ASCII text with one kind of line end has one byte per character, so its cut (``max_lines``)
+    and its line offsets (``track_offsets``) come from the decoded lines' lengths; other chunks
+    are split a second time as bytes for them, and so are chunks that contain a line long
+    enough to need truncation. ``bench/file_reader.py`` measures it.
 """
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import operator
 import os
@@ -83,6 +90,11 @@ MAX_LINE_BYTES = 256 * 1024
 _NUL_RUN = re.compile(b"\x00{2,}")
 _MAX_UTF8_CHAR_BYTES = 4
 """A decoded character stands for at most 4 bytes (a ``\\xNN`` escape stands for 1 byte)."""
+MIN_READ_BYTES = 16 * 1024
+"""The smallest read a ``max_lines`` estimate asks for (module docstring, *max_lines*)."""
+READ_MARGIN = 1.25
+"""A read with ``max_lines`` asks for this much more than the last read's bytes per line
+times ``max_lines``: a cut (and a re-read of the rest) rather than a second small read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +105,7 @@ class ReadResult:
     ``offset`` before the read; ``end_offset`` is just past the last line emitted.
     ``bytes_read`` counts bytes taken from the file by this read (some may be a pending partial
     line, not yet emitted). ``line_offsets`` (only with ``track_offsets``) holds the byte offset
-    where each line starts. ``eof``: the read reached the end of the file. ``prefix_hash``: the
-    hash of the bytes before ``end_offset`` (see
-    :func:`~logcap.state.file_identity.hash_prefix`), to store with the position.
+    where each line starts. ``eof``: the read reached the end of the file.
     """
 
     lines: list[str]
@@ -105,10 +115,17 @@ class ReadResult:
     truncated_count: int = 0
     line_offsets: list[int] | None = None
     eof: bool = False
-    prefix_hash: str = ""
 
 
 DEFAULT_ENCODING = "utf-8"
+
+
+def _line_starts(parts: list[str] | list[bytes], ending: int, offset: int) -> Iterator[int]:
+    """Where each of ``parts`` starts when each is followed by ``ending`` bytes and the first
+    starts at ``offset`` (a line under 256 bytes makes one new int: its length plus ``ending``
+    is a cached small int)."""
+    return itertools.accumulate(map(operator.add, map(len, parts[:-1]), itertools.repeat(ending)),
+                                initial=offset)
 
 
 class LineReader:
@@ -137,14 +154,14 @@ class LineReader:
         self._fd = fd
         self._pread = pread
         self._encoding = encoding
+        self._utf8 = codecs.lookup(encoding).name == "utf-8"
         self._max_line = max_line_bytes
         self._track = track_offsets
         self._offset = offset
         self._read_pos = offset
         self._pending = bytearray()
         self._skipping = False
-        self._prefix_hash_at = -1
-        self._prefix_hash = ""
+        self._line_bytes = 0.0  # bytes per line of the last read that emitted lines; 0: none yet
         self.nul_dropped = 0
         """NUL bytes removed from long lines and pending bytes so far (module docstring)."""
 
@@ -180,14 +197,12 @@ class LineReader:
         self._read_pos = offset
         self._pending.clear()
         self._skipping = False
-        self._prefix_hash_at = -1
 
     def prefix_hash(self) -> str:
-        """Hash of the bytes before ``offset`` (read from the file if not already known)."""
-        if self._prefix_hash_at != self._offset:
-            self._prefix_hash = self.hash_before(self._offset)
-            self._prefix_hash_at = self._offset
-        return self._prefix_hash
+        """Hash of the bytes before ``offset``, read from the file now (what a position at
+        ``offset`` records; a read does not compute it: positions are hashed when
+        committed)."""
+        return self.hash_before(self._offset)
 
     def hash_before(self, offset: int) -> str:
         """:func:`~logcap.state.file_identity.hash_prefix` of the content (through ``pread``
@@ -218,14 +233,17 @@ class LineReader:
         offsets: list[int] | None = [] if self._track else None
         truncated = 0
         base = self._read_pos
-        data = (os.pread(self._fd, max_bytes, base) if self._pread is None
-                else self._pread(max_bytes, base))
+        size = max_bytes
+        if max_lines is not None and self._line_bytes and not self._skipping:
+            size = min(max_bytes, max(MIN_READ_BYTES,
+                                      int(self._line_bytes * max_lines * READ_MARGIN)))
+        data = (os.pread(self._fd, size, base) if self._pread is None
+                else self._pread(size, base))
         nread = len(data)
-        eof = nread < max_bytes
+        eof = nread < size
         self._read_pos = base + nread
         pos = 0
         cut = False
-        hash_end = -1  # index in data where self._offset falls, if data holds the bytes before it
 
         if nread and (self._pending or self._skipping):
             newline = data.find(b"\n")
@@ -240,7 +258,6 @@ class LineReader:
                     offsets.append(line_start)
                 self._offset = base + newline + 1
                 pos = newline + 1
-                hash_end = pos
                 if max_lines is not None and len(lines) >= max_lines and pos < nread:
                     cut = True
 
@@ -251,13 +268,10 @@ class LineReader:
             else:
                 block = data[pos : last + 1] if (pos or last + 1 < nread) else data
                 room = None if max_lines is None else max_lines - len(lines)
-                if room is not None and block.count(b"\n") > room:
-                    rest = block.split(b"\n", room)[room]
-                    block = block[: len(block) - len(rest)]
-                    cut = True
-                truncated += self._split_block(block, base + pos, lines, offsets)
-                self._offset = base + pos + len(block)
-                hash_end = pos + len(block)
+                used, cut_lines = self._split_block(block, base + pos, lines, offsets, room)
+                truncated += cut_lines
+                cut = used < len(block)
+                self._offset = base + pos + used
                 if not cut and last + 1 < nread:
                     self._append_pending(data[last + 1 :])
 
@@ -274,11 +288,9 @@ class LineReader:
             if offsets is not None:
                 offsets.append(line_start)
             self._offset = self._read_pos
-            hash_end = -1
 
-        if hash_end >= PREFIX_HASH_BYTES:
-            self._prefix_hash = digest_bytes(data[hash_end - PREFIX_HASH_BYTES : hash_end])
-            self._prefix_hash_at = self._offset
+        if lines and self._offset > start:
+            self._line_bytes = (self._offset - start) / len(lines)
         return ReadResult(
             lines=lines,
             start_offset=start,
@@ -287,7 +299,6 @@ class LineReader:
             truncated_count=truncated,
             line_offsets=offsets,
             eof=eof,
-            prefix_hash=self.prefix_hash(),
         )
 
     def drain_to_eof(
@@ -341,34 +352,50 @@ class LineReader:
         return raw.decode(self._encoding, "backslashreplace")
 
     def _split_block(
-        self, block: bytes, block_offset: int, lines: list[str], offsets: list[int] | None
-    ) -> int:
-        """Append the lines of ``block`` (which ends with a newline); return how many were cut."""
+        self, block: bytes, block_offset: int, lines: list[str], offsets: list[int] | None,
+        room: int | None,
+    ) -> tuple[int, int]:
+        """Append the lines of ``block`` (which ends with a newline), at most ``room`` of them
+        (None: all); return how many bytes of ``block`` they took, and how many were cut."""
         limit = self._max_line
         text = self._decode(block)
         if b"\r" not in block:
             parts = text.split("\n")
+            ending = 1
         elif block.count(b"\r\n") == block.count(b"\n"):
             parts = text.split("\r\n")  # every line is CRLF: one split does both jobs
+            ending = 2
         else:
             parts = text.replace("\r\n", "\n").split("\n")
+            ending = 0  # mixed: a line's bytes are not its text's length plus a fixed ending
         parts.pop()
+        # UTF-8 decoded to as many ASCII characters as bytes (no multi-byte character, no
+        # \xNN escape), with one kind of line end: a line's bytes are its characters and its
+        # ending.
+        by_length = bool(ending) and self._utf8 and text.isascii() and len(text) == len(block)
+        used = len(block)
+        if room is not None and len(parts) > room:
+            del parts[room:]
+            if by_length:
+                used = sum(map(len, parts)) + ending * room
+            else:
+                used -= len(block.split(b"\n", room)[room])
+            block = block[:used]
         may_be_long = (
-            len(block) > limit and _MAX_UTF8_CHAR_BYTES * (max(map(len, parts)) + 1) > limit
+            used > limit and _MAX_UTF8_CHAR_BYTES * (max(map(len, parts)) + 1) > limit
         )
-        if not may_be_long and offsets is None:
+        if not may_be_long and (offsets is None or by_length):
+            if offsets is not None:
+                offsets.extend(_line_starts(parts, ending, block_offset))
             lines.extend(parts)
-            return 0
+            return used, 0
         raw_parts = block.split(b"\n")
         raw_parts.pop()
-        if offsets is not None:  # line i starts after the i newlines and lines before it
-            offsets.extend(map(
-                operator.add,
-                itertools.accumulate(map(len, raw_parts[:-1]), initial=block_offset),
-                itertools.count()))
+        if offsets is not None:
+            offsets.extend(_line_starts(raw_parts, 1, block_offset))
         if not may_be_long or max(map(len, raw_parts)) <= limit:
             lines.extend(parts)
-            return 0
+            return used, 0
         truncated = 0
         for raw in raw_parts:
             if len(raw) > limit:
@@ -378,4 +405,4 @@ class LineReader:
                 truncated += 1
             else:
                 lines.append(self._decode(raw[:-1] if raw.endswith(b"\r") else raw))
-        return truncated
+        return used, truncated
