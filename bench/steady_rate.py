@@ -1,0 +1,141 @@
+"""Where logcap's CPU goes at a steady rate: per thread, and messages handled per actor.
+
+    .venv/bin/python bench/steady_rate.py [--rate 10000] [--seconds 10] [--write-every 0.005]
+        [--disk-buffer]
+
+A logcap process tails one file into a Loki push receiver (in this process) while lines of
+~200 bytes are written at ``--rate`` lines/s, in writes every ``--write-every`` seconds (an
+application's small writes; each one is an inotify event). Printed, over the writing time:
+the process's CPU (% of one core, µs per line) and RSS; each thread's CPU, named by its
+Python thread (from ``py-spy dump`` halfway through, when py-spy is installed); and per
+second, the messages each actor handled, sink requests and positions flushes (from
+``/metrics``), which say how many reads, pushes and snapshot writes the rate cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.harness import LogcapProcess, make_config
+from tests.loki_receiver import LokiReceiver
+
+COUNTED = ("logcap_actor_messages_handled", "logcap_sink_requests_total",
+           "logcap_positions_flushes_total")
+
+
+def counters(proc: LogcapProcess) -> dict[str, float]:
+    out = {}
+    for line in proc.api_text("/metrics").splitlines():
+        if line.startswith(COUNTED):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> the Python thread's name and what it was doing (py-spy dump)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    try:
+        out = subprocess.run([spy, "dump", "-p", str(pid), "--nonblocking"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    names: dict[int, str] = {}
+    for line in out.splitlines():
+        if line.startswith("Thread "):
+            try:
+                tid = int(line.split()[1], 0)
+            except ValueError:
+                continue
+            names[tid] = line.split('"')[1] if '"' in line else "?"
+    return names
+
+
+def write_at_rate(path: Path, rate: float, seconds: float, every: float) -> int:
+    pad = "x" * 150
+    written = 0
+    with path.open("w") as f:
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate)
+            if due > written:
+                f.write("".join(f"{time.time_ns()} line {i} {pad}\n"
+                                for i in range(written, due)))
+                f.flush()
+                written = due
+            time.sleep(every)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--write-every", type=float, default=0.005)
+    parser.add_argument("--disk-buffer", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        receiver = LokiReceiver(keep_lines=False).start()
+        logs = tmp / "logs"
+        logs.mkdir()
+        extra = {"buffer": {"enabled": True, "directory": str(tmp / "buffer")}} \
+            if args.disk_buffer else {}
+        config = make_config(
+            tmp, [], sources={"files": [{"name": "app", "include": [str(logs / "*.log")],
+                                         "labels": {"job": "bench"}}]},
+            dispatcher={"batch_size": 1000, "batch_timeout": "50ms"},
+            positions={"flush_interval": "1s"},
+            sinks={"file": {"enabled": False}, "loki": {"enabled": True, "url": receiver.url}},
+            **extra)
+        proc = LogcapProcess(config).start()
+        assert proc.proc is not None
+        ps = psutil.Process(proc.proc.pid)
+        try:
+            time.sleep(1)
+            names: dict[int, str] = {}
+            namer = threading.Thread(target=lambda: (time.sleep(args.seconds / 2),
+                                                     names.update(thread_names(ps.pid))))
+            namer.start()
+            before = counters(proc)
+            threads_before = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            cpu = ps.cpu_times()
+            cpu_before, started = cpu.user + cpu.system, time.monotonic()
+            lines = write_at_rate(logs / "app.log", args.rate, args.seconds, args.write_every)
+            cpu = ps.cpu_times()
+            spent, elapsed = cpu.user + cpu.system - cpu_before, time.monotonic() - started
+            threads_after = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            after = counters(proc)
+            rss = ps.memory_info().rss / 2**20
+            namer.join()
+        finally:
+            proc.stop()
+            receiver.stop()
+    print(f"{args.rate:,.0f} lines/s for {args.seconds:g} s, writes every "
+          f"{args.write_every * 1000:g} ms{', disk buffer' if args.disk_buffer else ''}: "
+          f"CPU {spent / elapsed * 100:.1f} % of a core, {spent / max(lines, 1) * 1e6:.1f} µs "
+          f"per line, RSS {rss:.0f} MiB")
+    for tid, total in sorted(threads_after.items(),
+                             key=lambda kv: threads_before.get(kv[0], 0) - kv[1]):
+        used = total - threads_before.get(tid, 0)
+        if used > 0.005:
+            print(f"  thread {names.get(tid, tid)}: {used / elapsed * 100:.1f} % of a core")
+    for key in sorted(after):
+        rate = (after[key] - before.get(key, 0)) / elapsed
+        if rate > 0.5:
+            print(f"  {rate:8.1f}/s {key}")
+
+
+if __name__ == "__main__":
+    main()
