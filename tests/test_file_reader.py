@@ -343,6 +343,21 @@ def strip_cr(raw: bytes) -> bytes:
     return raw[:-1] if raw.endswith(b"\r") else raw
 
 
+def assert_complete_lines_read(tmp_path_factory: pytest.TempPathFactory, data: bytes,
+                               cuts: list[int], chunk: int, max_lines: int | None) -> None:
+    """``data`` appended in the pieces ``cuts`` makes and read ``chunk`` bytes at a time (at
+    most ``max_lines`` a read) gives exactly its complete lines, their offsets, none cut."""
+    path = tmp_path_factory.mktemp("prop") / "f.log"
+    reader, lines, offsets, truncated = feed(
+        path, split_points(data, cuts), chunk, max_lines=max_lines
+    )
+    raw, complete_len = reference_lines(data)
+    assert lines == [strip_cr(r).decode("utf-8", "backslashreplace") for r in raw]
+    assert reader.offset == complete_len
+    assert offsets == [sum(len(r) + 1 for r in raw[:i]) for i in range(len(raw))]
+    assert truncated == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     data=st.binary(max_size=600).map(lambda b: b.replace(b"7", b"\n")),
@@ -357,15 +372,7 @@ def test_any_bytes_appended_in_any_pieces_give_exactly_the_complete_lines(
     chunk: int,
     max_lines: int | None,
 ) -> None:
-    path = tmp_path_factory.mktemp("prop") / "f.log"
-    reader, lines, offsets, truncated = feed(
-        path, split_points(data, cuts), chunk, max_lines=max_lines
-    )
-    raw, complete_len = reference_lines(data)
-    assert lines == [strip_cr(r).decode("utf-8", "backslashreplace") for r in raw]
-    assert reader.offset == complete_len
-    assert offsets == [sum(len(r) + 1 for r in raw[:i]) for i in range(len(raw))]
-    assert truncated == 0
+    assert_complete_lines_read(tmp_path_factory, data, cuts, chunk, max_lines)
 
 
 @settings(max_examples=200, deadline=None)
@@ -385,15 +392,7 @@ def test_a_batch_cut_by_max_lines_ends_on_its_last_newline_in_ascii_and_other_te
 ) -> None:
     # Mostly ASCII pieces (cut by the decoded lines' lengths), with CRLF, invalid bytes and
     # multi-byte characters in some chunks (cut on the bytes).
-    path = tmp_path_factory.mktemp("prop") / "f.log"
-    reader, lines, offsets, truncated = feed(
-        path, split_points(data, cuts), chunk, max_lines=max_lines
-    )
-    raw, complete_len = reference_lines(data)
-    assert lines == [strip_cr(r).decode("utf-8", "backslashreplace") for r in raw]
-    assert reader.offset == complete_len
-    assert offsets == [sum(len(r) + 1 for r in raw[:i]) for i in range(len(raw))]
-    assert truncated == 0
+    assert_complete_lines_read(tmp_path_factory, data, cuts, chunk, max_lines)
 
 
 @settings(max_examples=200, deadline=None)
