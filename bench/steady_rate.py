@@ -6,7 +6,8 @@
 A logcap process tails one file into a Loki push receiver (in this process) while lines of
 ~200 bytes are written at ``--rate`` lines/s, in writes every ``--write-every`` seconds (an
 application's small writes; each one is an inotify event). Printed, over the writing time:
-the process's CPU (% of one core, µs per line) and RSS; each thread's CPU, named by its
+the process's CPU (% of one core, µs per line) and RSS (anonymous memory and the files
+mapped, from ``/proc/PID/smaps``); each thread's CPU, named by its
 Python thread (from ``py-spy dump`` halfway through, when py-spy is installed); and per
 second, the messages each actor handled, sink requests and positions flushes (from
 ``/metrics``), which say how many reads, pushes and snapshot writes the rate cost.
@@ -60,6 +61,29 @@ def thread_names(pid: int) -> dict[int, str]:
                 continue
             names[tid] = line.split('"')[1] if '"' in line else "?"
     return names
+
+
+def memory_breakdown(pid: int, top: int = 6) -> str:
+    """The process's RSS split into anonymous memory (heap, stacks) and mapped files, with the
+    files holding the most resident pages (shared libraries count whole in RSS)."""
+    anon = 0
+    by_file: dict[str, int] = {}
+    name = ""
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=6)
+            if "-" in head[0]:  # a mapping's header line: address range, ..., path
+                name = head[5].strip() if len(head) > 5 else ""
+            elif head[0] == "Rss:":
+                kib = int(head[1])
+                if name.startswith("/"):
+                    by_file[name] = by_file.get(name, 0) + kib
+                else:
+                    anon += kib
+    files = sorted(by_file.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{Path(f).name} {kib / 1024:.1f}" for f, kib in files[:top])
+    return (f"anonymous {anon / 1024:.1f} MiB, files {sum(by_file.values()) / 1024:.1f} MiB "
+            f"({shown})")
 
 
 def write_at_rate(path: Path, rate: float, seconds: float, every: float) -> int:
@@ -118,6 +142,7 @@ def main() -> None:
             threads_after = {t.id: t.user_time + t.system_time for t in ps.threads()}
             after = counters(proc)
             rss = ps.memory_info().rss / 2**20
+            memory = memory_breakdown(ps.pid)
             namer.join()
         finally:
             proc.stop()
@@ -126,6 +151,7 @@ def main() -> None:
           f"{args.write_every * 1000:g} ms{', disk buffer' if args.disk_buffer else ''}: "
           f"CPU {spent / elapsed * 100:.1f} % of a core, {spent / max(lines, 1) * 1e6:.1f} µs "
           f"per line, RSS {rss:.0f} MiB")
+    print(f"  RSS: {memory}")
     for tid, total in sorted(threads_after.items(),
                              key=lambda kv: threads_before.get(kv[0], 0) - kv[1]):
         used = total - threads_before.get(tid, 0)
