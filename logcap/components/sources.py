@@ -26,7 +26,6 @@ from logcap.messages import Labels
 from logcap.origin import CONTAINER_KIND, FILE_KIND
 from logcap.pipeline.routing import Routing
 from logcap.runtime.childspec import ChildSpec, StartContext
-from logcap.sources.containers.source import ContainerSettings, ContainerSource
 from logcap.sources.files.discovery import scan
 from logcap.sources.files.source import FileSource, file_source_settings
 from logcap.sources.files.timestamp_journal import journal_path
@@ -122,6 +121,10 @@ class ContainerSourceKind(ComponentKind):
         return [Instance(self.kind, CONTAINER_SOURCE_NAME, section, "sources.containers")]
 
     def child_spec(self, instance: Instance, wiring: Wiring) -> ChildSpec:
+        # imported when configured: the container source's modules are about 1 MiB of the
+        # process's memory, which a host following only files does not carry
+        from logcap.sources.containers.source import ContainerSettings, ContainerSource
+
         settings = ContainerSettings.from_config(instance.settings, wiring.config,
                                                  instance.name)
         shards = wiring.handles("dispatchers")
