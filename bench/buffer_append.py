@@ -5,10 +5,14 @@ Appends ``--batches`` batches (default 300) of ``--lines`` lines (default 1,000)
 addresses and numbers, so compression is realistic, not a best case) to a fresh
 :class:`~logcap.state.buffer.SegmentStore`, calling ``sync()`` (fsync) every ``--group-commit``
 appends (default 10) and at the end. Reports lines/s, MB/s of raw line bytes, the compression
-ratio (raw line bytes / bytes on disk), fsyncs and segments. ``--encrypt`` adds AES-256-GCM;
-``--level`` sets the zstd level; ``--max-file-size`` the segment size in MiB (default 64; smaller
-values include the cost of sealing and rotating); ``--dir`` picks the file system (default: a
-temporary directory under the current one, removed afterwards).
+ratio (raw line bytes / bytes on disk), fsyncs and segments. Then the CPU per line of
+:meth:`SegmentStore.read` for the sink: once over everything (a backlog: read back from the
+files, verified, decompressed, decoded), and once more appending the batches again and reading
+after each group commit (a steady pace: the batches just appended, held in memory).
+``--encrypt`` adds AES-256-GCM; ``--level`` sets the zstd level; ``--max-file-size`` the
+segment size in MiB (default 64; smaller values include the cost of sealing and rotating);
+``--dir`` picks the file system (default: a temporary directory under the current one,
+removed afterwards).
 
     python bench/buffer_append.py [--batches 300] [--lines 1000] [--line-bytes 200]
                                   [--group-commit 10] [--level 3] [--encrypt]
@@ -99,6 +103,21 @@ def main() -> None:
         store.sync()
         fsyncs += 1
         elapsed = time.perf_counter() - started
+        cpu = time.process_time()
+        read_lines = 0
+        while batch_read := store.read("loki", 4):
+            read_lines += sum(len(e.lines) for _, b in batch_read for e in b)
+        read_cpu = time.process_time() - cpu
+        # at a steady pace: each group of appends is read by the sink right after its commit
+        steady_cpu, steady_lines = 0.0, 0
+        for n, batch in enumerate(batches, 1):
+            store.append(batch)
+            if n % args.group_commit == 0 or n == len(batches):
+                store.sync()
+                cpu = time.process_time()
+                while batch_read := store.read("loki", 4):
+                    steady_lines += sum(len(e.lines) for _, b in batch_read for e in b)
+                steady_cpu += time.process_time() - cpu
         stored = store.total_bytes
         segments = len(store.segments())
     finally:
@@ -113,6 +132,10 @@ def main() -> None:
           f"{elapsed / args.batches * 1e3:.2f} ms/batch")
     print(f"  compression ratio {raw_bytes / stored:.2f} ({raw_bytes / 1e6:.1f} MB -> "
           f"{stored / 1e6:.1f} MB), {fsyncs} fsyncs, {segments} segments")
+    print(f"  read for a sink after all appends (a backlog, from the files): {read_lines:,} "
+          f"lines, {read_cpu / max(read_lines, 1) * 1e6:.2f} µs CPU per line")
+    print(f"  read for a sink after each group commit (a steady pace): {steady_lines:,} lines, "
+          f"{steady_cpu / max(steady_lines, 1) * 1e6:.2f} µs CPU per line")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, ReadToken
+from logcap.runtime.directory import Directory, Handle
 from logcap.state.buffer import BufferDirectoryError, BufferFull, SegmentStore, verify_directory
 from logcap.state.buffer import recovery as recovery_module
 from logcap.state.buffer import segments as segments_module
@@ -86,6 +88,68 @@ def test_appends_get_consecutive_seqs_and_read_back_equal(make_store: Callable) 
     assert store.read("loki", 10) == []
     assert seqs(store.read("file", 2)) == [1, 2]
     assert seqs(store.read("file", 10)) == [3, 4, 5]
+
+
+# --- the batches appended last, read from memory (recent.py) ----------------------------------
+
+ADDRESS = Handle(Directory(), "root/sources/app")
+"""A source's address, as the shards' entries carry it (not stored: cleared in memory too)."""
+
+
+def test_the_store_sends_from_memory_what_a_restart_reads_from_the_files(
+        make_store: Callable[..., SegmentStore], tmp_path: Path) -> None:
+    store = make_store()
+    for n in range(1, 8):
+        store.append([replace(e, ack_to=ADDRESS) for e in make_batch(n)])
+    store.sync()
+    from_memory = store.read("loki", 100)
+    assert from_memory == [(n, make_batch(n)) for n in range(1, 8)]
+    store.close()
+    reopened = make_store()
+    assert reopened.read("loki", 100) == from_memory  # from the files: the same entries
+
+
+def test_what_every_sink_has_read_leaves_memory_and_a_rewind_reads_the_files(
+        make_store: Callable[..., SegmentStore]) -> None:
+    store = make_store()
+    for n in range(1, 4):
+        store.append(make_batch(n))
+    assert seqs(store.read("loki", 100)) == [1, 2, 3]
+    assert len(store._recent) == 3  # the file sink has not read them yet
+    assert seqs(store.read("file", 100)) == [1, 2, 3]
+    assert len(store._recent) == 0
+    assert store._files._readers == {}  # no file open for reading while all read memory
+    store.rewind("loki")
+    assert store.read("loki", 100) == [(n, make_batch(n)) for n in range(1, 4)]
+    assert store._files._readers == {}  # read from the file, closed once every sink caught up
+
+
+def test_a_record_damaged_on_disk_after_its_append_is_still_sent_whole_and_found_at_the_next_start(
+        make_store: Callable[..., SegmentStore], tmp_path: Path) -> None:
+    store = make_store(max_file_size=64 * 1024)
+    store.append(make_batch(1))
+    store.sync()
+    (segment,) = tmp_path.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0x01
+    segment.write_bytes(bytes(data))
+    assert store.read("loki", 10) == [(1, make_batch(1))]  # the copy in memory is intact
+    store.close()
+    reopened = make_store(max_file_size=64 * 1024)
+    assert reopened.read("file", 10) == []
+    assert reopened.stats()["dropped"]["corrupt"]["batches"] == 1
+
+
+def test_entries_of_other_kinds_round_trip_the_same_way(
+        make_store: Callable[..., SegmentStore]) -> None:
+    token = ReadToken("containers", "container", None, 0, 10, "abc", 0)
+    batch = [Entries("containers", "abc/stdout", (("container", "web"),), ["a", "b\nc"], 5,
+                     token, 4, ADDRESS, [7, 9], [(("level", "info"),), ()],
+                     [(("call_id", "x"),), ()])]
+    store = make_store()
+    store.append(batch)
+    ((_, got),) = store.read("loki", 10)
+    assert got == [replace(batch[0], ack_to=None)]
 
 
 def test_an_empty_batch_or_a_closed_store_is_refused(make_store: Callable, tmp_path: Path) -> None:

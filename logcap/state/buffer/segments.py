@@ -45,7 +45,10 @@ Release (:meth:`~SegmentStore.collect`)
 
 Reading
     Each sink reads from its own position (:meth:`~SegmentStore.read`), one record in memory at a
-    time, through the in-memory ledger (seq -> offset). A record that fails its checksum is
+    time, through the in-memory ledger (seq -> offset). The batches appended last are kept in
+    memory (recent.py, :class:`~logcap.state.buffer.recent.RecentBatches`, a few MiB) and read
+    from there: at a steady pace a sink reads what was just written, without reading it back
+    from the file. A record that fails its checksum is
     skipped, counted as dropped (reason ``"corrupt"``) and settled for every sink. A record the
     configured key cannot decrypt raises :class:`~logcap.state.buffer.crypto.DecryptionError`
     naming the file: nothing is skipped for a key problem. :meth:`~SegmentStore.select` reads
@@ -85,6 +88,7 @@ from logcap.state.buffer.codec import DEFAULT_COMPRESSION_LEVEL, CodecError, Pay
 from logcap.state.buffer.crypto import Cipher
 from logcap.state.buffer.cursors import CURSORS_FILE, CursorTable, load_cursors, write_cursors
 from logcap.state.buffer.ledger import SegmentIndex
+from logcap.state.buffer.recent import RecentBatches
 from logcap.state.buffer.record import RecordCorrupt, frame_record
 from logcap.state.buffer.recovery import (
     BufferDirectoryError,
@@ -165,6 +169,7 @@ class SegmentStore:
         self._files = SegmentFiles(self.directory, self._codec, max_file_size=max_file_size,
                                    clock=clock)
         self._cursors = CursorTable(self.sinks)
+        self._recent = RecentBatches()
         self._lock_fd: int | None = None
         self._last_seq = 0
         self._durable_seq = 0
@@ -236,6 +241,7 @@ class SegmentStore:
 
     def _release_files(self) -> None:
         """Close every descriptor without syncing or persisting (what a crash does)."""
+        self._recent.clear()
         self._files.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -286,6 +292,7 @@ class SegmentStore:
         if sealed_before is not None and sealed_before.sealed:
             self._durable_seq = max(self._durable_seq, sealed_before.last_seq)
         self._last_seq = seq
+        self._recent.keep(seq, batch, encoded.raw_bytes)
         counts = (1, encoded.lines, encoded.raw_bytes, len(record))
         self._appended = [a + b for a, b in zip(self._appended, counts, strict=True)]
         return seq
@@ -398,15 +405,23 @@ class SegmentStore:
                 break
             seq = segment.seqs[position]
             if seq not in self._cursors.lost and not cursor.is_settled(seq):
-                try:
-                    out.append((seq, self._files.load(segment, position)))
-                except (RecordCorrupt, CodecError) as exc:
-                    self._mark_corrupt(segment, position, str(exc))
-                except Exception:
-                    if out:
-                        return out
-                    raise
+                batch = self._recent.get(seq)
+                if batch is None:
+                    try:
+                        batch = self._files.load(segment, position)
+                    except (RecordCorrupt, CodecError) as exc:
+                        self._mark_corrupt(segment, position, str(exc))
+                    except Exception:
+                        if out:
+                            return out
+                        raise
+                if batch is not None:
+                    out.append((seq, batch))
             cursor.next_read = seq + 1
+        behind = min(c.next_read for c in self._cursors.cursors.values())
+        self._recent.forget_below(behind)
+        if self._recent.covers(behind, self._last_seq):
+            self._files.close_readers()  # every sink reads from memory now
         return out
 
     def select(

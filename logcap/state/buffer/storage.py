@@ -178,6 +178,12 @@ class SegmentFiles:
         self.total_bytes -= segment.size
         return segment.size
 
+    def close_readers(self) -> None:
+        """Close the descriptors opened for reading (the next load opens its file again)."""
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
+
     def close(self) -> None:
         """Close every descriptor (no sync)."""
         for fd in [self._active_fd, *self._readers.values()]:
