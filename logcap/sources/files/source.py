@@ -78,8 +78,9 @@ SWEEP_INTERVAL_S = 1.0
 MOST_LAGGING_SHOWN = 50
 """Files listed in a status's ``most_lagging`` (the status page shows this many)."""
 DEEP_CHECK_EVERY = 10
-"""Every this many sweeps (and on every sweep without inotify): re-scan the globs and compare
-fingerprints (inode reuse). Other sweeps only ``stat`` the paths (rotation, growth)."""
+"""Every this many sweeps (and on every sweep without inotify): re-scan the globs, compare
+fingerprints (inode reuse) and ``stat`` every path. Other sweeps ``stat`` only the paths whose
+changes inotify may not show (:meth:`FileSource.on_tick`)."""
 WAKE_RESCAN_MIN_S = 0.2
 """A directory event re-scans the globs (new files) at most this often."""
 
@@ -143,6 +144,7 @@ class FileSource:
         self._sweeps = 0
         self._rotations: Counter[str] = Counter()
         self._pending_touched: set[str] | None = None
+        self._visible: frozenset[str] = frozenset()  # paths whose changes make events
         self._resumed: list[FilePosition] = []
 
     @property
@@ -166,6 +168,8 @@ class FileSource:
         self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
                                   wanted=lambda path: matches(path, include, exclude))
         self._watch()
+        if self.watcher.active:
+            self._visible = self._seen_by_events()
 
     def _open_journal(self, path: str, positions: list[FilePosition]) -> TimestampJournal:
         """The source's timestamp journal, loaded, with what the stored positions committed
@@ -262,18 +266,45 @@ class FileSource:
         tailer = self.tailer
         self._sweeps += 1
         deep = self._sweeps % DEEP_CHECK_EVERY == 0
-        if deep or not (self.watcher and self.watcher.active):
+        watching = self.watcher is not None and self.watcher.active
+        if deep or not watching:
             self._report(tailer.rescan())
             self._watch()
-        tailer.check_rotation(deep=deep)  # every path; a read looks only at those with events
-        tailer.close_idle()
-        tailer.sweep_dormant()
+            self._visible = self._seen_by_events() if watching else frozenset()
+            tailer.check_rotation(deep=deep)  # every path; a read looks at those with events
+            tailer.close_idle()
+            tailer.sweep_dormant()
+        else:
+            blind = self._blind_paths()
+            tailer.check_rotation(paths=blind)
+            tailer.close_idle()
+            tailer.sweep_dormant(paths=blind)
         self._report(tailer.take_problems())
         for reason, count in tailer.take_closes().items():
             SOURCE_FILES_CLOSED.labels(self.name, reason).inc(count)
         SOURCE_FILES.labels(self.name).set(len(tailer.current) + len(tailer.dormant))
         SOURCE_OPEN_FILES.labels(self.name).set(tailer.open_count())
         POSITIONS_LAG.labels(self.name).set(tailer.lag_bytes())
+
+    def _seen_by_events(self) -> frozenset[str]:
+        """The followed paths (open or closed) whose changes inotify shows: not a symbolic
+        link (a write to its target is an event in the target's directory), in a watched
+        directory. Worked out at each deep sweep (an ``lstat`` per path)."""
+        assert self.watcher is not None
+        watcher = self.watcher
+        tailer = self.tailer
+        return frozenset(
+            path for path in (*tailer.current, *tailer.dormant)
+            if watcher.watches(os.path.dirname(path)) and not os.path.islink(path))
+
+    def _blind_paths(self) -> set[str]:
+        """The followed paths a sweep between deep ones still ``stat`` s: those not known to
+        make events (symbolic links, unwatched directories, files first seen since the last
+        deep sweep). The rest are looked at when their events wake a read, and at each deep
+        sweep: a missed event costs at most ``DEEP_CHECK_EVERY`` seconds, never a line."""
+        visible = self._visible
+        tailer = self.tailer
+        return {path for path in (*tailer.current, *tailer.dormant) if path not in visible}
 
     def read(self) -> Reading:
         tailer = self.tailer

@@ -151,7 +151,13 @@ class DirWatcher:
 
     @property
     def active(self) -> bool:
-        return self._inotify is not None
+        """Events are being read (inotify is open and its thread runs)."""
+        return self._inotify is not None and self._thread is not None \
+            and self._thread.is_alive()
+
+    def watches(self, directory: str) -> bool:
+        """``directory`` is watched (its events are seen)."""
+        return directory in self._watched
 
     def watch(self, directories: Iterable[str]) -> None:
         """Watch every directory in ``directories`` not yet watched (idempotent)."""
