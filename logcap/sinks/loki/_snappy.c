@@ -102,6 +102,22 @@ put_literal(uint8_t *op, const uint8_t *bytes, size_t len)
     return op + len;
 }
 
+/* The literal before a match: most are short, and a short one is copied as a fixed 16 bytes
+ * (one load and store, no call). That reads at most 15 bytes past the literal, still inside
+ * the fragment (a match starts at least INPUT_MARGIN bytes before its end), and writes at
+ * most 15 bytes past it, into room the output bound keeps (what is written so far never
+ * exceeds the input consumed by more than the headers of the fragments' last literals). */
+static inline uint8_t *
+put_literal_before_match(uint8_t *op, const uint8_t *bytes, size_t len)
+{
+    if (len <= 16) {
+        *op++ = (uint8_t)((len - 1) << 2);
+        memcpy(op, bytes, 16);
+        return op + len;
+    }
+    return put_literal(op, bytes, len);
+}
+
 /* One copy element: 4 <= len <= 64, offset < 65536. */
 static inline uint8_t *
 put_short_copy(uint8_t *op, size_t offset, size_t len)
@@ -197,7 +213,7 @@ compress_fragment(const uint8_t *start, size_t len, uint8_t *op, uint16_t *table
                 table[h] = (uint16_t)(ip - start);
             } while (load32(ip) != load32(candidate));
 
-            op = put_literal(op, pending, (size_t)(ip - pending));
+            op = put_literal_before_match(op, pending, (size_t)(ip - pending));
             /* Emit the match, and as long as the position where it ends starts another one
              * (found through the table), that one too. */
             for (;;) {
