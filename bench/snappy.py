@@ -14,10 +14,11 @@ compressed size (ratio) and the CPU time per MiB of payload, best of ``--repeat`
         .venv/bin/python bench/snappy.py --only compiled --iterations 0     # the baseline
     ... --only compiled --iterations 20    # (difference / 20 / MiB) = instructions per MiB
 
-``--held-build PATH``: a build of ``_snappy.c`` that never releases the GIL (compiled with
-``-DRELEASE_GIL_BYTES=0x7fffffffffffffffLL``) to compare with: a Python thread counting in a
-loop while another thread compresses; its count per second as a share of its count alone
-says how much of the time the compressing thread lets it run.
+``--held-build PATH``: a build of ``_snappy.c`` that never releases the GIL, to compare with
+(``gcc -O2 -shared -fPIC -DRELEASE_GIL_BYTES=0x7fffffffffffffffLL -I<python include>
+logcap/sinks/loki/_snappy.c -o DIR/_snappy.cpython-311-x86_64-linux-gnu.so``): a Python thread
+counts in a loop while another compresses; printed, for each compressor, in how many calls the
+counter moved and by how much (0 in every call: the call held the GIL throughout).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from __future__ import annotations
 import argparse
 import importlib.machinery
 import importlib.util
+import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ import cramjam
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logcap.sinks.loki import _snappy
-from tests.test_snappy import log_payload
+from tests.test_snappy import log_payload, steps_during_calls
 
 MIB = 1 << 20
 
@@ -67,32 +68,6 @@ def load_held_build(path: str) -> ModuleType:
     return module
 
 
-def counting_rate(seconds: float, compress: Callable[[bytes], object] | None,
-                  data: bytes) -> float:
-    """Loop iterations per second of a Python thread, while another thread runs ``compress``
-    on ``data`` in a loop (or alone when ``compress`` is None)."""
-    stop = threading.Event()
-
-    def compress_in_a_loop() -> None:
-        while not stop.is_set():
-            compress(data)  # type: ignore[misc]
-
-    worker = threading.Thread(target=compress_in_a_loop) if compress else None
-    if worker:
-        worker.start()
-    count, start = 0, time.perf_counter()
-    end = start + seconds
-    while True:
-        count += 1
-        if not count & 1023 and time.perf_counter() >= end:
-            break
-    elapsed = time.perf_counter() - start
-    stop.set()
-    if worker:
-        worker.join()
-    return count / elapsed
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lines", type=int, default=4600)
@@ -117,14 +92,13 @@ def main() -> None:
     if args.held_build:
         held = load_held_build(args.held_build)
         assert held.compress(data) == _snappy.compress(data)
-        alone = counting_rate(2.0, None, data)
         for name, fn in (("compiled, GIL released", _snappy.compress),
                          ("compiled, GIL held", held.compress),
                          ("cramjam", cramjam.snappy.compress_raw)):
-            rate = counting_rate(2.0, fn, data)
-            print(f"a Python thread's loop while another compresses ({name}): "
-                  f"{rate / alone:5.0%} of its rate alone")
-
+            during = steps_during_calls(fn, data, 200)
+            ran = sum(1 for n in during if n) / len(during)
+            print(f"while {name} compresses: another Python thread ran during {ran:4.0%} "
+                  f"of 200 calls, {statistics.mean(during):8.0f} loop steps per call")
 
 if __name__ == "__main__":
     main()

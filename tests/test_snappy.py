@@ -3,11 +3,15 @@ fallback, each checked against an independent decoder (cramjam's, from the test 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import operator
 import random
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 
 import cramjam
 import pytest
@@ -182,36 +186,37 @@ def test_compressing_does_not_leak() -> None:
 
 
 def test_the_gil_is_released_while_a_large_input_is_compressed() -> None:
-    """While one thread compresses, another keeps running Python: with the GIL held for the
-    whole call it would get no bytecode in until the call returned."""
-    data = log_payload(20000)  # ~4.5 MiB: some milliseconds per call
+    """Another Python thread runs while a large input is compressed (with the GIL held it
+    could not make a single step during any call)."""
+    data = log_payload(4600)  # ~1 MiB: a millisecond or two per call
     assert len(data) >= _snappy.RELEASE_GIL_BYTES
+    during = steps_during_calls(compress, data, 100)
+    assert sum(1 for n in during if n) >= 5, during
+
+
+def steps_during_calls(compress: Callable[[bytes], object], data: bytes,
+                       calls: int) -> list[int]:
+    """For each of ``calls`` calls of ``compress`` in this thread, how many loop steps another
+    Python thread made while the call ran. The counter is read just before and just after the
+    call from C (``map`` over C callables: no bytecode, so no GIL hand-over, in between), so a
+    call that holds the GIL throughout reads 0 every time."""
+    steps = itertools.count()
     stop = threading.Event()
-    ticks_during: list[int] = []
 
-    def compress_in_a_loop() -> None:
+    def count() -> None:
         while not stop.is_set():
-            compress(data)
+            next(steps)
 
-    worker = threading.Thread(target=compress_in_a_loop)
-    worker.start()
+    counter = threading.Thread(target=count)
+    counter.start()
+    time.sleep(0.01)
+    during = []
+    peek, call = steps.__repr__, functools.partial(compress, data)
     try:
-        # sample: how often this thread gets a 1 ms sleep done while the other compresses
-        for _ in range(3):
-            ticks, end = 0, time.monotonic() + 0.2
-            while time.monotonic() < end:
-                time.sleep(0.001)
-                ticks += 1
-            ticks_during.append(ticks)
+        for _ in range(calls):
+            before, _, after = map(operator.call, (peek, call, peek))
+            during.append(int(after[6:-1]) - int(before[6:-1]))  # "count(N)"
     finally:
         stop.set()
-        worker.join()
-    # a held GIL would allow one tick per call (a call takes several ms): ~200 ms / call time
-    call = min(_timed(lambda: compress(data)) for _ in range(3))
-    assert max(ticks_during) > 3 * (0.2 / call), (ticks_during, call)
-
-
-def _timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
+        counter.join()
+    return during
