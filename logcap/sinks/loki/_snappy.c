@@ -314,6 +314,10 @@ static struct PyModuleDef snappy_module = {
     "Snappy block-format compression (the compressor only), for Loki push bodies.",
     -1,
     snappy_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC
