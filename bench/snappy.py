@@ -58,7 +58,8 @@ def cpu_per_call(fn: Callable[[bytes], object], data: bytes, iterations: int,
     return best
 
 
-def load_held_build(path: str) -> ModuleType:
+def load_build(path: str) -> ModuleType:
+    """A build of ``_snappy.c`` at ``path`` (any file name ending in the extension suffix)."""
     loader = importlib.machinery.ExtensionFileLoader("logcap.sinks.loki._snappy", path)
     spec = importlib.util.spec_from_file_location("logcap.sinks.loki._snappy", path,
                                                   loader=loader)
@@ -90,7 +91,7 @@ def main() -> None:
         print(f"{name:9s} {size:8d} bytes (ratio {len(data) / size:.2f})  "
               f"{cpu / mib * 1e6:7.0f} µs CPU/MiB")
     if args.held_build:
-        held = load_held_build(args.held_build)
+        held = load_build(args.held_build)
         assert held.compress(data) == _snappy.compress(data)
         for name, fn in (("compiled, GIL released", _snappy.compress),
                          ("compiled, GIL held", held.compress),
