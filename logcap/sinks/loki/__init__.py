@@ -1,7 +1,8 @@
 """The Grafana Loki sink, as plain synchronous parts the sink actor composes.
 
 - :mod:`~logcap.sinks.loki.labels`: label sanitising, rendering, per-stream and stream-count caps.
-- :mod:`~logcap.sinks.loki.protobuf`: the hand-written ``PushRequest`` encoder and snappy framing.
+- :mod:`~logcap.sinks.loki.protobuf`: the hand-written ``PushRequest`` encoder and snappy block
+  compression (the compiled ``_snappy`` module, or a literal-only fallback).
 - :mod:`~logcap.sinks.loki.request`: one push request body (protobuf or JSON) from a batch.
 - :mod:`~logcap.sinks.loki.response`: what an HTTP outcome means (success, retry, split, reject).
   The backoff between retries is the senders' (:mod:`logcap.dispatch.retry`).

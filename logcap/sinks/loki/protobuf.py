@@ -33,24 +33,38 @@ Structured metadata is written from one request's cache of encoded (name, value)
 entry's metadata is a join of looked-up pieces, and only a pair not seen yet in the request
 (a call id) is encoded.
 
-The request body Loki expects is the serialized message compressed with snappy's *block* format
-(``cramjam.snappy.compress_raw``), not the framed stream format.
+The request body Loki expects is the serialized message compressed with snappy's *block* format,
+not the framed stream format: :func:`compress_snappy`, which is the compiled compressor
+:mod:`logcap.sinks.loki._snappy` (``_snappy.c``, the reference design: 64 KiB fragments, a hash
+table of 4-byte sequences, greedy matches; it releases the GIL from 16 KiB) when it is built.
+When it is not (an install without a C compiler), the fallback is a pure-Python *literal-only*
+encoding: valid snappy that Loki decodes the same way, costing almost no CPU but not compressing
+(a body as large as the payload: 3.3x a compressed one for 200-byte log lines). That fallback
+was chosen over importing cramjam when installed: it needs no dependency, has one behaviour
+everywhere it runs, and is trivially correct; its cost is bandwidth.
+:data:`SNAPPY_COMPILED` says which is in use; the sink logs it when it starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
-import cramjam
+_compress_native: Callable[[bytes], bytes] | None
+try:
+    from logcap.sinks.loki._snappy import compress as _compress_native
+except ImportError:  # not built: compress_snappy falls back to literals only
+    _compress_native = None
 
 __all__ = [
+    "SNAPPY_COMPILED",
     "EncodedPush",
     "EntryLike",
     "StreamLike",
     "compress_snappy",
     "encode_push_request",
     "encode_uvarint",
+    "snappy_literals",
 ]
 
 _NANOS_PER_S = 1_000_000_000
@@ -286,6 +300,35 @@ def encode_push_request(streams: Iterable[StreamLike]) -> EncodedPush:
     return EncodedPush(b"".join(parts), n_streams, n_entries, line_bytes)
 
 
+_SNAPPY_MAX_INPUT = (1 << 32) - 1
+
+
+def snappy_literals(payload: bytes) -> bytes:
+    """``payload`` in snappy's block format as one literal (no copies): the uncompressed length
+    as a varint, a tag byte, then the bytes. The tag holds ``(n - 1) << 2`` for n <= 60 bytes;
+    above, ``(59 + w) << 2`` followed by ``n - 1`` in w = 1..4 little-endian bytes. Valid for
+    any decoder, not compressed: the fallback when the compiled compressor is not built."""
+    if not payload:
+        return b"\x00"
+    if len(payload) > _SNAPPY_MAX_INPUT:
+        raise ValueError("snappy: input longer than 2**32 - 1 bytes")
+    n = len(payload) - 1
+    if n < 60:
+        tag = bytes((n << 2,))
+    else:
+        width = (n.bit_length() + 7) // 8
+        tag = bytes(((59 + width) << 2,)) + n.to_bytes(width, "little")
+    return b"".join((encode_uvarint(len(payload)), tag, payload))
+
+
+SNAPPY_COMPILED = _compress_native is not None
+"""Whether :func:`compress_snappy` is the compiled compressor (else the literal-only fallback):
+the sink logs which when it starts."""
+
+
 def compress_snappy(payload: bytes) -> bytes:
-    """Snappy *block* format (no stream framing), as Loki's push endpoint decodes it."""
-    return bytes(cramjam.snappy.compress_raw(payload))
+    """Snappy *block* format (no stream framing), as Loki's push endpoint decodes it: compressed
+    by the compiled module, or literals only when it is not built (:data:`SNAPPY_COMPILED`)."""
+    if _compress_native is not None:
+        return _compress_native(payload)
+    return snappy_literals(payload)

@@ -30,7 +30,7 @@ from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
 from logcap.sinks.base import Verdict
 from logcap.sinks.loki.labels import LabelPolicy, StreamLimiter
-from logcap.sinks.loki.protobuf import EntryLike
+from logcap.sinks.loki.protobuf import SNAPPY_COMPILED, EntryLike
 from logcap.sinks.loki.request import (
     CannotSplit,
     LokiStream,
@@ -72,6 +72,8 @@ class LokiService:
         self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
         self._label_cache: dict[Labels, str] = {}
         self._merged_cache: dict[tuple[Labels, Labels], str] = {}
+        if cfg.encoding == "protobuf":
+            _log_compressor(name)
 
     # -- building --------------------------------------------------------------------------
 
@@ -222,6 +224,17 @@ class LokiService:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _log_compressor(name: str) -> None:
+    """Say, once per sink at its start, which snappy compressor its protobuf bodies go through:
+    a warning for the literal-only fallback (bodies not compressed: bandwidth, not CPU)."""
+    if SNAPPY_COMPILED:
+        log.info("loki sink %s: protobuf bodies compressed by the compiled snappy compressor",
+                 name)
+    else:
+        log.warning("loki sink %s: logcap.sinks.loki._snappy is not built: protobuf bodies are "
+                    "sent as uncompressed snappy literals (valid, several times larger)", name)
 
 
 def _worst(a: Verdict, b: Verdict) -> Verdict:
