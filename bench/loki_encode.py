@@ -22,13 +22,15 @@ Call-ID pair; ``opensips`` what the ``opensips`` pipeline leaves: ``pid`` and ``
 
 ``--instructions`` (needs ``valgrind``) counts instead, with cachegrind, the instructions per
 entry of each protobuf encoder and of the snappy compression of its payload: a run that calls
-it ``--iterations`` times minus one that only builds the batch, so versions compare without the
-machine's noise.
+it ``--iterations`` times (at most 20) minus one that only builds the batch, both with
+``PYTHONHASHSEED=0`` so that their start-up is the same: versions compare without the machine's
+noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import subprocess
@@ -113,7 +115,8 @@ def _instructions(argv: list[str], name: str, iterations: int) -> int:
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, *argv, "--run-only", name, "--iterations", str(iterations)],
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"})  # the same start-up in both runs
     found = _IREFS.search(done.stderr)
     assert found, done.stderr[-500:]
     return int(found.group(1).replace(",", ""))

@@ -274,13 +274,14 @@ def test_the_compiled_encoder_leaks_nothing():
         run(10)
         gc.collect()
         before, _ = tracemalloc.get_traced_memory()
-        assert run(2000) == 2000
+        assert run(4000) == 4000
         gc.collect()
         after, _ = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # a leaked payload would be over 1 KiB per call, a replaced string's bytes ~40 B per call
-    assert after - before < 8 * 1024
+    # Any object leaked per round is at least 32 B, 128 KiB over the rounds (a payload over
+    # 1 KiB); without a leak the growth is a few KiB of allocator state (measured: 4 to 9).
+    assert after - before < 32 * 1024
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@
  * 1. collect: each stream's `labels` and `entries` (attribute reads, and a copy of `entries`
  *    when it is neither a list nor a tuple: the only step that may run Python code);
  * 2. plan: one walk over the entries, recording per entry its split timestamp and sizes and
- *    per string its UTF-8 bytes (read in place with PyUnicode_AsUTF8AndSize: an ASCII str is
- *    its own UTF-8, any other str caches its UTF-8 form; a str with a lone surrogate is
- *    encoded with "replace" into a bytes object kept until the end), and each stream's size;
+ *    per string its UTF-8 bytes (an ASCII str is its own UTF-8, read in place; any other str
+ *    is encoded into a bytes object kept until the end, with "replace" when it holds a lone
+ *    surrogate), and each stream's size;
  * 3. write: one bytes object of the exact total size, filled from the plan.
  * Steps 2 and 3 take only exact shapes (an entry is a tuple, metadata a tuple or list of
  * 2-item tuples or lists, ts_ns an int, strings str; anything else is a TypeError) so that no
@@ -155,9 +155,22 @@ plan_string(Plan *plan, PyObject *text, const char *what)
         plan->strings_cap = cap;
     }
     Utf8 *out = &plan->strings[plan->n_strings];
-    out->owned = NULL;
-    out->data = PyUnicode_AsUTF8AndSize(text, &out->size);
-    if (out->data == NULL) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) { /* a no-op, and deprecated, from 3.12 */
+        return NULL;
+    }
+#endif
+    if (PyUnicode_IS_ASCII(text)) {
+        out->owned = NULL;
+        out->data = (const char *)PyUnicode_DATA(text);
+        out->size = PyUnicode_GET_LENGTH(text);
+        plan->n_strings++;
+        return out;
+    }
+    /* Not PyUnicode_AsUTF8AndSize: it would keep a UTF-8 copy inside the str for as long as
+     * the str lives (a batch held for retries would grow past what its caps count). */
+    out->owned = PyUnicode_AsUTF8String(text);
+    if (out->owned == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
             return NULL;
         }
@@ -166,9 +179,9 @@ plan_string(Plan *plan, PyObject *text, const char *what)
         if (out->owned == NULL) {
             return NULL;
         }
-        out->data = PyBytes_AS_STRING(out->owned);
-        out->size = PyBytes_GET_SIZE(out->owned);
     }
+    out->data = PyBytes_AS_STRING(out->owned);
+    out->size = PyBytes_GET_SIZE(out->owned);
     plan->n_strings++;
     return out;
 }

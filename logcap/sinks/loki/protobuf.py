@@ -29,20 +29,21 @@ Two implementations write the same bytes (the tests compare them with each other
 protobuf runtime): :func:`encode_push_request_native`, compiled from ``_protobuf.c`` when the
 package was built with it, and :func:`encode_push_request_python`, this module's code, the
 fallback and the spec. :func:`encode_push_request` is the compiled one when it is there
-(:data:`NATIVE`). The compiled one takes a ``str`` line and label and an ``int`` ``ts_ns``
-(anything else is a ``TypeError``) and raises ``OverflowError`` for seconds beyond ``int64``,
-as the Python one does.
+(:data:`NATIVE`). The compiled one takes exact shapes: an entry is a ``tuple``, ``ts_ns`` an
+``int``, the metadata a tuple or list of 2-item tuples or lists, strings ``str`` (anything
+else is a ``TypeError``). Both raise ``OverflowError`` for seconds beyond ``int64``.
 
-Speed: this runs once per batch on the hot path. The compiled encoder walks the streams twice,
-measuring then writing into one ``bytes`` of the exact size, reading each ``str``'s UTF-8 in
-place; about 0.05 µs per 200-byte entry (docs/ARCHITECTURE.md has the numbers). The Python one
-builds a list of ``bytes`` pieces joined once, looks up length prefixes in precomputed tables
-(field tag included), re-encodes ``seconds`` only when the second changes, and spells the
-``nanos`` varint from 14-bit lookup tables instead of a loop; each entry extends the piece list
-with one tuple. About 0.5 µs per 200-byte entry.
-Structured metadata is written from one request's cache of encoded (name, value) fields: an
-entry's metadata is a join of looked-up pieces, and only a pair not seen yet in the request
-(a call id) is encoded.
+Speed: this runs once per batch on the hot path. The compiled encoder reads the streams'
+attributes, plans every entry in one walk (sizes, split timestamps, the UTF-8 of each ``str``:
+an ASCII one read in place) and writes into one ``bytes`` of the exact size: about 0.06 µs per
+200-byte entry, ~455 instructions against the Python one's 5,700 (docs/ARCHITECTURE.md has the
+numbers).
+The Python one builds a list of ``bytes`` pieces joined once, looks up length prefixes in
+precomputed tables (field tag included), re-encodes ``seconds`` only when the second changes,
+and spells the ``nanos`` varint from 14-bit lookup tables instead of a loop; each entry
+extends the piece list with one tuple: about 0.5 µs per 200-byte entry. It writes structured
+metadata from one request's cache of encoded (name, value) fields: an entry's metadata is a
+join of looked-up pieces, and only a pair not seen yet in the request (a call id) is encoded.
 
 The request body Loki expects is the serialized message compressed with snappy's *block* format
 (``cramjam.snappy.compress_raw``), not the framed stream format.
