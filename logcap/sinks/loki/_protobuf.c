@@ -145,7 +145,7 @@ plan_string(Plan *plan, PyObject *text, const char *what)
         return NULL;
     }
     if (plan->n_strings == plan->strings_cap) {
-        Py_ssize_t cap = plan->strings_cap * 2;
+        Py_ssize_t cap = plan->strings_cap * 2; /* not reached: count_strings is exact */
         Utf8 *grown = PyMem_Realloc(plan->strings, sizeof(Utf8) * (size_t)cap);
         if (grown == NULL) {
             PyErr_NoMemory();
@@ -373,12 +373,37 @@ collect_streams(Plan *plan, PyObject *streams)
     return 0;
 }
 
+/* How many strings the plan will hold (labels, lines, metadata names and values), so that
+ * its array is allocated once; a shape the plan refuses counts as no pairs. */
+static Py_ssize_t
+count_strings(const Plan *plan)
+{
+    Py_ssize_t n = plan->n_streams + plan->n_entries;
+    for (Py_ssize_t i = 0; i < plan->n_streams; i++) {
+        PyObject **entries = PySequence_Fast_ITEMS(plan->streams[i].entries);
+        Py_ssize_t count = PySequence_Fast_GET_SIZE(plan->streams[i].entries);
+        for (Py_ssize_t j = 0; j < count; j++) {
+            PyObject *entry = entries[j];
+            if (PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) == 3) {
+                PyObject *metadata = PyTuple_GET_ITEM(entry, 2);
+                if (PyTuple_Check(metadata)) {
+                    n += 2 * PyTuple_GET_SIZE(metadata);
+                }
+                else if (PyList_Check(metadata)) {
+                    n += 2 * PyList_GET_SIZE(metadata);
+                }
+            }
+        }
+    }
+    return n ? n : 1;
+}
+
 /* Step 2: everything measured; returns the payload's size, or -1 with an exception. */
 static Py_ssize_t
 plan_streams(Plan *plan)
 {
     plan->entries = PyMem_Malloc(sizeof(EntryPlan) * (size_t)(plan->n_entries ? plan->n_entries : 1));
-    plan->strings_cap = plan->n_streams + plan->n_entries + 16;
+    plan->strings_cap = count_strings(plan);
     plan->strings = PyMem_Malloc(sizeof(Utf8) * (size_t)plan->strings_cap);
     if (plan->entries == NULL || plan->strings == NULL) {
         PyErr_NoMemory();

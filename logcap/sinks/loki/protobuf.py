@@ -36,7 +36,7 @@ else is a ``TypeError``). Both raise ``OverflowError`` for seconds beyond ``int6
 Speed: this runs once per batch on the hot path. The compiled encoder reads the streams'
 attributes, plans every entry in one walk (sizes, split timestamps, the UTF-8 of each ``str``:
 an ASCII one read in place) and writes into one ``bytes`` of the exact size: about 0.06 µs per
-200-byte entry, ~455 instructions against the Python one's 5,700 (docs/ARCHITECTURE.md has the
+200-byte entry, ~460 instructions against the Python one's 5,700 (docs/ARCHITECTURE.md has the
 numbers).
 The Python one builds a list of ``bytes`` pieces joined once, looks up length prefixes in
 precomputed tables (field tag included), re-encodes ``seconds`` only when the second changes,
