@@ -14,11 +14,16 @@ Batches of ``--batch`` entries, as the shard sends them (parts of 100 lines):
 
     .venv/bin/python bench/loki_deliver.py [--batches 200] [--batch 1000] [--repeat 5]
     .venv/bin/python bench/loki_deliver.py --instructions [--batches 40]
+    .venv/bin/python bench/loki_deliver.py --steps [--batches 100]
 
 The first form prints the calling thread's CPU µs per line (``time.thread_time``, the best of
 ``--repeat`` rounds). ``--instructions`` (needs ``valgrind``) counts the instructions per line
 with cachegrind: a run that delivers the batches three times minus one that only prepares
 them and sends one batch, so two versions compare without the machine's noise.
+``--steps`` splits the first form's CPU per line by step, each timed alone on the same batches:
+grouping (:meth:`LokiService.streams`), the sort check, the protobuf encoding, snappy, and one
+``requests`` POST of the batch's body (a fixed cost per push: it is the same for a 10-byte body);
+what ``deliver`` spends beyond their sum is the ``batch_bytes`` check, headers and the verdict.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,6 +49,8 @@ from logcap.cli.pipeline_test import join_all
 from logcap.config import parse_config
 from logcap.messages import Entries, Outcome
 from logcap.pipeline.builtins import builtin_pipelines
+from logcap.sinks.loki.protobuf import compress_snappy, encode_push_request
+from logcap.sinks.loki.request import build_push_request, sorted_streams
 from logcap.sinks.loki.service import LokiService
 from tests.pipeline_kit import entries
 
@@ -143,6 +152,47 @@ def cpu_per_line(case: str, batches: int, size: int, repeat: int) -> float:
     return min(times) / (batches * size) * 1e6
 
 
+def _best_per_line(fn: Callable[[Any], object], items: list[Any], lines: int,
+                   repeat: int) -> float:
+    """The best of ``repeat`` rounds of ``fn`` over ``items``: thread CPU µs per line."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.thread_time()
+        for item in items:
+            fn(item)
+        best = min(best, time.thread_time() - started)
+    return best / lines * 1e6
+
+
+def steps(case: str, batches: int, size: int, repeat: int) -> None:
+    made = make_batches(case, batches, size)
+    lines = batches * size
+    proc, url = start_answerer()
+    try:
+        service = make_service(url)
+        deliver_all(service, made[:1])
+        grouped = [service.streams(parts) for parts in made]
+        ordered = [sorted_streams(streams) for streams in grouped]
+        payloads = [encode_push_request(streams).payload for streams in ordered]
+        pushes = [build_push_request(streams) for streams in grouped]
+        cases: list[tuple[str, Callable[[Any], object], list[Any]]] = [
+            ("deliver, all of it", service.deliver, made),
+            ("streams (grouping)", service.streams, made),
+            ("sorted_streams", sorted_streams, grouped),
+            ("encode_push_request", encode_push_request, ordered),
+            ("compress_snappy", compress_snappy, payloads),
+            ("requests POST", lambda push: service.session.post(
+                service.url, data=push.body, headers=dict(push.headers), timeout=10), pushes),
+        ]
+        for name, fn, items in cases:
+            us = _best_per_line(fn, items, lines, repeat)
+            print(f"{case:9} {name:20s} {us:6.3f} µs CPU per line")
+        service.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def _run_only(case: str, batches: int, size: int, reps: int) -> None:
     made = make_batches(case, batches, size)
     proc, url = start_answerer()
@@ -174,6 +224,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="entries per batch")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--steps", action="store_true", help="CPU per line of each step")
     parser.add_argument("--case", choices=CASES, action="append")
     parser.add_argument("--run-only", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
@@ -185,7 +236,9 @@ def main() -> None:
         return
     for case in args.case or CASES:
         lines = args.batches * args.batch
-        if args.instructions:
+        if args.steps:
+            steps(case, args.batches, args.batch, args.repeat)
+        elif args.instructions:
             spent = (_instructions(case, args.batches, args.batch, REPS)
                      - _instructions(case, args.batches, args.batch, 0))
             print(f"{case:9} deliver: {spent / (REPS * lines):,.0f} instructions per line "

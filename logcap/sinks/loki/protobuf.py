@@ -25,13 +25,25 @@ What this encoder writes, and why:
 - Entries are written in the order given: sorting by time is the caller's choice
   (:mod:`logcap.sinks.loki.request` sorts).
 
-Speed: this runs once per batch on the hot path. It builds a list of ``bytes`` pieces joined
-once, looks up length prefixes in precomputed tables (field tag included), re-encodes ``seconds``
-only when the second changes, and spells the ``nanos`` varint from 14-bit lookup tables instead
-of a loop; each entry extends the piece list with one tuple. About 0.5 µs per 200-byte entry.
-Structured metadata is written from one request's cache of encoded (name, value) fields: an
-entry's metadata is a join of looked-up pieces, and only a pair not seen yet in the request
-(a call id) is encoded.
+Two implementations write the same bytes (the tests compare them with each other and with the
+protobuf runtime): :func:`encode_push_request_native`, compiled from ``_protobuf.c`` when the
+package was built with it, and :func:`encode_push_request_python`, this module's code, the
+fallback and the spec. :func:`encode_push_request` is the compiled one when it is there
+(:data:`NATIVE`). The compiled one takes exact shapes: an entry is a ``tuple``, ``ts_ns`` an
+``int``, the metadata a tuple or list of 2-item tuples or lists, strings ``str`` (anything
+else is a ``TypeError``). Both raise ``OverflowError`` for seconds beyond ``int64``.
+
+Speed: this runs once per batch on the hot path. The compiled encoder reads the streams'
+attributes, plans every entry in one walk (sizes, split timestamps, the UTF-8 of each ``str``:
+an ASCII one read in place) and writes into one ``bytes`` of the exact size: about 0.06 µs per
+200-byte entry, ~460 instructions against the Python one's 5,700 (docs/ARCHITECTURE.md has the
+numbers).
+The Python one builds a list of ``bytes`` pieces joined once, looks up length prefixes in
+precomputed tables (field tag included), re-encodes ``seconds`` only when the second changes,
+and spells the ``nanos`` varint from 14-bit lookup tables instead of a loop; each entry
+extends the piece list with one tuple: about 0.5 µs per 200-byte entry. It writes structured
+metadata from one request's cache of encoded (name, value) fields: an entry's metadata is a
+join of looked-up pieces, and only a pair not seen yet in the request (a call id) is encoded.
 
 The request body Loki expects is the serialized message compressed with snappy's *block* format,
 not the framed stream format: :func:`compress_snappy`, which is the compiled compressor
@@ -56,13 +68,21 @@ try:
 except ImportError:  # not built: compress_snappy falls back to literals only
     _compress_native = None
 
+try:
+    from logcap.sinks.loki import _protobuf
+except ImportError:  # built without the compiled module: the Python encoder does the work
+    _protobuf = None  # type: ignore[assignment]
+
 __all__ = [
+    "NATIVE",
     "SNAPPY_COMPILED",
     "EncodedPush",
     "EntryLike",
     "StreamLike",
     "compress_snappy",
     "encode_push_request",
+    "encode_push_request_native",
+    "encode_push_request_python",
     "encode_uvarint",
     "snappy_literals",
 ]
@@ -201,6 +221,8 @@ def _timestamp_prefixes(seconds: int) -> tuple[bytes, ...]:
     Index 0: the whole field for ``nanos == 0`` (no nanos field). Index k in 1..5: tag, length,
     the seconds field and the nanos tag, to be followed by a k-byte nanos varint.
     """
+    if not -(1 << 63) <= seconds < 1 << 63:
+        raise OverflowError(f"ts_ns is out of range: its seconds exceed int64 ({seconds})")
     sec = b"\x08" + _int64_varint(seconds) if seconds else b""
     with_tag = sec + b"\x10"
     return (
@@ -217,7 +239,7 @@ def _timestamp_field(prefixes: tuple[bytes, ...], n: int) -> bytes:
     return prefixes[len(nanos)] + nanos
 
 
-def encode_push_request(streams: Iterable[StreamLike]) -> EncodedPush:
+def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
     """Serialize ``streams`` as a ``logproto.PushRequest`` (not compressed).
 
     Returns the payload with the number of streams and entries written and the total UTF-8
@@ -298,6 +320,25 @@ def encode_push_request(streams: Iterable[StreamLike]) -> EncodedPush:
             size += len(eh) + el
         parts[slot] = b"\x0a" + encode_uvarint(size)
     return EncodedPush(b"".join(parts), n_streams, n_entries, line_bytes)
+
+
+NATIVE = _protobuf is not None
+"""Whether the compiled encoder was built (:func:`encode_push_request` is then that one)."""
+
+
+def encode_push_request_native(streams: Iterable[StreamLike]) -> EncodedPush:
+    """:func:`encode_push_request_python`'s result, computed in C (``_protobuf.c``).
+
+    Raises ``ImportError`` when the package was built without it (:data:`NATIVE` is false).
+    """
+    if _protobuf is None:
+        raise ImportError("logcap.sinks.loki._protobuf was not built")
+    return EncodedPush._make(_protobuf.encode_push_request(streams))
+
+
+encode_push_request = encode_push_request_native if NATIVE else encode_push_request_python
+"""Serialize ``streams`` as a ``logproto.PushRequest`` (not compressed): the compiled encoder
+when built, else the Python one (the same bytes)."""
 
 
 _SNAPPY_MAX_INPUT = (1 << 32) - 1
