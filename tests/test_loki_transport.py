@@ -205,6 +205,15 @@ def test_what_urllib3_raises_maps_as_requests_mapped_it() -> None:
         == "Connection timed out."
 
 
+def test_an_invalid_header_value_is_a_transport_error(serve: Callable[..., Server],
+                                                      tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("two\nlines\n")
+    verdict = deliver(serve(answer(b"HTTP/1.1 204 No Content")).url,
+                      auth={"type": "bearer", "token_file": str(token)})
+    assert (verdict.outcome, verdict.reason) == (Outcome.RETRY, "transport_error")
+
+
 def test_a_redirect_is_rejected_with_its_location_not_followed(
         serve: Callable[..., Server]) -> None:
     elsewhere = serve(answer(b"HTTP/1.1 204 No Content"))
