@@ -30,7 +30,8 @@ request is worked out here once, for the push URL (it never changes while the si
   ``tls.ca_file``: a file, or a directory of hashed certificates) and an optional client
   certificate. ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, replaces the default bundle
   when ``verify`` is on without a ``ca_file``; it does not override an explicit
-  ``tls.ca_file`` or ``tls.verify: false`` (requests let it win over both). A CA or
+  ``tls.ca_file`` or ``tls.verify: false`` (requests itself let it win over both; the sink's
+settled requests session already did not). A CA or
   certificate file that cannot be loaded fails each connection as a TLS error (retried); the
   bundle is read when a connection is made, never for plain ``http``.
 - **Timeout**: the sink's ``timeout`` for the connection and for each read.
@@ -48,8 +49,12 @@ that times out in the answer's *body* is a timeout (requests said a connection e
 **Answers** are read whole (:class:`Answer`): the status, the headers (names in lower case,
 repeated ones joined with ``", "``), and the body decoded (a ``Content-Encoding`` undone) as
 text in the ``Content-Type``'s charset, UTF-8 when none is named or it is unknown, bad bytes
-replaced (requests guessed a charset without one; Loki answers ``text/plain; charset=utf-8``).
-No ``Accept-Encoding`` is sent.
+replaced (requests took ISO-8859-1 for a ``text/*`` answer without one and guessed for
+others; Loki answers ``text/plain; charset=utf-8``). Sent with each request: the request's
+headers over the session's (``User-Agent``, ``Authorization``), ``Host``,
+``Content-Length``, and http.client's ``Accept-Encoding: identity`` (requests also sent
+``Accept: */*``, ``Connection: keep-alive`` and ``Accept-Encoding: gzip, deflate``; HTTP/1.1
+keeps the connection alive without it).
 
 Against requests 2.34 as the sink used it (a settled session): one push of a ready 600-line
 request costs 0.78 M instructions instead of 1.91 M (``bench/loki_push.py --instructions``),
