@@ -1,9 +1,9 @@
 """Benchmark of the Loki sink's whole push path: CPU per line of :meth:`LokiService.deliver`.
 
 What the sink actor's thread spends per line: grouping into streams, the ``batch_bytes`` cap,
-sorting, protobuf encoding, snappy, and requests' per-push work, sent over a kept-alive
-connection to a minimal push answerer in a child process (it reads each request and answers
-``204`` at once, so no decoding in this process; its CPU is not counted).
+sorting, protobuf encoding, snappy, and the transport's per-push work (urllib3), sent over a
+kept-alive connection to a minimal push answerer in a child process (it reads each request and
+answers ``204`` at once, so no decoding in this process; its CPU is not counted).
 
 Batches of ``--batch`` entries, as the shard sends them (parts of 100 lines):
 
@@ -207,15 +207,20 @@ def _run_only(case: str, batches: int, size: int, reps: int) -> None:
         proc.wait()
 
 
-def _instructions(case: str, batches: int, size: int, reps: int) -> int:
+def cachegrind_instructions(command: list[str]) -> int:
+    """The instructions ``command`` runs, counted by cachegrind (no cache simulation)."""
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-         sys.executable, __file__, "--run-only", case, "--reps", str(reps),
-         "--batches", str(batches), "--batch", str(size)],
-        capture_output=True, text=True, check=True)
+         *command], capture_output=True, text=True, check=True)
     found = _IREFS.search(done.stderr)
     assert found, done.stderr[-500:]
     return int(found.group(1).replace(",", ""))
+
+
+def _instructions(case: str, batches: int, size: int, reps: int) -> int:
+    return cachegrind_instructions(
+        [sys.executable, __file__, "--run-only", case, "--reps", str(reps),
+         "--batches", str(batches), "--batch", str(size)])
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from logcap.sinks.loki.response import (
     classify,
     parse_retry_after,
 )
+from logcap.sinks.loki.session import PushConnectionError, PushTimeout, PushTransportError
 
 SUCCESS, RETRY, SPLIT, REJECT = (
     OutcomeKind.SUCCESS,
@@ -78,6 +79,10 @@ def test_each_status_code_has_one_outcome_and_a_known_reason(status, kind, reaso
         (requests.exceptions.ChunkedEncodingError("broken"), "connection"),
         (requests.exceptions.InvalidURL("bad url"), "transport_error"),
         (RuntimeError("surprise"), "transport_error"),
+        # what the sink's transport raises (logcap.sinks.loki.session)
+        (PushTimeout("Read timed out. (read timeout=2)"), "timeout"),
+        (PushConnectionError("[Errno 111] Connection refused"), "connection"),
+        (PushTransportError("failed to decode it"), "transport_error"),
     ],
 )
 def test_transport_errors_are_retried_with_a_reason(error, reason):

@@ -43,7 +43,8 @@ def _sink_spec(instance: Instance, wiring: Wiring, make_backend: Callable[[], Si
 
 
 class LokiSinkKind(ComponentKind):
-    """Grafana Loki push API; ``requests`` is imported when a Loki sink is configured."""
+    """Grafana Loki push API; its modules (and urllib3) are imported when a Loki sink is
+    configured."""
 
     kind = "loki"
     group = "sinks"

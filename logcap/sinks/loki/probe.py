@@ -2,9 +2,10 @@
 
 :func:`probe` asks ``GET <base>/ready`` (Loki's readiness endpoint, on the same HTTP port as
 the push API; the base is the configured URL without ``/loki/api/v1/push``) once, through the
-sink's own session (its credentials, TLS settings and ``X-Scope-OrgID``), with the sink's
-``timeout``. A push, even of zero streams, is not used: Loki answers an empty push with an
-error on some versions, and a real one would store a line.
+sink's own session (its credentials, TLS settings, proxy and ``X-Scope-OrgID``), with the
+sink's ``timeout``; a redirect is not followed (its ``Location`` is shown). A push, even of
+zero streams, is not used: Loki answers an empty push with an error on some versions, and a
+real one would store a line.
 
 The answer is a :class:`ProbeResult`: ``ok`` for a 2xx; otherwise the HTTP status with the first
 line of Loki's text (a 503 while its ring is not ready yet; 401/403 for credentials a gateway
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from logcap.sinks.loki.response import short_error
-from logcap.sinks.loki.service import PUSH_PATH, LokiService
+from logcap.sinks.loki.service import PUSH_PATH, LokiService, answer_text
+from logcap.sinks.loki.session import TransportFailure
 
 __all__ = ["READY_PATH", "ProbeResult", "probe"]
 
@@ -43,15 +43,14 @@ def probe(service: LokiService, shown_url: str) -> ProbeResult:
     shown = shown_url[: -len(PUSH_PATH)] if shown_url.endswith(PUSH_PATH) else shown_url
     headers = {"X-Scope-OrgID": service.cfg.tenant_id} if service.cfg.tenant_id else {}
     try:
-        resp = service.session.get(base + READY_PATH, headers=headers,
-                                   timeout=service.cfg.timeout)
-    except requests.RequestException as exc:
+        answer = service.session.get(base + READY_PATH, headers, service.cfg.timeout)
+    except TransportFailure as exc:
         return ProbeResult(False, f"GET {shown}{READY_PATH}: {short_error(exc)}")
-    text = (resp.text.strip().splitlines() or [""])[0][:ANSWER_CHARS]
-    resp.close()
-    answer = f"GET {shown}{READY_PATH}: HTTP {resp.status_code}" + (f" {text}" if text else "")
-    if 200 <= resp.status_code < 300:
-        return ProbeResult(True, answer)
-    if resp.status_code == 404:
-        answer += " (no /ready at this URL, a gateway? the push URL is not verified)"
-    return ProbeResult(False, answer)
+    status = answer.status
+    text = (answer_text(answer).strip().splitlines() or [""])[0][:ANSWER_CHARS]
+    shown_answer = f"GET {shown}{READY_PATH}: HTTP {status}" + (f" {text}" if text else "")
+    if 200 <= status < 300:
+        return ProbeResult(True, shown_answer)
+    if status == 404:
+        shown_answer += " (no /ready at this URL, a gateway? the push URL is not verified)"
+    return ProbeResult(False, shown_answer)

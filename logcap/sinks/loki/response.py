@@ -159,14 +159,16 @@ def _class_names(error: BaseException) -> set[str]:
 def _is_timeout(error: BaseException) -> bool:
     if isinstance(error, TimeoutError):  # socket.timeout is an alias of it
         return True
-    # requests' Timeout family and urllib3's TimeoutError, without importing either here.
+    # The sink's PushTimeout is one; requests' Timeout family and urllib3's TimeoutError
+    # (for exceptions raised by other callers) are found by name, without importing either.
     return any("Timeout" in name for name in _class_names(error))
 
 
 def _is_connection_error(error: BaseException) -> bool:
     names = _class_names(error)
     if "RequestException" in names:
-        # Every requests exception is an OSError; only these mean the connection failed.
+        # Every requests exception is an OSError; only these mean the connection failed. (The
+        # sink's transport raises PushConnectionError, a ConnectionError, for all of them.)
         return bool(names & {"ConnectionError", "SSLError", "ProxyError", "ChunkedEncodingError"})
     return isinstance(error, OSError) or bool(names & {"ProtocolError", "NewConnectionError"})
 

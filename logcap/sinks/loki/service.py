@@ -10,21 +10,21 @@ errors retried (``Retry-After`` passed on); 413 split in halves and each half se
 a single entry that is still too large is rejected); other 4xx and 501 rejected for good with
 Loki's reason. Entries keep their original timestamps on every attempt.
 
-Credentials (basic or bearer, files read when the service is created), TLS settings and what
-requests would read from the environment are set on the session once
-(:mod:`logcap.sinks.loki.session`); secrets are never logged.
+Requests go out through a :class:`~logcap.sinks.loki.session.PushSession` (urllib3) made with
+the service: credentials (basic or bearer, files read then; else a netrc entry), TLS settings,
+the environment's proxy and CA bundle are worked out once; a transport failure arrives as a
+:class:`~logcap.sinks.loki.session.TransportFailure` that :func:`classify` understands, and a
+redirect is not followed (a 3xx is rejected with its ``Location`` in the reason). Secrets are
+never logged.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
 from itertools import chain
 from operator import itemgetter
 from typing import Any
-
-import requests
 
 from logcap.messages import Entries, Labels, Outcome
 from logcap.metrics import SINK_CARDINALITY_DROPS
@@ -41,9 +41,9 @@ from logcap.sinks.loki.request import (
     split_in_halves,
 )
 from logcap.sinks.loki.response import OutcomeKind, classify
-from logcap.sinks.loki.session import push_session
+from logcap.sinks.loki.session import Answer, PushSession, TransportFailure
 
-__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "push_url"]
+__all__ = ["MAX_SPLIT_DEPTH", "PUSH_PATH", "LokiService", "answer_text", "push_url"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ class LokiService:
     """A :class:`~logcap.sinks.base.SinkBackend` for Loki; ``cfg`` is ``sinks.loki`` (or a
     ``sinks.loki_endpoints[]`` entry), ``name`` the sink instance's name (metrics label)."""
 
-    def __init__(self, cfg: Any, session: requests.Session | None = None,
+    def __init__(self, cfg: Any, session: PushSession | None = None,
                  name: str = "loki") -> None:
         self.cfg = cfg
         self.name = name
         self.url = push_url(cfg.url)
-        self.session = push_session(self.url, cfg.auth, cfg.tls, session)
+        self.session = session or PushSession(self.url, cfg.auth, cfg.tls)
         self.policy = LabelPolicy(static_labels=dict(cfg.labels),
                                   max_labels=cfg.max_labels_per_stream)
         self.limiter = StreamLimiter(self.policy.overflow_labels, max_streams=cfg.max_streams)
@@ -198,13 +198,11 @@ class LokiService:
         if request is None:
             request = self._request(streams)
         try:
-            resp = self.session.post(self.url, data=request.body, headers=dict(request.headers),
-                                     timeout=cfg.timeout)
-        except requests.RequestException as exc:
+            answer = self.session.post(self.url, request.body, request.headers, cfg.timeout)
+        except TransportFailure as exc:
             outcome = classify(None, error=exc)
         else:
-            outcome = classify(resp.status_code, _headers(resp.headers), resp.text)
-            resp.close()
+            outcome = classify(answer.status, answer.headers, answer_text(answer))
         if outcome.kind is OutcomeKind.SUCCESS:
             return Verdict(Outcome.DELIVERED, outcome.reason)
         if outcome.kind is OutcomeKind.RETRY:  # the status leads: "HTTP 503: <Loki's text>"
@@ -265,5 +263,10 @@ _METADATA = itemgetter(2)
 _flat = chain.from_iterable
 
 
-def _headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
+def answer_text(answer: Answer) -> str:
+    """The text an answer is judged and reported by: Loki's body; for a redirect (never
+    followed) where it points first, so the reason says which URL to configure."""
+    location = answer.headers.get("location")
+    if location is not None and 300 <= answer.status < 400:
+        return f"redirect to {location} not followed (configure that URL): {answer.text}"
+    return answer.text
