@@ -1,0 +1,9 @@
+"""Build hooks setup.cfg cannot state: logcap's optional compiled modules (pure-Python fallbacks exist)."""
+from setuptools import Extension, setup
+
+EXTENSIONS = [
+    Extension("logcap.pipeline.stages._opensips", ["logcap/pipeline/stages/_opensips.c"],
+              optional=True, extra_compile_args=["-O2"]),
+]
+
+setup(ext_modules=EXTENSIONS)
