@@ -1,7 +1,7 @@
 """Benchmark of the processing pipelines: CPU µs per line of ``opensips`` and ``mysql_slow``.
 
     .venv/bin/python bench/pipelines.py [--lines 200000] [--e2e] [--e2e-lines 100000]
-    .venv/bin/python bench/pipelines.py --instructions [--lines 6000]
+    .venv/bin/python bench/pipelines.py --instructions [--lines 6000] [--stages opensips]
 
 1. **in process**: the built-in's :meth:`CompiledPipeline.run` (what a shard runs) over
    batches of 1000 entries, timed with ``time.process_time``: CPU µs per entry and lines/s.
@@ -14,7 +14,9 @@
 3. **instructions** (``--instructions``, needs ``valgrind``): the CPU instructions the
    pipeline runs per entry and per raw line, counted by cachegrind (a run over the entries
    three times minus a run that only prepares them): unlike CPU time, not skewed by other jobs
-   on the machine, so two versions compare exactly (about a minute per run).
+   on the machine, so two versions compare exactly (about a minute per run). With
+   ``--stages NAME``: per stage of that pipeline, from runs of its first k stages (k = 0: what
+   :meth:`CompiledPipeline.run` costs around the stages).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logcap.cli.pipeline_test import join_all
 from logcap.pipeline.builtins import builtin_pipelines
+from logcap.pipeline.compiled import CompiledPipeline
 from tests.actor_kit import wait_until
 from tests.harness import LogcapProcess, make_config
 from tests.loki_receiver import LokiReceiver
@@ -193,10 +196,13 @@ REPS = 3
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def _run_only(name: str, lines: int, reps: int) -> None:
-    """Prepare the entries of ``name``'s bench, run the pipeline over them ``reps`` times."""
+def _run_only(name: str, lines: int, reps: int, upto: int | None) -> None:
+    """Prepare the entries of ``name``'s bench, run the pipeline (its first ``upto`` stages
+    if given) over them ``reps`` times."""
     pipeline = builtin_pipelines()[name].compile()
     assert pipeline.multiline is not None
+    if upto is not None:
+        pipeline = CompiledPipeline(name, pipeline.stages[:upto], pipeline.multiline)
     joined = join_all(RAW[name](lines), pipeline.multiline)
     made = [entries(joined[i:i + BATCH]) for i in range(0, len(joined), BATCH)]
     for _ in range(reps):
@@ -204,14 +210,32 @@ def _run_only(name: str, lines: int, reps: int) -> None:
             pipeline.run(e)
 
 
-def _instructions(name: str, lines: int, reps: int) -> int:
+def _instructions(name: str, lines: int, reps: int, upto: int | None = None) -> int:
+    stages = [] if upto is None else ["--upto", str(upto)]
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--run-only", name, "--reps", str(reps),
-         "--lines", str(lines)], capture_output=True, text=True, check=True)
+         "--lines", str(lines), *stages], capture_output=True, text=True, check=True)
     found = _IREFS.search(done.stderr)
     assert found, done.stderr[-500:]
     return int(found.group(1).replace(",", ""))
+
+
+def stage_instructions(name: str, lines: int) -> None:
+    """Instructions per entry of each stage of ``name`` (and of the run around them)."""
+    compiled = builtin_pipelines()[name].compile()
+    assert compiled.multiline is not None
+    n_entries = len(join_all(RAW[name](lines), compiled.multiline))
+    prepared = _instructions(name, lines, 0)
+    previous = prepared
+    for upto in range(len(compiled.stages) + 1):
+        total = _instructions(name, lines, REPS, upto)
+        what = "run() without stages" if upto == 0 else compiled.stages[upto - 1].label
+        print(f"{name} {what}: {(total - previous) / (REPS * n_entries):,.0f} instructions "
+              f"per entry", flush=True)
+        previous = total
+    print(f"{name} in all: {(previous - prepared) / (REPS * n_entries):,.0f} instructions per "
+          f"entry ({lines} raw lines, {n_entries} entries, {REPS} runs, cachegrind)")
 
 
 def instructions(name: str, lines: int) -> None:
@@ -230,11 +254,17 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true")
     parser.add_argument("--e2e-lines", type=int, default=100_000)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--stages", choices=tuple(RAW),
+                        help="with --instructions: per stage of this pipeline")
     parser.add_argument("--run-only", choices=tuple(RAW), help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
+    parser.add_argument("--upto", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_only:
-        _run_only(args.run_only, args.lines, args.reps)
+        _run_only(args.run_only, args.lines, args.reps, args.upto)
+        return
+    if args.instructions and args.stages:
+        stage_instructions(args.stages, args.lines)
         return
     if args.instructions:
         for name in RAW:

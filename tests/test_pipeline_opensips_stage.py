@@ -145,27 +145,31 @@ def test_the_compiled_stage_is_built_and_chosen() -> None:
 FRAGMENTS = st.sampled_from([
     # the identifiers' parts, whole and broken
     "callid=", "call-id:", "CALL_ID: ", "Call-Id=", "call id=", "cALL-ID=", "CaLL-id=", "all",
-    "\ncall-id:", "\nCALL-İD\t: ", "\nCall-ıd:", "\ni", "\nI :", "\nİ:", "\nı:", "\nx:",
+    "\ncall-id:", "\nCALL-\u0130D\t: ", "\nCall-\u0131d:", "\ni", "\nI :", "\n\u0130:", "\n\u0131:",
+    "\nx:",
     "from_tag=", "fromtag=", "from_tag", "tag=", ";tag=", ";TAG=", ";Tag=", ";tag", "\nFrom:",
     "\nf :", "\nFROM\t:", "\nfrom", "to_tag=", "totag=", "\nTo:", "\nt:", "\nTO :",
-    "request ", "request", "method=", "\nCSeq: 12 ", "\nCSeq:\t٣ ", "\nCSeq:1", "\nCSeq: 7\t",
+    "request ", "request", "method=", "\nCSeq: 12 ", "\nCSeq:\t\u0663 ", "\nCSeq:1", "\nCSeq: 7\t",
     "INVITE", "INVITEx", "INVITE_", "INVITEé", "INVITE1", "INFO", "ACK", "CANCEL", "\nINVITE",
     "repl", "reply ", "replied ", "replies ", "status=", "code=", "\nSIP/2.0 ", "\nSIP/2.0",
     "from ", "src_ip=", "source ", "\nVia: SIP/2.0/UDP ", "\nVia:SIP/2.0/é\t", "\nVia: SIP/2.0/ ",
     # values
-    "a1@h", "486", "200", "700", "1000", "٣٢١", "4٣6", "1.2.3.4", "1234.5.6.7", "1.2.3.4567",
-    "256.1.1.1.1", "1.2.3", "١.٢.٣.٤", "[2001:db8::1]", "[]", "[2001:db8::g]", "[::1",
+    "a1@h", "486", "200", "700", "1000", "\u0663\u0662\u0661", "4\u06636", "1.2.3.4", "1234.5.6.7",
+    "1.2.3.4567",
+    "256.1.1.1.1", "1.2.3", "\u0661.\u0662.\u0663.\u0664", "[2001:db8::1]", "[]", "[2001:db8::g]",
+    "[::1",
     # separators, spaces (ASCII and not), line breaks, non-ASCII letters and digits
     " ", "\t", ":", ";", ",", ">", "<", "=", "_", "-", ".", "/", "[", "]", "\n", "\r", "\r\n",
     "\n\n", "#015#012", "#015", "#012#015#012", "\u00a0", "\u2028", "\x1c", "\u3000", "é",
-    "ß", "İ", "ı", "٣", "１", "x", "0", "6",
+    "ß", "\u0130", "\u0131", "\u0663", "\uff11", "x", "0", "6",
 ])
 HEADS = st.sampled_from([
     "Dec  1 20:34:05 [2311] ERROR:tm:t_reply: ", "Dec  1 20:34:05 [2311] ERROR:",
     "2026-12-01T20:34:47.146887+00:00 sip01 opensips[2311]: INFO:core:main: ",
-    "Dec  1 20:34:05 sip01 /usr/sbin/opensips[2311]: CRITICAL:", "Dec ٣1 2٣:34:05 [1] BUG:",
+    "Dec  1 20:34:05 sip01 /usr/sbin/opensips[2311]: CRITICAL:",
+    "Dec \u06631 2\u0663:34:05 [1] BUG:",
     "Dec  1 20:34:05 h\u00a0x [2] DBG:", "Dec  1 20:34:05 é/ü.x-[3]: DEBUG:mod:fn:",
-    "٢026-12-01T20:34:47Z [4] NOTICE:a:b:\t", "Dec  1 20:34:05 a b [5] WARNING:",
+    "\u0662026-12-01T20:34:47Z [4] NOTICE:a:b:\t", "Dec  1 20:34:05 a b [5] WARNING:",
     "Dec  1 20:34:05  [6] ALERT:", "Feb 30 10:00:00 [7] CRIT:x:y: ", "Dec  1 20:34:05 [8] CRITIC:",
 ])
 
@@ -214,8 +218,10 @@ def test_the_compiled_stage_fills_the_batch_as_the_python_one(lines: list[str],
     "Dec  1 20:34:05 [2311] ERROR:tm:t_reply:", "Dec  1 20:34:05 [2311] ERROR:callid=x",
     "Dec  1 20:34:05 [2311] ERROR:tm:t: callid=", "callid=x", "c", "\ni:", "\ni:x",
     "x\nFrom: a;tag=", "x\nFrom: a;tag=1", "x\nFrom: a\r;tag=1", "x\nf:;tag=;tag=2",
-    "request INVITE", "request INVITEé", "request INVITE٣", "request INVITE\u00b2", "code=486٣",
-    "Dec  1 20:34:05 x٣/y [1] ERROR:m٣:f\u2167: x", "\nBYE", "\nCSeq: 1 BYE_", "reply 200", "code=2001",
+    "request INVITE", "request INVITEé", "request INVITE\u0663", "request INVITE\u00b2",
+    "code=486\u0663",
+    "Dec  1 20:34:05 x\u0663/y [1] ERROR:m\u0663:f\u2167: x",
+    "\nBYE", "\nCSeq: 1 BYE_", "reply 200", "code=2001",
     "from 1.2.3.4", "from 1.2.3.4567", "src_ip=[::1]", "source [::1", "\nVia: SIP/2.0/X 1.2.3.4",
     "Dec  1 20:34:05 [2311] ERROR:tm:t_reply: " + "callid=a;from_tag=b,to_tag=c>method=BYE "
     "code=486 src_ip=10.0.0.1",

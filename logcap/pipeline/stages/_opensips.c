@@ -190,13 +190,23 @@ static PyObject *id_keys[N_IDS];
 /* A matcher: whether the expression matches at s; if so, group 1 is [*gs, *ge). */
 typedef int (*Matcher)(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge);
 
-/* A run of at least one character that is neither \s nor one of stop (NUL-terminated). */
-static int value_run(const Text *t, Py_ssize_t p, const char *stop, Py_ssize_t *gs,
+/* Which ASCII characters end a value: \s and ";," (STOP_CALL_ID), \s and ";>," (STOP_TAG). */
+static unsigned char STOP_CALL_ID[128], STOP_TAG[128];
+
+static void init_stops(void) {
+    for (int c = 0; c < 128; c++)
+        STOP_CALL_ID[c] = STOP_TAG[c] = (unsigned char)(Py_UNICODE_ISSPACE(c) != 0);
+    STOP_CALL_ID[';'] = STOP_CALL_ID[','] = 1;
+    STOP_TAG[';'] = STOP_TAG['>'] = STOP_TAG[','] = 1;
+}
+
+/* A run of at least one character that is neither \s nor marked in stop. */
+static int value_run(const Text *t, Py_ssize_t p, const unsigned char *stop, Py_ssize_t *gs,
                      Py_ssize_t *ge) {
     Py_ssize_t q = p;
     while (q < t->n) {
         Py_UCS4 c = at(t, q);
-        if (is_space(c) || (c < 128 && c != 0 && strchr(stop, (int)c))) break;
+        if (c < 128 ? stop[c] : is_space(c)) break;
         q++;
     }
     if (q == p) return 0;
@@ -211,7 +221,7 @@ static int call_id_tail(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t 
     if (!char_is(t, p, ':')) return 0;
     p++;
     while (is_blank(t, p)) p++;
-    return value_run(t, p, ";,", gs, ge);
+    return value_run(t, p, STOP_CALL_ID, gs, ge);
 }
 
 /* [cC\n](?:(?<=[cC])(?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*|(?<=\n)(?i:Call-ID|i)[ \t]*:[ \t]*)
@@ -228,7 +238,7 @@ static int match_call_id(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t
         if (!char_is(t, p, '=') && !char_is(t, p, ':')) return 0;
         p++;
         while (is_blank(t, p)) p++;
-        return value_run(t, p, ";,", gs, ge);
+        return value_run(t, p, STOP_CALL_ID, gs, ge);
     }
     if (c == '\n') {
         if (CI(t, p, "call-id") && call_id_tail(t, p + 7, gs, ge)) return 1;
@@ -245,7 +255,7 @@ static int dump_tag(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge)
     for (p++; p < t->n; p++) {
         Py_UCS4 c = at(t, p);
         if (c == ';' && CI(t, p + 1, "tag") && char_is(t, p + 4, '=')
-            && value_run(t, p + 5, ";>,", gs, ge))
+            && value_run(t, p + 5, STOP_TAG, gs, ge))
             return 1;
         if (c == '\r' || c == '\n') return 0;
     }
@@ -259,7 +269,7 @@ static int match_from_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_
         if (!LIT(t, s, "from")) return 0;
         Py_ssize_t p = s + 4;
         if (char_is(t, p, '_')) p++;
-        return LIT(t, p, "tag=") && value_run(t, p + 4, ";>,", gs, ge);
+        return LIT(t, p, "tag=") && value_run(t, p + 4, STOP_TAG, gs, ge);
     }
     if (c == '\n') {
         if (CI(t, s + 1, "from") && dump_tag(t, s + 5, gs, ge)) return 1;
@@ -275,7 +285,7 @@ static int match_to_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t 
         if (!LIT(t, s, "to")) return 0;
         Py_ssize_t p = s + 2;
         if (char_is(t, p, '_')) p++;
-        return LIT(t, p, "tag=") && value_run(t, p + 4, ";>,", gs, ge);
+        return LIT(t, p, "tag=") && value_run(t, p + 4, STOP_TAG, gs, ge);
     }
     if (c == '\n') {
         if (CI(t, s + 1, "to") && dump_tag(t, s + 3, gs, ge)) return 1;
@@ -428,7 +438,11 @@ static void init_first(void) {
 static void identifiers(const Text *t, Py_ssize_t pos, Py_ssize_t spans[N_IDS][2]) {
     unsigned pending = (1 << N_IDS) - 1;
     for (int k = 0; k < N_IDS; k++) spans[k][0] = spans[k][1] = -1;
+    const Py_UCS1 *bytes = t->kind == PyUnicode_1BYTE_KIND ? t->data : NULL;
     for (Py_ssize_t s = pos; s < t->n && pending; s++) {
+        if (bytes != NULL) /* the usual case: skip to a possible start */
+            while (s < t->n && (bytes[s] >= 128 || !(FIRST[bytes[s]] & pending))) s++;
+        if (s == t->n) break;
         Py_UCS4 c = at(t, s);
         if (c >= 128) continue;
         unsigned candidates = FIRST[c] & pending;
@@ -440,6 +454,19 @@ static void identifiers(const Text *t, Py_ssize_t pos, Py_ssize_t spans[N_IDS][2
 }
 
 /* ---- the batch ----------------------------------------------------------------------- */
+
+/* Whether "#015#012" is in the text. */
+static int has_escaped_break(const Text *t) {
+    if (t->kind == PyUnicode_1BYTE_KIND) {
+        const char *d = t->data, *end = d + t->n, *hit;
+        for (const char *p = d; (hit = memchr(p, '#', (size_t)(end - p))) != NULL; p = hit + 1)
+            if (end - hit >= 8 && memcmp(hit, "#015#012", 8) == 0) return 1;
+        return 0;
+    }
+    for (Py_ssize_t p = 0; p + 8 <= t->n; p++)
+        if (at(t, p) == '#' && LIT(t, p, "#015#012")) return 1;
+    return 0;
+}
 
 static PyObject *key_time, *key_pid, *key_level, *key_module, *key_function;
 static PyObject *escaped_break, *crlf;
@@ -468,13 +495,31 @@ static int set_span(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py
     return rc;
 }
 
+/* The time text [0, end) of line: *last (a new reference) again if it is the same text (the
+ * usual case: consecutive entries of one second), else a new str that becomes *last. */
+static PyObject *time_of(PyObject *line, Py_ssize_t end, PyObject **last) {
+    PyObject *prev = *last;
+    if (prev != NULL && PyUnicode_GET_LENGTH(prev) == end
+        && PyUnicode_KIND(prev) == PyUnicode_1BYTE_KIND
+        && PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_DATA(prev), PyUnicode_DATA(line), (size_t)end) == 0) {
+        Py_INCREF(prev);
+        return prev;
+    }
+    PyObject *text = PyUnicode_Substring(line, 0, end);
+    if (text == NULL) return NULL;
+    Py_INCREF(text);
+    Py_XSETREF(*last, text);
+    return text;
+}
+
 /* The header's fields into fields[i]; its time converted into stamps[i] (through seen: time
  * text -> converted value, as the Python stage caches it). 1 if the time does not convert. */
 static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyObject *stamps,
-                         Py_ssize_t i, PyObject *seen, PyObject *convert) {
+                         Py_ssize_t i, PyObject *seen, PyObject *convert, PyObject **last) {
     PyObject *d = fields_of(fields, i);
     if (d == NULL) return -1;
-    PyObject *time_text = PyUnicode_Substring(line, 0, h->time_e);
+    PyObject *time_text = time_of(line, h->time_e, last);
     if (time_text == NULL) return -1;
     if (PyDict_SetItem(d, key_time, time_text) < 0
         || set_span(d, key_pid, line, h->pid_s, h->pid_e) < 0
@@ -521,7 +566,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "lines, fields and stamps differ in length");
         return NULL;
     }
-    PyObject *seen = PyDict_New();
+    PyObject *seen = PyDict_New(), *last_time = NULL;
     if (seen == NULL) return NULL;
     Py_ssize_t no_header = 0, unparsable = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -530,20 +575,19 @@ static PyObject *parse(PyObject *self, PyObject *args) {
             PyErr_Format(PyExc_TypeError, "lines[%zd] is not a str", i);
             goto error;
         }
-        Py_ssize_t found = PyUnicode_Find(line, escaped_break, 0, PY_SSIZE_T_MAX, 1);
-        if (found == -2) goto error;
-        if (found >= 0) {
+        Text t = {PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
+        if (has_escaped_break(&t)) {
             PyObject *replaced = PyUnicode_Replace(line, escaped_break, crlf, -1);
             if (replaced == NULL) goto error;
             PyList_SetItem(lines, i, replaced); /* steals replaced, drops the old line */
             line = replaced;
+            t = (Text){PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
         }
-        Text t = {PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
         Header h;
         Py_ssize_t end = 0;
         if (header(&t, &h)) {
             end = h.end;
-            int rc = header_fields(line, &h, fields, stamps, i, seen, convert);
+            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, &last_time);
             if (rc < 0) goto error;
             unparsable += rc;
         } else {
@@ -559,9 +603,11 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         }
     }
     Py_DECREF(seen);
+    Py_XDECREF(last_time);
     return Py_BuildValue("nn", no_header, unparsable);
 error:
     Py_DECREF(seen);
+    Py_XDECREF(last_time);
     return NULL;
 }
 
@@ -583,6 +629,7 @@ static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
 
 PyMODINIT_FUNC PyInit__opensips(void) {
     init_first();
+    init_stops();
     if (!(key_time = intern("time")) || !(key_pid = intern("pid"))
         || !(key_level = intern("level")) || !(key_module = intern("module"))
         || !(key_function = intern("function")) || !(escaped_break = intern("#015#012"))
