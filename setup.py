@@ -4,6 +4,8 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     Extension("logcap.pipeline.stages._opensips", ["logcap/pipeline/stages/_opensips.c"],
               optional=True, extra_compile_args=["-O2"]),
+    Extension("logcap.pipeline.stages._attach", ["logcap/pipeline/stages/_attach.c"],
+              optional=True, extra_compile_args=["-O2"]),
 ]
 
 setup(ext_modules=EXTENSIONS)
