@@ -4,9 +4,6 @@ the same pairs in the same order, the same cache of label sets; and no leaked re
 
 from __future__ import annotations
 
-import gc
-import sys
-import tracemalloc
 from unittest import mock
 
 import pytest
@@ -16,7 +13,7 @@ from hypothesis import strategies as st
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.stages import attach
 from logcap.pipeline.stages.attach import COMPILED, FieldMapConfig, LabelsStage, MetadataStage
-from tests.pipeline_kit import READ_NS
+from tests.pipeline_kit import READ_NS, leaked
 
 pytestmark = pytest.mark.skipif(COMPILED is None, reason="_attach not built")
 
@@ -90,20 +87,8 @@ def test_the_compiled_loops_leak_nothing() -> None:
             labels(batch)
             metadata(batch)
 
-    run(200)
-    gc.collect()
-    counts = [sys.getrefcount(v) for v in values]
-    tracemalloc.start()
-    try:
-        run(100)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        run(5000)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert [sys.getrefcount(v) for v in values] == counts
+    grown, references = leaked(run, values)
+    assert references == [0] * len(values)
     assert grown < 10_000, f"{grown} bytes more after 5000 batches"
 
 

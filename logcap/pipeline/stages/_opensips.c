@@ -262,36 +262,30 @@ static int dump_tag(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge)
     return 0;
 }
 
-/* (?:from_?tag=|\n(?i:From|f)[ \t]*:[^\r\n]*?;(?i:tag)=)([^\s;>,]+) */
-static int match_from_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+/* (?:WORD_?tag=|\n(?i:WORD|W)[ \t]*:[^\r\n]*?;(?i:tag)=)([^\s;>,]+), WORD (length len)
+ * being "from" or "to" and W its first letter. */
+static int tag_of(const Text *t, Py_ssize_t s, const char *word, Py_ssize_t len,
+                  Py_ssize_t *gs, Py_ssize_t *ge) {
     Py_UCS4 c = at(t, s);
-    if (c == 'f') {
-        if (!LIT(t, s, "from")) return 0;
-        Py_ssize_t p = s + 4;
+    if (c == (Py_UCS4)word[0]) {
+        if (!lit(t, s, word, len)) return 0;
+        Py_ssize_t p = s + len;
         if (char_is(t, p, '_')) p++;
         return LIT(t, p, "tag=") && value_run(t, p + 4, STOP_TAG, gs, ge);
     }
     if (c == '\n') {
-        if (CI(t, s + 1, "from") && dump_tag(t, s + 5, gs, ge)) return 1;
-        return CI(t, s + 1, "f") && dump_tag(t, s + 2, gs, ge);
+        if (ci(t, s + 1, word, len) && dump_tag(t, s + 1 + len, gs, ge)) return 1;
+        return ci(t, s + 1, word, 1) && dump_tag(t, s + 2, gs, ge);
     }
     return 0;
 }
 
-/* (?:to_?tag=|\n(?i:To|t)[ \t]*:[^\r\n]*?;(?i:tag)=)([^\s;>,]+) */
+static int match_from_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    return tag_of(t, s, "from", 4, gs, ge);
+}
+
 static int match_to_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
-    Py_UCS4 c = at(t, s);
-    if (c == 't') {
-        if (!LIT(t, s, "to")) return 0;
-        Py_ssize_t p = s + 2;
-        if (char_is(t, p, '_')) p++;
-        return LIT(t, p, "tag=") && value_run(t, p + 4, STOP_TAG, gs, ge);
-    }
-    if (c == '\n') {
-        if (CI(t, s + 1, "to") && dump_tag(t, s + 3, gs, ge)) return 1;
-        return CI(t, s + 1, "t") && dump_tag(t, s + 2, gs, ge);
-    }
-    return 0;
+    return tag_of(t, s, "to", 2, gs, ge);
 }
 
 /* The end of a word: \b after a word character. */

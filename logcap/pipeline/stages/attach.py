@@ -17,27 +17,18 @@ fallback.
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import attrs
 
 from logcap.config.section import Section
 from logcap.config.values import text
 from logcap.pipeline.batch import LineBatch, Pairs
+from logcap.pipeline.stages.base import compiled_module
 
 __all__ = ["COMPILED", "LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage",
            "OutputConfig", "OutputStage"]
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        from logcap.pipeline.stages import _attach
-    except ImportError:
-        return None
-    return _attach
-
-
-COMPILED = _compiled()
+COMPILED = compiled_module("logcap.pipeline.stages._attach")
 """The compiled loops (:mod:`logcap.pipeline.stages._attach`), None where it was not built."""
 
 

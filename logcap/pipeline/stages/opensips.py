@@ -37,12 +37,12 @@ text seen before in the batch is not converted again (in both).
 from __future__ import annotations
 
 import re
-from types import ModuleType
 
 import attrs
 
 from logcap.config.section import Section
 from logcap.pipeline.batch import Fields, LineBatch
+from logcap.pipeline.stages.base import compiled_module
 from logcap.pipeline.stages.timestamp import timezone_option
 from logcap.pipeline.textindex import DENSE, Needles
 from logcap.pipeline.timeformats import SecondCache, zone
@@ -50,15 +50,7 @@ from logcap.pipeline.timeformats import SecondCache, zone
 __all__ = ["COMPILED", "HEADER", "IDENTIFIERS", "LEVELS", "OpensipsConfig", "OpensipsStage"]
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        from logcap.pipeline.stages import _opensips
-    except ImportError:
-        return None
-    return _opensips
-
-
-COMPILED = _compiled()
+COMPILED = compiled_module("logcap.pipeline.stages._opensips")
 """The compiled stage (:mod:`logcap.pipeline.stages._opensips`), None where it was not built."""
 
 LEVELS = frozenset(("ALERT", "CRITICAL", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DBG",
