@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipelines.py [--lines 200000] [--e2e] [--e2e-lines 100000]
     .venv/bin/python bench/pipelines.py --instructions [--lines 6000] [--stages opensips]
+    .venv/bin/python bench/pipelines.py --instructions --e2e [--e2e-lines 100000]
 
 1. **in process**: the built-in's :meth:`CompiledPipeline.run` (what a shard runs) over
    batches of 1000 entries, timed with ``time.process_time``: CPU µs per entry and lines/s.
@@ -16,7 +17,9 @@
    three times minus a run that only prepares them): unlike CPU time, not skewed by other jobs
    on the machine, so two versions compare exactly (about a minute per run). With
    ``--stages NAME``: per stage of that pipeline, from runs of its first k stages (k = 0: what
-   :meth:`CompiledPipeline.run` costs around the stages).
+   :meth:`CompiledPipeline.run` costs around the stages). With ``--e2e``: the end-to-end run
+   of ``opensips`` with the logcap process under cachegrind (all its threads: the joiner, the
+   pipeline, the sink), instructions per raw line raw and with the pipeline.
 """
 
 from __future__ import annotations
@@ -150,7 +153,9 @@ def in_process(name: str, raw: list[str]) -> None:
           f"{len(joined) / run_s:,.0f} entries/s; stage failures {failures}")
 
 
-def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None) -> float:
+def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None,
+              wrapper: tuple[str, ...] = ()) -> float:
+    """The logcap process's CPU seconds to ship ``raw`` (run under ``wrapper`` if given)."""
     receiver = LokiReceiver(keep_lines=False).start()
     try:
         logs = tmp / "logs"
@@ -166,16 +171,17 @@ def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None) -> float:
                                     "loki": {"enabled": True, "url": receiver.url}})
         expected = len(join_all(raw, builtin_pipelines()[pipeline or "opensips"].multiline)) \
             if pipeline else len(raw)  # type: ignore[arg-type]
-        proc = LogcapProcess(config).start()
+        proc = LogcapProcess(config, wrapper=wrapper,
+                             start_timeout=600 if wrapper else 30).start()
         assert proc.proc is not None
         ps = psutil.Process(proc.proc.pid)
         try:
-            wait_until(lambda: receiver.line_count >= expected, timeout=600,
+            wait_until(lambda: receiver.line_count >= expected, timeout=1800,
                        what=f"{expected} entries")
             cpu = ps.cpu_times()
             return cpu.user + cpu.system
         finally:
-            proc.stop()
+            proc.stop(timeout=600 if wrapper else 30)
     finally:
         receiver.stop()
 
@@ -188,6 +194,29 @@ def end_to_end(name: str, raw: list[str]) -> None:
     print(f"{name} e2e: {n} raw lines; logcap CPU raw {base / n * 1e6:.2f} µs/line, with "
           f"{name} {with_pipeline / n * 1e6:.2f} µs/line: the pipeline (and joining) adds "
           f"{(with_pipeline - base) / n * 1e6:.2f} µs/line (process start included in both)")
+
+
+def _e2e_instructions_once(raw: list[str], pipeline: str | None) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cachegrind.out"
+        _e2e_once(Path(tmp), raw, pipeline,
+                  ("valgrind", "--tool=cachegrind", "--cache-sim=no",
+                   f"--cachegrind-out-file={out}"))
+        found = re.search(r"^summary: (\d+)", out.read_text(), re.M)
+        assert found, f"no summary in {out}"
+        return int(found.group(1))
+
+
+def end_to_end_instructions(name: str, raw: list[str]) -> None:
+    """What :func:`end_to_end` measures, in instructions: the logcap process under
+    cachegrind (all its threads; minutes), raw and with the pipeline."""
+    base = _e2e_instructions_once(raw, None)
+    with_pipeline = _e2e_instructions_once(raw, name)
+    n = len(raw)
+    print(f"{name} e2e: {n} raw lines; logcap raw {base / n:,.0f} instructions per raw line, "
+          f"with {name} {with_pipeline / n:,.0f}: the pipeline (and joining) adds "
+          f"{(with_pipeline - base) / n:,.0f} per raw line (process start included in both; "
+          "cachegrind)")
 
 
 RAW = {"opensips": opensips_raw, "mysql_slow": slow_raw, "mysql_error": mysql_error_raw,
@@ -262,6 +291,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.run_only:
         _run_only(args.run_only, args.lines, args.reps, args.upto)
+        return
+    if args.instructions and args.e2e:
+        end_to_end_instructions("opensips", opensips_raw(args.e2e_lines))
         return
     if args.instructions and args.stages:
         stage_instructions(args.stages, args.lines)
