@@ -481,31 +481,38 @@ static PyObject *fields_of(PyObject *fields, Py_ssize_t i) {
     return d;
 }
 
-static int set_span(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py_ssize_t e) {
-    PyObject *value = PyUnicode_Substring(line, s, e);
+/* The text [s, e) of line: *last (a new reference) again if it is the same text (values
+ * repeat from one entry to the next: the second, the pid, the level...), else a new str that
+ * becomes *last. */
+static PyObject *text_of(PyObject *line, Py_ssize_t s, Py_ssize_t e, PyObject **last) {
+    PyObject *prev = *last;
+    if (prev != NULL && PyUnicode_GET_LENGTH(prev) == e - s
+        && PyUnicode_KIND(prev) == PyUnicode_1BYTE_KIND
+        && PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_DATA(prev), (const char *)PyUnicode_DATA(line) + s,
+                  (size_t)(e - s)) == 0) {
+        Py_INCREF(prev);
+        return prev;
+    }
+    PyObject *text = PyUnicode_Substring(line, s, e);
+    if (text == NULL) return NULL;
+    Py_INCREF(text);
+    Py_XSETREF(*last, text);
+    return text;
+}
+
+/* d[key] = the text [s, e) of line (through text_of and *last). */
+static int set_text(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py_ssize_t e,
+                    PyObject **last) {
+    PyObject *value = text_of(line, s, e, last);
     if (value == NULL) return -1;
     int rc = PyDict_SetItem(d, key, value);
     Py_DECREF(value);
     return rc;
 }
 
-/* The time text [0, end) of line: *last (a new reference) again if it is the same text (the
- * usual case: consecutive entries of one second), else a new str that becomes *last. */
-static PyObject *time_of(PyObject *line, Py_ssize_t end, PyObject **last) {
-    PyObject *prev = *last;
-    if (prev != NULL && PyUnicode_GET_LENGTH(prev) == end
-        && PyUnicode_KIND(prev) == PyUnicode_1BYTE_KIND
-        && PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
-        && memcmp(PyUnicode_DATA(prev), PyUnicode_DATA(line), (size_t)end) == 0) {
-        Py_INCREF(prev);
-        return prev;
-    }
-    PyObject *text = PyUnicode_Substring(line, 0, end);
-    if (text == NULL) return NULL;
-    Py_INCREF(text);
-    Py_XSETREF(*last, text);
-    return text;
-}
+/* The fields' last values (text_of): the header's, then the identifiers'. */
+enum { LAST_TIME, LAST_PID, LAST_LEVEL, LAST_MODULE, LAST_FUNCTION, LAST_IDS };
 
 /* The header's fields into fields[i]; its time converted into stamps[i] (through seen: time
  * text -> converted value, as the Python stage caches it). 1 if the time does not convert. */
@@ -513,14 +520,16 @@ static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyOb
                          Py_ssize_t i, PyObject *seen, PyObject *convert, PyObject **last) {
     PyObject *d = fields_of(fields, i);
     if (d == NULL) return -1;
-    PyObject *time_text = time_of(line, h->time_e, last);
+    PyObject *time_text = text_of(line, 0, h->time_e, &last[LAST_TIME]);
     if (time_text == NULL) return -1;
     if (PyDict_SetItem(d, key_time, time_text) < 0
-        || set_span(d, key_pid, line, h->pid_s, h->pid_e) < 0
-        || set_span(d, key_level, line, h->level_s, h->level_e) < 0
+        || set_text(d, key_pid, line, h->pid_s, h->pid_e, &last[LAST_PID]) < 0
+        || set_text(d, key_level, line, h->level_s, h->level_e, &last[LAST_LEVEL]) < 0
         || (h->module_s >= 0
-            && (set_span(d, key_module, line, h->module_s, h->module_e) < 0
-                || set_span(d, key_function, line, h->module_e + 1, h->function_e) < 0)))
+            && (set_text(d, key_module, line, h->module_s, h->module_e,
+                         &last[LAST_MODULE]) < 0
+                || set_text(d, key_function, line, h->module_e + 1, h->function_e,
+                            &last[LAST_FUNCTION]) < 0)))
         goto error;
     /* ns = seen.get(time_text, 0); if ns == 0: ns = seen[time_text] = convert(...) */
     PyObject *ns = PyDict_GetItemWithError(seen, time_text); /* borrowed */
@@ -560,7 +569,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "lines, fields and stamps differ in length");
         return NULL;
     }
-    PyObject *seen = PyDict_New(), *last_time = NULL;
+    PyObject *seen = PyDict_New(), *last[LAST_IDS + N_IDS] = {NULL};
     if (seen == NULL) return NULL;
     Py_ssize_t no_header = 0, unparsable = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -581,7 +590,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         Py_ssize_t end = 0;
         if (header(&t, &h)) {
             end = h.end;
-            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, &last_time);
+            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, last);
             if (rc < 0) goto error;
             unparsable += rc;
         } else {
@@ -592,16 +601,17 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         for (int k = 0; k < N_IDS; k++) {
             if (spans[k][0] < 0) continue;
             PyObject *d = fields_of(fields, i);
-            if (d == NULL || set_span(d, id_keys[k], line, spans[k][0], spans[k][1]) < 0)
+            if (d == NULL || set_text(d, id_keys[k], line, spans[k][0], spans[k][1],
+                                      &last[LAST_IDS + k]) < 0)
                 goto error;
         }
     }
     Py_DECREF(seen);
-    Py_XDECREF(last_time);
+    for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
     return Py_BuildValue("nn", no_header, unparsable);
 error:
     Py_DECREF(seen);
-    Py_XDECREF(last_time);
+    for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
     return NULL;
 }
 
@@ -616,7 +626,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "logcap.pipeline.stages._opensips",
     "The opensips stage's parsing, compiled (the Python stage is the specification).", -1,
-    methods,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
