@@ -27,7 +27,7 @@ How it stays cheap: the stage runs the compiled :mod:`logcap.pipeline.stages._op
 it is importable (built from ``_opensips.c`` by ``setup.py``; optional: a build without a C
 compiler leaves it out). It does the same as the Python code here, which is its specification
 and the fallback: one pass over each entry instead of the regex engine (the stage runs about
-a quarter of the instructions: 36k -> 8.4k per entry in ``bench/pipelines.py``). In Python,
+a quarter of the instructions: 36k -> 7.8k per entry in ``bench/pipelines.py``). In Python,
 an identifier's expression runs on a one-line entry only when the entry contains one of the
 strings all the expression's matches contain there; the entries that do are found with one
 scan of the batch per string (:class:`~logcap.pipeline.textindex.TextIndex`) unless the
