@@ -12,6 +12,10 @@
 #
 # Dependencies are installed at the versions pinned in requirements/runtime.txt (`make lock`).
 #
+# logcap's compiled modules (setup.py's EXTENSIONS) are built in the build stage, which installs
+# a C compiler, and Debian's python3-dev where the base's interpreter has no headers (Debian's
+# python3; python:3.11-slim has them); the runtime stage gets only the built virtualenv.
+#
 # The agent runs as uid 10001 (user logcap). Host logs are usually 0640 root:adm (gid 4) or
 # owned by the service's group: give the container that group, e.g. `docker run --group-add 4`
 # (compose: `group_add: ["4"]`), and mount the log directory read-only.
@@ -24,17 +28,27 @@ ARG PIP_CERT
 ARG PIP_FIND_LINKS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
+RUN include="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+    && packages="gcc libc6-dev" \
+    && if [ ! -e "$include/Python.h" ]; then packages="$packages python3-dev"; fi \
+    && apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages \
+    && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/logcap
 WORKDIR /src
 COPY requirements/runtime.txt ./requirements/runtime.txt
-COPY setup.cfg pyproject.toml README.md ./
+COPY setup.cfg setup.py pyproject.toml MANIFEST.in README.md ./
 COPY logcap ./logcap
 # The logcap wheel and the wheels of its dependencies, then an install from those wheels only
-# (not editable: nothing of /src is used at run time).
+# (not editable: nothing of /src is used at run time); then every compiled module of setup.py
+# must import (from outside /src, so from the installed wheel).
 RUN /opt/logcap/bin/pip wheel -c requirements/runtime.txt --wheel-dir /wheels . \
     && /opt/logcap/bin/pip install --no-index --find-links /wheels -c requirements/runtime.txt \
         /wheels/logcap-*.whl \
-    && /opt/logcap/bin/logcap --help >/dev/null
+    && /opt/logcap/bin/logcap --help >/dev/null \
+    && cd / && /opt/logcap/bin/python -c "import ast, importlib; \
+[importlib.import_module(c.args[0].value) for c in ast.walk(ast.parse(open('/src/setup.py').read())) \
+ if isinstance(c, ast.Call) and getattr(c.func, 'id', '') == 'Extension']"
 
 FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --home /var/lib/logcap logcap \

@@ -16,7 +16,11 @@ PIP_COMPILE_FLAGS := --quiet --strip-extras --allow-unsafe --no-emit-index-url -
 
 .PHONY: run test image-test lint typecheck unit bench clean lock
 
-$(BIN)/activate: setup.cfg pyproject.toml $(DEV_PINS)
+# The editable install builds setup.py's compiled modules into the tree (C_SOURCES: their
+# sources, so an edit builds them again).
+C_SOURCES := $(shell find logcap -name '*.c')
+
+$(BIN)/activate: setup.cfg setup.py pyproject.toml $(DEV_PINS) $(C_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c $(DEV_PINS) -e '.[test]'

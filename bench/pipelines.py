@@ -1,7 +1,8 @@
 """Benchmark of the processing pipelines: CPU µs per line of ``opensips`` and ``mysql_slow``.
 
     .venv/bin/python bench/pipelines.py [--lines 200000] [--e2e] [--e2e-lines 100000]
-    .venv/bin/python bench/pipelines.py --instructions [--lines 6000]
+    .venv/bin/python bench/pipelines.py --instructions [--lines 6000] [--stages opensips]
+    .venv/bin/python bench/pipelines.py --instructions --e2e [--e2e-lines 100000]
 
 1. **in process**: the built-in's :meth:`CompiledPipeline.run` (what a shard runs) over
    batches of 1000 entries, timed with ``time.process_time``: CPU µs per entry and lines/s.
@@ -14,7 +15,11 @@
 3. **instructions** (``--instructions``, needs ``valgrind``): the CPU instructions the
    pipeline runs per entry and per raw line, counted by cachegrind (a run over the entries
    three times minus a run that only prepares them): unlike CPU time, not skewed by other jobs
-   on the machine, so two versions compare exactly (about a minute per run).
+   on the machine, so two versions compare exactly (about a minute per run). With
+   ``--stages NAME``: per stage of that pipeline, from runs of its first k stages (k = 0: what
+   :meth:`CompiledPipeline.run` costs around the stages). With ``--e2e``: the end-to-end run
+   of ``opensips`` with the logcap process under cachegrind (all its threads: the joiner, the
+   pipeline, the sink), instructions per raw line raw and with the pipeline.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logcap.cli.pipeline_test import join_all
 from logcap.pipeline.builtins import builtin_pipelines
+from logcap.pipeline.compiled import CompiledPipeline
 from tests.actor_kit import wait_until
 from tests.harness import LogcapProcess, make_config
 from tests.loki_receiver import LokiReceiver
@@ -147,7 +153,9 @@ def in_process(name: str, raw: list[str]) -> None:
           f"{len(joined) / run_s:,.0f} entries/s; stage failures {failures}")
 
 
-def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None) -> float:
+def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None,
+              wrapper: tuple[str, ...] = ()) -> float:
+    """The logcap process's CPU seconds to ship ``raw`` (run under ``wrapper`` if given)."""
     receiver = LokiReceiver(keep_lines=False).start()
     try:
         logs = tmp / "logs"
@@ -163,16 +171,17 @@ def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None) -> float:
                                     "loki": {"enabled": True, "url": receiver.url}})
         expected = len(join_all(raw, builtin_pipelines()[pipeline or "opensips"].multiline)) \
             if pipeline else len(raw)  # type: ignore[arg-type]
-        proc = LogcapProcess(config).start()
+        proc = LogcapProcess(config, wrapper=wrapper,
+                             start_timeout=600 if wrapper else 30).start()
         assert proc.proc is not None
         ps = psutil.Process(proc.proc.pid)
         try:
-            wait_until(lambda: receiver.line_count >= expected, timeout=600,
+            wait_until(lambda: receiver.line_count >= expected, timeout=1800,
                        what=f"{expected} entries")
             cpu = ps.cpu_times()
             return cpu.user + cpu.system
         finally:
-            proc.stop()
+            proc.stop(timeout=600 if wrapper else 30)
     finally:
         receiver.stop()
 
@@ -187,16 +196,42 @@ def end_to_end(name: str, raw: list[str]) -> None:
           f"{(with_pipeline - base) / n * 1e6:.2f} µs/line (process start included in both)")
 
 
+def _e2e_instructions_once(raw: list[str], pipeline: str | None) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cachegrind.out"
+        _e2e_once(Path(tmp), raw, pipeline,
+                  ("valgrind", "--tool=cachegrind", "--cache-sim=no",
+                   f"--cachegrind-out-file={out}"))
+        found = re.search(r"^summary: (\d+)", out.read_text(), re.M)
+        assert found, f"no summary in {out}"
+        return int(found.group(1))
+
+
+def end_to_end_instructions(name: str, raw: list[str]) -> None:
+    """What :func:`end_to_end` measures, in instructions: the logcap process under
+    cachegrind (all its threads; minutes), raw and with the pipeline."""
+    base = _e2e_instructions_once(raw, None)
+    with_pipeline = _e2e_instructions_once(raw, name)
+    n = len(raw)
+    print(f"{name} e2e: {n} raw lines; logcap raw {base / n:,.0f} instructions per raw line, "
+          f"with {name} {with_pipeline / n:,.0f}: the pipeline (and joining) adds "
+          f"{(with_pipeline - base) / n:,.0f} per raw line (process start included in both; "
+          "cachegrind)")
+
+
 RAW = {"opensips": opensips_raw, "mysql_slow": slow_raw, "mysql_error": mysql_error_raw,
        "docker_json": docker_json_raw, "cri": cri_raw}
 REPS = 3
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def _run_only(name: str, lines: int, reps: int) -> None:
-    """Prepare the entries of ``name``'s bench, run the pipeline over them ``reps`` times."""
+def _run_only(name: str, lines: int, reps: int, upto: int | None) -> None:
+    """Prepare the entries of ``name``'s bench, run the pipeline (its first ``upto`` stages
+    if given) over them ``reps`` times."""
     pipeline = builtin_pipelines()[name].compile()
     assert pipeline.multiline is not None
+    if upto is not None:
+        pipeline = CompiledPipeline(name, pipeline.stages[:upto], pipeline.multiline)
     joined = join_all(RAW[name](lines), pipeline.multiline)
     made = [entries(joined[i:i + BATCH]) for i in range(0, len(joined), BATCH)]
     for _ in range(reps):
@@ -204,14 +239,32 @@ def _run_only(name: str, lines: int, reps: int) -> None:
             pipeline.run(e)
 
 
-def _instructions(name: str, lines: int, reps: int) -> int:
+def _instructions(name: str, lines: int, reps: int, upto: int | None = None) -> int:
+    stages = [] if upto is None else ["--upto", str(upto)]
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--run-only", name, "--reps", str(reps),
-         "--lines", str(lines)], capture_output=True, text=True, check=True)
+         "--lines", str(lines), *stages], capture_output=True, text=True, check=True)
     found = _IREFS.search(done.stderr)
     assert found, done.stderr[-500:]
     return int(found.group(1).replace(",", ""))
+
+
+def stage_instructions(name: str, lines: int) -> None:
+    """Instructions per entry of each stage of ``name`` (and of the run around them)."""
+    compiled = builtin_pipelines()[name].compile()
+    assert compiled.multiline is not None
+    n_entries = len(join_all(RAW[name](lines), compiled.multiline))
+    prepared = _instructions(name, lines, 0)
+    previous = prepared
+    for upto in range(len(compiled.stages) + 1):
+        total = _instructions(name, lines, REPS, upto)
+        what = "run() without stages" if upto == 0 else compiled.stages[upto - 1].label
+        print(f"{name} {what}: {(total - previous) / (REPS * n_entries):,.0f} instructions "
+              f"per entry", flush=True)
+        previous = total
+    print(f"{name} in all: {(previous - prepared) / (REPS * n_entries):,.0f} instructions per "
+          f"entry ({lines} raw lines, {n_entries} entries, {REPS} runs, cachegrind)")
 
 
 def instructions(name: str, lines: int) -> None:
@@ -230,11 +283,20 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true")
     parser.add_argument("--e2e-lines", type=int, default=100_000)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--stages", choices=tuple(RAW),
+                        help="with --instructions: per stage of this pipeline")
     parser.add_argument("--run-only", choices=tuple(RAW), help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
+    parser.add_argument("--upto", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_only:
-        _run_only(args.run_only, args.lines, args.reps)
+        _run_only(args.run_only, args.lines, args.reps, args.upto)
+        return
+    if args.instructions and args.e2e:
+        end_to_end_instructions("opensips", opensips_raw(args.e2e_lines))
+        return
+    if args.instructions and args.stages:
+        stage_instructions(args.stages, args.lines)
         return
     if args.instructions:
         for name in RAW:

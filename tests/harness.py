@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,15 @@ def make_config(tmp: Path, include: Iterable[str], **sections: Any) -> Path:
 
 
 class LogcapProcess:
-    """``python -m logcap run -c CONFIG`` as a child process, its log in ``log_path``."""
+    """``python -m logcap run -c CONFIG`` as a child process, its log in ``log_path``;
+    ``wrapper``: a command it runs under (``valgrind ...``), ``start_timeout``: how long it
+    may take to become healthy."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None,
+                 wrapper: Sequence[str] = (), start_timeout: float = 30) -> None:
         self.config = config
+        self.wrapper = tuple(wrapper)
+        self.start_timeout = start_timeout
         self.log_path = config.parent / "logcap.log"
         data = yaml.safe_load(config.read_text())
         self.port = data["server"]["port"]
@@ -97,12 +102,12 @@ class LogcapProcess:
     def start(self, wait_healthy: bool = True) -> LogcapProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "logcap", "run", "-c", str(self.config)],
+            [*self.wrapper, sys.executable, "-m", "logcap", "run", "-c", str(self.config)],
             stdout=log, stderr=log, cwd=str(self.config.parent), env=self.env,
         )
         log.close()
         if wait_healthy:
-            wait_until(self.healthy, timeout=30, what="logcap healthy")
+            wait_until(self.healthy, timeout=self.start_timeout, what="logcap healthy")
         return self
 
     def healthy(self) -> bool:

@@ -10,6 +10,10 @@ can be checked against whole entries; it is not used by logcap itself.
 
 from __future__ import annotations
 
+import gc
+import sys
+import tracemalloc
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from logcap.cli.pipeline_test import join_all
@@ -19,6 +23,28 @@ from logcap.pipeline.builtins import builtin_pipelines
 from logcap.pipeline.compiled import CompiledPipeline, Processed
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def leaked(run: Callable[[int], None], kept: Sequence[object], times: int = 5000
+           ) -> tuple[int, list[int]]:
+    """What ``run(times)`` (a compiled stage over ``times`` batches) leaves behind, after a
+    warm-up: the bytes still allocated (tracemalloc) and how the reference counts of the
+    ``kept`` objects (inputs of each batch) changed."""
+    run(200)
+    gc.collect()
+    counts = [sys.getrefcount(o) for o in kept]
+    tracemalloc.start()
+    try:
+        run(100)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        run(times)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    after = [sys.getrefcount(o) for o in kept]  # counted the same way as before
+    return grown, [a - c for a, c in zip(after, counts, strict=True)]
 READ_NS = 1_796_169_600_000_000_000  # 2026-12-02T00:00:00Z
 
 

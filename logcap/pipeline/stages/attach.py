@@ -8,6 +8,11 @@
 * ``structured_metadata``: the same mapping, into the line's Loki structured metadata.
 * ``output``: the line becomes the value of field ``source``; a line without it is counted
   (``missing_field``) and keeps its text.
+
+The loops of ``labels`` and ``structured_metadata`` run compiled
+(:mod:`logcap.pipeline.stages._attach`, built from ``_attach.c`` by ``setup.py``) when that is
+importable; :func:`_attach` and :func:`_attach_shared` here are their specification and the
+fallback.
 """
 
 from __future__ import annotations
@@ -17,9 +22,14 @@ import attrs
 from logcap.config.section import Section
 from logcap.config.values import text
 from logcap.pipeline.batch import LineBatch, Pairs
+from logcap.pipeline.stages.base import compiled_module
 
-__all__ = ["LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage", "OutputConfig",
-           "OutputStage"]
+__all__ = ["COMPILED", "LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage",
+           "OutputConfig", "OutputStage"]
+
+
+COMPILED = compiled_module("logcap.pipeline.stages._attach")
+"""The compiled loops (:mod:`logcap.pipeline.stages._attach`), None where it was not built."""
 
 
 @attrs.frozen
@@ -82,31 +92,44 @@ def _attach_shared(batch: LineBatch, names: tuple[str, ...], sources: tuple[str,
 
 
 class LabelsStage:
-    """Promotes fields into the line's labels (module docstring)."""
+    """Promotes fields into the line's labels (module docstring). ``compiled``: run
+    :data:`COMPILED` (if there is one) rather than the Python loop."""
 
-    __slots__ = ("cache", "label", "names", "sources")
+    __slots__ = ("_compiled", "cache", "label", "names", "sources")
 
-    def __init__(self, config: FieldMapConfig, label: str) -> None:
+    def __init__(self, config: FieldMapConfig, label: str, *,
+                 compiled: bool = COMPILED is not None) -> None:
         self.label = label
         self.names = tuple(name for name, _ in config.pairs)
         self.sources = tuple(field for _, field in config.pairs)
         self.cache: dict[tuple[str | None, ...], Pairs] = {}
+        self._compiled = COMPILED if compiled else None
 
     def __call__(self, batch: LineBatch) -> None:
-        _attach_shared(batch, self.names, self.sources, batch.labels, self.cache)
+        if self._compiled is None:
+            _attach_shared(batch, self.names, self.sources, batch.labels, self.cache)
+        else:
+            self._compiled.attach_shared(batch.fields, self.names, self.sources, batch.labels,
+                                         self.cache, LABEL_SETS_CACHED, _merged)
 
 
 class MetadataStage:
-    """Copies fields into the line's structured metadata (module docstring)."""
+    """Copies fields into the line's structured metadata (module docstring). ``compiled``: run
+    :data:`COMPILED` (if there is one) rather than the Python loop."""
 
-    __slots__ = ("label", "pairs")
+    __slots__ = ("_compiled", "label", "pairs")
 
-    def __init__(self, config: FieldMapConfig, label: str) -> None:
+    def __init__(self, config: FieldMapConfig, label: str, *,
+                 compiled: bool = COMPILED is not None) -> None:
         self.label = label
         self.pairs = config.pairs
+        self._compiled = COMPILED if compiled else None
 
     def __call__(self, batch: LineBatch) -> None:
-        _attach(batch, self.pairs, batch.metadata)
+        if self._compiled is None:
+            _attach(batch, self.pairs, batch.metadata)
+        else:
+            self._compiled.attach(batch.fields, self.pairs, batch.metadata, _merged)
 
 
 @attrs.frozen

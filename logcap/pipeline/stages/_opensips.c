@@ -1,0 +1,645 @@
+/* The opensips stage's parsing, compiled: what OpensipsStage does to a batch (opensips.py is
+ * the specification and the fallback), without the regex engine.
+ *
+ * parse(lines, fields, stamps, convert) -> (no_header, unparsable), per entry i:
+ *   - "#015#012" in lines[i] becomes "\r\n" (lines[i] is replaced);
+ *   - the header (opensips.HEADER, matched at the start) gives the fields time, pid, level and,
+ *     when present, module and function, merged into fields[i] (a new dict if it is None);
+ *     stamps[i] becomes convert(time, stamps[i]) unless that is None (then: unparsable), with
+ *     convert called once per distinct time text of the batch (as the Python stage caches it);
+ *   - the six identifiers (opensips.IDENTIFIERS) are searched after the header (from 0 without
+ *     one): the leftmost match of each expression, its group 1 stored under the field's name.
+ *
+ * Each matcher below follows its expression's backtracking order; where a comment says
+ * "deterministic", the classes on either side of a greedy repeat are disjoint, so the repeat
+ * can only succeed at its longest extent. Character classes are Python's for str patterns:
+ * \d = Py_UNICODE_ISDECIMAL, \s = Py_UNICODE_ISSPACE, \w = Py_UNICODE_ISALNUM or '_', and
+ * (?i:...) on ASCII letters, where only 'i' has non-ASCII equivalents (U+0130, U+0131).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+} Text;
+
+static inline Py_UCS4 at(const Text *t, Py_ssize_t i) {
+    return PyUnicode_READ(t->kind, t->data, i);
+}
+
+static inline int is_digit(Py_UCS4 c) {
+    return c < 128 ? (c >= '0' && c <= '9') : Py_UNICODE_ISDECIMAL(c);
+}
+
+static inline int is_space(Py_UCS4 c) { return Py_UNICODE_ISSPACE(c); }
+
+static inline int is_word(Py_UCS4 c) {
+    if (c < 128)
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || c == '_';
+    return Py_UNICODE_ISALNUM(c);
+}
+
+static inline int is_blank(const Text *t, Py_ssize_t p) { /* [ \t] */
+    if (p >= t->n) return 0;
+    Py_UCS4 c = at(t, p);
+    return c == ' ' || c == '\t';
+}
+
+static inline int char_is(const Text *t, Py_ssize_t p, Py_UCS4 c) {
+    return p < t->n && at(t, p) == c;
+}
+
+/* The ASCII text s (length len) at p, exactly. */
+static int lit(const Text *t, Py_ssize_t p, const char *s, Py_ssize_t len) {
+    if (p < 0 || p + len > t->n) return 0;
+    for (Py_ssize_t k = 0; k < len; k++)
+        if (at(t, p + k) != (Py_UCS4)(unsigned char)s[k]) return 0;
+    return 1;
+}
+#define LIT(t, p, s) lit((t), (p), (s), (Py_ssize_t)(sizeof(s) - 1))
+
+/* The lowercase ASCII text s at p, ignoring case as (?i:...) does. */
+static int ci(const Text *t, Py_ssize_t p, const char *s, Py_ssize_t len) {
+    if (p + len > t->n) return 0;
+    for (Py_ssize_t k = 0; k < len; k++) {
+        Py_UCS4 c = at(t, p + k), want = (Py_UCS4)(unsigned char)s[k];
+        if (c == want) continue;
+        if (want >= 'a' && want <= 'z' && c == want - 32) continue;
+        if (want == 'i' && (c == 0x130 || c == 0x131)) continue;
+        return 0;
+    }
+    return 1;
+}
+#define CI(t, p, s) ci((t), (p), (s), (Py_ssize_t)(sizeof(s) - 1))
+
+/* ---- the header ---------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t time_e, pid_s, pid_e, level_s, level_e, module_s, module_e, function_e, end;
+} Header;
+
+static const char *const LEVEL_NAMES[] = {"ALERT", "CRITICAL", "CRIT", "ERROR", "WARNING",
+                                          "NOTICE", "INFO", "DBG", "DEBUG", "BUG"};
+
+/* Where (?P<time>...) ends (-1: no time). The alternatives start with a digit and an
+ * uppercase ASCII letter: at most one applies. */
+static Py_ssize_t time_end(const Text *t) {
+    Py_ssize_t n = t->n;
+    if (n == 0) return -1;
+    Py_UCS4 c = at(t, 0);
+    if (is_digit(c)) { /* \d{4}-\d\d-\d\dT\S+ (\S+ deterministic: a space follows) */
+        static const char shape[] = "dddd-dd-ddT";
+        if (n < 12) return -1;
+        for (Py_ssize_t k = 0; k < 11; k++) {
+            Py_UCS4 x = at(t, k);
+            if (shape[k] == 'd' ? !is_digit(x) : x != (Py_UCS4)shape[k]) return -1;
+        }
+        Py_ssize_t p = 11;
+        while (p < n && !is_space(at(t, p))) p++;
+        return p > 11 ? p : -1;
+    }
+    if (c >= 'A' && c <= 'Z') { /* [A-Z][a-z]{2}[ ][ \d]\d[ ]\d\d:\d\d:\d\d */
+        if (n < 15) return -1;
+        for (Py_ssize_t k = 1; k < 3; k++) {
+            Py_UCS4 x = at(t, k);
+            if (x < 'a' || x > 'z') return -1;
+        }
+        Py_UCS4 x4 = at(t, 4);
+        if (at(t, 3) != ' ' || (x4 != ' ' && !is_digit(x4)) || !is_digit(at(t, 5))
+            || at(t, 6) != ' ' || !is_digit(at(t, 7)) || !is_digit(at(t, 8))
+            || at(t, 9) != ':' || !is_digit(at(t, 10)) || !is_digit(at(t, 11))
+            || at(t, 12) != ':' || !is_digit(at(t, 13)) || !is_digit(at(t, 14)))
+            return -1;
+        return 15;
+    }
+    return -1;
+}
+
+/* [\w./-]*\[(?P<pid>\d+)\]:?[ ](?P<level>...):(?:(?P<module>\w+):(?P<function>\w+):[ ])?
+ * from p; every repeat is deterministic, and the level names followed by ':' exclude each
+ * other. */
+static int header_rest(const Text *t, Py_ssize_t p, Header *h) {
+    Py_ssize_t n = t->n;
+    while (p < n) {
+        Py_UCS4 c = at(t, p);
+        if (!(is_word(c) || c == '.' || c == '/' || c == '-')) break;
+        p++;
+    }
+    if (!char_is(t, p, '[')) return 0;
+    h->pid_s = ++p;
+    while (p < n && is_digit(at(t, p))) p++;
+    if (p == h->pid_s || !char_is(t, p, ']')) return 0;
+    h->pid_e = p++;
+    if (char_is(t, p, ':')) p++;
+    if (!char_is(t, p, ' ')) return 0;
+    p++;
+    h->level_s = -1;
+    for (size_t k = 0; k < sizeof(LEVEL_NAMES) / sizeof(LEVEL_NAMES[0]); k++) {
+        Py_ssize_t len = (Py_ssize_t)strlen(LEVEL_NAMES[k]);
+        if (lit(t, p, LEVEL_NAMES[k], len) && char_is(t, p + len, ':')) {
+            h->level_s = p;
+            h->level_e = p + len;
+            break;
+        }
+    }
+    if (h->level_s < 0) return 0;
+    p = h->level_e + 1;
+    h->module_s = -1;
+    h->end = p;
+    Py_ssize_t q = p;
+    while (q < n && is_word(at(t, q))) q++;
+    if (q > p && char_is(t, q, ':')) {
+        Py_ssize_t r = q + 1;
+        while (r < n && is_word(at(t, r))) r++;
+        if (r > q + 1 && char_is(t, r, ':') && char_is(t, r + 1, ' ')) {
+            h->module_s = p;
+            h->module_e = q;
+            h->function_e = r;
+            h->end = r + 2;
+        }
+    }
+    return 1;
+}
+
+/* HEADER.match: 1 and h filled, or 0. */
+static int header(const Text *t, Header *h) {
+    Py_ssize_t p = time_end(t);
+    if (p < 0 || !char_is(t, p, ' ')) return 0;
+    h->time_e = p++;
+    /* (?:[^\s\[]+[ ])? tried first with the host word (deterministic), then without it */
+    Py_ssize_t q = p;
+    while (q < t->n) {
+        Py_UCS4 c = at(t, q);
+        if (is_space(c) || c == '[') break;
+        q++;
+    }
+    if (q > p && char_is(t, q, ' ') && header_rest(t, q + 1, h)) return 1;
+    return header_rest(t, p, h);
+}
+
+/* ---- the identifiers ----------------------------------------------------------------- */
+
+enum { CALL_ID, FROM_TAG, TO_TAG, METHOD, STATUS, SRC_IP, N_IDS };
+static const char *const ID_NAMES[N_IDS] = {"call_id", "from_tag", "to_tag", "method",
+                                            "status", "src_ip"};
+static PyObject *id_keys[N_IDS];
+
+/* A matcher: whether the expression matches at s; if so, group 1 is [*gs, *ge). */
+typedef int (*Matcher)(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge);
+
+/* Which ASCII characters end a value: \s and ";," (STOP_CALL_ID), \s and ";>," (STOP_TAG). */
+static unsigned char STOP_CALL_ID[128], STOP_TAG[128];
+
+static void init_stops(void) {
+    for (int c = 0; c < 128; c++)
+        STOP_CALL_ID[c] = STOP_TAG[c] = (unsigned char)(Py_UNICODE_ISSPACE(c) != 0);
+    STOP_CALL_ID[';'] = STOP_CALL_ID[','] = 1;
+    STOP_TAG[';'] = STOP_TAG['>'] = STOP_TAG[','] = 1;
+}
+
+/* A run of at least one character that is neither \s nor marked in stop. */
+static int value_run(const Text *t, Py_ssize_t p, const unsigned char *stop, Py_ssize_t *gs,
+                     Py_ssize_t *ge) {
+    Py_ssize_t q = p;
+    while (q < t->n) {
+        Py_UCS4 c = at(t, q);
+        if (c < 128 ? stop[c] : is_space(c)) break;
+        q++;
+    }
+    if (q == p) return 0;
+    *gs = p;
+    *ge = q;
+    return 1;
+}
+
+/* [ \t]*:[ \t]*([^\s;,]+) */
+static int call_id_tail(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge) {
+    while (is_blank(t, p)) p++;
+    if (!char_is(t, p, ':')) return 0;
+    p++;
+    while (is_blank(t, p)) p++;
+    return value_run(t, p, STOP_CALL_ID, gs, ge);
+}
+
+/* [cC\n](?:(?<=[cC])(?:all|ALL)[-_]?(?:id|Id|ID)[=:][ \t]*|(?<=\n)(?i:Call-ID|i)[ \t]*:[ \t]*)
+ * ([^\s;,]+) */
+static int match_call_id(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    Py_UCS4 c = at(t, s);
+    Py_ssize_t p = s + 1;
+    if (c == 'c' || c == 'C') {
+        if (!LIT(t, p, "all") && !LIT(t, p, "ALL")) return 0;
+        p += 3;
+        if (char_is(t, p, '-') || char_is(t, p, '_')) p++;
+        if (!LIT(t, p, "id") && !LIT(t, p, "Id") && !LIT(t, p, "ID")) return 0;
+        p += 2;
+        if (!char_is(t, p, '=') && !char_is(t, p, ':')) return 0;
+        p++;
+        while (is_blank(t, p)) p++;
+        return value_run(t, p, STOP_CALL_ID, gs, ge);
+    }
+    if (c == '\n') {
+        if (CI(t, p, "call-id") && call_id_tail(t, p + 7, gs, ge)) return 1;
+        return CI(t, p, "i") && call_id_tail(t, p + 1, gs, ge);
+    }
+    return 0;
+}
+
+/* \n(?i:WORD|W)[ \t]*:[^\r\n]*?;(?i:tag)=([^\s;>,]+) from p (after the \n): the first ';'
+ * of the line after the ':' followed by tag= and a value. */
+static int dump_tag(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge) {
+    while (is_blank(t, p)) p++;
+    if (!char_is(t, p, ':')) return 0;
+    for (p++; p < t->n; p++) {
+        Py_UCS4 c = at(t, p);
+        if (c == ';' && CI(t, p + 1, "tag") && char_is(t, p + 4, '=')
+            && value_run(t, p + 5, STOP_TAG, gs, ge))
+            return 1;
+        if (c == '\r' || c == '\n') return 0;
+    }
+    return 0;
+}
+
+/* (?:WORD_?tag=|\n(?i:WORD|W)[ \t]*:[^\r\n]*?;(?i:tag)=)([^\s;>,]+), WORD (length len)
+ * being "from" or "to" and W its first letter. */
+static int tag_of(const Text *t, Py_ssize_t s, const char *word, Py_ssize_t len,
+                  Py_ssize_t *gs, Py_ssize_t *ge) {
+    Py_UCS4 c = at(t, s);
+    if (c == (Py_UCS4)word[0]) {
+        if (!lit(t, s, word, len)) return 0;
+        Py_ssize_t p = s + len;
+        if (char_is(t, p, '_')) p++;
+        return LIT(t, p, "tag=") && value_run(t, p + 4, STOP_TAG, gs, ge);
+    }
+    if (c == '\n') {
+        if (ci(t, s + 1, word, len) && dump_tag(t, s + 1 + len, gs, ge)) return 1;
+        return ci(t, s + 1, word, 1) && dump_tag(t, s + 2, gs, ge);
+    }
+    return 0;
+}
+
+static int match_from_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    return tag_of(t, s, "from", 4, gs, ge);
+}
+
+static int match_to_tag(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    return tag_of(t, s, "to", 2, gs, ge);
+}
+
+/* The end of a word: \b after a word character. */
+static inline int word_ends(const Text *t, Py_ssize_t p) {
+    return p >= t->n || !is_word(at(t, p));
+}
+
+static const char *const METHODS[] = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS",
+                                      "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO",
+                                      "REFER", "MESSAGE", "UPDATE"};
+
+/* (INVITE|...|UPDATE)\b at p (no name is a prefix of another: at most one applies). */
+static int method_word(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge) {
+    for (size_t k = 0; k < sizeof(METHODS) / sizeof(METHODS[0]); k++) {
+        Py_ssize_t len = (Py_ssize_t)strlen(METHODS[k]);
+        if (lit(t, p, METHODS[k], len) && word_ends(t, p + len)) {
+            *gs = p;
+            *ge = p + len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* (?:request[ ]|method=|\nCSeq:[ \t]*\d+[ \t]+|\n)(INVITE|...|UPDATE)\b */
+static int match_method(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    Py_UCS4 c = at(t, s);
+    if (c == 'r') return LIT(t, s, "request ") && method_word(t, s + 8, gs, ge);
+    if (c == 'm') return LIT(t, s, "method=") && method_word(t, s + 7, gs, ge);
+    if (c != '\n') return 0;
+    if (LIT(t, s + 1, "CSeq:")) {
+        Py_ssize_t p = s + 6;
+        while (is_blank(t, p)) p++;
+        Py_ssize_t d = p;
+        while (p < t->n && is_digit(at(t, p))) p++;
+        if (p > d && is_blank(t, p)) {
+            while (is_blank(t, p)) p++;
+            if (method_word(t, p, gs, ge)) return 1;
+        }
+    }
+    return method_word(t, s + 1, gs, ge);
+}
+
+/* ([1-6]\d\d)\b at p */
+static int status_code(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge) {
+    if (p + 3 > t->n) return 0;
+    Py_UCS4 c = at(t, p);
+    if (c < '1' || c > '6' || !is_digit(at(t, p + 1)) || !is_digit(at(t, p + 2))
+        || !word_ends(t, p + 3))
+        return 0;
+    *gs = p;
+    *ge = p + 3;
+    return 1;
+}
+
+/* (?:repl(?:y|ied) |status=|code=|\nSIP/2\.0 )([1-6]\d\d)\b */
+static int match_status(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    switch (at(t, s)) {
+    case 'r':
+        if (!LIT(t, s, "repl")) return 0;
+        if (LIT(t, s + 4, "y ")) return status_code(t, s + 6, gs, ge);
+        return LIT(t, s + 4, "ied ") && status_code(t, s + 8, gs, ge);
+    case 's': return LIT(t, s, "status=") && status_code(t, s + 7, gs, ge);
+    case 'c': return LIT(t, s, "code=") && status_code(t, s + 5, gs, ge);
+    case '\n': return LIT(t, s + 1, "SIP/2.0 ") && status_code(t, s + 9, gs, ge);
+    default: return 0;
+    }
+}
+
+/* (\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]) at p; each \d{1,3} is followed by a '.' or by
+ * nothing, so it takes as many digits as it can (up to 3). */
+static int address(const Text *t, Py_ssize_t p, Py_ssize_t *gs, Py_ssize_t *ge) {
+    Py_ssize_t q = p;
+    int part;
+    for (part = 0; part < 4; part++) {
+        Py_ssize_t d = q;
+        while (q < t->n && q - d < 3 && is_digit(at(t, q))) q++;
+        if (q == d) break;
+        if (part == 3) {
+            *gs = p;
+            *ge = q;
+            return 1;
+        }
+        if (!char_is(t, q, '.')) break;
+        q++;
+    }
+    if (!char_is(t, p, '[')) return 0;
+    q = p + 1;
+    while (q < t->n) {
+        Py_UCS4 c = at(t, q);
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+              || c == ':'))
+            break;
+        q++;
+    }
+    if (q == p + 1 || !char_is(t, q, ']')) return 0;
+    *gs = p;
+    *ge = q + 1;
+    return 1;
+}
+
+/* (?:from[ ]|src_ip=|source[ ]|\nVia:[ \t]*SIP/2\.0/\w+[ \t]+)(address) */
+static int match_src_ip(const Text *t, Py_ssize_t s, Py_ssize_t *gs, Py_ssize_t *ge) {
+    switch (at(t, s)) {
+    case 'f': return LIT(t, s, "from ") && address(t, s + 5, gs, ge);
+    case 's':
+        if (LIT(t, s, "src_ip=")) return address(t, s + 7, gs, ge);
+        return LIT(t, s, "source ") && address(t, s + 7, gs, ge);
+    case '\n': {
+        if (!LIT(t, s + 1, "Via:")) return 0;
+        Py_ssize_t p = s + 5;
+        while (is_blank(t, p)) p++;
+        if (!LIT(t, p, "SIP/2.0/")) return 0;
+        p += 8;
+        Py_ssize_t w = p;
+        while (p < t->n && is_word(at(t, p))) p++;
+        if (p == w || !is_blank(t, p)) return 0;
+        while (is_blank(t, p)) p++;
+        return address(t, p, gs, ge);
+    }
+    default: return 0;
+    }
+}
+
+static const Matcher MATCHERS[N_IDS] = {match_call_id, match_from_tag, match_to_tag,
+                                        match_method, match_status, match_src_ip};
+
+/* Which identifiers' matches can start with an ASCII character (bit k: identifier k). */
+static unsigned char FIRST[128];
+
+static void init_first(void) {
+    FIRST['\n'] = (1 << N_IDS) - 1;
+    FIRST['c'] = (1 << CALL_ID) | (1 << STATUS);
+    FIRST['C'] = 1 << CALL_ID;
+    FIRST['f'] = (1 << FROM_TAG) | (1 << SRC_IP);
+    FIRST['t'] = 1 << TO_TAG;
+    FIRST['r'] = (1 << METHOD) | (1 << STATUS);
+    FIRST['m'] = 1 << METHOD;
+    FIRST['s'] = (1 << STATUS) | (1 << SRC_IP);
+}
+
+/* The leftmost match of each identifier at or after pos: spans[k] = {start, end} of group 1,
+ * or {-1, -1}. */
+static void identifiers(const Text *t, Py_ssize_t pos, Py_ssize_t spans[N_IDS][2]) {
+    unsigned pending = (1 << N_IDS) - 1;
+    for (int k = 0; k < N_IDS; k++) spans[k][0] = spans[k][1] = -1;
+    const Py_UCS1 *bytes = t->kind == PyUnicode_1BYTE_KIND ? t->data : NULL;
+    for (Py_ssize_t s = pos; s < t->n && pending; s++) {
+        if (bytes != NULL) /* the usual case: skip to a possible start */
+            while (s < t->n && (bytes[s] >= 128 || !(FIRST[bytes[s]] & pending))) s++;
+        if (s == t->n) break;
+        Py_UCS4 c = at(t, s);
+        if (c >= 128) continue;
+        unsigned candidates = FIRST[c] & pending;
+        for (int k = 0; candidates; k++, candidates >>= 1) {
+            if ((candidates & 1) && MATCHERS[k](t, s, &spans[k][0], &spans[k][1]))
+                pending &= ~(1u << k);
+        }
+    }
+}
+
+/* ---- the batch ----------------------------------------------------------------------- */
+
+/* Whether "#015#012" is in the text. */
+static int has_escaped_break(const Text *t) {
+    if (t->kind == PyUnicode_1BYTE_KIND) {
+        const char *d = t->data, *end = d + t->n, *hit;
+        for (const char *p = d; (hit = memchr(p, '#', (size_t)(end - p))) != NULL; p = hit + 1)
+            if (end - hit >= 8 && memcmp(hit, "#015#012", 8) == 0) return 1;
+        return 0;
+    }
+    for (Py_ssize_t p = 0; p + 8 <= t->n; p++)
+        if (at(t, p) == '#' && LIT(t, p, "#015#012")) return 1;
+    return 0;
+}
+
+static PyObject *key_time, *key_pid, *key_level, *key_module, *key_function;
+static PyObject *escaped_break, *crlf;
+
+/* fields[i], made a dict if it is None (borrowed), or NULL with an exception. */
+static PyObject *fields_of(PyObject *fields, Py_ssize_t i) {
+    PyObject *d = PyList_GET_ITEM(fields, i);
+    if (d == Py_None) {
+        d = PyDict_New();
+        if (d == NULL) return NULL;
+        PyList_SetItem(fields, i, d); /* steals d, drops the None; the list holds d */
+        return d;
+    }
+    if (!PyDict_Check(d)) {
+        PyErr_Format(PyExc_TypeError, "fields[%zd] is not a dict or None", i);
+        return NULL;
+    }
+    return d;
+}
+
+/* The text [s, e) of line: *last (a new reference) again if it is the same text (values
+ * repeat from one entry to the next: the second, the pid, the level...), else a new str that
+ * becomes *last. */
+static PyObject *text_of(PyObject *line, Py_ssize_t s, Py_ssize_t e, PyObject **last) {
+    PyObject *prev = *last;
+    if (prev != NULL && PyUnicode_GET_LENGTH(prev) == e - s
+        && PyUnicode_KIND(prev) == PyUnicode_1BYTE_KIND
+        && PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
+        && memcmp(PyUnicode_DATA(prev), (const char *)PyUnicode_DATA(line) + s,
+                  (size_t)(e - s)) == 0) {
+        Py_INCREF(prev);
+        return prev;
+    }
+    PyObject *text = PyUnicode_Substring(line, s, e);
+    if (text == NULL) return NULL;
+    Py_INCREF(text);
+    Py_XSETREF(*last, text);
+    return text;
+}
+
+/* d[key] = the text [s, e) of line (through text_of and *last). */
+static int set_text(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py_ssize_t e,
+                    PyObject **last) {
+    PyObject *value = text_of(line, s, e, last);
+    if (value == NULL) return -1;
+    int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* The fields' last values (text_of): the header's, then the identifiers'. */
+enum { LAST_TIME, LAST_PID, LAST_LEVEL, LAST_MODULE, LAST_FUNCTION, LAST_IDS };
+
+/* The header's fields into fields[i]; its time converted into stamps[i] (through seen: time
+ * text -> converted value, as the Python stage caches it). 1 if the time does not convert. */
+static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyObject *stamps,
+                         Py_ssize_t i, PyObject *seen, PyObject *convert, PyObject **last) {
+    PyObject *d = fields_of(fields, i);
+    if (d == NULL) return -1;
+    PyObject *time_text = text_of(line, 0, h->time_e, &last[LAST_TIME]);
+    if (time_text == NULL) return -1;
+    if (PyDict_SetItem(d, key_time, time_text) < 0
+        || set_text(d, key_pid, line, h->pid_s, h->pid_e, &last[LAST_PID]) < 0
+        || set_text(d, key_level, line, h->level_s, h->level_e, &last[LAST_LEVEL]) < 0
+        || (h->module_s >= 0
+            && (set_text(d, key_module, line, h->module_s, h->module_e,
+                         &last[LAST_MODULE]) < 0
+                || set_text(d, key_function, line, h->module_e + 1, h->function_e,
+                            &last[LAST_FUNCTION]) < 0)))
+        goto error;
+    /* ns = seen.get(time_text, 0); if ns == 0: ns = seen[time_text] = convert(...) */
+    PyObject *ns = PyDict_GetItemWithError(seen, time_text); /* borrowed */
+    if (ns == NULL && PyErr_Occurred()) goto error;
+    int again = ns == NULL;
+    if (!again && PyLong_Check(ns)) {
+        int truth = PyObject_IsTrue(ns);
+        if (truth < 0) goto error;
+        again = !truth;
+    }
+    if (again) {
+        PyObject *fresh = PyObject_CallFunctionObjArgs(convert, time_text,
+                                                       PyList_GET_ITEM(stamps, i), NULL);
+        if (fresh == NULL) goto error;
+        int rc = PyDict_SetItem(seen, time_text, fresh);
+        Py_DECREF(fresh); /* seen holds it */
+        if (rc < 0) goto error;
+        ns = fresh;
+    }
+    Py_DECREF(time_text);
+    if (ns == Py_None) return 1;
+    Py_INCREF(ns);
+    PyList_SetItem(stamps, i, ns); /* steals ns, drops the old stamp */
+    return 0;
+error:
+    Py_DECREF(time_text);
+    return -1;
+}
+
+static PyObject *parse(PyObject *self, PyObject *args) {
+    PyObject *lines, *fields, *stamps, *convert;
+    if (!PyArg_ParseTuple(args, "O!O!O!O:parse", &PyList_Type, &lines, &PyList_Type, &fields,
+                          &PyList_Type, &stamps, &convert))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    if (PyList_GET_SIZE(fields) != n || PyList_GET_SIZE(stamps) != n) {
+        PyErr_SetString(PyExc_ValueError, "lines, fields and stamps differ in length");
+        return NULL;
+    }
+    PyObject *seen = PyDict_New(), *last[LAST_IDS + N_IDS] = {NULL};
+    if (seen == NULL) return NULL;
+    Py_ssize_t no_header = 0, unparsable = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyUnicode_Check(line)) {
+            PyErr_Format(PyExc_TypeError, "lines[%zd] is not a str", i);
+            goto error;
+        }
+        Text t = {PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
+        if (has_escaped_break(&t)) {
+            PyObject *replaced = PyUnicode_Replace(line, escaped_break, crlf, -1);
+            if (replaced == NULL) goto error;
+            PyList_SetItem(lines, i, replaced); /* steals replaced, drops the old line */
+            line = replaced;
+            t = (Text){PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
+        }
+        Header h;
+        Py_ssize_t end = 0;
+        if (header(&t, &h)) {
+            end = h.end;
+            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, last);
+            if (rc < 0) goto error;
+            unparsable += rc;
+        } else {
+            no_header++;
+        }
+        Py_ssize_t spans[N_IDS][2];
+        identifiers(&t, end, spans);
+        for (int k = 0; k < N_IDS; k++) {
+            if (spans[k][0] < 0) continue;
+            PyObject *d = fields_of(fields, i);
+            if (d == NULL || set_text(d, id_keys[k], line, spans[k][0], spans[k][1],
+                                      &last[LAST_IDS + k]) < 0)
+                goto error;
+        }
+    }
+    Py_DECREF(seen);
+    for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
+    return Py_BuildValue("nn", no_header, unparsable);
+error:
+    Py_DECREF(seen);
+    for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"parse", parse, METH_VARARGS,
+     "parse(lines, fields, stamps, convert) -> (no_header, unparsable)\n\n"
+     "The opensips stage on one batch's lists, in place (module logcap.pipeline.stages."
+     "opensips: OpensipsStage)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "logcap.pipeline.stages._opensips",
+    "The opensips stage's parsing, compiled (the Python stage is the specification).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+static PyObject *intern(const char *s) { return PyUnicode_InternFromString(s); }
+
+PyMODINIT_FUNC PyInit__opensips(void) {
+    init_first();
+    init_stops();
+    if (!(key_time = intern("time")) || !(key_pid = intern("pid"))
+        || !(key_level = intern("level")) || !(key_module = intern("module"))
+        || !(key_function = intern("function")) || !(escaped_break = intern("#015#012"))
+        || !(crlf = intern("\r\n")))
+        return NULL;
+    for (int k = 0; k < N_IDS; k++)
+        if (!(id_keys[k] = intern(ID_NAMES[k]))) return NULL;
+    return PyModule_Create(&module);
+}
