@@ -22,12 +22,12 @@ from logcap.state.buffer.crypto import (
     cipher_from_settings,
     load_key,
 )
+from logcap.state.buffer.ledger import SegmentInfo
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import (
     DROP_REASONS,
     BufferDirectoryError,
     BufferFull,
-    SegmentInfo,
     SegmentStore,
 )
 from logcap.state.buffer.verify import SegmentVerdict, VerifyReport, verify_directory

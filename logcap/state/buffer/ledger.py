@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ __all__ = [
     "SEGMENT_SUFFIX",
     "IndexCorrupt",
     "SegmentIndex",
+    "SegmentInfo",
     "index_path",
     "parse_segment_name",
     "segment_name",
@@ -75,6 +77,21 @@ def parse_segment_name(name: str) -> int | None:
 def index_path(segment_path: str) -> str:
     """Where the ``.idx`` of a segment lives."""
     return segment_path[: -len(SEGMENT_SUFFIX)] + INDEX_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """One segment, as the ledger knows it."""
+
+    name: str
+    first_seq: int
+    last_seq: int
+    records: int
+    lines: int
+    bytes: int
+    created_at: float
+    last_write_at: float
+    sealed: bool
 
 
 @dataclass(slots=True)
@@ -122,6 +139,12 @@ class SegmentIndex:
         self.max_ts.append(max_ts)
         self.lines += lines
         self.size = max(self.size, offset + size)
+
+    def info(self) -> SegmentInfo:
+        """What the store's introspection shows of this segment."""
+        return SegmentInfo(os.path.basename(self.path), self.first_seq, self.last_seq,
+                           self.records, self.lines, self.size, self.created_at,
+                           self.last_write_at, self.sealed)
 
     def position(self, seq: int) -> int:
         """Index of the first record whose seq is >= ``seq``."""

@@ -48,8 +48,8 @@ Reading
     time, through the in-memory ledger (seq -> offset). The batches appended last are kept in
     memory (recent.py, :class:`~logcap.state.buffer.recent.RecentBatches`, a few MiB) and read
     from there: at a steady pace a sink reads what was just written, without reading it back
-    from the file. A record that fails its checksum is
-    skipped, counted as dropped (reason ``"corrupt"``) and settled for every sink. A record the
+    from the file. A record that fails its checksum is skipped, counted as dropped (reason
+    ``"corrupt"``) and settled for every sink. A record the
     configured key cannot decrypt raises :class:`~logcap.state.buffer.crypto.DecryptionError`
     naming the file: nothing is skipped for a key problem. :meth:`~SegmentStore.select` reads
     by time range and source without touching the cursors (selective recovery), skipping
@@ -79,7 +79,6 @@ import errno
 import os
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from logcap.messages import Entries
@@ -87,7 +86,7 @@ from logcap.state.atomic import fsync_directory
 from logcap.state.buffer.codec import DEFAULT_COMPRESSION_LEVEL, CodecError, PayloadCodec
 from logcap.state.buffer.crypto import Cipher
 from logcap.state.buffer.cursors import CURSORS_FILE, CursorTable, load_cursors, write_cursors
-from logcap.state.buffer.ledger import SegmentIndex
+from logcap.state.buffer.ledger import SegmentIndex, SegmentInfo
 from logcap.state.buffer.recent import RecentBatches
 from logcap.state.buffer.record import RecordCorrupt, frame_record
 from logcap.state.buffer.recovery import (
@@ -107,7 +106,6 @@ __all__ = [
     "DROP_REASONS",
     "BufferDirectoryError",
     "BufferFull",
-    "SegmentInfo",
     "SegmentStore",
 ]
 
@@ -121,21 +119,6 @@ WhenFull = Literal["block", "drop_oldest"]
 
 class BufferFull(Exception):
     """The record does not fit under the capacity limits (``when_full="block"``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """One segment, as the ledger knows it."""
-
-    name: str
-    first_seq: int
-    last_seq: int
-    records: int
-    lines: int
-    bytes: int
-    created_at: float
-    last_write_at: float
-    sealed: bool
 
 
 class SegmentStore:
@@ -480,9 +463,7 @@ class SegmentStore:
 
     def segments(self) -> list[SegmentInfo]:
         """The ledger, oldest segment first."""
-        return [SegmentInfo(os.path.basename(s.path), s.first_seq, s.last_seq, s.records,
-                            s.lines, s.size, s.created_at, s.last_write_at, s.sealed)
-                for s in self._files.segments]
+        return [segment.info() for segment in self._files.segments]
 
     def drain_problems(self) -> list[str]:
         """Problems met since the last call (unreadable records), for the caller to log."""
