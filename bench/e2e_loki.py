@@ -1,7 +1,7 @@
 """End-to-end benchmark: a file -> logcap (its own process) -> a Loki push receiver.
 
     .venv/bin/python bench/e2e_loki.py [--lines 300000] [--rate 10000] [--seconds 15]
-        [--encoding protobuf|json] [--line-bytes 200]
+        [--encoding protobuf|json] [--line-bytes 200] [--batch-lines 5000] [--queue-size N]
 
 Two runs, each against a fresh logcap process and a receiver that decodes and validates every
 push (protobuf+snappy or JSON) in this process:
@@ -30,6 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from logcap.config.sources import DEFAULT_DISPATCH_BATCH_LINES
 from tests.harness import LogcapProcess, make_config
 from tests.loki_receiver import DecodedEntry, LokiReceiver
 
@@ -98,6 +99,9 @@ class Probe:
 
 
 DISK_BUFFER: dict[str, Any] = {"enabled": False}
+BATCHING: dict[str, Any] = {"batch_size": DEFAULT_DISPATCH_BATCH_LINES}
+"""The shards' and the Loki sink's ``batch_size`` (``--batch-lines``) and, when given, the
+dispatcher's ``queue_size`` (``--queue-size``)."""
 
 
 def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
@@ -106,8 +110,9 @@ def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
     return make_config(
         tmp, [str(tmp / "logs" / "*.log")],
         sinks={"file": {"enabled": False},
-               "loki": {"enabled": True, "url": receiver.url, "encoding": encoding}},
-        dispatcher={"batch_size": 1000, "batch_timeout": "50ms"},
+               "loki": {"enabled": True, "url": receiver.url, "encoding": encoding,
+                        "batch_size": BATCHING["batch_size"]}},
+        dispatcher={**BATCHING, "batch_timeout": "50ms"},
         positions={"flush_interval": "1s"},
         logging={"level": "warning"},
         disk_buffer=buffer,
@@ -193,8 +198,14 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "latency"])
     parser.add_argument("--disk-buffer", action="store_true",
                         help="with the disk buffer on (fsync every 200ms)")
+    parser.add_argument("--batch-lines", type=int, default=DEFAULT_DISPATCH_BATCH_LINES,
+                        help="the shards' and the Loki sink's batch_size (default: logcap's)")
+    parser.add_argument("--queue-size", type=int, help="dispatcher.queue_size (mailboxes)")
     args = parser.parse_args()
     DISK_BUFFER["enabled"] = args.disk_buffer
+    BATCHING["batch_size"] = args.batch_lines
+    if args.queue_size:
+        BATCHING["queue_size"] = args.queue_size
     if args.only != "latency":
         throughput(args.lines, args.line_bytes, args.encoding)
     if args.only != "throughput":

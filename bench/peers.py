@@ -1,7 +1,8 @@
 """Peers: logcap and syslog-ng on the same job, side by side, interleaved (issue 14).
 
     .venv/bin/python bench/peers.py [--lines 1000000] [--rate 10000] [--seconds 20]
-                                    [--runs 3] [--line-bytes 200] [--only NAME ...]
+                                    [--runs 3] [--line-bytes 200] [--batch-lines 5000]
+                                    [--only NAME ...]
 
 Agents (each its own process, config and state under a temp dir; never a system service):
 
@@ -10,7 +11,7 @@ Agents (each its own process, config and state under a temp dir; never a system 
 - ``syslog-ng``: Debian's ``syslog-ng-core`` + ``syslog-ng-mod-http`` (3.38, memory queue,
   ``flags(flow-control)``), a ``file()`` source (``follow-freq(0.1)``, ``log-iw-size(10000)``,
   ``log-fetch-limit(1000)``) and an ``http()`` destination posting Loki's JSON push format
-  (1,000 lines or 50 ms a batch, one worker: one ordered stream).
+  (``--batch-lines`` lines or 50 ms a batch, one worker: one ordered stream).
 
 Each agent tails one file into a Loki push receiver on loopback (``tests/loki_receiver.py``,
 which decodes and validates every push) in two jobs:
@@ -46,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.e2e_loki import Probe, TimingReceiver
+from logcap.config.sources import DEFAULT_DISPATCH_BATCH_LINES
 from tests.harness import LogcapProcess, make_config
 
 SYSLOG_NG = shutil.which("syslog-ng") or "/usr/sbin/syslog-ng"
@@ -70,17 +72,19 @@ class Agent(abc.ABC):
 
 
 class Logcap(Agent):
-    def __init__(self, disk_buffer: bool) -> None:
+    def __init__(self, disk_buffer: bool, batch_lines: int) -> None:
         self.name = "logcap-disk" if disk_buffer else "logcap"
         self.disk_buffer = disk_buffer
+        self.batch_lines = batch_lines
         self.proc: LogcapProcess | None = None
 
     def start(self, tmp: Path, log: Path, url: str) -> int:
         config = make_config(
             tmp, [str(log)],
             sinks={"file": {"enabled": False},
-                   "loki": {"enabled": True, "url": url, "encoding": "protobuf"}},
-            dispatcher={"batch_size": 1000, "batch_timeout": "50ms"},
+                   "loki": {"enabled": True, "url": url, "encoding": "protobuf",
+                            "batch_size": self.batch_lines}},
+            dispatcher={"batch_size": self.batch_lines, "batch_timeout": "50ms"},
             positions={"flush_interval": "1s"},
             logging={"level": "warning"},
             disk_buffer={"enabled": self.disk_buffer, "directory": str(tmp / "buffer")})
@@ -104,7 +108,7 @@ source s_file {{ file("{log}" flags(no-parse) follow-freq(0.1) log-iw-size(10000
                       log-fetch-limit(1000)); }};
 destination d_loki {{
   http(url("{url}/loki/api/v1/push") method("POST") headers("Content-Type: application/json")
-       batch-lines(1000) batch-timeout(50) workers(1)
+       batch-lines({batch_lines}) batch-timeout(50) workers(1)
        body-prefix('{{"streams":[{{"stream":{{"job":"syslog-ng"}},"values":[')
        delimiter(",")
        body('{body}')
@@ -122,12 +126,14 @@ the dot cut)."""
 class SyslogNg(Agent):
     name = "syslog-ng"
 
-    def __init__(self) -> None:
+    def __init__(self, batch_lines: int) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
+        self.batch_lines = batch_lines
 
     def start(self, tmp: Path, log: Path, url: str) -> int:
         conf = tmp / "syslog-ng.conf"
-        conf.write_text(SYSLOG_NG_CONFIG.format(log=log, url=url, body=SYSLOG_NG_BODY))
+        conf.write_text(SYSLOG_NG_CONFIG.format(log=log, url=url, body=SYSLOG_NG_BODY,
+                                                batch_lines=self.batch_lines))
         with open(tmp / "syslog-ng.log", "wb") as err:
             self.proc = subprocess.Popen(
                 [SYSLOG_NG, "-F", "-f", str(conf), "-R", str(tmp / "syslog-ng.persist"),
@@ -284,9 +290,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--line-bytes", type=int, default=200)
+    parser.add_argument("--batch-lines", type=int, default=DEFAULT_DISPATCH_BATCH_LINES,
+                        help="lines per push, for every agent (logcap's dispatcher and Loki "
+                             "batch_size, syslog-ng's batch-lines; default: logcap's)")
     parser.add_argument("--only", nargs="+", choices=["logcap", "logcap-disk", "syslog-ng"])
     args = parser.parse_args()
-    agents: list[Agent] = [Logcap(False), Logcap(True), SyslogNg()]
+    agents: list[Agent] = [Logcap(False, args.batch_lines), Logcap(True, args.batch_lines),
+                           SyslogNg(args.batch_lines)]
     if not os.path.exists(SYSLOG_NG):
         print(f"{SYSLOG_NG} not found (apt-get install syslog-ng-core syslog-ng-mod-http): "
               "logcap alone")

@@ -67,7 +67,7 @@ def test_a_sink_url_change_is_applied_and_its_batch_size_needs_a_restart() -> No
                                   "batch_size": 10}})
     diff = _diff(_config(BASE), batch)
     assert diff.needs_restart == (
-        "sinks.loki.batch_size: the shards' batch size changes (1000 -> 10)",)
+        "sinks.loki.batch_size: the shards' batch size changes (5000 -> 10)",)
     # no sink change is applied then: the effective config keeps the running sinks
     assert not diff.of("loki").touched and diff.effective.sinks == _config(BASE).sinks
 
@@ -88,12 +88,12 @@ def test_a_sink_added_with_a_tighter_batch_needs_a_restart_and_nothing_of_it_app
                                              "batch_size": 10, "batch_wait": "50ms"}]})
     diff = _diff(_config(BASE), added)
     assert diff.needs_restart == (
-        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (1000 -> 10)",
+        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (5000 -> 10)",
         "sinks.loki_endpoints[0].batch_wait: the shards' batch timeout changes (0.2 -> 0.05)")
     assert not diff.of("loki").touched and diff.effective.sinks == _config(BASE).sinks
     # removing it again loosens the caps: a restart too
     assert _diff(added, _config(BASE)).needs_restart[0].startswith(
-        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (10 -> 1000)")
+        "sinks.loki_endpoints[0].batch_size: the shards' batch size changes (10 -> 5000)")
 
 
 def test_state_shards_and_ports_need_a_restart_and_are_kept_as_they_were() -> None:

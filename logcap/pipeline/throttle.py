@@ -21,7 +21,7 @@ that stops or crashes loses what it holds from memory only: it was not acknowled
 read again (pieces already delivered arrive twice, like any re-read).
 
 What bounds it: held reads are not acknowledged, so their source's read window (at most 32
-reads per file, 32 MiB per source) fills and the source stops reading that file; the file is
+reads per file, 16 MiB per source) fills and the source stops reading that file; the file is
 the buffer, as when a sink is down.
 
 Plain code with the time passed in; the shard (``logcap/actors/shard.py``) runs it.

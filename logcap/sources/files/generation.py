@@ -42,7 +42,9 @@ __all__ = [
 
 DEFAULT_MAX_INFLIGHT_BATCHES = 32
 """Unacknowledged reads per file: must cover rate x (batch_timeout + fsync_interval)."""
-DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 16 * 1024 * 1024
+"""Unacknowledged bytes per source: the memory a burst may hold (each read is at most one
+shard batch of lines)."""
 DEFAULT_READ_BYTES = 1024 * 1024
 DEFAULT_DRAIN_GRACE_S = 2.0
 """``rotate_wait``: a rotated file is read until it has not grown for this long, then closed."""
