@@ -124,6 +124,28 @@ def test_the_fused_step_gives_what_the_stages_give(
 
 
 @needs_compiled
+def test_a_batch_of_many_distinct_times_long_ones_and_wide_lines() -> None:
+    """The compiled code's table of time texts (half of its 256 slots, then a dict; texts of
+    one byte a character and at most 48 long) gives what the Python stage's dict gives: more
+    distinct times than it takes, times seen again, long ones, lines of two bytes a character,
+    a time that converts to 0 (converted again each time, as in Python) or not at all."""
+    lines = []
+    for i in range(600):
+        fraction = f"{i % 300:06d}" if i % 7 else "1" * 60  # every 7th: longer than the table's
+        time = f"2026-12-01T20:34:47.{fraction}+00:00" if i % 3 else \
+            f"Dec  {1 + i % 9} 20:{i % 60:02d}:05"
+        wide = " \u0101" if i % 11 == 0 else ""  # a character past U+00FF: a wide line
+        lines.append(f"{time} [23{i % 5}] ERROR:tm:t_reply: callid=c{i % 4} code=486{wide}")
+    lines += ["1970-01-01T00:00:00Z [1] INFO:a:b: x"] * 3 + ["Feb 30 10:00:00 [7] CRIT:x"] * 2
+    for name in FUSED:
+        spec = SPECS[name]
+        results = [pipeline.run(entries(lines)) for pipeline in
+                   (spec.compile(), spec.compile(fuse=False), pure_python(spec))]
+        assert results[0] == results[1] == results[2], name
+    assert results[0].failures == {("0:opensips", "unparsable"): 2}
+
+
+@needs_compiled
 @pytest.mark.parametrize("name", FUSED)
 def test_the_compile_step_fuses_an_opensips_stage_and_its_attaching_stages(name: str) -> None:
     spec = SPECS[name]

@@ -528,14 +528,77 @@ static int set_text(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py
 /* The fields' last values (text_of): the header's, then the identifiers'. */
 enum { LAST_TIME, LAST_PID, LAST_LEVEL, LAST_MODULE, LAST_FUNCTION, LAST_IDS };
 
-/* stamps[i] = the converted time_text (through seen: time text -> converted value, as the
- * Python stage caches it, convert called for a text not seen yet): 0, or 1 if the time does
- * not convert (stamps[i] kept), or -1 with an exception. */
-static int convert_time(PyObject *time_text, PyObject *stamps, Py_ssize_t i, PyObject *seen,
+/* The batch's time texts and what convert made of them (the Python stage's `seen`): texts of
+ * one byte a character and at most TIME_TEXT_MAX long in an open-addressing table (found
+ * without making a str: the time changes from entry to entry, its text repeats), the others,
+ * and new ones once the table is half full, in a dict keyed by the text. */
+#define TIME_SLOTS 256
+#define TIME_TEXT_MAX 48
+
+typedef struct {
+    PyObject *ns; /* what convert gave (a reference), NULL in a free slot */
+    Py_ssize_t len;
+    unsigned char text[TIME_TEXT_MAX];
+} TimeSlot;
+
+typedef struct {
+    Py_ssize_t used;
+    PyObject *dict;
+    TimeSlot slot[TIME_SLOTS];
+} Times;
+
+static Times *times_new(void) {
+    Times *times = PyMem_Calloc(1, sizeof(Times));
+    if (times == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if ((times->dict = PyDict_New()) == NULL) {
+        PyMem_Free(times);
+        return NULL;
+    }
+    return times;
+}
+
+static void times_free(Times *times) {
+    if (times == NULL) return;
+    for (int k = 0; k < TIME_SLOTS; k++) Py_XDECREF(times->slot[k].ns);
+    Py_DECREF(times->dict);
+    PyMem_Free(times);
+}
+
+/* The table's slot of text (len bytes): its own, or the free one it would take; NULL when the
+ * table does not take it (too long, or new and the table half full: then it is in the dict). */
+static TimeSlot *time_slot(Times *times, const unsigned char *text, Py_ssize_t len) {
+    if (len > TIME_TEXT_MAX) return NULL;
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < len; k++) hash = (hash ^ text[k]) * 16777619u;
+    for (uint32_t j = hash & (TIME_SLOTS - 1);; j = (j + 1) & (TIME_SLOTS - 1)) {
+        TimeSlot *slot = &times->slot[j];
+        if (slot->ns == NULL) return times->used < TIME_SLOTS / 2 ? slot : NULL;
+        if (slot->len == len && memcmp(slot->text, text, (size_t)len) == 0) return slot;
+    }
+}
+
+/* stamps[i] = what the time text [0, time_e) of line converts to: as the Python stage does
+ * with `seen` (ns = seen.get(text, 0); if ns == 0: ns = seen[text] = convert(text, stamp)),
+ * through times. *time_text is the text's str (a reference the caller owns), made here (through
+ * text_of and *last_time) when it is NULL and a str is needed. 0, or 1 if the time does not
+ * convert (stamps[i] kept), or -1 with an exception. */
+static int convert_time(Times *times, PyObject *line, Py_ssize_t time_e, PyObject **time_text,
+                        PyObject **last_time, PyObject *stamps, Py_ssize_t i,
                         PyObject *convert) {
-    /* ns = seen.get(time_text, 0); if ns == 0: ns = seen[time_text] = convert(...) */
-    PyObject *ns = PyDict_GetItemWithError(seen, time_text); /* borrowed */
-    if (ns == NULL && PyErr_Occurred()) return -1;
+    TimeSlot *slot = PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
+        ? time_slot(times, PyUnicode_1BYTE_DATA(line), time_e) : NULL;
+    PyObject *ns; /* borrowed */
+    if (slot != NULL) {
+        ns = slot->ns;
+    } else {
+        if (*time_text == NULL && (*time_text = text_of(line, 0, time_e, last_time)) == NULL)
+            return -1;
+        ns = PyDict_GetItemWithError(times->dict, *time_text);
+        if (ns == NULL && PyErr_Occurred()) return -1;
+    }
     int again = ns == NULL;
     if (!again && PyLong_Check(ns)) {
         int truth = PyObject_IsTrue(ns);
@@ -543,12 +606,23 @@ static int convert_time(PyObject *time_text, PyObject *stamps, Py_ssize_t i, PyO
         again = !truth;
     }
     if (again) {
-        PyObject *fresh = PyObject_CallFunctionObjArgs(convert, time_text,
+        if (*time_text == NULL && (*time_text = text_of(line, 0, time_e, last_time)) == NULL)
+            return -1;
+        PyObject *fresh = PyObject_CallFunctionObjArgs(convert, *time_text,
                                                        PyList_GET_ITEM(stamps, i), NULL);
         if (fresh == NULL) return -1;
-        int rc = PyDict_SetItem(seen, time_text, fresh);
-        Py_DECREF(fresh); /* seen holds it */
-        if (rc < 0) return -1;
+        if (slot != NULL) {
+            if (slot->ns == NULL) {
+                times->used++;
+                slot->len = time_e;
+                memcpy(slot->text, PyUnicode_1BYTE_DATA(line), (size_t)time_e);
+            }
+            Py_XSETREF(slot->ns, fresh); /* the table holds it */
+        } else {
+            int rc = PyDict_SetItem(times->dict, *time_text, fresh);
+            Py_DECREF(fresh); /* the dict holds it */
+            if (rc < 0) return -1;
+        }
         ns = fresh;
     }
     if (ns == Py_None) return 1;
@@ -560,7 +634,7 @@ static int convert_time(PyObject *time_text, PyObject *stamps, Py_ssize_t i, PyO
 /* The header's fields into fields[i]; its time converted into stamps[i] (convert_time).
  * 1 if the time does not convert. */
 static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyObject *stamps,
-                         Py_ssize_t i, PyObject *seen, PyObject *convert, PyObject **last) {
+                         Py_ssize_t i, Times *times, PyObject *convert, PyObject **last) {
     PyObject *d = fields_of(fields, i);
     if (d == NULL) return -1;
     PyObject *time_text = text_of(line, 0, h->time_e, &last[LAST_TIME]);
@@ -575,7 +649,7 @@ static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyOb
                 || set_text(d, key_function, line, h->module_e + 1, h->function_e,
                             &last[LAST_FUNCTION]) < 0)))
         goto done;
-    rc = convert_time(time_text, stamps, i, seen, convert);
+    rc = convert_time(times, line, h->time_e, &time_text, &last[LAST_TIME], stamps, i, convert);
 done:
     Py_DECREF(time_text);
     return rc;
@@ -622,8 +696,9 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "lines, fields and stamps differ in length");
         return NULL;
     }
-    PyObject *seen = PyDict_New(), *last[LAST_IDS + N_IDS] = {NULL};
-    if (seen == NULL) return NULL;
+    PyObject *last[LAST_IDS + N_IDS] = {NULL};
+    Times *times = times_new();
+    if (times == NULL) return NULL;
     Py_ssize_t no_header = 0, unparsable = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *line;
@@ -632,7 +707,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         int has_header = read_entry(lines, i, &line, &h, spans);
         if (has_header < 0) goto error;
         if (has_header) {
-            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, last);
+            int rc = header_fields(line, &h, fields, stamps, i, times, convert, last);
             if (rc < 0) goto error;
             unparsable += rc;
         } else {
@@ -646,11 +721,11 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                 goto error;
         }
     }
-    Py_DECREF(seen);
+    times_free(times);
     for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
     return Py_BuildValue("nn", no_header, unparsable);
 error:
-    Py_DECREF(seen);
+    times_free(times);
     for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
     return NULL;
 }
@@ -823,10 +898,11 @@ static PyObject *parse_attach(PyObject *self, PyObject *args) {
         return NULL;
     }
     Plan lp = {0}, mp = {0};
-    PyObject *seen = NULL, *last[N_FIELDS] = {NULL}, *last_labels = NULL;
+    PyObject *last[N_FIELDS] = {NULL}, *last_labels = NULL;
+    Times *times = NULL;
     PyObject *values[N_FIELDS] = {NULL};
     if (plan_read(label_plan, &lp) < 0 || plan_read(metadata_plan, &mp) < 0
-        || (seen = PyDict_New()) == NULL)
+        || (times = times_new()) == NULL)
         goto error;
     unsigned needed = 0; /* the fields the plans read */
     for (Py_ssize_t k = 0; k < lp.n; k++) needed |= 1u << lp.field[k];
@@ -840,18 +916,18 @@ static PyObject *parse_attach(PyObject *self, PyObject *args) {
         if (has_header < 0) goto error;
         field_spans(has_header, &h, ids, spans);
         for (int f = 0; f < N_FIELDS; f++) {
-            /* the time is converted; a field is taken when present and not empty */
-            if (spans[f][0] < 0 || spans[f][0] == spans[f][1]
-                || !((needed >> f) & 1 || f == LAST_TIME))
+            /* a field the plans read is taken when present and not empty */
+            if (spans[f][0] < 0 || spans[f][0] == spans[f][1] || !((needed >> f) & 1))
                 continue;
             values[f] = text_of(line, spans[f][0], spans[f][1], &last[f]);
             if (values[f] == NULL) goto error;
         }
         if (has_header) {
-            int rc = convert_time(values[LAST_TIME], stamps, i, seen, convert);
+            /* values[LAST_TIME]: made here if it was not (then no plan reads it) */
+            int rc = convert_time(times, line, h.time_e, &values[LAST_TIME], &last[LAST_TIME],
+                                  stamps, i, convert);
             if (rc < 0) goto error;
             unparsable += rc;
-            if (!((needed >> LAST_TIME) & 1)) Py_CLEAR(values[LAST_TIME]);
         } else {
             no_header++;
         }
@@ -871,14 +947,14 @@ static PyObject *parse_attach(PyObject *self, PyObject *args) {
         }
         for (int f = 0; f < N_FIELDS; f++) Py_CLEAR(values[f]);
     }
-    Py_DECREF(seen);
+    times_free(times);
     plan_free(&lp);
     plan_free(&mp);
     Py_XDECREF(last_labels);
     for (int f = 0; f < N_FIELDS; f++) Py_XDECREF(last[f]);
     return Py_BuildValue("nn", no_header, unparsable);
 error:
-    Py_XDECREF(seen);
+    times_free(times);
     plan_free(&lp);
     plan_free(&mp);
     Py_XDECREF(last_labels);
