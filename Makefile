@@ -17,8 +17,8 @@ PIP_COMPILE_FLAGS := --quiet --strip-extras --allow-unsafe --no-emit-index-url -
 .PHONY: run test image-test lint typecheck unit bench clean lock
 
 # The editable install builds setup.py's compiled modules into the tree (C_SOURCES: their
-# sources, so an edit builds them again).
-C_SOURCES := $(shell find logcap -name '*.c')
+# sources and headers, so an edit builds them again).
+C_SOURCES := $(shell find logcap -name '*.c' -o -name '*.h')
 
 $(BIN)/activate: setup.cfg setup.py pyproject.toml $(DEV_PINS) $(C_SOURCES)
 	$(PYTHON) -m venv $(VENV)

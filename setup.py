@@ -5,9 +5,9 @@ from setuptools import Extension, setup
 
 EXTENSIONS = [
     Extension("logcap.pipeline.stages._opensips", ["logcap/pipeline/stages/_opensips.c"],
-              optional=True, extra_compile_args=["-O2"]),
+              depends=["logcap/pipeline/stages/_store.h"], optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.pipeline.stages._attach", ["logcap/pipeline/stages/_attach.c"],
-              optional=True, extra_compile_args=["-O2"]),
+              depends=["logcap/pipeline/stages/_store.h"], optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._snappy", ["logcap/sinks/loki/_snappy.c"],
               optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._protobuf", ["logcap/sinks/loki/_protobuf.c"],

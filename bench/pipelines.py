@@ -17,7 +17,9 @@
    three times minus a run that only prepares them): unlike CPU time, not skewed by other jobs
    on the machine, so two versions compare exactly (about a minute per run). With
    ``--stages NAME``: per stage of that pipeline, from runs of its first k stages (k = 0: what
-   :meth:`CompiledPipeline.run` costs around the stages). With ``--e2e``: the end-to-end run
+   :meth:`CompiledPipeline.run` costs around the stages; a fused step, see
+   :mod:`logcap.pipeline.stages.fused`, counts as one, ``--unfused`` runs the stages one by
+   one). With ``--e2e``: the end-to-end run
    of ``opensips`` with the logcap process under cachegrind (all its threads: the joiner, the
    pipeline, the sink), instructions per raw line raw and with the pipeline.
 """
@@ -225,10 +227,10 @@ REPS = 3
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def _run_only(name: str, lines: int, reps: int, upto: int | None) -> None:
+def _run_only(name: str, lines: int, reps: int, upto: int | None, fuse: bool = True) -> None:
     """Prepare the entries of ``name``'s bench, run the pipeline (its first ``upto`` stages
-    if given) over them ``reps`` times."""
-    pipeline = builtin_pipelines()[name].compile()
+    if given; fused where it can be, if ``fuse``) over them ``reps`` times."""
+    pipeline = builtin_pipelines()[name].compile(fuse=fuse)
     assert pipeline.multiline is not None
     if upto is not None:
         pipeline = CompiledPipeline(name, pipeline.stages[:upto], pipeline.multiline)
@@ -239,8 +241,9 @@ def _run_only(name: str, lines: int, reps: int, upto: int | None) -> None:
             pipeline.run(e)
 
 
-def _instructions(name: str, lines: int, reps: int, upto: int | None = None) -> int:
-    stages = [] if upto is None else ["--upto", str(upto)]
+def _instructions(name: str, lines: int, reps: int, upto: int | None = None,
+                  fuse: bool = True) -> int:
+    stages = ([] if upto is None else ["--upto", str(upto)]) + ([] if fuse else ["--unfused"])
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--run-only", name, "--reps", str(reps),
@@ -250,16 +253,22 @@ def _instructions(name: str, lines: int, reps: int, upto: int | None = None) -> 
     return int(found.group(1).replace(",", ""))
 
 
-def stage_instructions(name: str, lines: int) -> None:
+def _what(stage: object) -> str:
+    """A stage's label; a fused step's: the labels of the stages it does."""
+    fused = getattr(stage, "fused", None)
+    return f"{'+'.join(fused)} (fused)" if fused else str(getattr(stage, "label", stage))
+
+
+def stage_instructions(name: str, lines: int, fuse: bool = True) -> None:
     """Instructions per entry of each stage of ``name`` (and of the run around them)."""
-    compiled = builtin_pipelines()[name].compile()
+    compiled = builtin_pipelines()[name].compile(fuse=fuse)
     assert compiled.multiline is not None
     n_entries = len(join_all(RAW[name](lines), compiled.multiline))
     prepared = _instructions(name, lines, 0)
     previous = prepared
     for upto in range(len(compiled.stages) + 1):
-        total = _instructions(name, lines, REPS, upto)
-        what = "run() without stages" if upto == 0 else compiled.stages[upto - 1].label
+        total = _instructions(name, lines, REPS, upto, fuse)
+        what = "run() without stages" if upto == 0 else _what(compiled.stages[upto - 1])
         print(f"{name} {what}: {(total - previous) / (REPS * n_entries):,.0f} instructions "
               f"per entry", flush=True)
         previous = total
@@ -288,15 +297,17 @@ def main() -> None:
     parser.add_argument("--run-only", choices=tuple(RAW), help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
     parser.add_argument("--upto", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--unfused", action="store_true",
+                        help="with --instructions --stages: the stages one by one, not fused")
     args = parser.parse_args()
     if args.run_only:
-        _run_only(args.run_only, args.lines, args.reps, args.upto)
+        _run_only(args.run_only, args.lines, args.reps, args.upto, not args.unfused)
         return
     if args.instructions and args.e2e:
         end_to_end_instructions("opensips", opensips_raw(args.e2e_lines))
         return
     if args.instructions and args.stages:
-        stage_instructions(args.stages, args.lines)
+        stage_instructions(args.stages, args.lines, not args.unfused)
         return
     if args.instructions:
         for name in RAW:

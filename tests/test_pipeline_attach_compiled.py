@@ -67,11 +67,11 @@ def test_the_compiled_loops_give_what_the_python_ones_give(
 def test_the_compiled_loops_check_their_arguments() -> None:
     assert COMPILED is not None
     with pytest.raises(ValueError):
-        COMPILED.attach([None], (("a", "a"),), [], attach._merged)
+        COMPILED.attach([None], (("a", "a"),), [], attach.merge_pairs)
     with pytest.raises(TypeError):
-        COMPILED.attach([{}], ("a",), [None], attach._merged)  # type: ignore[arg-type]
+        COMPILED.attach([{}], ("a",), [None], attach.merge_pairs)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        COMPILED.attach_shared([None], ("a",), (), [None], {}, 1, attach._merged)
+        COMPILED.attach_shared([None], ("a",), (), [None], {}, 1, attach.merge_pairs)
 
 
 def test_the_compiled_loops_leak_nothing() -> None:

@@ -26,8 +26,10 @@ from logcap.config.sources import MultilineConfig
 from logcap.messages import Entries
 from logcap.pipeline.batch import LineBatch
 from logcap.pipeline.kinds import STAGE_KINDS
+from logcap.pipeline.stages import opensips
 from logcap.pipeline.stages.base import Stage, stage_label
 from logcap.pipeline.stages.filter import Demand
+from logcap.pipeline.stages.fused import OpensipsAttachStage, reads_only_opensips_fields
 
 __all__ = ["CompiledPipeline", "PipelineSpec", "Processed", "StageSpec"]
 
@@ -59,10 +61,29 @@ class PipelineSpec:
     multiline: MultilineConfig | None
     origin: str
 
-    def compile(self) -> CompiledPipeline:
-        """A fresh runnable pipeline (new stage state)."""
-        built = [STAGE_KINDS[s.kind].build(s.options, s.label) for s in self.stages]
+    def compile(self, *, fuse: bool = True) -> CompiledPipeline:
+        """A fresh runnable pipeline (new stage state); ``fuse``: stages fused where they can
+        be (module docstring)."""
+        fused = _fused(self.stages) if fuse else None
+        built = [fused] if fused is not None else \
+            [STAGE_KINDS[s.kind].build(s.options, s.label) for s in self.stages]
         return CompiledPipeline(self.name, built, self.multiline)
+
+
+def _fused(stages: tuple[StageSpec, ...]) -> Stage | None:
+    """The one step that does all of ``stages`` (module docstring: when), or None."""
+    if opensips.COMPILED is None or not stages or stages[0].kind != "opensips":
+        return None
+    attach = {s.kind: s for s in stages[1:]}
+    if len(attach) != len(stages) - 1 or not set(attach) <= {"labels", "structured_metadata"} \
+            or not all(reads_only_opensips_fields(s.options) for s in attach.values()):
+        return None
+    labels, metadata = attach.get("labels"), attach.get("structured_metadata")
+    return OpensipsAttachStage(
+        opensips.OpensipsStage(stages[0].options, stages[0].label),
+        labels.options if labels is not None else None,
+        metadata.options if metadata is not None else None,
+        tuple(s.label for s in stages), opensips.COMPILED)
 
 
 @dataclass(frozen=True, slots=True)

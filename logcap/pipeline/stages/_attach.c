@@ -14,6 +14,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_store.h"
+
 /* fields.get(key), a new reference (None when absent), or NULL with an exception. */
 static PyObject *get(PyObject *fields, PyObject *key) {
     if (PyDict_CheckExact(fields)) {
@@ -26,21 +28,6 @@ static PyObject *get(PyObject *fields, PyObject *key) {
         return value;
     }
     return PyObject_CallMethod(fields, "get", "O", key);
-}
-
-/* target[i] = found, or merge(target[i], found, sort) if target[i] is not None. */
-static int store(PyObject *target, Py_ssize_t i, PyObject *found, PyObject *merge, int sort) {
-    PyObject *current = PyList_GET_ITEM(target, i);
-    PyObject *value;
-    if (current == Py_None) {
-        Py_INCREF(found);
-        value = found;
-    } else {
-        value = PyObject_CallFunctionObjArgs(merge, current, found, sort ? Py_True : Py_False,
-                                             NULL);
-        if (value == NULL) return -1;
-    }
-    return PyList_SetItem(target, i, value); /* steals value, drops the old one */
 }
 
 static int same_lengths(PyObject *fields, PyObject *target) {

@@ -10,6 +10,18 @@
  *   - the six identifiers (opensips.IDENTIFIERS) are searched after the header (from 0 without
  *     one): the leftmost match of each expression, its group 1 stored under the field's name.
  *
+ * parse_attach(lines, stamps, convert, label_plan, labels, cache, limit, metadata_plan,
+ *              metadata, merge) -> (no_header, unparsable): the same parsing, with the labels
+ *   and structured_metadata stages after it done at once (fused.py, where the compile step
+ *   finds them) and no fields made: a plan is the stage's (name, field number) pairs, the
+ *   number being the field's place in opensips.FIELDS (the label plan sorted by name). Per
+ *   entry, the present values' label pairs (one tuple shared by the entries whose values are
+ *   the same: the entry before's, else cache[values, None for absent], made on a miss, the
+ *   cache cleared first when it holds limit) and metadata pairs (in the plan's order; a pair
+ *   reused from the entry before when its value is the same object) are stored into
+ *   labels[i] and metadata[i] as attach.py's stages store them (merge for pairs already
+ *   there). A value the same as the entry before's is the same object (text_of).
+ *
  * Each matcher below follows its expression's backtracking order; where a comment says
  * "deterministic", the classes on either side of a greedy repeat are disjoint, so the repeat
  * can only succeed at its longest extent. Character classes are Python's for str patterns:
@@ -18,6 +30,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "_store.h" /* store: how the fused step stores pairs */
 
 typedef struct {
     int kind;
@@ -514,14 +528,118 @@ static int set_text(PyObject *d, PyObject *key, PyObject *line, Py_ssize_t s, Py
 /* The fields' last values (text_of): the header's, then the identifiers'. */
 enum { LAST_TIME, LAST_PID, LAST_LEVEL, LAST_MODULE, LAST_FUNCTION, LAST_IDS };
 
-/* The header's fields into fields[i]; its time converted into stamps[i] (through seen: time
- * text -> converted value, as the Python stage caches it). 1 if the time does not convert. */
+/* The batch's time texts and what convert made of them (the Python stage's `seen`): texts of
+ * one byte a character and at most TIME_TEXT_MAX long in an open-addressing table (found
+ * without making a str: the time changes from entry to entry, its text repeats), the others,
+ * and new ones once the table is half full, in a dict keyed by the text. */
+#define TIME_SLOTS 256
+#define TIME_TEXT_MAX 48
+
+typedef struct {
+    PyObject *ns; /* what convert gave (a reference), NULL in a free slot */
+    Py_ssize_t len;
+    unsigned char text[TIME_TEXT_MAX];
+} TimeSlot;
+
+typedef struct {
+    Py_ssize_t used;
+    PyObject *dict;
+    TimeSlot slot[TIME_SLOTS];
+} Times;
+
+static Times *times_new(void) {
+    Times *times = PyMem_Calloc(1, sizeof(Times));
+    if (times == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if ((times->dict = PyDict_New()) == NULL) {
+        PyMem_Free(times);
+        return NULL;
+    }
+    return times;
+}
+
+static void times_free(Times *times) {
+    if (times == NULL) return;
+    for (int k = 0; k < TIME_SLOTS; k++) Py_XDECREF(times->slot[k].ns);
+    Py_DECREF(times->dict);
+    PyMem_Free(times);
+}
+
+/* The table's slot of text (len bytes): its own, or the free one it would take; NULL when the
+ * table does not take it (too long, or new and the table half full: then it is in the dict). */
+static TimeSlot *time_slot(Times *times, const unsigned char *text, Py_ssize_t len) {
+    if (len > TIME_TEXT_MAX) return NULL;
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < len; k++) hash = (hash ^ text[k]) * 16777619u;
+    for (uint32_t j = hash & (TIME_SLOTS - 1);; j = (j + 1) & (TIME_SLOTS - 1)) {
+        TimeSlot *slot = &times->slot[j];
+        if (slot->ns == NULL) return times->used < TIME_SLOTS / 2 ? slot : NULL;
+        if (slot->len == len && memcmp(slot->text, text, (size_t)len) == 0) return slot;
+    }
+}
+
+/* stamps[i] = what the time text [0, time_e) of line converts to: as the Python stage does
+ * with `seen` (ns = seen.get(text, 0); if ns == 0: ns = seen[text] = convert(text, stamp)),
+ * through times. *time_text is the text's str (a reference the caller owns), made here (through
+ * text_of and *last_time) when it is NULL and a str is needed. 0, or 1 if the time does not
+ * convert (stamps[i] kept), or -1 with an exception. */
+static int convert_time(Times *times, PyObject *line, Py_ssize_t time_e, PyObject **time_text,
+                        PyObject **last_time, PyObject *stamps, Py_ssize_t i,
+                        PyObject *convert) {
+    TimeSlot *slot = PyUnicode_KIND(line) == PyUnicode_1BYTE_KIND
+        ? time_slot(times, PyUnicode_1BYTE_DATA(line), time_e) : NULL;
+    PyObject *ns; /* borrowed */
+    if (slot != NULL) {
+        ns = slot->ns;
+    } else {
+        if (*time_text == NULL && (*time_text = text_of(line, 0, time_e, last_time)) == NULL)
+            return -1;
+        ns = PyDict_GetItemWithError(times->dict, *time_text);
+        if (ns == NULL && PyErr_Occurred()) return -1;
+    }
+    int again = ns == NULL;
+    if (!again && PyLong_Check(ns)) {
+        int truth = PyObject_IsTrue(ns);
+        if (truth < 0) return -1;
+        again = !truth;
+    }
+    if (again) {
+        if (*time_text == NULL && (*time_text = text_of(line, 0, time_e, last_time)) == NULL)
+            return -1;
+        PyObject *fresh = PyObject_CallFunctionObjArgs(convert, *time_text,
+                                                       PyList_GET_ITEM(stamps, i), NULL);
+        if (fresh == NULL) return -1;
+        if (slot != NULL) {
+            if (slot->ns == NULL) {
+                times->used++;
+                slot->len = time_e;
+                memcpy(slot->text, PyUnicode_1BYTE_DATA(line), (size_t)time_e);
+            }
+            Py_XSETREF(slot->ns, fresh); /* the table holds it */
+        } else {
+            int rc = PyDict_SetItem(times->dict, *time_text, fresh);
+            Py_DECREF(fresh); /* the dict holds it */
+            if (rc < 0) return -1;
+        }
+        ns = fresh;
+    }
+    if (ns == Py_None) return 1;
+    Py_INCREF(ns);
+    PyList_SetItem(stamps, i, ns); /* steals ns, drops the old stamp */
+    return 0;
+}
+
+/* The header's fields into fields[i]; its time converted into stamps[i] (convert_time).
+ * 1 if the time does not convert. */
 static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyObject *stamps,
-                         Py_ssize_t i, PyObject *seen, PyObject *convert, PyObject **last) {
+                         Py_ssize_t i, Times *times, PyObject *convert, PyObject **last) {
     PyObject *d = fields_of(fields, i);
     if (d == NULL) return -1;
     PyObject *time_text = text_of(line, 0, h->time_e, &last[LAST_TIME]);
     if (time_text == NULL) return -1;
+    int rc = -1;
     if (PyDict_SetItem(d, key_time, time_text) < 0
         || set_text(d, key_pid, line, h->pid_s, h->pid_e, &last[LAST_PID]) < 0
         || set_text(d, key_level, line, h->level_s, h->level_e, &last[LAST_LEVEL]) < 0
@@ -530,33 +648,42 @@ static int header_fields(PyObject *line, const Header *h, PyObject *fields, PyOb
                          &last[LAST_MODULE]) < 0
                 || set_text(d, key_function, line, h->module_e + 1, h->function_e,
                             &last[LAST_FUNCTION]) < 0)))
-        goto error;
-    /* ns = seen.get(time_text, 0); if ns == 0: ns = seen[time_text] = convert(...) */
-    PyObject *ns = PyDict_GetItemWithError(seen, time_text); /* borrowed */
-    if (ns == NULL && PyErr_Occurred()) goto error;
-    int again = ns == NULL;
-    if (!again && PyLong_Check(ns)) {
-        int truth = PyObject_IsTrue(ns);
-        if (truth < 0) goto error;
-        again = !truth;
-    }
-    if (again) {
-        PyObject *fresh = PyObject_CallFunctionObjArgs(convert, time_text,
-                                                       PyList_GET_ITEM(stamps, i), NULL);
-        if (fresh == NULL) goto error;
-        int rc = PyDict_SetItem(seen, time_text, fresh);
-        Py_DECREF(fresh); /* seen holds it */
-        if (rc < 0) goto error;
-        ns = fresh;
-    }
+        goto done;
+    rc = convert_time(times, line, h->time_e, &time_text, &last[LAST_TIME], stamps, i, convert);
+done:
     Py_DECREF(time_text);
-    if (ns == Py_None) return 1;
-    Py_INCREF(ns);
-    PyList_SetItem(stamps, i, ns); /* steals ns, drops the old stamp */
+    return rc;
+}
+
+/* lines[i] (borrowed) with its "#015#012" made "\r\n" (lines[i] replaced), and its text;
+ * -1 with an exception if it is not a str. */
+static int entry(PyObject *lines, Py_ssize_t i, PyObject **line_out, Text *t) {
+    PyObject *line = PyList_GET_ITEM(lines, i);
+    if (!PyUnicode_Check(line)) {
+        PyErr_Format(PyExc_TypeError, "lines[%zd] is not a str", i);
+        return -1;
+    }
+    *t = (Text){PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
+    if (has_escaped_break(t)) {
+        PyObject *replaced = PyUnicode_Replace(line, escaped_break, crlf, -1);
+        if (replaced == NULL) return -1;
+        PyList_SetItem(lines, i, replaced); /* steals replaced, drops the old line */
+        line = replaced;
+        *t = (Text){PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
+    }
+    *line_out = line;
     return 0;
-error:
-    Py_DECREF(time_text);
-    return -1;
+}
+
+/* Entry i read: *line (borrowed) as entry() makes it, its header into h, the identifiers'
+ * spans after it (from 0 without one); 1 with a header, 0 without, -1 with an exception. */
+static int read_entry(PyObject *lines, Py_ssize_t i, PyObject **line, Header *h,
+                      Py_ssize_t ids[N_IDS][2]) {
+    Text t;
+    if (entry(lines, i, line, &t) < 0) return -1;
+    int has_header = header(&t, h);
+    identifiers(&t, has_header ? h->end : 0, ids);
+    return has_header;
 }
 
 static PyObject *parse(PyObject *self, PyObject *args) {
@@ -569,35 +696,23 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "lines, fields and stamps differ in length");
         return NULL;
     }
-    PyObject *seen = PyDict_New(), *last[LAST_IDS + N_IDS] = {NULL};
-    if (seen == NULL) return NULL;
+    PyObject *last[LAST_IDS + N_IDS] = {NULL};
+    Times *times = times_new();
+    if (times == NULL) return NULL;
     Py_ssize_t no_header = 0, unparsable = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *line = PyList_GET_ITEM(lines, i);
-        if (!PyUnicode_Check(line)) {
-            PyErr_Format(PyExc_TypeError, "lines[%zd] is not a str", i);
-            goto error;
-        }
-        Text t = {PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
-        if (has_escaped_break(&t)) {
-            PyObject *replaced = PyUnicode_Replace(line, escaped_break, crlf, -1);
-            if (replaced == NULL) goto error;
-            PyList_SetItem(lines, i, replaced); /* steals replaced, drops the old line */
-            line = replaced;
-            t = (Text){PyUnicode_KIND(line), PyUnicode_DATA(line), PyUnicode_GET_LENGTH(line)};
-        }
+        PyObject *line;
         Header h;
-        Py_ssize_t end = 0;
-        if (header(&t, &h)) {
-            end = h.end;
-            int rc = header_fields(line, &h, fields, stamps, i, seen, convert, last);
+        Py_ssize_t spans[N_IDS][2];
+        int has_header = read_entry(lines, i, &line, &h, spans);
+        if (has_header < 0) goto error;
+        if (has_header) {
+            int rc = header_fields(line, &h, fields, stamps, i, times, convert, last);
             if (rc < 0) goto error;
             unparsable += rc;
         } else {
             no_header++;
         }
-        Py_ssize_t spans[N_IDS][2];
-        identifiers(&t, end, spans);
         for (int k = 0; k < N_IDS; k++) {
             if (spans[k][0] < 0) continue;
             PyObject *d = fields_of(fields, i);
@@ -606,12 +721,247 @@ static PyObject *parse(PyObject *self, PyObject *args) {
                 goto error;
         }
     }
-    Py_DECREF(seen);
+    times_free(times);
     for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
     return Py_BuildValue("nn", no_header, unparsable);
 error:
-    Py_DECREF(seen);
+    times_free(times);
     for (size_t k = 0; k < sizeof(last) / sizeof(last[0]); k++) Py_XDECREF(last[k]);
+    return NULL;
+}
+
+/* ---- the fused step: parse, then labels and structured_metadata, without fields ---------- */
+
+/* The fields the stage makes, by number (what opensips.FIELDS lists): the header's, in the
+ * order of LAST_TIME ... LAST_FUNCTION, then the identifiers' (LAST_IDS + k). */
+#define N_FIELDS (LAST_IDS + N_IDS)
+
+/* Where each field is in the entry: [spans[f][0], spans[f][1]), or -1 when it is absent. */
+static void field_spans(int has_header, const Header *h, Py_ssize_t ids[N_IDS][2],
+                        Py_ssize_t spans[N_FIELDS][2]) {
+    for (int f = 0; f < LAST_IDS; f++) spans[f][0] = spans[f][1] = -1;
+    if (has_header) {
+        spans[LAST_TIME][0] = 0;
+        spans[LAST_TIME][1] = h->time_e;
+        spans[LAST_PID][0] = h->pid_s;
+        spans[LAST_PID][1] = h->pid_e;
+        spans[LAST_LEVEL][0] = h->level_s;
+        spans[LAST_LEVEL][1] = h->level_e;
+        if (h->module_s >= 0) {
+            spans[LAST_MODULE][0] = h->module_s;
+            spans[LAST_MODULE][1] = h->module_e;
+            spans[LAST_FUNCTION][0] = h->module_e + 1;
+            spans[LAST_FUNCTION][1] = h->function_e;
+        }
+    }
+    for (int k = 0; k < N_IDS; k++) {
+        spans[LAST_IDS + k][0] = ids[k][0];
+        spans[LAST_IDS + k][1] = ids[k][1];
+    }
+}
+
+/* One attaching stage's (name, field number) pairs (the names borrowed from the plan tuple,
+ * which the caller holds), and what it keeps from the entry before: kept[k], a new reference
+ * or NULL (labels: the value of pair k; metadata: the (name, value) tuple of pair k). */
+typedef struct {
+    Py_ssize_t n;
+    PyObject **names;
+    int *field;
+    PyObject **kept;
+} Plan;
+
+static void plan_free(Plan *plan) {
+    if (plan->kept != NULL)
+        for (Py_ssize_t k = 0; k < plan->n; k++) Py_XDECREF(plan->kept[k]);
+    PyMem_Free(plan->names);
+    PyMem_Free(plan->field);
+    PyMem_Free(plan->kept);
+}
+
+/* plan from a tuple of (name: str, field: int in [0, N_FIELDS)); -1 with an exception. */
+static int plan_read(PyObject *tuple, Plan *plan) {
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple), size = n ? n : 1;
+    plan->n = n;
+    plan->names = PyMem_Calloc((size_t)size, sizeof(PyObject *));
+    plan->field = PyMem_Calloc((size_t)size, sizeof(int));
+    plan->kept = PyMem_Calloc((size_t)size, sizeof(PyObject *));
+    if (plan->names == NULL || plan->field == NULL || plan->kept == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(tuple, k);
+        long field;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+            || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))
+            || !PyLong_Check(PyTuple_GET_ITEM(pair, 1))
+            || (field = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1))) < 0 || field >= N_FIELDS) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError,
+                                "a plan is (name, field number) pairs, of fields the stage makes");
+            return -1;
+        }
+        plan->names[k] = PyTuple_GET_ITEM(pair, 0);
+        plan->field[k] = (int)field;
+    }
+    return 0;
+}
+
+/* The label pairs of an entry whose field values are values[] (new reference): the shared
+ * tuple of the entry before when its values are the same objects (plan->kept, with *last the
+ * tuple), else cache[values as a tuple, None for absent], made on a miss (the present values'
+ * pairs in the plan's order, which is by name; the cache cleared first when it holds limit). */
+static PyObject *label_pairs(Plan *plan, PyObject *const values[N_FIELDS], PyObject **last,
+                             PyObject *cache, Py_ssize_t limit) {
+    int same = *last != NULL;
+    for (Py_ssize_t k = 0; same && k < plan->n; k++)
+        same = values[plan->field[k]] == plan->kept[k];
+    if (same) {
+        Py_INCREF(*last);
+        return *last;
+    }
+    PyObject *key = PyTuple_New(plan->n), *found = NULL;
+    if (key == NULL) return NULL;
+    Py_ssize_t present = 0;
+    for (Py_ssize_t k = 0; k < plan->n; k++) {
+        PyObject *value = values[plan->field[k]];
+        present += value != NULL;
+        if (value == NULL) value = Py_None;
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(key, k, value);
+    }
+    found = PyDict_GetItemWithError(cache, key); /* borrowed */
+    if (found != NULL) {
+        Py_INCREF(found);
+    } else {
+        if (PyErr_Occurred() || (found = PyTuple_New(present)) == NULL) goto error;
+        for (Py_ssize_t k = 0, j = 0; k < plan->n; k++) {
+            PyObject *value = values[plan->field[k]], *pair;
+            if (value == NULL) continue;
+            if ((pair = PyTuple_Pack(2, plan->names[k], value)) == NULL) goto error;
+            PyTuple_SET_ITEM(found, j++, pair);
+        }
+        if (PyDict_GET_SIZE(cache) >= limit) PyDict_Clear(cache);
+        if (PyDict_SetItem(cache, key, found) < 0) goto error;
+    }
+    Py_DECREF(key);
+    for (Py_ssize_t k = 0; k < plan->n; k++) {
+        Py_XINCREF(values[plan->field[k]]);
+        Py_XSETREF(plan->kept[k], values[plan->field[k]]);
+    }
+    Py_INCREF(found);
+    Py_XSETREF(*last, found);
+    return found;
+error:
+    Py_DECREF(key);
+    Py_XDECREF(found);
+    return NULL;
+}
+
+/* The metadata pairs of an entry whose field values are values[] (new reference), in the
+ * plan's order, present values only; a pair is the entry before's (plan->kept) when its value
+ * is the same object. */
+static PyObject *metadata_pairs(Plan *plan, PyObject *const values[N_FIELDS]) {
+    Py_ssize_t present = 0;
+    for (Py_ssize_t k = 0; k < plan->n; k++) present += values[plan->field[k]] != NULL;
+    PyObject *found = PyTuple_New(present);
+    if (found == NULL) return NULL;
+    for (Py_ssize_t k = 0, j = 0; k < plan->n; k++) {
+        PyObject *value = values[plan->field[k]], *pair = plan->kept[k];
+        if (value == NULL) continue;
+        if (pair == NULL || PyTuple_GET_ITEM(pair, 1) != value) {
+            if ((pair = PyTuple_Pack(2, plan->names[k], value)) == NULL) {
+                Py_DECREF(found);
+                return NULL;
+            }
+            Py_XSETREF(plan->kept[k], pair);
+        }
+        Py_INCREF(pair);
+        PyTuple_SET_ITEM(found, j++, pair);
+    }
+    return found;
+}
+
+static PyObject *parse_attach(PyObject *self, PyObject *args) {
+    PyObject *lines, *stamps, *convert, *label_plan, *labels, *cache, *metadata_plan, *metadata;
+    PyObject *merge;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!O!nO!O!O:parse_attach", &PyList_Type, &lines,
+                          &PyList_Type, &stamps, &convert, &PyTuple_Type, &label_plan,
+                          &PyList_Type, &labels, &PyDict_Type, &cache, &limit, &PyTuple_Type,
+                          &metadata_plan, &PyList_Type, &metadata, &merge))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    if (PyList_GET_SIZE(stamps) != n || PyList_GET_SIZE(labels) != n
+        || PyList_GET_SIZE(metadata) != n) {
+        PyErr_SetString(PyExc_ValueError, "lines, stamps, labels and metadata differ in length");
+        return NULL;
+    }
+    Plan lp = {0}, mp = {0};
+    PyObject *last[N_FIELDS] = {NULL}, *last_labels = NULL;
+    Times *times = NULL;
+    PyObject *values[N_FIELDS] = {NULL};
+    if (plan_read(label_plan, &lp) < 0 || plan_read(metadata_plan, &mp) < 0
+        || (times = times_new()) == NULL)
+        goto error;
+    unsigned needed = 0; /* the fields the plans read */
+    for (Py_ssize_t k = 0; k < lp.n; k++) needed |= 1u << lp.field[k];
+    for (Py_ssize_t k = 0; k < mp.n; k++) needed |= 1u << mp.field[k];
+    Py_ssize_t no_header = 0, unparsable = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *line;
+        Header h;
+        Py_ssize_t ids[N_IDS][2], spans[N_FIELDS][2];
+        int has_header = read_entry(lines, i, &line, &h, ids);
+        if (has_header < 0) goto error;
+        field_spans(has_header, &h, ids, spans);
+        for (int f = 0; f < N_FIELDS; f++) {
+            /* a field the plans read is taken when present and not empty */
+            if (spans[f][0] < 0 || spans[f][0] == spans[f][1] || !((needed >> f) & 1))
+                continue;
+            values[f] = text_of(line, spans[f][0], spans[f][1], &last[f]);
+            if (values[f] == NULL) goto error;
+        }
+        if (has_header) {
+            /* values[LAST_TIME]: made here if it was not (then no plan reads it) */
+            int rc = convert_time(times, line, h.time_e, &values[LAST_TIME], &last[LAST_TIME],
+                                  stamps, i, convert);
+            if (rc < 0) goto error;
+            unparsable += rc;
+        } else {
+            no_header++;
+        }
+        if (lp.n) {
+            PyObject *found = label_pairs(&lp, values, &last_labels, cache, limit);
+            if (found == NULL) goto error;
+            int rc = PyTuple_GET_SIZE(found) ? store(labels, i, found, merge, 1) : 0;
+            Py_DECREF(found);
+            if (rc < 0) goto error;
+        }
+        if (mp.n) {
+            PyObject *found = metadata_pairs(&mp, values);
+            if (found == NULL) goto error;
+            int rc = PyTuple_GET_SIZE(found) ? store(metadata, i, found, merge, 0) : 0;
+            Py_DECREF(found);
+            if (rc < 0) goto error;
+        }
+        for (int f = 0; f < N_FIELDS; f++) Py_CLEAR(values[f]);
+    }
+    times_free(times);
+    plan_free(&lp);
+    plan_free(&mp);
+    Py_XDECREF(last_labels);
+    for (int f = 0; f < N_FIELDS; f++) Py_XDECREF(last[f]);
+    return Py_BuildValue("nn", no_header, unparsable);
+error:
+    times_free(times);
+    plan_free(&lp);
+    plan_free(&mp);
+    Py_XDECREF(last_labels);
+    for (int f = 0; f < N_FIELDS; f++) {
+        Py_XDECREF(last[f]);
+        Py_XDECREF(values[f]);
+    }
     return NULL;
 }
 
@@ -620,6 +970,11 @@ static PyMethodDef methods[] = {
      "parse(lines, fields, stamps, convert) -> (no_header, unparsable)\n\n"
      "The opensips stage on one batch's lists, in place (module logcap.pipeline.stages."
      "opensips: OpensipsStage)."},
+    {"parse_attach", parse_attach, METH_VARARGS,
+     "parse_attach(lines, stamps, convert, label_plan, labels, cache, limit, metadata_plan, "
+     "metadata, merge) -> (no_header, unparsable)\n\n"
+     "The opensips stage and the labels and structured_metadata stages after it, fused "
+     "(module logcap.pipeline.stages.fused)."},
     {NULL, NULL, 0, NULL},
 };
 

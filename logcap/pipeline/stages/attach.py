@@ -25,7 +25,7 @@ from logcap.pipeline.batch import LineBatch, Pairs
 from logcap.pipeline.stages.base import compiled_module
 
 __all__ = ["COMPILED", "LABEL_SETS_CACHED", "FieldMapConfig", "LabelsStage", "MetadataStage",
-           "OutputConfig", "OutputStage"]
+           "OutputConfig", "OutputStage", "merge_pairs"]
 
 
 COMPILED = compiled_module("logcap.pipeline.stages._attach")
@@ -43,7 +43,7 @@ LABEL_SETS_CACHED = 1024
 """Distinct label value combinations a ``labels`` stage remembers (then it starts anew)."""
 
 
-def _merged(current: Pairs | None, found: Pairs, sort: bool) -> Pairs:
+def merge_pairs(current: Pairs | None, found: Pairs, sort: bool) -> Pairs:
     """``found`` added to a line's ``current`` pairs (a value of ``found`` wins)."""
     if current is None:
         return found
@@ -66,7 +66,7 @@ def _attach(batch: LineBatch, pairs: tuple[tuple[str, str], ...],
                 found.append((name, value))
         if found:
             current = target[i]
-            target[i] = tuple(found) if current is None else _merged(current, tuple(found),
+            target[i] = tuple(found) if current is None else merge_pairs(current, tuple(found),
                                                                       False)
 
 
@@ -88,7 +88,7 @@ def _attach_shared(batch: LineBatch, names: tuple[str, ...], sources: tuple[str,
             cache[values] = found
         if found:
             current = target[i]
-            target[i] = found if current is None else _merged(current, found, True)
+            target[i] = found if current is None else merge_pairs(current, found, True)
 
 
 class LabelsStage:
@@ -110,7 +110,7 @@ class LabelsStage:
             _attach_shared(batch, self.names, self.sources, batch.labels, self.cache)
         else:
             self._compiled.attach_shared(batch.fields, self.names, self.sources, batch.labels,
-                                         self.cache, LABEL_SETS_CACHED, _merged)
+                                         self.cache, LABEL_SETS_CACHED, merge_pairs)
 
 
 class MetadataStage:
@@ -129,7 +129,7 @@ class MetadataStage:
         if self._compiled is None:
             _attach(batch, self.pairs, batch.metadata)
         else:
-            self._compiled.attach(batch.fields, self.pairs, batch.metadata, _merged)
+            self._compiled.attach(batch.fields, self.pairs, batch.metadata, merge_pairs)
 
 
 @attrs.frozen

@@ -48,7 +48,8 @@ from logcap.pipeline.stages.timestamp import timezone_option
 from logcap.pipeline.textindex import DENSE, Needles
 from logcap.pipeline.timeformats import SecondCache, zone
 
-__all__ = ["COMPILED", "HEADER", "IDENTIFIERS", "LEVELS", "OpensipsConfig", "OpensipsStage"]
+__all__ = ["COMPILED", "FIELDS", "HEADER", "IDENTIFIERS", "LEVELS", "OpensipsConfig",
+           "OpensipsStage"]
 
 
 COMPILED = compiled_module("logcap.pipeline.stages._opensips")
@@ -90,6 +91,11 @@ one line (no ``\\n``: no SIP dump), every match of the expression contains one o
 so the expression runs only where one is found."""
 
 
+FIELDS = ("time", "pid", "level", "module", "function", *(name for name, _, _ in IDENTIFIERS))
+"""Every field the stage makes, in the order the compiled module numbers them (its fused step,
+:mod:`logcap.pipeline.stages.fused`, is told the fields it reads by number)."""
+
+
 ESCAPED_BREAK = "#015#012"
 """A line break (CR LF) as rsyslog escapes it."""
 
@@ -129,8 +135,8 @@ class OpensipsStage:
             self._parse(batch)
             return
         no_header, unparsable = self._compiled.parse(batch.lines, batch.fields,
-                                                     batch.timestamps, self._convert)
-        self._count(batch, no_header, unparsable)
+                                                     batch.timestamps, self.convert)
+        self.count(batch, no_header, unparsable)
 
     def _parse(self, batch: LineBatch) -> None:
         """What :data:`COMPILED` does, in Python (the specification of the compiled code)."""
@@ -189,15 +195,15 @@ class OpensipsStage:
                 current.update(found)
             ns = seen.get(time_text, 0)
             if ns == 0:
-                ns = seen[time_text] = self._convert(time_text, stamps[i])
+                ns = seen[time_text] = self.convert(time_text, stamps[i])
             if ns is None:
                 unparsable += 1
             else:
                 stamps[i] = ns
-        self._count(batch, no_header, unparsable)
+        self.count(batch, no_header, unparsable)
         return ends
 
-    def _count(self, batch: LineBatch, no_header: int, unparsable: int) -> None:
+    def count(self, batch: LineBatch, no_header: int, unparsable: int) -> None:
         """The batch is timestamped; its entries without a header or a convertible time."""
         batch.timestamped = True
         if no_header:
@@ -205,7 +211,7 @@ class OpensipsStage:
         if unparsable:
             batch.fail(self.label, "unparsable", unparsable)
 
-    def _convert(self, time_text: str, read_ns: int) -> int | None:
+    def convert(self, time_text: str, read_ns: int) -> int | None:
         """``time_text`` in ns since the epoch (None: it does not convert)."""
         try:
             if time_text[:1].isdigit():
