@@ -32,7 +32,8 @@ an identifier's expression runs on a one-line entry only when the entry contains
 strings all the expression's matches contain there; the entries that do are found with one
 scan of the batch per string (:class:`~logcap.pipeline.textindex.TextIndex`) unless the
 strings are in most entries. A time text seen before in the batch is not converted again (in
-both).
+both). Followed only by ``labels``/``structured_metadata`` stages that read its fields, the
+compile step fuses it with them (:mod:`logcap.pipeline.stages.fused`: no fields made).
 """
 
 from __future__ import annotations
