@@ -77,6 +77,7 @@ from urllib.parse import unquote, urlsplit
 
 import certifi
 import urllib3
+from urllib3 import HTTPConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -86,8 +87,11 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util import Retry, parse_url
+from urllib3.util.proxy import connection_requires_http_tunnel
 
 from logcap.sinks.loki.request import USER_AGENT
+from logcap.sinks.loki.response_head import lean_connection_class
 
 __all__ = [
     "POOL_CONNECTIONS",
@@ -96,6 +100,7 @@ __all__ = [
     "PushSession",
     "PushTimeout",
     "PushTransportError",
+    "Route",
     "TransportFailure",
     "basic_authorization",
     "bypasses_proxy",
@@ -109,6 +114,8 @@ __all__ = [
 POOL_CONNECTIONS = 4
 NETRC_FILES = ("~/.netrc", "~/_netrc")
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+NO_RETRIES = Retry(total=False, redirect=False)
+"""What urllib3 makes of ``retries=False, redirect=False`` for each request: made once."""
 
 
 class TransportFailure(Exception):
@@ -128,6 +135,16 @@ class PushConnectionError(TransportFailure, ConnectionError):
 class PushTransportError(TransportFailure):
     """Any other failure of a request: an answer that cannot be decoded, an invalid header
     value (a secret file with a line break inside) or URL, a missing SOCKS dependency."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a :class:`PushSession` sends to one URL (:meth:`PushSession._route`): the pool,
+    the request target, the headers every request to it starts from."""
+
+    pool: HTTPConnectionPool
+    target: str
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +321,8 @@ class PushSession:
         self.proxy = environment_proxy(url)
         self._unusable: str | None = None
         self.manager = self._manager()
+        self._routes: dict[str, Route] = {}
+        self._timeouts: dict[float, urllib3.Timeout] = {}
 
     def _tls_settings(self) -> dict[str, Any]:
         """The pools' TLS keywords (urllib3 applies them to ``https`` pools only)."""
@@ -343,16 +362,41 @@ class PushSession:
         no answer came (see the module docstring)."""
         if self._unusable is not None:
             raise PushTransportError(self._unusable)
+        route = self._routes.get(url)
+        if route is None or route.pool.pool is None:  # first use, or the pool was closed
+            route = self._routes[url] = self._route(url)
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
         try:
-            resp = self.manager.urlopen(
-                method, url, body=body, headers={**self.headers, **headers}, redirect=False,
-                retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            resp = route.pool.urlopen(
+                method, route.target, body=body, headers={**route.headers, **headers},
+                retries=NO_RETRIES, redirect=False, assert_same_host=False, timeout=limits)
         except (HTTPError, OSError, ValueError) as exc:  # ValueError: an invalid header value
             raise transport_failure(exc) from exc
-        received = resp.headers
-        answer_headers = {name.lower(): received[name] for name in received}
+        answer_headers = {name.lower(): value for name, value in resp.headers.itermerged()}
         return Answer(resp.status, answer_headers,
                       decoded_text(resp.data, answer_headers.get("content-type", "")))
+
+    def _route(self, url: str) -> Route:
+        """How requests to ``url`` go out, worked out as the pool manager works it out for
+        each request (its ``urlopen``): the pool of the URL's origin (through the proxy when
+        there is one), the request target (the absolute URL when an ``http`` request is
+        forwarded by a proxy, else path and query) with a forwarding proxy's ``Accept`` and
+        ``Host`` headers before the session's. The pool answers with
+        :class:`~logcap.sinks.loki.response_head.LeanHTTPResponse`."""
+        manager = self.manager
+        parts = parse_url(url)
+        pool = manager.connection_from_host(parts.host, port=parts.port, scheme=parts.scheme)
+        pool.ConnectionCls = lean_connection_class(pool.ConnectionCls)
+        headers = dict(self.headers)
+        forwarded = manager.proxy is not None and not connection_requires_http_tunnel(
+            manager.proxy, manager.proxy_config, parts.scheme)
+        if forwarded:
+            headers = {"Accept": "*/*", **({"Host": parts.netloc} if parts.netloc else {}),
+                       **headers}
+        target = parts._replace(fragment=None).url if forwarded else parts.request_uri
+        return Route(pool, target, headers)
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str],
              timeout: float) -> Answer:
@@ -363,4 +407,5 @@ class PushSession:
 
     def close(self) -> None:
         """Close the pooled connections."""
+        self._routes.clear()
         self.manager.clear()
