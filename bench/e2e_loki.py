@@ -1,7 +1,7 @@
 """End-to-end benchmark: a file -> logcap (its own process) -> a Loki push receiver.
 
     .venv/bin/python bench/e2e_loki.py [--lines 300000] [--rate 10000] [--seconds 15]
-        [--encoding protobuf|json] [--line-bytes 200]
+        [--encoding protobuf|json] [--line-bytes 200] [--batch-size 1000]
 
 Two runs, each against a fresh logcap process and a receiver that decodes and validates every
 push (protobuf+snappy or JSON) in this process:
@@ -98,6 +98,8 @@ class Probe:
 
 
 DISK_BUFFER: dict[str, Any] = {"enabled": False}
+BATCH = {"size": 1000}
+"""Lines per shard batch and per Loki push (``--batch-size``; 1000 is both defaults)."""
 
 
 def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
@@ -106,8 +108,9 @@ def _config(tmp: Path, receiver: LokiReceiver, encoding: str) -> Path:
     return make_config(
         tmp, [str(tmp / "logs" / "*.log")],
         sinks={"file": {"enabled": False},
-               "loki": {"enabled": True, "url": receiver.url, "encoding": encoding}},
-        dispatcher={"batch_size": 1000, "batch_timeout": "50ms"},
+               "loki": {"enabled": True, "url": receiver.url, "encoding": encoding,
+                        "batch_size": BATCH["size"]}},
+        dispatcher={"batch_size": BATCH["size"], "batch_timeout": "50ms"},
         positions={"flush_interval": "1s"},
         logging={"level": "warning"},
         disk_buffer=buffer,
@@ -191,10 +194,13 @@ def main() -> None:
     parser.add_argument("--line-bytes", type=int, default=200)
     parser.add_argument("--encoding", default="protobuf", choices=["protobuf", "json"])
     parser.add_argument("--only", choices=["throughput", "latency"])
+    parser.add_argument("--batch-size", type=int, default=1000,
+                        help="lines per shard batch and per push (dispatcher and loki)")
     parser.add_argument("--disk-buffer", action="store_true",
                         help="with the disk buffer on (fsync every 200ms)")
     args = parser.parse_args()
     DISK_BUFFER["enabled"] = args.disk_buffer
+    BATCH["size"] = args.batch_size
     if args.only != "latency":
         throughput(args.lines, args.line_bytes, args.encoding)
     if args.only != "throughput":

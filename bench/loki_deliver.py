@@ -22,7 +22,8 @@ with cachegrind: a run that delivers the batches three times minus one that only
 them and sends one batch, so two versions compare without the machine's noise.
 ``--steps`` splits the first form's CPU per line by step, each timed alone on the same batches:
 grouping (:meth:`LokiService.streams`), the sort check, the protobuf encoding, snappy, and one
-``requests`` POST of the batch's body (a fixed cost per push: it is the same for a 10-byte body);
+POST of the batch's body through the sink's transport (a fixed cost per push: about the same
+for a 10-byte body);
 what ``deliver`` spends beyond their sum is the ``batch_bytes`` check, headers and the verdict.
 """
 
@@ -181,8 +182,8 @@ def steps(case: str, batches: int, size: int, repeat: int) -> None:
             ("sorted_streams", sorted_streams, grouped),
             ("encode_push_request", encode_push_request, ordered),
             ("compress_snappy", compress_snappy, payloads),
-            ("requests POST", lambda push: service.session.post(
-                service.url, data=push.body, headers=dict(push.headers), timeout=10), pushes),
+            ("POST (transport)", lambda push: service.session.post(
+                service.url, push.body, push.headers, 10), pushes),
         ]
         for name, fn, items in cases:
             us = _best_per_line(fn, items, lines, repeat)
