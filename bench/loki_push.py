@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,14 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loki_deliver import cachegrind_instructions, make_service, start_answerer
+from loki_deliver import cachegrind_instructions, make_service, start_answerer, start_receiver
 
 from logcap.messages import Outcome
 from logcap.sinks.loki.request import LokiStream, PushRequest, entries_at
 from logcap.sinks.loki.service import LokiService
 from tests.loki_receiver import LokiReceiver
-
-RECEIVER = Path(__file__).resolve().parent.parent / "tests" / "loki_receiver.py"
 
 
 def one_request(service: LokiService, lines: int) -> tuple[list[LokiStream], PushRequest]:
@@ -80,14 +77,6 @@ def cpu_per_push(lines: int, pushes: int, repeat: int, answerer: bool) -> float:
         if receiver is not None:
             receiver.stop()
     return statistics.median(rounds) * 1e6
-
-
-def start_receiver() -> tuple[subprocess.Popen[str], str]:
-    """A :class:`LokiReceiver` in a child process (not keeping lines), and its URL."""
-    proc = subprocess.Popen([sys.executable, str(RECEIVER), "--no-keep-lines"],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
 
 
 def _run_only(lines: int, pushes: int, receiver: bool) -> None:
