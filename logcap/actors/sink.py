@@ -152,6 +152,8 @@ class SinkActor(LogcapActor):
         """Log a run of failed requests: its start, a summary now and then, its end."""
         streak = self.streak
         if verdict.outcome is not Outcome.RETRY:
+            if streak.since is None:  # no run of failures to end: the usual case
+                return
             lasted, summary = streak.duration(time.time()), streak.summary()
             if streak.succeeded() == RECOVERED:
                 log.info("%s: requests to %s succeed again after %.0fs of failures (%s)",
