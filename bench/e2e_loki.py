@@ -198,7 +198,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "latency"])
     parser.add_argument("--disk-buffer", action="store_true",
                         help="with the disk buffer on (fsync every 200ms)")
-    parser.add_argument("--batch-lines", type=int, default=DEFAULT_DISPATCH_BATCH_LINES,
+    parser.add_argument("--batch-lines", "--batch-size", type=int,
+                        default=DEFAULT_DISPATCH_BATCH_LINES,
                         help="the shards' and the Loki sink's batch_size (default: logcap's)")
     parser.add_argument("--queue-size", type=int, help="dispatcher.queue_size (mailboxes)")
     args = parser.parse_args()

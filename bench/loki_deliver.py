@@ -13,16 +13,19 @@ Batches of ``--batch`` entries, as the shard sends them (parts of 100 lines):
   ``method``, ``status``, ``src_ip``).
 
     .venv/bin/python bench/loki_deliver.py [--batches 200] [--batch 1000] [--repeat 5]
-    .venv/bin/python bench/loki_deliver.py --instructions [--batches 40]
+    .venv/bin/python bench/loki_deliver.py --instructions [--batches 40] [--receiver]
     .venv/bin/python bench/loki_deliver.py --steps [--batches 100]
 
 The first form prints the calling thread's CPU µs per line (``time.thread_time``, the best of
 ``--repeat`` rounds). ``--instructions`` (needs ``valgrind``) counts the instructions per line
 with cachegrind: a run that delivers the batches three times minus one that only prepares
-them and sends one batch, so two versions compare without the machine's noise.
+them and sends one batch, so two versions compare without the machine's noise. ``--receiver``
+pushes to a :class:`~tests.loki_receiver.LokiReceiver` process (it decodes and validates each
+push, answers as Loki does) instead of the child answerer.
 ``--steps`` splits the first form's CPU per line by step, each timed alone on the same batches:
 grouping (:meth:`LokiService.streams`), the sort check, the protobuf encoding, snappy, and one
-``requests`` POST of the batch's body (a fixed cost per push: it is the same for a 10-byte body);
+POST of the batch's body through the sink's transport (a fixed cost per push: about the same
+for a 10-byte body);
 what ``deliver`` spends beyond their sum is the ``batch_bytes`` check, headers and the verdict.
 """
 
@@ -55,6 +58,7 @@ from logcap.sinks.loki.service import LokiService
 from tests.pipeline_kit import entries
 
 PART = 100
+RECEIVER = Path(__file__).resolve().parent.parent / "tests" / "loki_receiver.py"
 REPS = 3
 CASES = ("raw", "opensips")
 _IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -122,6 +126,19 @@ def start_answerer() -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def start_receiver() -> tuple[subprocess.Popen[str], str]:
+    """A :class:`~tests.loki_receiver.LokiReceiver` in a child process (``--no-keep-lines``:
+    it decodes and validates each push, counts its lines, keeps none), and its URL."""
+    proc = subprocess.Popen([sys.executable, str(RECEIVER), "--no-keep-lines"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def start_peer(receiver: bool) -> tuple[subprocess.Popen[str], str]:
+    return start_receiver() if receiver else start_answerer()
+
+
 def make_service(url: str) -> LokiService:
     cfg = parse_config(yaml.safe_dump(
         {"sinks": {"loki": {"enabled": True, "url": url}}}), {}).sinks.loki
@@ -134,9 +151,9 @@ def deliver_all(service: LokiService, made: list[tuple[Entries, ...]]) -> None:
         assert verdict.outcome is Outcome.DELIVERED, verdict
 
 
-def cpu_per_line(case: str, batches: int, size: int, repeat: int) -> float:
+def cpu_per_line(case: str, batches: int, size: int, repeat: int, receiver: bool) -> float:
     made = make_batches(case, batches, size)
-    proc, url = start_answerer()
+    proc, url = start_peer(receiver)
     try:
         service = make_service(url)
         deliver_all(service, made[:1])  # connect, warm the caches
@@ -181,8 +198,8 @@ def steps(case: str, batches: int, size: int, repeat: int) -> None:
             ("sorted_streams", sorted_streams, grouped),
             ("encode_push_request", encode_push_request, ordered),
             ("compress_snappy", compress_snappy, payloads),
-            ("requests POST", lambda push: service.session.post(
-                service.url, data=push.body, headers=dict(push.headers), timeout=10), pushes),
+            ("POST (transport)", lambda push: service.session.post(
+                service.url, push.body, push.headers, 10), pushes),
         ]
         for name, fn, items in cases:
             us = _best_per_line(fn, items, lines, repeat)
@@ -193,9 +210,9 @@ def steps(case: str, batches: int, size: int, repeat: int) -> None:
         proc.wait()
 
 
-def _run_only(case: str, batches: int, size: int, reps: int) -> None:
+def _run_only(case: str, batches: int, size: int, reps: int, receiver: bool) -> None:
     made = make_batches(case, batches, size)
-    proc, url = start_answerer()
+    proc, url = start_peer(receiver)
     try:
         service = make_service(url)
         deliver_all(service, made[:1])
@@ -217,10 +234,11 @@ def cachegrind_instructions(command: list[str]) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def _instructions(case: str, batches: int, size: int, reps: int) -> int:
+def _instructions(case: str, batches: int, size: int, reps: int, receiver: bool) -> int:
     return cachegrind_instructions(
         [sys.executable, __file__, "--run-only", case, "--reps", str(reps),
-         "--batches", str(batches), "--batch", str(size)])
+         "--batches", str(batches), "--batch", str(size),
+         *(["--receiver"] if receiver else [])])
 
 
 def main() -> None:
@@ -231,25 +249,29 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true")
     parser.add_argument("--steps", action="store_true", help="CPU per line of each step")
     parser.add_argument("--case", choices=CASES, action="append")
+    parser.add_argument("--receiver", action="store_true",
+                        help="push to a LokiReceiver process instead of the child answerer")
     parser.add_argument("--run-only", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, default=REPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.batch % PART:
         parser.error(f"--batch must be a multiple of {PART}")
     if args.run_only:
-        _run_only(args.run_only, args.batches, args.batch, args.reps)
+        _run_only(args.run_only, args.batches, args.batch, args.reps, args.receiver)
         return
     for case in args.case or CASES:
         lines = args.batches * args.batch
         if args.steps:
             steps(case, args.batches, args.batch, args.repeat)
         elif args.instructions:
-            spent = (_instructions(case, args.batches, args.batch, REPS)
-                     - _instructions(case, args.batches, args.batch, 0))
-            print(f"{case:9} deliver: {spent / (REPS * lines):,.0f} instructions per line "
-                  f"({args.batches} batches of {args.batch}, {REPS} runs, cachegrind)")
+            spent = (_instructions(case, args.batches, args.batch, REPS, args.receiver)
+                     - _instructions(case, args.batches, args.batch, 0, args.receiver))
+            print(f"{case:9} deliver: {spent / (REPS * lines):,.0f} instructions per line, "
+                  f"{spent / (REPS * args.batches):,.0f} per batch ({args.batches} batches "
+                  f"of {args.batch}, {REPS} runs, cachegrind"
+                  f"{', LokiReceiver process' if args.receiver else ''})")
         else:
-            us = cpu_per_line(case, args.batches, args.batch, args.repeat)
+            us = cpu_per_line(case, args.batches, args.batch, args.repeat, args.receiver)
             print(f"{case:9} deliver: {us:5.2f} µs CPU per line (thread CPU, best of "
                   f"{args.repeat}; {args.batches} batches of {args.batch})")
 

@@ -8,12 +8,15 @@ threads: their CPU is not counted), or with ``--answerer`` from a minimal child 
 answers ``204`` at once.
 
     .venv/bin/python bench/loki_push.py [--pushes 2000] [--lines 600] [--repeat 5] [--answerer]
-    .venv/bin/python bench/loki_push.py --instructions [--pushes 500]
+    .venv/bin/python bench/loki_push.py --instructions [--pushes 500] [--receiver]
 
 The first form prints the calling thread's CPU µs per push (``time.thread_time``, the median of
 ``--repeat`` rounds). ``--instructions`` (needs ``valgrind``) counts instructions per push with
-cachegrind against the child answerer: a run of ``--pushes`` pushes minus a run of none, so
-two versions compare without the machine's noise.
+cachegrind against the child answerer, or with ``--receiver`` against a
+:class:`~tests.loki_receiver.LokiReceiver` in a child process (``tests/loki_receiver.py``: it
+decodes and validates each push and answers as Loki does, ``204`` with ``Date`` and ``Server``
+headers; cachegrind does not count its process): a run of ``--pushes`` pushes minus a run of
+none, so two versions compare without the machine's noise.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loki_deliver import cachegrind_instructions, make_service, start_answerer
+from loki_deliver import cachegrind_instructions, make_service, start_answerer, start_receiver
 
 from logcap.messages import Outcome
 from logcap.sinks.loki.request import LokiStream, PushRequest, entries_at
@@ -76,8 +79,8 @@ def cpu_per_push(lines: int, pushes: int, repeat: int, answerer: bool) -> float:
     return statistics.median(rounds) * 1e6
 
 
-def _run_only(lines: int, pushes: int) -> None:
-    proc, url = start_answerer()
+def _run_only(lines: int, pushes: int, receiver: bool) -> None:
+    proc, url = start_receiver() if receiver else start_answerer()
     try:
         service = make_service(url)
         push_times(service, lines, pushes)
@@ -87,9 +90,10 @@ def _run_only(lines: int, pushes: int) -> None:
         proc.wait()
 
 
-def _instructions(lines: int, pushes: int) -> int:
+def _instructions(lines: int, pushes: int, receiver: bool) -> int:
     return cachegrind_instructions([sys.executable, __file__, "--run-only", "--lines",
-                                    str(lines), "--pushes", str(pushes)])
+                                    str(lines), "--pushes", str(pushes),
+                                    *(["--receiver"] if receiver else [])])
 
 
 def main() -> None:
@@ -99,15 +103,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--answerer", action="store_true")
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--receiver", action="store_true",
+                        help="--instructions against a LokiReceiver process")
     parser.add_argument("--run-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_only:
-        _run_only(args.lines, args.pushes)
+        _run_only(args.lines, args.pushes, args.receiver)
         return
     if args.instructions:
-        spent = _instructions(args.lines, args.pushes) - _instructions(args.lines, 0)
+        spent = (_instructions(args.lines, args.pushes, args.receiver)
+                 - _instructions(args.lines, 0, args.receiver))
+        against = "LokiReceiver process" if args.receiver else "child answerer"
         print(f"push of {args.lines} lines: {spent / args.pushes:,.0f} instructions "
-              f"({args.pushes} pushes, cachegrind, child answerer)")
+              f"({args.pushes} pushes, cachegrind, {against})")
         return
     us = cpu_per_push(args.lines, args.pushes, args.repeat, args.answerer)
     against = "child answerer" if args.answerer else "LokiReceiver"

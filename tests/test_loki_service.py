@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logcap.config import parse_config
 from logcap.messages import Entries, Outcome
 from logcap.origin import FILE_KIND, ReadToken
+from logcap.sinks.loki.request import (
+    LokiStream,
+    build_push_request,
+    sorted_streams,
+    split_in_halves,
+)
 from logcap.sinks.loki.service import LokiService
 from tests.loki_receiver import LokiReceiver
 
@@ -96,3 +105,47 @@ def test_credentials_come_from_files_and_are_sent(tmp_path: Path) -> None:
     assert basic.session.auth == ("u", "hunter2")
     bearer = LokiService(loki_cfg("http://127.0.0.1:9", auth={"type": "bearer", "token": "t0k"}))
     assert bearer.session.headers["Authorization"] == "Bearer t0k"
+
+
+PART_SPECS = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]),  # the part's job label
+              st.integers(0, 40),  # its ts_ns (line i at ts_ns + i, unless stamped)
+              st.integers(0, 4),  # its lines
+              st.one_of(st.none(), st.lists(st.integers(0, 40), min_size=4, max_size=4))),
+    max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PART_SPECS, st.integers(1, 3))
+def test_a_stream_said_to_be_ordered_is_in_order_and_sorts_as_unordered_would(
+        specs: list[tuple[str, int, int, list[int] | None]], max_streams: int) -> None:
+    """The order the sink knows of a stream (parts without their own timestamps, each at or
+    after the previous one's last line; streams folded past ``max_streams`` too) is true, and
+    the request sends the same entries as when every stream is checked."""
+    token = ReadToken("app", FILE_KIND, None, 0, 1, "g1", 0)
+    parts = tuple(Entries("app", "/x.log", (("job", job),), [f"{job}{ts}-{i}" for i in range(n)],
+                          ts, token, timestamps=stamps[:n] if stamps is not None else None)
+                  for job, ts, n, stamps in specs)
+    service = LokiService(loki_cfg("http://127.0.0.1:9", max_streams=max_streams))
+    streams = service.streams(parts)
+    for stream in streams:
+        if stream.ordered:
+            stamps = [entry[0] for entry in stream.entries]
+            assert stamps == sorted(stamps)
+    filled = [spec for spec in specs if spec[2]]
+    if all(stamps is None for _, _, _, stamps in filled) and all(
+            b[1] >= a[1] + a[2] - 1 for a, b in pairwise(filled)):  # so each stream's too
+        assert all(stream.ordered for stream in streams if stream.entries)
+    unhinted = [LokiStream(s.labels, s.entries) for s in streams]
+    assert [(s.labels, s.entries) for s in sorted_streams(streams)] == \
+        [(s.labels, s.entries) for s in sorted_streams(unhinted)]
+    assert build_push_request(streams).body == build_push_request(unhinted).body
+
+
+def test_sorted_streams_and_split_halves_are_ordered() -> None:
+    stream = LokiStream('{job="a"}', [(3, "c", ()), (1, "a", ()), (2, "b", ())])
+    (ordered,) = sorted_streams([stream])
+    assert ordered.ordered and [e[0] for e in ordered.entries] == [1, 2, 3]
+    assert ordered == LokiStream(stream.labels, ordered.entries)  # the hint is no part of it
+    first, second = split_in_halves([stream])
+    assert all(s.ordered for s in first + second)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +20,12 @@ from logcap.messages import Outcome
 from logcap.sinks.base import Verdict
 from logcap.sinks.loki.probe import probe
 from logcap.sinks.loki.service import LokiService
-from logcap.sinks.loki.session import PushConnectionError, PushTimeout, transport_failure
+from logcap.sinks.loki.session import (
+    PushConnectionError,
+    PushSession,
+    PushTimeout,
+    transport_failure,
+)
 from tests.test_loki_service import batch, loki_cfg
 
 Handler = Callable[[socket.socket], None]
@@ -249,6 +255,47 @@ def test_pushes_go_through_the_environment_proxy_with_its_credentials(
     head = proxy.heads[0].decode()
     assert head.startswith("POST http://loki.example:3100/loki/api/v1/push HTTP/1.1")
     assert "Proxy-Authorization: Basic dXNAZXI6cDpzcw==" in head  # us@er:p:ss
+    assert "\r\nHost: loki.example:3100\r\n" in head and "\r\nAccept: */*\r\n" in head
+
+
+def answering_each(server: Server, conn: socket.socket) -> None:
+    """Answer 204 to each request of a kept-alive connection (a body of ``Content-Length``)."""
+    rest = b""
+    while True:
+        while b"\r\n\r\n" not in rest:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            rest += chunk
+        head, _, rest = rest.partition(b"\r\n\r\n")
+        server.heads.append(head)
+        length = next((int(line.partition(b":")[2]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        rest = rest[length:]
+        conn.sendall(b"HTTP/1.1 204 No Content\r\nDate: now\r\n\r\n")
+
+
+@pytest.mark.parametrize("proxied", [False, True])
+def test_a_request_goes_out_as_through_the_pool_manager(
+        serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch, proxied: bool) -> None:
+    """The session's prepared route (pool, target, headers) sends the very head that the
+    pool manager's ``urlopen`` sends for the URL, direct and through a forwarding proxy."""
+    server = serve(answering_each)
+    url = "http://loki.example:3100/loki/api/v1/push?x=1" if proxied \
+        else server.url + "/loki/api/v1/push"
+    if proxied:
+        monkeypatch.setenv("http_proxy", server.url.replace("//", "//me:pw@"))
+    session = PushSession(url, SimpleNamespace(type="bearer", token="t0k", token_file=""),
+                          loki_cfg(url).tls)
+    headers = {"Content-Type": "application/x-protobuf", "X-Scope-OrgID": "team"}
+    for _ in range(2):  # the second goes through the route made by the first
+        assert session.post(url, b"body", headers, 2).status == 204
+    session.manager.urlopen("POST", url, body=b"body", headers={**session.headers, **headers},
+                            redirect=False, retries=False, timeout=2)
+    assert len(server.heads) == 3 and server.heads[0] == server.heads[1] == server.heads[2]
+    session.close()
 
 
 def test_a_refused_or_broken_proxy_is_a_connection_error(

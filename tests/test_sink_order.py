@@ -10,6 +10,7 @@ import pytest
 
 from logcap.actors.sink import SinkActor
 from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
+from logcap.metrics import REGISTRY
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.directory import Directory, Handle
 from logcap.runtime.health import CheckHealth
@@ -22,14 +23,14 @@ SINK = "root/sinks/loki"
 
 
 class Rig:
-    def __init__(self, script: list[Verdict]) -> None:
+    def __init__(self, script: list[Verdict], sink_name: str = "loki") -> None:
         self.backend = ScriptedBackend(script)
         self.results: list[SinkResult] = []
         directory = Directory()
         self.sender_ref = ResultRecorder.start(self.results, name=SENDER)
         self.sender: Handle = directory.handle(SENDER)
         directory.bind(SENDER, self.sender_ref)
-        self.sink = SinkActor.start("loki", lambda: self.backend, name=SINK)
+        self.sink = SinkActor.start(sink_name, lambda: self.backend, name=SINK)
 
     def send(self, batch_id: int, attempt: int = 1, ordered: bool = True) -> None:
         part = Entries("app", "/x.log", (("job", "x"),), [f"line {batch_id}"], batch_id,
@@ -124,3 +125,29 @@ def test_a_run_of_failures_is_logged_once_then_summarised_then_its_recovery(
         "wait, nothing is lost)"]
     assert sum("still failing" in m for m in messages) == 2
     assert any("succeed again" in m and "3 failed (connection=3)" in m for m in messages)
+
+
+def test_each_request_is_counted_once_by_outcome_and_reason() -> None:
+    """The sink's metric series are looked up once and reused: each request still counts
+    in the series of its own reason and outcome, and a restarted sink counts on in them."""
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"sink": "metric-sink", **labels}) or 0.0
+
+    series = [("logcap_sink_requests_total", {"reason": "server_error"}, 1),
+              ("logcap_sink_requests_total", {"reason": "ok"}, 2),
+              ("logcap_sink_lines_total", {"outcome": "failed"}, 1),
+              ("logcap_sink_lines_total", {"outcome": "sent"}, 2),
+              ("logcap_sink_request_duration_seconds_count", {}, 3),
+              ("logcap_sink_batch_lines_count", {}, 3),
+              ("logcap_sink_batch_lines_sum", {}, 3)]
+    before = [value(name, **labels) for name, labels, _ in series]
+    for run in (1, 2):  # the second run is a new sink of the same name
+        rig = Rig([Verdict(Outcome.RETRY, "server_error")], sink_name="metric-sink")
+        try:
+            for batch_id in (1, 1, 2):
+                rig.send(batch_id, ordered=False)
+            assert rig.answers(3) == [(1, "server_error"), (1, "delivered"), (2, "delivered")]
+        finally:
+            rig.stop()
+        assert [value(name, **labels) - was for (name, labels, _), was in zip(
+            series, before, strict=True)] == [run * per_run for _, _, per_run in series]

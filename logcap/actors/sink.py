@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client.metrics import MetricWrapperBase
+
 from logcap.actors.dead_letters import hand_over
 from logcap.dispatch.dedup import DeliveredRanges
 from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
@@ -85,6 +87,18 @@ class SinkActor(LogcapActor):
         self.make_backend = make_backend
         self.backend: SinkBackend | None = None
         self._holds: dict[str, int] = {}  # sender -> id of its batch that failed here
+        self._children: dict[tuple[MetricWrapperBase, str], Any] = {}
+
+    def _series(self, metric: MetricWrapperBase, label: str = "") -> Any:
+        """This sink's series of ``metric`` (labelled by the sink's name, then ``label`` when
+        given), looked up once: ``labels()`` takes the metric's lock and checks the labels
+        on each call, a few µs four times per request."""
+        child = self._children.get((metric, label))
+        if child is None:
+            child = metric.labels(self.sink_name, label) if label \
+                else metric.labels(self.sink_name)
+            self._children[(metric, label)] = child
+        return child
 
     def handle_start(self) -> None:
         self.backend = self.make_backend()
@@ -123,10 +137,11 @@ class SinkActor(LogcapActor):
             if not self._dead_letter(message, verdict):
                 verdict = Verdict(Outcome.RETRY, "dlq_unavailable", None,
                                   f"rejected ({verdict.reason}) and the DLQ cannot take it now")
-        SINK_LATENCY.labels(self.sink_name).observe(time.perf_counter() - started)
-        SINK_REQUESTS.labels(self.sink_name, verdict.reason).inc()
-        SINK_BATCH_LINES.labels(self.sink_name).observe(message.lines)
-        SINK_LINES.labels(self.sink_name, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
+        series = self._series
+        series(SINK_LATENCY).observe(time.perf_counter() - started)
+        series(SINK_REQUESTS, verdict.reason).inc()
+        series(SINK_BATCH_LINES).observe(message.lines)
+        series(SINK_LINES, _OUTCOME_METRIC[verdict.outcome]).inc(message.lines)
         if verdict.outcome is Outcome.RETRY and message.ordered:
             self._holds[message.sender] = message.batch_id
         self._answer(message, SinkResult(message.batch_id, self.sink_name, verdict.outcome,
@@ -137,6 +152,8 @@ class SinkActor(LogcapActor):
         """Log a run of failed requests: its start, a summary now and then, its end."""
         streak = self.streak
         if verdict.outcome is not Outcome.RETRY:
+            if streak.since is None:  # no run of failures to end: the usual case
+                return
             lasted, summary = streak.duration(time.time()), streak.summary()
             if streak.succeeded() == RECOVERED:
                 log.info("%s: requests to %s succeed again after %.0fs of failures (%s)",

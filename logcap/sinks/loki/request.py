@@ -98,10 +98,15 @@ def entries_of(timestamps: Iterable[int], lines: Iterable[str],
 
 @dataclass(frozen=True, slots=True)
 class LokiStream:
-    """One stream of a request: its rendered label string and its entries."""
+    """One stream of a request: its rendered label string and its entries.
+
+    ``ordered`` says the entries are known to be in timestamp order (the sink knows it of a
+    stream made of lines without their own timestamps, :func:`sorted_streams` of what it
+    returns): they are then not checked again. A hint, not part of the stream's value."""
 
     labels: str
     entries: list[EntryLike]
+    ordered: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +142,17 @@ def _is_sorted(entries: Sequence[EntryLike]) -> bool:
 
 
 def sorted_streams(streams: Sequence[LokiStream]) -> list[LokiStream]:
-    """``streams`` without empty ones, each one's entries in (stable) timestamp order."""
+    """``streams`` without empty ones, each one's entries in (stable) timestamp order (checked
+    unless the stream is ``ordered``), each ``ordered``."""
     out: list[LokiStream] = []
     for stream in streams:
         entries = stream.entries
         if not entries:
             continue
-        if len(entries) > 1 and not _is_sorted(entries):
-            stream = LokiStream(stream.labels, sorted(entries, key=_BY_TS))
+        if not stream.ordered:
+            if len(entries) > 1 and not _is_sorted(entries):
+                entries = sorted(entries, key=_BY_TS)
+            stream = LokiStream(stream.labels, entries, True)
         out.append(stream)
     return out
 
@@ -256,8 +264,8 @@ def split_in_halves(streams: Sequence[LokiStream]) -> tuple[list[LokiStream], li
             first.append(stream)
             remaining -= n
         elif remaining > 0:
-            first.append(LokiStream(stream.labels, stream.entries[:remaining]))
-            second.append(LokiStream(stream.labels, stream.entries[remaining:]))
+            first.append(LokiStream(stream.labels, stream.entries[:remaining], True))
+            second.append(LokiStream(stream.labels, stream.entries[remaining:], True))
             remaining = 0
         else:
             second.append(stream)

@@ -110,25 +110,41 @@ class LokiService:
         ``part.labels`` plus ``part.line_labels[i]`` (the line's value wins), and its
         structured metadata ``part.metadata[i]``; so one part's lines may go to several streams.
         The stream limiter admits each (part, stream) group once, with its line count.
+        A stream made only of parts without their own timestamps (line ``i`` at ``ts_ns + i``),
+        each starting at or after the previous one's last line, is ``ordered``.
         """
         grouped: dict[str, list[EntryLike]] = {}
+        last_ns: dict[str, int | None] = {}  # stream -> its last timestamp while in order
         folded_before = self.limiter.folded_lines
         for part in parts:
             if part.line_labels is None and part.metadata is None:
-                labels = self.limiter.admit(self._rendered(part.labels), len(part.lines))
-                grouped.setdefault(labels, []).extend(
-                    entries_at(part.ts_ns, part.lines) if part.timestamps is None
-                    else entries_of(part.timestamps, part.lines))
+                count = len(part.lines)
+                labels = self.limiter.admit(self._rendered(part.labels), count)
+                entries = grouped.get(labels)
+                if entries is None:
+                    entries = grouped[labels] = []
+                if part.timestamps is None:
+                    entries.extend(entries_at(part.ts_ns, part.lines))
+                    if count:
+                        before = last_ns.get(labels, part.ts_ns)
+                        in_order = before is not None and before <= part.ts_ns
+                        last_ns[labels] = part.ts_ns + count - 1 if in_order else None
+                elif count:
+                    entries.extend(entries_of(part.timestamps, part.lines))
+                    last_ns[labels] = None
                 continue
-            self._group_lines(part, grouped)
+            self._group_lines(part, grouped, last_ns)
         folded = self.limiter.folded_lines - folded_before
         if folded:
             SINK_CARDINALITY_DROPS.labels(self.name, "streams_folded").inc(folded)
-        return [LokiStream(labels, entries) for labels, entries in grouped.items()]
+        return [LokiStream(labels, entries, last_ns.get(labels) is not None)
+                for labels, entries in grouped.items()]
 
-    def _group_lines(self, part: Entries, grouped: dict[str, list[EntryLike]]) -> None:
+    def _group_lines(self, part: Entries, grouped: dict[str, list[EntryLike]],
+                     last_ns: dict[str, int | None]) -> None:
         """Add a part with per-line fields to ``grouped``: its entries are made in one pass in
-        C, then each goes to its line's stream, streams in the order of their first line."""
+        C, then each goes to its line's stream, streams in the order of their first line
+        (whose order is then not known: ``last_ns`` says None)."""
         lines = part.lines
         stamps = part.timestamps if part.timestamps is not None \
             else range(part.ts_ns, part.ts_ns + len(lines))
@@ -153,6 +169,7 @@ class LokiService:
         for rendered, entries in own.items():
             labels = self.limiter.admit(rendered, len(entries))
             grouped.setdefault(labels, []).extend(entries)
+            last_ns[labels] = None
 
     # -- sending ---------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ request is worked out here once, for the push URL (it never changes while the si
 
 - **Pool**: a kept-alive pool of :data:`POOL_CONNECTIONS` connections per host (not blocking:
   the sink's one thread uses one), no urllib3 retries (the sink's own retry policy applies).
+  What the pool manager's ``urlopen`` works out for each request is worked out at a URL's
+  first request (:class:`Route`: the pool, the request target, a forwarding proxy's headers),
+  with the ``Retry`` and ``Timeout`` objects; each request goes to the pool's ``urlopen``,
+  which sends the same bytes the manager's did (a test compares them).
 - **Redirects are not followed.** A 3xx answer is the answer: the sink classifies it
   (rejected, ``unexpected_status``, with the ``Location`` in the reason). Loki does not
   redirect a push; a gateway that does (``http`` to ``https``, another host) shows a URL to
@@ -46,21 +50,23 @@ header or URL). Their text is urllib3's (with the OS error, e.g. ``[Errno 111] C
 refused``), their ``__cause__`` urllib3's exception. The one difference from requests: a read
 that times out in the answer's *body* is a timeout (requests said a connection error).
 
-**Answers** are read whole (:class:`Answer`): the status, the headers (names in lower case,
-repeated ones joined with ``", "``), and the body decoded (a ``Content-Encoding`` undone) as
-text in the ``Content-Type``'s charset, UTF-8 when none is named or it is unknown, bad bytes
-replaced (requests took ISO-8859-1 for a ``text/*`` answer without one and guessed for
-others; Loki answers ``text/plain; charset=utf-8``). Sent with each request: the request's
-headers over the session's (``User-Agent``, ``Authorization``), ``Host``,
-``Content-Length``, and http.client's ``Accept-Encoding: identity`` (requests also sent
-``Accept: */*``, ``Connection: keep-alive`` and ``Accept-Encoding: gzip, deflate``; HTTP/1.1
-keeps the connection alive without it).
+**Answers** are read whole (:class:`Answer`), their headers parsed without the ``email``
+package (:mod:`~logcap.sinks.loki.response_head`, the same result as http.client's): the
+status, the headers (names in lower case, repeated ones joined with ``", "``), and the body
+decoded (a ``Content-Encoding`` undone) as text in the ``Content-Type``'s charset, UTF-8 when
+none is named or it is unknown, bad bytes replaced (requests took ISO-8859-1 for a ``text/*``
+answer without one and guessed for others; Loki answers ``text/plain; charset=utf-8``). Sent
+with each request: the request's headers over the session's (``User-Agent``,
+``Authorization``), ``Host``, ``Content-Length``, and http.client's ``Accept-Encoding:
+identity`` (requests also sent ``Accept: */*``, ``Connection: keep-alive`` and
+``Accept-Encoding: gzip, deflate``; HTTP/1.1 keeps the connection alive without it).
 
 Against requests 2.34 as the sink used it (a settled session): one push of a ready 600-line
 request costs 0.78 M instructions instead of 1.91 M (``bench/loki_push.py --instructions``),
 and at 10k lines/s (~16 pushes/s, ``bench/steady_rate.py``) the sink's thread went from 5.8
 to 3.9 % of a core and the process's RSS from 55.5 to 52.0 MiB: the agent no longer imports
 requests, charset_normalizer or idna (docs/ARCHITECTURE.md, "The Loki sink's transport").
+The routes and the lean header parsing then took a push from 0.78 M to 0.56 M instructions.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ from urllib.parse import unquote, urlsplit
 
 import certifi
 import urllib3
+from urllib3 import HTTPConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -86,8 +93,11 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.util import Retry, parse_url
+from urllib3.util.proxy import connection_requires_http_tunnel
 
 from logcap.sinks.loki.request import USER_AGENT
+from logcap.sinks.loki.response_head import lean_connection_class
 
 __all__ = [
     "POOL_CONNECTIONS",
@@ -96,6 +106,7 @@ __all__ = [
     "PushSession",
     "PushTimeout",
     "PushTransportError",
+    "Route",
     "TransportFailure",
     "basic_authorization",
     "bypasses_proxy",
@@ -109,6 +120,8 @@ __all__ = [
 POOL_CONNECTIONS = 4
 NETRC_FILES = ("~/.netrc", "~/_netrc")
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+NO_RETRIES = Retry(total=False, redirect=False)
+"""What urllib3 makes of ``retries=False, redirect=False`` for each request: made once."""
 
 
 class TransportFailure(Exception):
@@ -128,6 +141,16 @@ class PushConnectionError(TransportFailure, ConnectionError):
 class PushTransportError(TransportFailure):
     """Any other failure of a request: an answer that cannot be decoded, an invalid header
     value (a secret file with a line break inside) or URL, a missing SOCKS dependency."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a :class:`PushSession` sends to one URL (:meth:`PushSession._route`): the pool,
+    the request target, the headers every request to it starts from."""
+
+    pool: HTTPConnectionPool
+    target: str
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +327,8 @@ class PushSession:
         self.proxy = environment_proxy(url)
         self._unusable: str | None = None
         self.manager = self._manager()
+        self._routes: dict[str, Route] = {}
+        self._timeouts: dict[float, urllib3.Timeout] = {}
 
     def _tls_settings(self) -> dict[str, Any]:
         """The pools' TLS keywords (urllib3 applies them to ``https`` pools only)."""
@@ -343,16 +368,41 @@ class PushSession:
         no answer came (see the module docstring)."""
         if self._unusable is not None:
             raise PushTransportError(self._unusable)
+        route = self._routes.get(url)
+        if route is None or route.pool.pool is None:  # first use, or the pool was closed
+            route = self._routes[url] = self._route(url)
+        limits = self._timeouts.get(timeout)
+        if limits is None:
+            limits = self._timeouts[timeout] = urllib3.Timeout(connect=timeout, read=timeout)
         try:
-            resp = self.manager.urlopen(
-                method, url, body=body, headers={**self.headers, **headers}, redirect=False,
-                retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            resp = route.pool.urlopen(
+                method, route.target, body=body, headers={**route.headers, **headers},
+                retries=NO_RETRIES, redirect=False, assert_same_host=False, timeout=limits)
         except (HTTPError, OSError, ValueError) as exc:  # ValueError: an invalid header value
             raise transport_failure(exc) from exc
-        received = resp.headers
-        answer_headers = {name.lower(): received[name] for name in received}
+        answer_headers = {name.lower(): value for name, value in resp.headers.itermerged()}
         return Answer(resp.status, answer_headers,
                       decoded_text(resp.data, answer_headers.get("content-type", "")))
+
+    def _route(self, url: str) -> Route:
+        """How requests to ``url`` go out, worked out as the pool manager works it out for
+        each request (its ``urlopen``): the pool of the URL's origin (through the proxy when
+        there is one), the request target (the absolute URL when an ``http`` request is
+        forwarded by a proxy, else path and query) with a forwarding proxy's ``Accept`` and
+        ``Host`` headers before the session's. The pool answers with
+        :class:`~logcap.sinks.loki.response_head.LeanHTTPResponse`."""
+        manager = self.manager
+        parts = parse_url(url)
+        pool = manager.connection_from_host(parts.host, port=parts.port, scheme=parts.scheme)
+        pool.ConnectionCls = lean_connection_class(pool.ConnectionCls)
+        headers = dict(self.headers)
+        forwarded = manager.proxy is not None and not connection_requires_http_tunnel(
+            manager.proxy, manager.proxy_config, parts.scheme)
+        if forwarded:
+            headers = {"Accept": "*/*", **({"Host": parts.netloc} if parts.netloc else {}),
+                       **headers}
+        target = parts._replace(fragment=None).url if forwarded else parts.request_uri
+        return Route(pool, target, headers)
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str],
              timeout: float) -> Answer:
@@ -363,4 +413,5 @@ class PushSession:
 
     def close(self) -> None:
         """Close the pooled connections."""
+        self._routes.clear()
         self.manager.clear()
