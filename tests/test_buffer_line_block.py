@@ -79,6 +79,19 @@ def test_the_compiled_unpack_reads_noise_as_the_python_one_does(body: bytes, off
                                                                     count)
 
 
+@compiled_only
+def test_one_non_ascii_character_anywhere_in_a_long_block_is_decoded() -> None:
+    assert COMPILED is not None
+    for at in range(100):  # every place in the 32- and 8-byte steps of the ASCII check
+        lines = ["a" * 37, "b" * 63]
+        text = "".join(lines)
+        changed = text[:at] + "é" + text[at + 1:]
+        lines = [changed[:37], changed[37:]]
+        packed = pack_python(b"", lines)
+        assert COMPILED.unpack(packed, 0, 2) == lines
+        assert outcome(COMPILED.unpack, packed[:-1], 0, 2) is ValueError
+
+
 @pytest.mark.parametrize("pack", [pack_python, *([COMPILED.pack] if COMPILED else [])])
 def test_a_line_that_is_not_a_str_is_a_type_error(pack: object) -> None:
     with pytest.raises(TypeError):
