@@ -10,13 +10,13 @@ segments. Then the CPU per line of
 :meth:`SegmentStore.read` for the sink: once over everything (a backlog: read back from the
 files, verified, decompressed, decoded), and once more appending the batches again and reading
 after each group commit (a steady pace: the batches just appended, held in memory).
-``--encrypt`` adds AES-256-GCM; ``--level`` sets the zstd level; ``--max-file-size`` the
-segment size in MiB (default 64; smaller values include the cost of sealing and rotating);
-``--dir`` picks the file system (default: a temporary directory under the current one,
-removed afterwards).
+``--encrypt`` adds AES-256-GCM; ``--level`` sets the zstd level (default: the buffer's);
+``--max-file-size`` the segment size in MiB (default 64; smaller values include the cost of
+sealing and rotating); ``--dir`` picks the file system (default: a temporary directory under
+the current one, removed afterwards).
 
     python bench/buffer_append.py [--batches 300] [--lines 1000] [--line-bytes 200]
-                                  [--group-commit 10] [--level 3] [--encrypt]
+                                  [--group-commit 10] [--level 1] [--encrypt]
                                   [--max-file-size 64] [--dir PATH]
 """
 
@@ -32,6 +32,7 @@ import time
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, FileStream, ReadToken
 from logcap.state.buffer import Cipher, SegmentStore
+from logcap.state.buffer.codec import DEFAULT_COMPRESSION_LEVEL
 
 _TEMPLATES = (
     "opensips[{pid}]: INFO:dialog:dlg_onreply: Call-ID {call}@10.{a}.{b}.{c} state 4 -> 5 "
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--line-bytes", type=int, default=200)
     parser.add_argument("--group-commit", type=int, default=10)
-    parser.add_argument("--level", type=int, default=3)
+    parser.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
     parser.add_argument("--encrypt", action="store_true")
     parser.add_argument("--max-file-size", type=int, default=64, help="MiB")
     parser.add_argument("--dir", default=None)
