@@ -12,6 +12,8 @@ EXTENSIONS = [
               optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._protobuf", ["logcap/sinks/loki/_protobuf.c"],
               optional=True, extra_compile_args=["-O2"]),
+    Extension("logcap.state.buffer._line_block", ["logcap/state/buffer/_line_block.c"],
+              optional=True, extra_compile_args=["-O2"]),
 ]
 
 setup(ext_modules=EXTENSIONS)

@@ -4,18 +4,19 @@ Appends ``--batches`` batches (default 300) of ``--lines`` lines (default 1,000)
 ``--line-bytes`` bytes (default 200; OpenSIPS- and MariaDB-like lines with varying call ids,
 addresses and numbers, so compression is realistic, not a best case) to a fresh
 :class:`~logcap.state.buffer.SegmentStore`, calling ``sync()`` (fsync) every ``--group-commit``
-appends (default 10) and at the end. Reports lines/s, MB/s of raw line bytes, the compression
-ratio (raw line bytes / bytes on disk), fsyncs and segments. Then the CPU per line of
+appends (default 10) and at the end. Reports lines/s, MB/s of raw line bytes, the CPU per line
+of the appends, the compression ratio (raw line bytes / bytes on disk after them), fsyncs and
+segments. Then the CPU per line of
 :meth:`SegmentStore.read` for the sink: once over everything (a backlog: read back from the
 files, verified, decompressed, decoded), and once more appending the batches again and reading
 after each group commit (a steady pace: the batches just appended, held in memory).
-``--encrypt`` adds AES-256-GCM; ``--level`` sets the zstd level; ``--max-file-size`` the
-segment size in MiB (default 64; smaller values include the cost of sealing and rotating);
-``--dir`` picks the file system (default: a temporary directory under the current one,
-removed afterwards).
+``--encrypt`` adds AES-256-GCM; ``--level`` sets the zstd level (default: the buffer's);
+``--max-file-size`` the segment size in MiB (default 64; smaller values include the cost of
+sealing and rotating); ``--dir`` picks the file system (default: a temporary directory under
+the current one, removed afterwards).
 
     python bench/buffer_append.py [--batches 300] [--lines 1000] [--line-bytes 200]
-                                  [--group-commit 10] [--level 3] [--encrypt]
+                                  [--group-commit 10] [--level 1] [--encrypt]
                                   [--max-file-size 64] [--dir PATH]
 """
 
@@ -31,6 +32,7 @@ import time
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, FileStream, ReadToken
 from logcap.state.buffer import Cipher, SegmentStore
+from logcap.state.buffer.codec import DEFAULT_COMPRESSION_LEVEL
 
 _TEMPLATES = (
     "opensips[{pid}]: INFO:dialog:dlg_onreply: Call-ID {call}@10.{a}.{b}.{c} state 4 -> 5 "
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("--line-bytes", type=int, default=200)
     parser.add_argument("--group-commit", type=int, default=10)
-    parser.add_argument("--level", type=int, default=3)
+    parser.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL)
     parser.add_argument("--encrypt", action="store_true")
     parser.add_argument("--max-file-size", type=int, default=64, help="MiB")
     parser.add_argument("--dir", default=None)
@@ -94,7 +96,7 @@ def main() -> None:
     store.open()
     fsyncs = 0
     try:
-        started = time.perf_counter()
+        started, append_cpu = time.perf_counter(), time.process_time()
         for n, batch in enumerate(batches, 1):
             store.append(batch)
             if n % args.group_commit == 0:
@@ -103,6 +105,8 @@ def main() -> None:
         store.sync()
         fsyncs += 1
         elapsed = time.perf_counter() - started
+        append_cpu = time.process_time() - append_cpu
+        stored = store.total_bytes  # before the batches are appended again below
         cpu = time.process_time()
         read_lines = 0
         while batch_read := store.read("loki", 4):
@@ -118,7 +122,6 @@ def main() -> None:
                 while batch_read := store.read("loki", 4):
                     steady_lines += sum(len(e.lines) for _, b in batch_read for e in b)
                 steady_cpu += time.process_time() - cpu
-        stored = store.total_bytes
         segments = len(store.segments())
     finally:
         store.close()
@@ -129,7 +132,8 @@ def main() -> None:
           f"group commit every {args.group_commit}, zstd level {args.level}, "
           f"{'AES-256-GCM' if args.encrypt else 'no encryption'}")
     print(f"  {lines / elapsed:,.0f} lines/s   {raw_bytes / elapsed / 1e6:,.1f} MB/s raw   "
-          f"{elapsed / args.batches * 1e3:.2f} ms/batch")
+          f"{elapsed / args.batches * 1e3:.2f} ms/batch   append CPU "
+          f"{append_cpu / lines * 1e6:.2f} µs per line (fsyncs included)")
     print(f"  compression ratio {raw_bytes / stored:.2f} ({raw_bytes / 1e6:.1f} MB -> "
           f"{stored / 1e6:.1f} MB), {fsyncs} fsyncs, {segments} segments")
     print(f"  read for a sink after all appends (a backlog, from the files): {read_lines:,} "

@@ -70,7 +70,7 @@ def test_defaults_are_the_named_constants() -> None:
     assert config.positions.max_position_age == 168 * 3600.0
     assert config.disk_buffer.enabled is False
     assert config.disk_buffer.max_total_size == 1024**3
-    assert config.disk_buffer.compression_level == 3
+    assert config.disk_buffer.compression_level == 1
     assert config.disk_buffer.when_full == "block"
     assert config.batch_persistence.batch_ttl == 24 * 3600.0
     assert config.dlq.max_total_size == 256 * 1024**2

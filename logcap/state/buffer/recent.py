@@ -3,7 +3,7 @@ reading them back from the segment files.
 
 A batch is appended (encoded, compressed, written), made durable by the group commit, and then
 read by each sink from its cursor: at a steady pace the sinks read what was just written, and
-reading it back (read, verify the checksum, decompress, decode: ~0.5 µs CPU per line,
+reading it back (read, verify the checksum, decompress, decode: ~0.45 µs CPU per line,
 ``bench/buffer_append.py``) only gives again the entries the buffer was handed. So
 :class:`RecentBatches` holds them by seq, and :meth:`SegmentStore.read
 <logcap.state.buffer.segments.SegmentStore.read>` takes a batch from here when it has it and

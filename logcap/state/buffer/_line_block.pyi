@@ -1,0 +1,10 @@
+"""Types of the compiled line block (``_line_block.c``; ``line_block.py`` is its
+specification)."""
+
+from typing_extensions import Buffer
+
+def pack(head: Buffer, lines: list[str], /) -> bytes:
+    """``line_block.pack_python``: ``head``, the u32 code-point lengths, the UTF-8 text."""
+
+def unpack(body: Buffer, offset: int, count: int, /) -> list[str]:
+    """``line_block.unpack_python``: the ``count`` lines of the block at ``offset``."""

@@ -1,0 +1,156 @@
+"""The line block of a record body: the compiled ``_line_block`` against its Python
+specification (``line_block.py``) on generated lines and on damaged blocks, and no leaks."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logcap.state.buffer import codec, line_block
+from logcap.state.buffer.line_block import COMPILED, pack_python, unpack_python
+from tests.pipeline_kit import entries
+
+compiled_only = pytest.mark.skipif(COMPILED is None, reason="_line_block not built")
+
+# Any code point, lone surrogates included (they come from escaped non-UTF-8 input), with
+# ASCII lines common as in real logs.
+LINES = st.lists(st.one_of(st.text(st.characters(codec="ascii")), st.text(),
+                           st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))),
+                 max_size=30)
+
+
+def outcome(call: object, *args: object) -> object:
+    """What a call returns, or the class of ValueError it raises (the two raise the same)."""
+    try:
+        return call(*args)  # type: ignore[operator]
+    except ValueError:
+        return ValueError
+
+
+def test_the_compiled_block_is_built_and_chosen() -> None:
+    assert COMPILED is not None
+    assert line_block.pack is COMPILED.pack and line_block.unpack is COMPILED.unpack
+
+
+@compiled_only
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=8), LINES)
+def test_the_compiled_pack_writes_what_the_python_one_writes(head: bytes, lines: list[str]
+                                                             ) -> None:
+    assert COMPILED is not None
+    packed = COMPILED.pack(head, lines)
+    assert packed == pack_python(head, lines)
+    assert COMPILED.unpack(packed, len(head), len(lines)) == lines
+    assert unpack_python(packed, len(head), len(lines)) == lines
+
+
+@compiled_only
+@settings(max_examples=500, deadline=None)
+@given(LINES, st.data())
+def test_the_compiled_unpack_reads_damaged_blocks_as_the_python_one_does(
+        lines: list[str], data: st.DataObject) -> None:
+    assert COMPILED is not None
+    block = bytearray(pack_python(b"", lines))
+    for _ in range(data.draw(st.integers(0, 3))):  # flipped bytes, a cut, a wrong count
+        if block:
+            at = data.draw(st.integers(0, len(block) - 1))
+            block[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        block = block[:data.draw(st.integers(0, len(block)))]
+    count = len(lines) + data.draw(st.integers(-2, 2))
+    offset = data.draw(st.integers(-1, 6))
+    body = bytes(block)
+    assert outcome(COMPILED.unpack, body, offset, count) == outcome(unpack_python, body, offset,
+                                                                    count)
+
+
+@compiled_only
+@given(st.binary(max_size=64), st.integers(-1, 20), st.integers(-1, 20))
+def test_the_compiled_unpack_reads_noise_as_the_python_one_does(body: bytes, offset: int,
+                                                                count: int) -> None:
+    assert COMPILED is not None
+    assert outcome(COMPILED.unpack, body, offset, count) == outcome(unpack_python, body, offset,
+                                                                    count)
+
+
+@compiled_only
+def test_one_non_ascii_character_anywhere_in_a_long_block_is_decoded() -> None:
+    assert COMPILED is not None
+    for at in range(100):  # every place in the 32- and 8-byte steps of the ASCII check
+        lines = ["a" * 37, "b" * 63]
+        text = "".join(lines)
+        changed = text[:at] + "é" + text[at + 1:]
+        lines = [changed[:37], changed[37:]]
+        packed = pack_python(b"", lines)
+        assert COMPILED.unpack(packed, 0, 2) == lines
+        assert outcome(COMPILED.unpack, packed[:-1], 0, 2) is ValueError
+
+
+@pytest.mark.parametrize("pack", [pack_python, *([COMPILED.pack] if COMPILED else [])])
+def test_a_line_that_is_not_a_str_is_a_type_error(pack: object) -> None:
+    with pytest.raises(TypeError):
+        pack(b"", ["a", 3])  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        pack(b"", ["a", b"b"])  # type: ignore[operator]
+
+
+@compiled_only
+def test_the_compiled_block_reads_any_buffer_and_str_subclasses() -> None:
+    assert COMPILED is not None
+
+    class Line(str):
+        pass
+
+    packed = COMPILED.pack(memoryview(b"hd"), [Line("x é"), "y"])
+    assert packed == pack_python(b"hd", ["x é", "y"])
+    assert COMPILED.unpack(memoryview(packed), 2, 2) == ["x é", "y"]
+    assert COMPILED.unpack(bytearray(packed), 2, 2) == ["x é", "y"]
+
+
+def test_the_codec_decodes_what_either_block_wrote() -> None:
+    batch = [entries(["plain", "ünïcode", "\udcff escaped", "", "multi\nline"])]
+    with mock.patch.object(line_block, "pack", pack_python):
+        by_python = codec.encode_batch(batch)
+    assert codec.encode_batch(batch) == by_python
+    with mock.patch.object(line_block, "unpack", unpack_python):
+        assert codec.decode_batch(by_python) == batch
+    assert codec.decode_batch(by_python) == batch
+
+
+@compiled_only
+def test_packing_and_unpacking_do_not_leak() -> None:
+    assert COMPILED is not None
+    head = b"head"
+    lines = [f"line {n} " + "x" * (n % 50) for n in range(500)] + ["é", "\udcff", ""]
+    packed = COMPILED.pack(head, lines)
+
+    def run(times: int) -> None:
+        for _ in range(times):
+            COMPILED.pack(head, lines)
+            COMPILED.unpack(packed, len(head), len(lines))
+            outcome(COMPILED.unpack, packed, len(head), len(lines) + 1)
+            outcome(COMPILED.unpack, packed[:-1], len(head), len(lines))
+            with pytest.raises(TypeError):
+                COMPILED.pack(head, [*lines[:3], None])
+
+    run(50)
+    gc.collect()
+    counts = [sys.getrefcount(o) for o in (head, packed, lines[0], lines[-2])]
+    tracemalloc.start()
+    try:
+        run(20)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        run(500)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+    assert [sys.getrefcount(o) for o in (head, packed, lines[0], lines[-2])] == counts
