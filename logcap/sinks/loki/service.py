@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from itertools import chain
-from operator import itemgetter
+from collections.abc import Callable, Sequence
+from itertools import chain, compress, count, islice
+from operator import is_not, itemgetter
 from typing import Any
 
 from logcap.messages import Entries, Labels, Outcome
@@ -155,17 +156,11 @@ class LokiService:
         if line_labels is None:
             own = {base_rendered: made}
         else:
-            # lines with the same labels share one tuple (the pipeline's): each distinct tuple
-            # is rendered once, found by identity (the tuples outlive this call)
-            rendered_of = {
-                key: self._line_rendered(part.labels, extra) if extra else base_rendered
-                for key, extra in dict(zip(map(id, line_labels), line_labels, strict=True)).items()}
-            per_line = list(map(rendered_of.__getitem__, map(id, line_labels)))
-            if len(rendered_of) == 1 or len(set(rendered_of.values())) == 1:
-                own = {per_line[0]: made} if per_line else {}
-            else:
-                own = {rendered: [] for rendered in dict.fromkeys(per_line)}
-                _consume(map(list.append, map(own.__getitem__, per_line), made))
+            # lines with the same labels share one tuple (the pipeline's), lines next to
+            # each other mostly the same one: each distinct tuple is rendered once, found by
+            # identity (the tuples outlive this call)
+            own = _by_stream(made, line_labels, lambda extra: self._line_rendered(
+                part.labels, extra) if extra else base_rendered)
         for rendered, entries in own.items():
             labels = self.limiter.admit(rendered, len(entries))
             grouped.setdefault(labels, []).extend(entries)
@@ -275,6 +270,58 @@ def _metadata_chars(streams: list[LokiStream]) -> int:
 
 _consume = deque[object](maxlen=0).extend
 """Run an iterator to its end, keeping nothing (in C)."""
+
+RUNS_PER_LINE_MAX = 0.25
+"""Above this many runs of one label tuple per line, :func:`_by_stream` sends each line on its
+own (a run costs a few Python steps, a line alone a few C calls)."""
+
+
+def _by_stream(made: list[EntryLike], line_labels: Sequence[Labels],
+               render: Callable[[Labels], str]) -> dict[str, list[EntryLike]]:
+    """``made[i]`` put in the list of its line's stream (``render(line_labels[i])``, called
+    once per distinct tuple), streams in the order of their first line, lines in their order.
+
+    Lines next to each other mostly share their labels' tuple: the runs of one tuple (found by
+    identity, in C) are moved as slices; when the runs are short, line by line."""
+    n = len(made)
+    ends = list(compress(count(1), map(is_not, line_labels, islice(line_labels, 1, None))))
+    if len(ends) > RUNS_PER_LINE_MAX * n:
+        rendered_of = {key: render(extra) for key, extra in
+                       dict(zip(map(id, line_labels), line_labels, strict=True)).items()}
+        per_line = list(map(rendered_of.__getitem__, map(id, line_labels)))
+        own: dict[str, list[EntryLike]] = {rendered: [] for rendered in dict.fromkeys(per_line)}
+        _consume(map(list.append, map(own.__getitem__, per_line), made))
+        return own
+    own = {}
+    rendered_by_id: dict[int, str] = {}
+    start = 0
+    ends.append(n)
+    for end in ends:
+        if start == end:  # no lines
+            break
+        extra = line_labels[start]
+        rendered = rendered_by_id.get(id(extra))
+        if rendered is None:
+            rendered = rendered_by_id[id(extra)] = render(extra)
+        run = own.get(rendered)
+        if run is None:
+            own[rendered] = made[start:end] if start or end < n else made
+        else:
+            run += made[start:end]
+        start = end
+    return own
+    own = {}
+    start = 0
+    ends.append(n)
+    for end in ends:
+        rendered = rendered_of[id(line_labels[start])]
+        run = own.get(rendered)
+        if run is None:
+            own[rendered] = made[start:end]
+        else:
+            run += made[start:end]
+        start = end
+    return own
 _LINE = itemgetter(1)
 _METADATA = itemgetter(2)
 _flat = chain.from_iterable
