@@ -50,25 +50,58 @@ def _spec(variant: str) -> MultilineSpec | None:
     return None if variant == "raw" else builtin_pipelines()[variant].multiline
 
 
-def run_once(tmp: str, variant: str, lines: int, read: bool = True) -> tuple[int, float]:
+def _see_writes(source: FileSource, path: str) -> None:
+    """Make each read see ``path`` as written since the last one, as the inotify thread
+    would tell it a moment later (the bench writes and reads at once)."""
+    watcher = source.watcher
+    if watcher is None:
+        return
+    take_touched = watcher.take_touched
+
+    def touched() -> set[str] | None:
+        fresh = take_touched()
+        return None if fresh is None else fresh | {path}
+
+    watcher.take_touched = touched  # type: ignore[method-assign]
+
+
+def run_once(tmp: str, variant: str, lines: int, read: bool = True,
+             batch_lines: int = BATCH_LINES, grow: int = 0) -> tuple[int, float]:
     """Read a fresh file of ``lines`` raw lines through a fresh source (``read=False``: only
-    start and stop it); (results, CPU s)."""
+    start and stop it), ``batch_lines`` lines a read at most; (results, CPU s). With
+    ``grow``, the file starts empty and grows by ``grow`` lines before each wake-up and read
+    (a steady writer: the fixed cost of a wake-up and a read)."""
     logs = os.path.join(tmp, variant)
     os.makedirs(logs, exist_ok=True)
     path = os.path.join(logs, "app.log")
+    raw = RAW[variant](lines) if lines else []
+    chunks = [("\n".join(raw[i:i + grow]) + "\n").encode() for i in range(0, lines, grow)] \
+        if grow else []
     with open(path, "w") as out:
-        if lines:
-            out.write("\n".join(RAW[variant](lines)) + "\n")
+        if lines and not grow:
+            out.write("\n".join(raw) + "\n")
     spec = _spec(variant)
     journal = os.path.join(tmp, f"{variant}.journal")
     settings = TailerSettings(source="app", include=(os.path.join(logs, "*.log"),),
-                              start_at="beginning", batch_lines=BATCH_LINES)
+                              start_at="beginning", batch_lines=batch_lines)
     source = FileSource(settings, multiline_for=lambda _path: spec, journal_path=journal)
     got = 0
     try:
         source.start([], {}, lambda: None)
         started = time.process_time()
-        while read:
+        if grow:
+            _see_writes(source, path)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                for chunk in chunks if read else ():
+                    os.write(fd, chunk)
+                    source.on_wake()
+                    reading = source.read()
+                    got += sum(len(e.lines) for e in reading.entries)
+                    source.ack([e.token for e in reading.entries])
+            finally:
+                os.close(fd)
+        while read and not grow:
             reading = source.read()
             got += sum(len(e.lines) for e in reading.entries)
             source.ack([e.token for e in reading.entries])
@@ -90,16 +123,24 @@ def main() -> None:
     parser.add_argument("--only", choices=VARIANTS)
     parser.add_argument("--once", choices=VARIANTS)
     parser.add_argument("--no-read", action="store_true")
+    parser.add_argument("--batch-lines", type=int, default=BATCH_LINES,
+                        help="lines a read at most (the fixed cost per read: compare 1000 "
+                             "with 100)")
+    parser.add_argument("--grow", type=int, default=0,
+                        help="start empty; append this many lines before each wake-up and "
+                             "read (steady writing: the fixed cost per read)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="logcap-bench-") as tmp:
         if args.once:
-            print(run_once(tmp, args.once, args.lines, not args.no_read)[0])
+            print(run_once(tmp, args.once, args.lines, not args.no_read, args.batch_lines,
+                           args.grow)[0])
             return
         for variant in (args.only,) if args.only else VARIANTS:
             best = float("inf")
             got = 0
             for _ in range(args.repeat):
-                got, spent = run_once(tmp, variant, args.lines)
+                got, spent = run_once(tmp, variant, args.lines, batch_lines=args.batch_lines,
+                                      grow=args.grow)
                 best = min(best, spent)
             print(f"{variant:11} {args.lines} raw lines -> {got} results: "
                   f"{best / args.lines * 1e6:5.2f} µs CPU/raw line "

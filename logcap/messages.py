@@ -77,6 +77,13 @@ class Entries(DataMessage):
         """Line ``i``'s timestamp in ns."""
         return self.timestamps[i] if self.timestamps is not None else self.ts_ns + i
 
+    def addressed(self, ack_to: Handle | None) -> Entries:
+        """These entries with ``ack_to`` set: ``dataclasses.replace(self, ack_to=ack_to)``,
+        without its per-call field walk (a source shell addresses every read)."""
+        return Entries(self.source, self.stream, self.labels, self.lines, self.ts_ns,
+                       self.token, self.bytes, ack_to, self.timestamps, self.line_labels,
+                       self.metadata)
+
 
 @dataclass(frozen=True, slots=True)
 class Deliver(DataMessage):

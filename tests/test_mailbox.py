@@ -70,3 +70,29 @@ def test_stopping_an_actor_with_a_full_mailbox_is_immediate() -> None:
     gate.set()
     assert future.get(timeout=5) is True
     assert Batch((0,)) in seen and Batch((1,)) not in seen  # stop overtook the queued data
+
+
+def test_a_put_wakes_every_waiting_getter_in_turn_and_none_is_left_waiting() -> None:
+    """A put notifies only while a getter waits (``_getters``): several threads blocked in
+    ``get`` must each still be woken by one put, and puts with nobody waiting are kept."""
+    inbox = BoundedInbox(8)
+    got: list[Any] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        message = inbox.get().message
+        with lock:
+            got.append(message)
+
+    threads = [threading.Thread(target=take, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: inbox._getters == 4)
+    for n in range(4):
+        inbox.put(Envelope(Note(n)))
+    for thread in threads:
+        thread.join(5)
+    assert sorted(m.n for m in got) == [0, 1, 2, 3]
+    assert inbox._getters == 0
+    inbox.put(Envelope(Note(9)))  # nobody waits: queued, taken by the next get at once
+    assert inbox.get().message == Note(9)

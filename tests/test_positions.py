@@ -794,3 +794,15 @@ def test_a_rewrite_re_encodes_only_what_changed_and_reads_back_the_same(
     assert [p.offset for p in map(lambda i: reopened.get_file(1, 100 + i), range(50)) if p] \
         == [900 if i == 7 else i for i in range(50)]
     assert len(reopened.snapshot()["files"]) == 50
+
+
+def test_a_file_position_at_a_time_is_replace_of_updated_at() -> None:
+    import dataclasses
+
+    from logcap.state.positions import FilePosition
+
+    pos = FilePosition(path="/var/log/a.log", dev=1, ino=2, fingerprint="5:0011223344556677",
+                       fingerprint_len=5, offset=9, prefix_hash="9:8899aabbccddeeff",
+                       size_at_commit=12, updated_at=1.5)
+    assert pos.at(7.25) == dataclasses.replace(pos, updated_at=7.25)
+    assert pos.at(7.25).updated_at == 7.25 and pos.updated_at == 1.5

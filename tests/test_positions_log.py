@@ -147,3 +147,16 @@ def test_a_failed_append_is_reported_once_and_the_next_snapshot_reopens_the_log(
     fresh = PositionsStore(tmp_path, clock=FakeClock())
     report = fresh.load()
     assert report.ok and report.log_records == 1 and fresh.get_file(1, 10).offset == 300
+
+
+def test_a_commit_line_is_the_checked_json_dumps_of_its_record() -> None:
+    import json
+
+    from logcap.state.checked_lines import checked_line
+
+    pos = file_pos(300)
+    record = ["f", *(getattr(pos, name) for name in (
+        "path", "dev", "ino", "fingerprint", "fingerprint_len", "offset", "prefix_hash",
+        "size_at_commit", "updated_at"))]
+    text = json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    assert encode_commit(pos) == checked_line(text.encode("ascii"))

@@ -196,6 +196,9 @@ class DispatcherShard(LogcapActor):
     def handle(self, message: Any) -> Any:
         if isinstance(message, Entries):
             entries, demand = self._process(message)
+            if demand is None and not self.throttle.streams():
+                self._add(entries)  # nothing held, no rate limit: what offer() would do
+                return None
             now = self.clock()
             for released in self.throttle.offer((entries.source, entries.stream), entries,
                                                 demand, now):

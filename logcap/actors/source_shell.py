@@ -42,7 +42,6 @@ committed positions. Needs the ``directory`` keyword (its address is the ``ack_t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -150,6 +149,12 @@ class SourceShell(LogcapActor):
         self.scheduler = scheduler
         self.buffer = buffer
         self._shard_of_name = {handle.name: i for i, handle in enumerate(shards)}
+        # metric children looked up once (a ``labels()`` call per read costs a lock and a
+        # dict look-up)
+        self._lines_read = SOURCE_LINES.labels(source.name)
+        self._bytes_read = SOURCE_BYTES.labels(source.name)
+        self._truncated = SOURCE_TRUNCATED.labels(source.name)
+        self._pauses = SOURCE_PAUSES.labels(source.name)
         self._sleeper = threading.Event()  # never set: a bounded wait in the start
         self._address: Handle | None = None
         self._pending: list[Entries] = []
@@ -358,10 +363,9 @@ class SourceShell(LogcapActor):
         while self._pending:
             entries = self._pending[0]
             index = shard_index(entries.stream, n)
-            if _incarnation(self.shards[index]) != self._in_step[index]:
-                return False
             try:
-                self.shards[index].tell(entries)
+                if not self.shards[index].tell_incarnation(self._in_step[index], entries):
+                    return False
             except DeliveryRefused:
                 return False
             self._pending.pop(0)
@@ -378,15 +382,15 @@ class SourceShell(LogcapActor):
             self._pause()
             return
         reading = self.source.read()
-        name = self.source.name
         if reading.lines:
-            SOURCE_LINES.labels(name).inc(reading.lines)
-            SOURCE_BYTES.labels(name).inc(reading.bytes)
+            self._lines_read.inc(reading.lines)
+            self._bytes_read.inc(reading.bytes)
         if reading.truncated_lines:
-            SOURCE_TRUNCATED.labels(name).inc(reading.truncated_lines)
-        self._tell_keeper(list(reading.updates))
-        self._pending.extend(dataclasses.replace(e, ack_to=self._address)
-                             for e in reading.entries)
+            self._truncated.inc(reading.truncated_lines)
+        if reading.updates:
+            self._tell_keeper(list(reading.updates))
+        address = self._address
+        self._pending.extend(e.addressed(address) for e in reading.entries)
         if not self._send_pending():
             self._pause()
             return
@@ -395,7 +399,7 @@ class SourceShell(LogcapActor):
             self.actor_ref.tell(_Pump())
 
     def _pause(self) -> None:
-        SOURCE_PAUSES.labels(self.source.name).inc()
+        self._pauses.inc()
         self._paused = True
         if not self._pump_sent:
             self._pump_sent = True

@@ -107,6 +107,19 @@ class Handle:
         except ActorDeadError as exc:
             raise ActorUnavailable(f"{self.name} is not running") from exc
 
+    def tell_incarnation(self, urn: str | None, message: Any) -> bool:
+        """Tell ``message`` only to the actor bound to this name with ``urn`` (its
+        ``actor_urn``): False, nothing sent, when the name is bound to another actor (it
+        restarted) or to none. Raises as :meth:`tell` otherwise. One look-up for both."""
+        ref = self.directory.lookup(self.name)
+        if ref is None or ref.actor_urn != urn:
+            return False
+        try:
+            ref.tell(message)
+        except ActorDeadError as exc:
+            raise ActorUnavailable(f"{self.name} is not running") from exc
+        return True
+
     def ask(self, message: Any, timeout: float) -> Any:
         """Ask and wait up to ``timeout`` seconds (raises ``pykka.Timeout`` past it)."""
         try:

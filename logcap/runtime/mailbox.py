@@ -65,6 +65,7 @@ class BoundedInbox:
         "_cond",
         "_control",
         "_data",
+        "_getters",
         "capacity",
         "full_events",
         "high_water",
@@ -80,6 +81,7 @@ class BoundedInbox:
         self._data: deque[Envelope[Any]] = deque()
         self._control: deque[Envelope[Any]] = deque()
         self._cond = threading.Condition(threading.Lock())
+        self._getters = 0  # threads waiting in get(): a put wakes one only if there is one
         self.taken = 0
         self.full_events = 0
         self.high_water = 0
@@ -97,13 +99,18 @@ class BoundedInbox:
                     self.high_water = depth + 1
             else:
                 self._control.append(envelope)
-            self._cond.notify()
+            if self._getters:  # a busy receiver takes it without being woken
+                self._cond.notify()
 
     def get(self) -> Envelope[Any]:
         """Block until a message is queued; control messages come first."""
         with self._cond:
             while not self._control and not self._data:
-                self._cond.wait()
+                self._getters += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._getters -= 1
             self.taken += 1
             if self._control:
                 return self._control.popleft()

@@ -110,9 +110,11 @@ class TimerThread:
     def call_later(self, delay: float, target: Target, message: Any) -> TimerHandle:
         handle = TimerHandle()
         deadline = self._clock.monotonic() + max(0.0, delay)
+        entry = (deadline, next(self._seq), handle, target, message)
         with self._cond:
-            heapq.heappush(self._heap, (deadline, next(self._seq), handle, target, message))
-            self._cond.notify()
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:  # else the thread's wait ends before it is due anyway
+                self._cond.notify()
         return handle
 
     def stop(self) -> None:
@@ -132,6 +134,11 @@ class TimerThread:
                 while not self._stopped:
                     if not self._heap:
                         self._cond.wait()
+                        continue
+                    if self._heap[0][2].cancelled:
+                        # dropped now, not at its deadline: a cancelled timer (a shard's
+                        # flush timer, cancelled when its batch fills) costs no wake-up
+                        heapq.heappop(self._heap)
                         continue
                     wait = self._heap[0][0] - self._clock.monotonic()
                     if wait <= 0:

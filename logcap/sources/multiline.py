@@ -344,5 +344,7 @@ class JoinCounts:
 
     def take(self) -> dict[str, int]:
         """The counts added since the last call."""
+        if not self._new:
+            return {}  # the common case (no multiline rule): no new Counter per read
         new, self._new = dict(self._new), Counter()
         return new

@@ -40,6 +40,7 @@ the read go through one descriptor, so they describe the same file even if the p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -127,8 +128,12 @@ def fingerprint(source: PathOrFd, size: int = FINGERPRINT_BYTES) -> str:
     return digest_bytes(read_at(source, 0, max(0, size)))
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint_length(fp: str) -> int:
-    """How many bytes ``fp`` covers. Raises ValueError if ``fp`` is not ``"<n>:<hex>"``."""
+    """How many bytes ``fp`` covers. Raises ValueError if ``fp`` is not ``"<n>:<hex>"``.
+
+    Cached (a pure function of the string; an error is not cached): a tailer asks it of the
+    same few fingerprints several times at every read."""
     length, sep, hexpart = fp.partition(":")
     if not sep or not length.isdigit() or len(hexpart) != 2 * _DIGEST_SIZE_BYTES:
         raise ValueError(f"malformed fingerprint {fp!r}: expected '<length>:<16 hex digits>'")

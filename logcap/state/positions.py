@@ -218,7 +218,7 @@ class PositionsStore:
             and pos.offset < stored.offset
         ):
             return False
-        stamped = dataclasses.replace(pos, updated_at=self._clock())
+        stamped = pos.at(self._clock())
         self._files[pos.key] = stamped
         changed = stored is None or _without_time(stored) != _without_time(pos)
         self._mark(FILE_KIND, changed=changed)

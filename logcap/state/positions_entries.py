@@ -79,6 +79,13 @@ class FilePosition:
     def key(self) -> FileKey:
         return (self.dev, self.ino)
 
+    def at(self, updated_at: float) -> FilePosition:
+        """This position with ``updated_at`` set: ``dataclasses.replace(self,
+        updated_at=...)`` without its per-call field walk (the store stamps every commit)."""
+        return FilePosition(self.path, self.dev, self.ino, self.fingerprint,
+                            self.fingerprint_len, self.offset, self.prefix_hash,
+                            self.size_at_commit, updated_at)
+
     @property
     def identity(self) -> FileIdentity:
         return FileIdentity(self.dev, self.ino, self.fingerprint)

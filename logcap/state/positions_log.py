@@ -79,8 +79,12 @@ LogRecord = FilePosition | ContainerPosition | tuple[str, Any]
 """A commit (the position), or a removal: ``("file", (dev, ino))``, ``("container", id)``."""
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+"""``json.dumps`` with these arguments builds a new encoder at each call (one per commit)."""
+
+
 def _line(value: list[Any]) -> bytes:
-    text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    text = _ENCODER.encode(value)
     return checked_line(text.encode("ascii"))
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 from logcap.sources.files.compressed_follow import CompressedFiles
 from logcap.sources.files.discovery import scan
-from logcap.sources.files.file_table import SkippedFile, log
+from logcap.sources.files.file_table import CAP_PROBLEM, SkippedFile, log
 from logcap.sources.files.generation import (
     ClosedFile,
     open_log,
@@ -268,6 +268,9 @@ class FileAdoption(CompressedFiles):
                 st = None
             if st is None or not closed.unchanged(st):
                 changed.append((path, closed, st))
+        if not changed and not self.waiting and self.open_count() <= cap \
+                and CAP_PROBLEM not in self.errors:
+            return  # nothing to open, nothing over the cap (the common wake-up)
         wanted = len(self.waiting) + len(changed)
         # Make room: fully read files are closed (least recently active first) so that the
         # ones waiting get their turn; at most half the cap at a time.

@@ -347,7 +347,7 @@ class SourceTailer(FileAdoption):
             if gen is None or token.epoch != gen.epoch:
                 continue
             for read in gen.inflight:
-                if read.token == token:
+                if read.token is token or read.token == token:  # the same object, mostly
                     read.acked = True
                     break
             touched[gen.gen_id] = gen
