@@ -68,14 +68,19 @@ class Probe:
         self.peak_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self.system_start = self._system()
         self.cpu_start = self._cpu()
         self.cpu_s = 0.0
+        self.system_s = 0.0
         self.t_start = time.monotonic()
         self._thread.start()
 
     def _cpu(self) -> float:
         times = self.process.cpu_times()
         return float(times.user + times.system)
+
+    def _system(self) -> float:
+        return float(self.process.cpu_times().system)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -87,6 +92,7 @@ class Probe:
 
     def finish(self) -> tuple[float, float]:
         """(CPU % of one core, peak RSS MiB) since the probe started."""
+        self.system_s = self._system() - self.system_start
         self.cpu_s = self._cpu() - self.cpu_start
         wall = time.monotonic() - self.t_start
         self._stop.set()
@@ -96,6 +102,10 @@ class Probe:
     def us_per_line(self, lines: int) -> float:
         """CPU µs per line over the probe's life (after :meth:`finish`)."""
         return 1e6 * self.cpu_s / max(1, lines)
+
+    def system_us_per_line(self, lines: int) -> float:
+        """Of :meth:`us_per_line`, the kernel's (system time: reads, writes, fsync, sockets)."""
+        return 1e6 * self.system_s / max(1, lines)
 
 
 DISK_BUFFER: dict[str, Any] = {"enabled": False}
@@ -144,7 +154,8 @@ def throughput(lines: int, line_bytes: int, encoding: str) -> None:
     mode = f"{encoding}{', disk buffer' if DISK_BUFFER['enabled'] else ''}"
     print(f"throughput [{mode}]: {receiver.count:,} lines of {line_bytes} B in {elapsed:.2f}s"
           f" = {rate:,.0f} lines/s ({rate * line_bytes / 2**20:.1f} MiB/s)"
-          f"  logcap CPU {cpu:.0f}% of a core ({probe.us_per_line(receiver.count):.1f} µs/line),"
+          f"  logcap CPU {cpu:.0f}% of a core ({probe.us_per_line(receiver.count):.1f} µs/line,"
+          f" {probe.system_us_per_line(receiver.count):.1f} of it system),"
           f" peak RSS {rss:.0f} MiB  (target >= 50,000 lines/s: {rate / 50_000:.2f}x)")
 
 
