@@ -10,6 +10,8 @@ EXTENSIONS = [
               optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._snappy", ["logcap/sinks/loki/_snappy.c"],
               optional=True, extra_compile_args=["-O2"]),
+    Extension("logcap.sources._line_automaton", ["logcap/sources/_line_automaton.c"],
+              optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._protobuf", ["logcap/sinks/loki/_protobuf.c"],
               optional=True, extra_compile_args=["-O2"]),
 ]

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from typing import NamedTuple, Protocol
 
+from logcap.sources.line_automaton import LinesAutomaton, compile_lines_automaton, stops
+
 __all__ = [
     "CLOSE_REASONS",
     "COMPLETE",
@@ -100,7 +102,9 @@ class MultilineSpec(Protocol):
 @dataclass(frozen=True, slots=True)
 class MultilineRule:
     """A compiled rule: a line continues the open entry when ``regex`` finds a match, unless
-    ``negate`` (``firstline`` is ``negate=True, after=True``); ``after`` is ``match: after``."""
+    ``negate`` (``firstline`` is ``negate=True, after=True``); ``after`` is ``match: after``.
+    ``automaton`` decides the searches of a run of lines at once when the pattern allows it
+    (:mod:`logcap.sources.line_automaton`; None: searched line by line)."""
 
     regex: re.Pattern[str]
     negate: bool = True
@@ -108,10 +112,12 @@ class MultilineRule:
     max_lines: int = 500
     max_bytes: int = 256 * 1024
     timeout_s: float = 5.0
+    automaton: LinesAutomaton | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_lines < 1 or self.max_bytes < 1 or self.timeout_s <= 0:
             raise ValueError("max_lines, max_bytes and timeout must be positive")
+        object.__setattr__(self, "automaton", compile_lines_automaton(self.regex))
 
     @classmethod
     def of(cls, spec: MultilineSpec) -> MultilineRule:
@@ -232,10 +238,8 @@ class LineJoiner:
         if not lines:
             return JoinedEntries()
         rule = self.rule
-        found = map(rule.regex.search, lines)  # a match object is true
-        stops = found if rule.negate else map(operator.not_, found)
-        fast = self._feed_cut(lines, starts, end, now,
-                              list(compress(count(0 if rule.after else 1), stops)))
+        fast = self._feed_cut(lines, starts, end, now, stops(
+            rule.regex, rule.automaton, lines, rule.negate, 0 if rule.after else 1))
         if fast is not None:
             return fast
         closed = JoinedEntries()
