@@ -27,6 +27,22 @@ typedef struct {
     uint64_t by_char[ASCII];
 } automaton;
 
+/* One character of a line: the automaton's step (a return from decide() when it is decided
+ * or undecided here). */
+#define STEP(c)                                                                 \
+    do {                                                                        \
+        uint64_t next = 0, rest = active;                                       \
+        if ((c) >= ASCII) return -1;                                            \
+        while (rest) {                                                          \
+            next |= a->follow[__builtin_ctzll(rest)];                           \
+            rest &= rest - 1;                                                   \
+        }                                                                       \
+        if (!anchored || k == 0) next |= a->first;                              \
+        active = next & a->by_char[(c)];                                        \
+        if (!at_end && (active & a->last)) return 1;                            \
+        if (anchored && !active) return 0;                                      \
+    } while (0)
+
 /* 1: a match, 0: none, -1: undecided (ask the regex). */
 static int decide(const automaton *a, PyObject *line) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(line);
@@ -38,18 +54,11 @@ static int decide(const automaton *a, PyObject *line) {
     Py_ssize_t k;
     if ((a->flags & END) && n > 0 && PyUnicode_READ(kind, data, n - 1) == '\n') return -1;
     if (a->nullable && !at_end) return 1;
-    for (k = 0; k < n; k++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, k);
-        uint64_t next = 0, rest = active;
-        if (c >= ASCII) return -1;
-        while (rest) {
-            next |= a->follow[__builtin_ctzll(rest)];
-            rest &= rest - 1;
-        }
-        if (!anchored || k == 0) next |= a->first;
-        active = next & a->by_char[c];
-        if (!at_end && (active & a->last)) return 1;
-        if (anchored && !active) return 0;
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *chars = (const Py_UCS1 *)data;
+        for (k = 0; k < n; k++) STEP(chars[k]);
+    } else {
+        for (k = 0; k < n; k++) STEP(PyUnicode_READ(kind, data, k));
     }
     if (!at_end) return 0;
     return (active & a->last) || (a->nullable && (!anchored || n == 0));

@@ -231,10 +231,11 @@ class LineJoiner:
                    ) -> JoinedEntries:
         """:meth:`feed` for a run of lines at once (line ``i`` spans ``[starts[i],
         starts[i + 1])``, the last one ``[starts[-1], end)``); the same entries, faster: when
-        no cap is reached, entries are cut where one pass of the pattern over the lines finds
-        the lines that do not continue (with ``match: after`` an entry starts at such a line,
-        with ``before`` one ends with it), and only the entries of several lines are
-        joined."""
+        no cap is reached, entries are cut where one pass over the lines finds the lines that
+        do not continue (with ``match: after`` an entry starts at such a line, with
+        ``before`` one ends with it; by the rule's automaton when it has one, see
+        :func:`~logcap.sources.line_automaton.stops`), and only the entries of several lines
+        are joined."""
         if not lines:
             return JoinedEntries()
         rule = self.rule
@@ -262,15 +263,21 @@ class LineJoiner:
         at = [*starts, end]
         pos = list(map(at.__getitem__, bounds))
         sizes = list(map(operator.sub, bounds[1:], bounds))
-        spans = list(map(operator.sub, pos[1:], pos))
         max_lines, max_bytes = self.rule.max_lines, self.rule.max_bytes
-        if held and sizes[0]:  # piece 0 grows the open entry
+        grows = held and sizes[0]  # piece 0 grows the open entry
+        if grows:
             sizes[0] += held
-            spans[0] = pos[1] - self._start
-        if max(sizes) > max_lines or (max(spans) > max_bytes and any(
-                span > max_bytes and size > 1 for span, size in zip(spans, sizes,
-                                                                     strict=True))):
+        # no piece is longer than all the lines, nor spans more than all of them: the caps
+        # are checked piece by piece only when the whole could pass them
+        if held + n > max_lines and max(sizes) > max_lines:
             return None
+        if end - (self._start if grows else pos[0]) > max_bytes:
+            spans = list(map(operator.sub, pos[1:], pos))
+            if grows:
+                spans[0] = pos[1] - self._start
+            if any(span > max_bytes and size > 1
+                   for span, size in zip(spans, sizes, strict=True)):
+                return None
         self._fed_at = now
         closed = JoinedEntries()
         if sizes[0]:
