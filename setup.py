@@ -10,6 +10,8 @@ EXTENSIONS = [
               depends=["logcap/pipeline/stages/_store.h"], optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._snappy", ["logcap/sinks/loki/_snappy.c"],
               optional=True, extra_compile_args=["-O2"]),
+    Extension("logcap.sources._line_automaton", ["logcap/sources/_line_automaton.c"],
+              optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.sinks.loki._protobuf", ["logcap/sinks/loki/_protobuf.c"],
               optional=True, extra_compile_args=["-O2"]),
     Extension("logcap.state.buffer._line_block", ["logcap/state/buffer/_line_block.c"],

@@ -160,6 +160,14 @@ def test_feeding_runs_of_lines_gives_what_feeding_them_one_by_one_gives(
 ) -> None:
     pattern, negate, after = how
     rule = MultilineRule(re.compile(pattern), negate, after, max_lines, max_bytes)
+    by_line, by_run = by_line_and_by_run(rule, runs)
+    assert by_run == by_line
+
+
+def by_line_and_by_run(rule: MultilineRule, runs: list[list[str]]
+                       ) -> tuple[list[JoinedEntry], list[JoinedEntry]]:
+    """What two joiners close, one fed line by line and one run by run (each line its UTF-8
+    size and a newline); their open entries and what flushing them gives must agree."""
     one, many = LineJoiner(rule), LineJoiner(rule)
     by_line: list[JoinedEntry] = []
     by_run: list[JoinedEntry] = []
@@ -167,13 +175,14 @@ def test_feeding_runs_of_lines_gives_what_feeding_them_one_by_one_gives(
     for run in runs:
         starts = []
         for line in run:
+            size = len(line.encode("utf-8", "surrogatepass")) + 1
             starts.append(offset)
-            by_line.extend(one.feed(line, offset, offset + len(line) + 1, 0.0))
-            offset += len(line) + 1
+            by_line.extend(one.feed(line, offset, offset + size, 0.0))
+            offset += size
         by_run.extend(many.feed_lines(run, starts, offset, 0.0))
         assert (one.open_start, one.open_lines) == (many.open_start, many.open_lines)
-    assert by_run == by_line
     assert one.flush(END_OF_STREAM) == many.flush(END_OF_STREAM)
+    return by_line, by_run
 
 
 # --- the config section -----------------------------------------------------------------------

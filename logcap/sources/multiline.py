@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from typing import NamedTuple, Protocol
 
+from logcap.sources.line_automaton import LinesAutomaton, compile_lines_automaton, stops
+
 __all__ = [
     "CLOSE_REASONS",
     "COMPLETE",
@@ -100,7 +102,9 @@ class MultilineSpec(Protocol):
 @dataclass(frozen=True, slots=True)
 class MultilineRule:
     """A compiled rule: a line continues the open entry when ``regex`` finds a match, unless
-    ``negate`` (``firstline`` is ``negate=True, after=True``); ``after`` is ``match: after``."""
+    ``negate`` (``firstline`` is ``negate=True, after=True``); ``after`` is ``match: after``.
+    ``automaton`` decides the searches of a run of lines at once when the pattern allows it
+    (:mod:`logcap.sources.line_automaton`; None: searched line by line)."""
 
     regex: re.Pattern[str]
     negate: bool = True
@@ -108,10 +112,12 @@ class MultilineRule:
     max_lines: int = 500
     max_bytes: int = 256 * 1024
     timeout_s: float = 5.0
+    automaton: LinesAutomaton | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_lines < 1 or self.max_bytes < 1 or self.timeout_s <= 0:
             raise ValueError("max_lines, max_bytes and timeout must be positive")
+        object.__setattr__(self, "automaton", compile_lines_automaton(self.regex))
 
     @classmethod
     def of(cls, spec: MultilineSpec) -> MultilineRule:
@@ -225,17 +231,16 @@ class LineJoiner:
                    ) -> JoinedEntries:
         """:meth:`feed` for a run of lines at once (line ``i`` spans ``[starts[i],
         starts[i + 1])``, the last one ``[starts[-1], end)``); the same entries, faster: when
-        no cap is reached, entries are cut where one pass of the pattern over the lines finds
-        the lines that do not continue (with ``match: after`` an entry starts at such a line,
-        with ``before`` one ends with it), and only the entries of several lines are
-        joined."""
+        no cap is reached, entries are cut where one pass over the lines finds the lines that
+        do not continue (with ``match: after`` an entry starts at such a line, with
+        ``before`` one ends with it; by the rule's automaton when it has one, see
+        :func:`~logcap.sources.line_automaton.stops`), and only the entries of several lines
+        are joined."""
         if not lines:
             return JoinedEntries()
         rule = self.rule
-        found = map(rule.regex.search, lines)  # a match object is true
-        stops = found if rule.negate else map(operator.not_, found)
-        fast = self._feed_cut(lines, starts, end, now,
-                              list(compress(count(0 if rule.after else 1), stops)))
+        fast = self._feed_cut(lines, starts, end, now, stops(
+            rule.regex, rule.automaton, lines, rule.negate, 0 if rule.after else 1))
         if fast is not None:
             return fast
         closed = JoinedEntries()
@@ -258,15 +263,21 @@ class LineJoiner:
         at = [*starts, end]
         pos = list(map(at.__getitem__, bounds))
         sizes = list(map(operator.sub, bounds[1:], bounds))
-        spans = list(map(operator.sub, pos[1:], pos))
         max_lines, max_bytes = self.rule.max_lines, self.rule.max_bytes
-        if held and sizes[0]:  # piece 0 grows the open entry
+        grows = held and sizes[0]  # piece 0 grows the open entry
+        if grows:
             sizes[0] += held
-            spans[0] = pos[1] - self._start
-        if max(sizes) > max_lines or (max(spans) > max_bytes and any(
-                span > max_bytes and size > 1 for span, size in zip(spans, sizes,
-                                                                     strict=True))):
+        # no piece is longer than all the lines, nor spans more than all of them: the caps
+        # are checked piece by piece only when the whole could pass them
+        if held + n > max_lines and max(sizes) > max_lines:
             return None
+        if end - (self._start if grows else pos[0]) > max_bytes:
+            spans = list(map(operator.sub, pos[1:], pos))
+            if grows:
+                spans[0] = pos[1] - self._start
+            if any(span > max_bytes and size > 1
+                   for span, size in zip(spans, sizes, strict=True)):
+                return None
         self._fed_at = now
         closed = JoinedEntries()
         if sizes[0]:

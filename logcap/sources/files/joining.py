@@ -36,6 +36,7 @@ from typing import Protocol
 
 from logcap.sources.files.reader import CHUNK_BYTES, LineReader, Pread, ReadResult
 from logcap.sources.multiline import (
+    COMPLETE,
     END_OF_STREAM,
     TIMEOUT,
     JoinCounts,
@@ -133,7 +134,12 @@ class JoiningReader:
         elif result.eof and joiner.due(now):
             self._close(closed, TIMEOUT)
         if closed:
-            self._counts.add_all(Counter(closed.reasons))
+            reasons = closed.reasons
+            complete = reasons.count(COMPLETE)  # most often all of them: no Counter
+            if complete == len(reasons):
+                self._counts.add(COMPLETE, complete)
+            else:
+                self._counts.add_all(Counter(reasons))
             self._offset = closed.ends[-1]
         return ReadResult(
             lines=closed.texts,
