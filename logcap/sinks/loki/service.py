@@ -284,6 +284,8 @@ def _by_stream(made: list[EntryLike], line_labels: Sequence[Labels],
     Lines next to each other mostly share their labels' tuple: the runs of one tuple (found by
     identity, in C) are moved as slices; when the runs are short, line by line."""
     n = len(made)
+    if not n:
+        return {}
     ends = list(compress(count(1), map(is_not, line_labels, islice(line_labels, 1, None))))
     if len(ends) > RUNS_PER_LINE_MAX * n:
         rendered_of = {key: render(extra) for key, extra in
@@ -297,8 +299,6 @@ def _by_stream(made: list[EntryLike], line_labels: Sequence[Labels],
     start = 0
     ends.append(n)
     for end in ends:
-        if start == end:  # no lines
-            break
         extra = line_labels[start]
         rendered = rendered_by_id.get(id(extra))
         if rendered is None:
@@ -310,18 +310,8 @@ def _by_stream(made: list[EntryLike], line_labels: Sequence[Labels],
             run += made[start:end]
         start = end
     return own
-    own = {}
-    start = 0
-    ends.append(n)
-    for end in ends:
-        rendered = rendered_of[id(line_labels[start])]
-        run = own.get(rendered)
-        if run is None:
-            own[rendered] = made[start:end]
-        else:
-            run += made[start:end]
-        start = end
-    return own
+
+
 _LINE = itemgetter(1)
 _METADATA = itemgetter(2)
 _flat = chain.from_iterable
