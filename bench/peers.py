@@ -13,8 +13,9 @@ Agents (each its own process, config and state under a temp dir; never a system 
   ``log-fetch-limit(1000)``) and an ``http()`` destination posting Loki's JSON push format
   (``--batch-lines`` lines or 50 ms a batch, one worker: one ordered stream).
 
-Each agent tails one file into a Loki push receiver on loopback (``tests/loki_receiver.py``,
-which decodes and validates every push) in two jobs:
+Each agent tails one file into a Loki push receiver on loopback that decodes and validates
+every push (``tests/fast_loki_receiver.py`` in its own process; ``--in-process-receiver``: the
+full ``tests/loki_receiver.py`` in this one, as before) in two jobs:
 
 1. **burst**: ``--lines`` lines of ``--line-bytes`` bytes are written first; the agent starts
    and reads from the beginning: lines/s (lines / time to the last arrival), CPU µs per line
@@ -46,7 +47,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.e2e_loki import Probe, TimingReceiver
+from bench.e2e_loki import (
+    Probe,
+    ReceiverCpu,
+    add_receiver_option,
+    apply_receiver_option,
+    open_receiver,
+)
 from logcap.config.sources import DEFAULT_DISPATCH_BATCH_LINES
 from tests.harness import LogcapProcess, make_config
 
@@ -161,6 +168,7 @@ class Figures:
     burst_rate: list[float] = field(default_factory=list)
     burst_us: list[float] = field(default_factory=list)
     burst_rss: list[float] = field(default_factory=list)
+    receiver_us: list[float] = field(default_factory=list)
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     steady_cpu: list[float] = field(default_factory=list)
@@ -180,7 +188,7 @@ def _wait(done: Callable[[], bool], timeout: float, agent: Agent) -> bool:
 
 
 def burst(agent: Agent, lines: int, line_bytes: int, figures: Figures) -> None:
-    receiver = TimingReceiver().start()
+    receiver = open_receiver()
     with tempfile.TemporaryDirectory(prefix=f"peers-{agent.name}-") as name:
         tmp = Path(name)
         log = tmp / "app.log"
@@ -189,23 +197,28 @@ def burst(agent: Agent, lines: int, line_bytes: int, figures: Figures) -> None:
             for start in range(0, lines, 10_000):
                 fh.write("".join(f"seq={n:09d} {pad}\n"
                                  for n in range(start, min(lines, start + 10_000))))
+        receiver_cpu = ReceiverCpu(receiver)
         started = time.monotonic()
         probe = Probe(agent.start(tmp, log, receiver.url))
         complete = _wait(lambda: receiver.count >= lines, 600, agent)
+        count = receiver.count
         elapsed = receiver.last_arrival - started
         _, rss = probe.finish()
+        receiver_cpu_s = receiver_cpu.seconds()
         agent.stop()
     receiver.stop()
     if not complete:
-        figures.problems.append(f"burst: {receiver.count} of {lines} lines arrived")
-    figures.burst_rate.append(receiver.count / elapsed)
-    figures.burst_us.append(probe.us_per_line(receiver.count))
+        figures.problems.append(f"burst: {count} of {lines} lines arrived")
+    figures.burst_rate.append(count / elapsed)
+    figures.burst_us.append(probe.us_per_line(count))
     figures.burst_rss.append(rss)
+    if receiver_cpu_s is not None:
+        figures.receiver_us.append(1e6 * receiver_cpu_s / max(1, count))
 
 
 def steady(agent: Agent, rate: float, seconds: float, line_bytes: int,
            figures: Figures) -> None:
-    receiver = TimingReceiver().start()
+    receiver = open_receiver()
     with tempfile.TemporaryDirectory(prefix=f"peers-{agent.name}-") as name:
         tmp = Path(name)
         log = tmp / "app.log"
@@ -229,11 +242,12 @@ def steady(agent: Agent, rate: float, seconds: float, line_bytes: int,
                     time.sleep(ahead)
         complete = _wait(lambda: receiver.count >= written, 60, agent)
         cpu, rss = probe.finish()
+        count, latencies = receiver.count, receiver.latencies_ms
         agent.stop()
     receiver.stop()
     if not complete:
-        figures.problems.append(f"steady: {receiver.count} of {written} lines arrived")
-    lat = sorted(receiver.latencies_ms)
+        figures.problems.append(f"steady: {count} of {written} lines arrived")
+    lat = sorted(latencies)
     figures.p50.append(statistics.median(lat) if lat else float("nan"))
     figures.p99.append(lat[max(0, int(len(lat) * 0.99) - 1)] if lat else float("nan"))
     figures.steady_cpu.append(cpu)
@@ -249,6 +263,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("burst_rate", "burst lines/s", "{:,.0f}"),
     ("burst_us", "burst CPU µs/line", "{:.2f}"),
     ("burst_rss", "burst peak RSS MiB", "{:.0f}"),
+    ("receiver_us", "burst receiver CPU µs/line", "{:.2f}"),
     ("p50", "steady p50 ms", "{:.0f}"),
     ("p99", "steady p99 ms", "{:.0f}"),
     ("steady_cpu", "steady CPU % of a core", "{:.1f}"),
@@ -294,7 +309,9 @@ def main() -> int:
                         help="lines per push, for every agent (logcap's dispatcher and Loki "
                              "batch_size, syslog-ng's batch-lines; default: logcap's)")
     parser.add_argument("--only", nargs="+", choices=["logcap", "logcap-disk", "syslog-ng"])
+    add_receiver_option(parser)
     args = parser.parse_args()
+    apply_receiver_option(args)
     agents: list[Agent] = [Logcap(False, args.batch_lines), Logcap(True, args.batch_lines),
                            SyslogNg(args.batch_lines)]
     if not os.path.exists(SYSLOG_NG):

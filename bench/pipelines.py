@@ -10,7 +10,8 @@
    entries are MariaDB's 6-line entries. Also the multiline joining of the raw lines
    (:class:`~logcap.sources.multiline.LineJoiner`), per raw line.
 2. **end to end** (``--e2e``): a logcap process reading a file from the beginning into a Loki
-   push receiver, once raw (no pipeline) and once with the pipeline; the process's CPU
+   push receiver (in its own process; ``--in-process-receiver``: the full test receiver in this
+   one), once raw (no pipeline) and once with the pipeline; the process's CPU
    seconds (psutil) per line, and the difference: what the pipeline adds per line.
 3. **instructions** (``--instructions``, needs ``valgrind``): the CPU instructions the
    pipeline runs per entry and per raw line, counted by cachegrind (a run over the entries
@@ -39,12 +40,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.e2e_loki import add_receiver_option, apply_receiver_option, open_receiver
 from logcap.cli.pipeline_test import join_all
 from logcap.pipeline.builtins import builtin_pipelines
 from logcap.pipeline.compiled import CompiledPipeline
 from tests.actor_kit import wait_until
 from tests.harness import LogcapProcess, make_config
-from tests.loki_receiver import LokiReceiver
 from tests.pipeline_kit import entries
 
 BATCH = 1000
@@ -158,7 +159,7 @@ def in_process(name: str, raw: list[str]) -> None:
 def _e2e_once(tmp: Path, raw: list[str], pipeline: str | None,
               wrapper: tuple[str, ...] = ()) -> float:
     """The logcap process's CPU seconds to ship ``raw`` (run under ``wrapper`` if given)."""
-    receiver = LokiReceiver(keep_lines=False).start()
+    receiver = open_receiver()
     try:
         logs = tmp / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,9 @@ def main() -> None:
     parser.add_argument("--upto", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--unfused", action="store_true",
                         help="with --instructions --stages: the stages one by one, not fused")
+    add_receiver_option(parser)
     args = parser.parse_args()
+    apply_receiver_option(args)
     if args.run_only:
         _run_only(args.run_only, args.lines, args.reps, args.upto, not args.unfused)
         return

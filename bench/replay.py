@@ -1,18 +1,20 @@
 """Disk-buffer replay after a Loki outage: how fast the backlog drains while new lines flow.
 
     .venv/bin/python bench/replay.py [--backlog 3000000] [--rate 10000] [--line-bytes 200]
+                                     [--in-process-receiver]
 
 1. **outage**: the Loki receiver answers 503; ``--backlog`` lines (default: 5 minutes at
-   10,000 lines/s) are written to the file and logcap, with the disk buffer on, reads them
-   into the buffer (their positions commit once they are durable there);
-2. **replay**: the receiver comes back while a writer keeps adding lines at ``--rate``; the
-   drain ends when the receiver has every backlog line (the new lines delivered by then count
-   in its rate too).
+   10,000 lines/s; numbered ``seq=N``) are written to the file and logcap, with the disk buffer
+   on, reads them into the buffer (their positions commit once they are durable there);
+2. **replay**: the receiver comes back while a writer keeps adding lines at ``--rate``
+   (``new=N t=<ns>``, not numbered); the drain ends when the receiver has every backlog line
+   (the new lines delivered by then count in its rate too).
 
 Printed: the backlog's fill (lines/s into the buffer, CPU µs per line), the drain (backlog
 and new lines delivered, lines/s, CPU µs per line) and the new lines' p99 delay from write to
-arrival during the drain and after it. The receiver decodes and validates every push in this
-process, on the same 2 cores.
+arrival during the drain and after it. The receiver decodes and validates every push, in its
+own process (``tests/fast_loki_receiver.py``), or with ``--in-process-receiver`` the full test
+receiver in this one; both on the same 2 cores.
 """
 
 from __future__ import annotations
@@ -26,27 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.e2e_loki import Probe, TimingReceiver
+from bench.e2e_loki import (
+    Probe,
+    ReceiverCpu,
+    add_receiver_option,
+    apply_receiver_option,
+    open_receiver,
+)
 from tests.harness import LogcapProcess, make_config
-from tests.loki_receiver import DecodedEntry
-
-
-class ReplayReceiver(TimingReceiver):
-    """Also counts the backlog's lines (``old=``) and when the last of them arrived."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.old = 0
-        self.old_done = 0.0  # monotonic time the ``backlog``-th old line arrived
-        self.backlog = 0
-
-    def _record(self, accepted: list[tuple[str, list[DecodedEntry]]]) -> int:
-        total = super()._record(accepted)
-        self.old += sum(entry.line.startswith("old=") for _, entries in accepted
-                        for entry in entries)
-        if self.old >= self.backlog and not self.old_done:
-            self.old_done = time.monotonic()
-        return total
 
 
 def buffered_lines(proc: LogcapProcess) -> int:
@@ -82,10 +71,10 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=3_000_000)
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--line-bytes", type=int, default=200)
+    add_receiver_option(parser)
     args = parser.parse_args()
-    receiver = ReplayReceiver()
-    receiver.backlog = args.backlog
-    receiver.start()
+    apply_receiver_option(args)
+    receiver = open_receiver()
     receiver.fail_unavailable()
     with tempfile.TemporaryDirectory(prefix="logcap-replay-") as name:
         tmp = Path(name)
@@ -103,7 +92,7 @@ def main() -> None:
         pad = "x" * max(0, args.line_bytes - 20)
         with open(path, "w") as fh:
             for n in range(args.backlog):
-                fh.write(f"old={n:09d} {pad}\n")
+                fh.write(f"seq={n:09d} {pad}\n")
         proc = LogcapProcess(config).start(wait_healthy=False)
         assert proc.proc is not None
         fill = Probe(proc.proc.pid)
@@ -122,17 +111,20 @@ def main() -> None:
         writer = threading.Thread(target=write_at_rate, args=(path, args.rate, stop,
                                                              pad[:-25], written))
         drain = Probe(proc.proc.pid)
+        receiver_cpu = ReceiverCpu(receiver)
         receiver.clear_faults()
         writer.start()
         deadline = time.monotonic() + 1800
-        while not receiver.old_done and time.monotonic() < deadline:
+        while receiver.numbered < args.backlog and time.monotonic() < deadline:
             time.sleep(0.05)
-        drain_s = receiver.old_done - drain.t_start
-        delivered = receiver.count
-        during = list(receiver.latencies_ms)
         drain_cpu, rss = drain.finish()
+        done = next(a for a in receiver.arrivals if a.numbered >= args.backlog)
+        drain_s = done.monotonic - drain.t_start
+        delivered = done.lines
+        receiver_text = receiver_cpu.text(delivered)
         time.sleep(5)  # the new lines alone, after the drain
-        after = receiver.latencies_ms[len(during):]
+        latencies = receiver.latencies_ms
+        during, after = latencies[:done.delays], latencies[done.delays:]
         stop.set()
         writer.join()
         proc.stop()
@@ -140,7 +132,7 @@ def main() -> None:
     print(f"replay: {delivered:,} lines ({args.backlog:,} backlog + "
           f"{delivered - args.backlog:,} new at {args.rate:,.0f}/s) in {drain_s:.1f} s = "
           f"{delivered / drain_s:,.0f} lines/s, logcap {drain.us_per_line(delivered):.1f} µs CPU"
-          f" per line ({drain_cpu:.0f} % of a core), peak RSS {rss:.0f} MiB "
+          f" per line ({drain_cpu:.0f} % of a core), peak RSS {rss:.0f} MiB{receiver_text} "
           f"(target >= 300,000 lines/s: {delivered / drain_s / 300_000:.2f}x)")
     print(f"  new lines' delay: p99 {p99(during):,.0f} ms during the drain, "
           f"{p99(after):,.0f} ms after it")

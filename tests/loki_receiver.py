@@ -96,9 +96,11 @@ __all__ = [
     "PushError",
     "RequestRecord",
     "canonical_labels",
+    "check_stream_labels",
     "decode_push",
     "main",
     "parse_label_string",
+    "render_json_labels",
     "seq_number",
 ]
 
@@ -282,6 +284,11 @@ def _go_quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def render_json_labels(labels: Mapping[str, str]) -> str:
+    """A JSON stream's label map as the label string Loki parses next (``LabelSet.String()``)."""
+    return "{" + ", ".join(f"{k}={_go_quote(labels[k])}" for k in sorted(labels)) + "}"
+
+
 def _decode_json(data: bytes) -> list[DecodedStream]:
     try:
         doc = json.loads(data)
@@ -299,7 +306,7 @@ def _decode_json(data: bytes) -> list[DecodedStream]:
         labels = raw.get("stream") or {}
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
             raise PushError(400, "json: stream labels must be an object of strings")
-        rendered = "{" + ", ".join(f"{k}={_go_quote(labels[k])}" for k in sorted(labels)) + "}"
+        rendered = render_json_labels(labels)
         values = raw.get("values") or []
         if not isinstance(values, list):
             raise PushError(400, "json: values must be an array")
@@ -437,6 +444,32 @@ def canonical_labels(pairs: Iterable[tuple[str, str]]) -> str:
     """The key a stream is recorded under: names sorted, empty values dropped."""
     kept = sorted((k, v) for k, v in pairs if v)
     return "{" + ", ".join(f'{k}="{_escape(v)}"' for k, v in kept) + "}"
+
+
+def check_stream_labels(key: str, max_label_names: int = MAX_LABEL_NAMES,
+                        ) -> tuple[str, str | None]:
+    """Validate a stream's label string as Loki's distributor does: ``(canonical key, None)``
+    when it passes, ``("", the error Loki reports)`` when it does not."""
+    try:
+        pairs = parse_label_string(key)
+    except ValueError as exc:
+        return "", f"Error parsing labels '{key}' with error: {exc}"
+    pairs = [(k, v) for k, v in pairs if v]
+    if not pairs:
+        return "", "error at least one label pair is required per stream"
+    names = sorted(k for k, _ in pairs)
+    count = len(names) - (1 if SERVICE_NAME_LABEL in names else 0)
+    if count > max_label_names:
+        return "", (f"entry for stream '{key}' has {count} label names; "
+                    f"limit {max_label_names}")
+    for i, (name, value) in enumerate(sorted(pairs)):
+        if len(name.encode()) > MAX_LABEL_NAME_BYTES:
+            return "", f"stream '{key}' has label name too long: '{name}'"
+        if len(value.encode("utf-8", "surrogateescape")) > MAX_LABEL_VALUE_BYTES:
+            return "", f"stream '{key}' has label value too long: '{value}'"
+        if i and names[i - 1] == name:
+            return "", f"stream '{key}' has duplicate label name: '{name}'"
+    return canonical_labels(pairs), None
 
 
 _SEQ_FIELD = re.compile(r"\bseq=(\d+)")
@@ -619,6 +652,9 @@ class LokiReceiver:
     Thread-safe: the HTTP handler threads and the test thread share one lock.
     """
 
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+    """The HTTP handler the server runs (a subclass may serve more paths)."""
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -660,7 +696,7 @@ class LokiReceiver:
         if self._server is not None:
             raise RuntimeError("receiver already started")
         self._stopping.clear()
-        server = _Server((self.host, self._requested_port), _Handler)
+        server = _Server((self.host, self._requested_port), self.handler_class)
         server.receiver = self
         self._server = server
         self._requested_port = server.server_port  # a restart comes back on the same port
@@ -908,36 +944,10 @@ class LokiReceiver:
         errors: list[str] = []
         wall_ns = time.time_ns()
         for stream in streams:
-            key = stream.labels
-            try:
-                pairs = parse_label_string(key)
-            except ValueError as exc:
-                errors.append(f"Error parsing labels '{key}' with error: {exc}")
-                continue
-            pairs = [(k, v) for k, v in pairs if v]
-            if not pairs:
-                errors.append("error at least one label pair is required per stream")
-                continue
-            names = sorted(k for k, _ in pairs)
-            count = len(names) - (1 if SERVICE_NAME_LABEL in names else 0)
-            if count > self.max_label_names:
-                errors.append(f"entry for stream '{key}' has {count} label names; "
-                              f"limit {self.max_label_names}")
-                continue
-            problem = None
-            for i, (name, value) in enumerate(sorted(pairs)):
-                if len(name.encode()) > MAX_LABEL_NAME_BYTES:
-                    problem = f"stream '{key}' has label name too long: '{name}'"
-                elif len(value.encode("utf-8", "surrogateescape")) > MAX_LABEL_VALUE_BYTES:
-                    problem = f"stream '{key}' has label value too long: '{value}'"
-                elif i and names[i - 1] == name:
-                    problem = f"stream '{key}' has duplicate label name: '{name}'"
-                if problem:
-                    break
-            if problem:
+            canonical, problem = check_stream_labels(stream.labels, self.max_label_names)
+            if problem is not None:
                 errors.append(problem)
                 continue
-            canonical = canonical_labels(pairs)
             kept: list[DecodedEntry] = []
             for entry in stream.entries:
                 problem = self._entry_problem(entry, canonical, marker, wall_ns)
@@ -1108,7 +1118,10 @@ def _retry_after_text(value: float | str) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, receiver_class: type[LokiReceiver] | None = None,
+         ) -> int:
+    """Serve as a process (see the module docstring); ``receiver_class`` defaults to
+    :class:`LokiReceiver`."""
     parser = argparse.ArgumentParser(description="A Loki push API test receiver.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -1118,9 +1131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reject-whole-request", action="store_true",
                         help="on a validation error keep nothing of the request")
     args = parser.parse_args(argv)
-    receiver = LokiReceiver(args.host, args.port, fault_file=args.fault_file,
-                            keep_lines=not args.no_keep_lines,
-                            partial_accept=not args.reject_whole_request)
+    receiver = (receiver_class or LokiReceiver)(
+        args.host, args.port, fault_file=args.fault_file, keep_lines=not args.no_keep_lines,
+        partial_accept=not args.reject_whole_request)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
