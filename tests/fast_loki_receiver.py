@@ -6,20 +6,19 @@ that the receiver costs well under a microsecond per line and an agent can be me
 speed. The fast path decides nothing differently: it takes a push only when it can prove the
 outcome equals the full receiver's, and hands every other push to the full receiver unchanged.
 
-Protobuf (snappy block format): the whole ``PushRequest`` is parsed in C by the upb-backed
-``google.protobuf`` with the test receiver's message classes (which validates the wire format and
-UTF-8, as the full path does), then the same bytes are parsed again with a *view* of
-``push.proto`` in which each stream's ``entries`` is one merged message: protobuf merges the
-repeated occurrences of a singular message field, so the view yields all lines of a stream as one
-list, and all timestamps' ``seconds`` and ``nanos`` as two lists, without a Python object per
-entry. That is exact only if every entry carries exactly one timestamp with both fields set and
-one non-empty line, so the fast path requires (and checks):
+Protobuf (snappy block format) is parsed in C by the upb-backed ``google.protobuf``, twice,
+with two *views* of ``pkg/push/push.proto`` (same wire format, other declarations). In the
+first, each stream's ``entries`` is one merged message: protobuf merges the repeated occurrences
+of a singular message field, so it yields all lines of a stream as one list, and all
+timestamps' ``seconds`` and ``nanos`` as two lists, without a Python object per entry (proto3:
+strings are checked as UTF-8, as the full decoder does). That reading is exact only if every
+entry carries exactly one line, one ``seconds`` and one ``nanos``; the second view (proto2)
+*requires* them in every entry, so ``IsInitialized()`` and the merged lists' lengths (as many
+as entries) prove it. The fast path also requires, per stream, no structured metadata and no
+``parsed`` labels. A proto3 encoder leaves out zero values, so an entry on a whole second
+(``nanos`` 0) or with an empty line goes to the full path.
 
-- the request is in protobuf's canonical form (re-serialising the parsed request gives back the
-  same bytes: fields in order, none repeated, defaults left out), so that no entry holds a field
-  twice; and per stream as many lines, ``seconds`` and ``nanos`` as entries, no structured
-  metadata, no ``parsed`` labels;
-- JSON: every value is ``[<string of digits>, <string>]``.
+JSON: every value must be ``[<string of digits, optionally signed>, <string>]``.
 
 The rest is checked in bulk: labels by the full receiver's rules (cached per label string),
 timestamps' ranges by min and max, line sizes by the longest line; counters in bulk too
@@ -64,7 +63,6 @@ from tests.loki_receiver import (
     _MAX_SECONDS,
     _MIN_SECONDS,
     _NS,
-    PROTO,
     PUSH_PATH,
     DecodedEntry,
     LokiReceiver,
@@ -99,18 +97,32 @@ def _bulk_seq_numbers(lines: list[str]) -> list[str] | None:
 
     Only each line's first :data:`_HEAD_CHARS` characters are searched; a number that reaches
     the end of that head might go on, so it sends the lines to the full path."""
+    numbers = _head_numbers(lines)
+    if numbers is not None and len(numbers) == len(lines):
+        return numbers  # every line starts with seq=<digit>
     starts = list(map(str.startswith, lines, repeat("seq=")))
-    numbered = lines if all(starts) else list(compress(lines, starts))
-    heads = "\n".join(map(_HEAD, numbered))
-    numbers = _LINE_START_SEQ.findall("\n" + heads) if numbered else []
-    if len(numbers) != len(numbered):  # a line lacks the digits, or holds "\nseq=<digit>"
+    numbered = list(compress(lines, starts))
+    numbers = _head_numbers(numbered)
+    if numbers is None or len(numbers) != len(numbered):
+        return None  # a line lacks the digits, or holds "\nseq=<digit>"
+    others = list(compress(lines, map(not_, starts)))
+    if "seq=" in "\n".join(others) or any(map(_LINE_START_NUMBER.match, others)):
         return None
+    return numbers
+
+
+def _head_numbers(lines: list[str]) -> list[str] | None:
+    """The digits after ``seq=`` at the start of each line that has them there, in order;
+    None if a line's head holds a newline (a match might then not be at a line's start) or a
+    number reaches the end of a line's head (it might go on)."""
+    if not lines:
+        return []
+    heads = "\n".join(map(_HEAD, lines))
+    if heads.count("\n") != len(lines) - 1:
+        return None
+    numbers = _LINE_START_SEQ.findall("\n" + heads)
     if numbers and max(map(len, numbers)) >= _HEAD_CHARS - 4:
         return None
-    if len(numbered) < len(lines):
-        others = list(compress(lines, map(not_, starts)))
-        if "seq=" in "\n".join(others) or any(map(_LINE_START_NUMBER.match, others)):
-            return None
     return numbers
 
 
@@ -121,56 +133,86 @@ def _utf8_bytes(lines: list[str]) -> int:
     return sum(len(line.encode("utf-8", "surrogateescape")) for line in lines)
 
 
-def _build_view() -> type[Message]:
-    """``PushRequest`` as the fast path reads it: per stream, its entries merged into one."""
+def _build_views() -> tuple[type[Message], type[Message]]:
+    """``PushRequest`` as the fast path reads it: per stream, its entries merged into one
+    message (proto3, so strings are checked as UTF-8); and a proto2 view in which every entry
+    *requires* a timestamp and a line, and every timestamp its seconds and nanos."""
     fdp = descriptor_pb2.FieldDescriptorProto
-    opt, rep = fdp.LABEL_OPTIONAL, fdp.LABEL_REPEATED
-    view = descriptor_pb2.FileDescriptorProto(name="bench/push_view.proto",
-                                              package="pushview", syntax="proto3")
-    req = view.message_type.add(name="PushRequest")
-    req.field.add(name="streams", number=1, label=rep, type=fdp.TYPE_MESSAGE,
-                  type_name=".pushview.Stream")
-    stream = view.message_type.add(name="Stream")
+    opt, rep, req = fdp.LABEL_OPTIONAL, fdp.LABEL_REPEATED, fdp.LABEL_REQUIRED
+    merged = descriptor_pb2.FileDescriptorProto(name="bench/push_merged.proto",
+                                                package="pushmerged", syntax="proto3")
+    request = merged.message_type.add(name="PushRequest")
+    request.field.add(name="streams", number=1, label=rep, type=fdp.TYPE_MESSAGE,
+                      type_name=".pushmerged.Stream")
+    request.field.add(name="format", number=2, label=opt, type=fdp.TYPE_STRING)
+    stream = merged.message_type.add(name="Stream")
     stream.field.add(name="labels", number=1, label=opt, type=fdp.TYPE_STRING)
     stream.field.add(name="entries", number=2, label=opt, type=fdp.TYPE_MESSAGE,
-                     type_name=".pushview.Entries")
-    entries = view.message_type.add(name="Entries")
+                     type_name=".pushmerged.Entries")
+    entries = merged.message_type.add(name="Entries")
     entries.field.add(name="timestamp", number=1, label=opt, type=fdp.TYPE_MESSAGE,
-                      type_name=".pushview.Timestamps")
+                      type_name=".pushmerged.Timestamps")
     entries.field.add(name="line", number=2, label=rep, type=fdp.TYPE_STRING)
     entries.field.add(name="structuredMetadata", number=3, label=rep, type=fdp.TYPE_BYTES)
     entries.field.add(name="parsed", number=4, label=rep, type=fdp.TYPE_BYTES)
-    stamps = view.message_type.add(name="Timestamps")
+    stamps = merged.message_type.add(name="Timestamps")
     stamps.field.add(name="seconds", number=1, label=rep, type=fdp.TYPE_INT64)
     stamps.field.add(name="nanos", number=2, label=rep, type=fdp.TYPE_INT32)
+
+    required = descriptor_pb2.FileDescriptorProto(name="bench/push_required.proto",
+                                                  package="pushrequired", syntax="proto2")
+    request = required.message_type.add(name="PushRequest")
+    request.field.add(name="streams", number=1, label=rep, type=fdp.TYPE_MESSAGE,
+                      type_name=".pushrequired.Stream")
+    stream = required.message_type.add(name="Stream")
+    stream.field.add(name="entries", number=2, label=rep, type=fdp.TYPE_MESSAGE,
+                     type_name=".pushrequired.Entry")
+    entry = required.message_type.add(name="Entry")
+    entry.field.add(name="timestamp", number=1, label=req, type=fdp.TYPE_MESSAGE,
+                    type_name=".pushrequired.Timestamp")
+    entry.field.add(name="line", number=2, label=req, type=fdp.TYPE_BYTES)
+    stamp = required.message_type.add(name="Timestamp")
+    stamp.field.add(name="seconds", number=1, label=req, type=fdp.TYPE_INT64)
+    stamp.field.add(name="nanos", number=2, label=req, type=fdp.TYPE_INT32)
+
     pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(view.SerializeToString())
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("pushview.PushRequest"))
+    pool.AddSerializedFile(merged.SerializeToString())
+    pool.AddSerializedFile(required.SerializeToString())
+    merged_class, required_class = (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{name}.PushRequest"))
+        for name in ("pushmerged", "pushrequired"))
+    return merged_class, required_class
 
 
-_VIEW = _build_view()
+_MERGED, _REQUIRED = _build_views()
 
 
 def decode_protobuf_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
     """A snappy-compressed protobuf push as streams, and whether any line may carry a write
     time (`` t=``); None when the fast path cannot prove its reading equal to the full
-    decoder's (or the body is malformed: the full path answers)."""
+    decoder's (or the body is malformed: the full path answers).
+
+    The proof: in the proto2 view every entry has a timestamp and a line, and every timestamp
+    its seconds and nanos (``IsInitialized``); the merged view finds as many lines, seconds and
+    nanos in all as there are entries; so each entry has exactly one of each, and the merged
+    lists hold them entry by entry: what the full decoder reads (its last occurrence of a
+    field, merged timestamps) is the same."""
     try:
         raw = bytes(cramjam.snappy.decompress_raw(data))
-        full: Any = PROTO["PushRequest"]()
-        full.ParseFromString(raw)
-        if full.SerializeToString() != raw:
-            return None
-        view: Any = _VIEW()
+        counted: Any = _REQUIRED()
+        counted.ParseFromString(raw)
+        view: Any = _MERGED()
         view.ParseFromString(raw)
     except (DecodeError, cramjam.DecompressionError):
         return None
+    if not counted.IsInitialized():
+        return None
     streams: list[Stream] = []
-    for stream, merged in zip(full.streams, view.streams, strict=True):
+    for stream, merged in zip(counted.streams, view.streams, strict=True):
         n = len(stream.entries)
         entries = merged.entries
         lines = list(entries.line)
-        seconds, nanos = entries.timestamp.seconds, entries.timestamp.nanos
+        seconds, nanos = list(entries.timestamp.seconds), list(entries.timestamp.nanos)
         if (len(lines) != n or len(seconds) != n or len(nanos) != n
                 or entries.structuredMetadata or entries.parsed):
             return None
