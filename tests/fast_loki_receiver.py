@@ -133,48 +133,43 @@ def _utf8_bytes(lines: list[str]) -> int:
     return sum(len(line.encode("utf-8", "surrogateescape")) for line in lines)
 
 
+_FDP = descriptor_pb2.FieldDescriptorProto
+_Field = tuple[str, int, int, int, str]
+"""A field of a view: name, number, label, type, message type name ("" for a scalar)."""
+
+
+def _view_file(package: str, syntax: str,
+               messages: dict[str, list[_Field]]) -> descriptor_pb2.FileDescriptorProto:
+    view = descriptor_pb2.FileDescriptorProto(name=f"bench/{package}.proto", package=package,
+                                              syntax=syntax)
+    for name, fields in messages.items():
+        message = view.message_type.add(name=name)
+        for field_name, number, label, kind, type_name in fields:
+            message.field.add(name=field_name, number=number, label=label, type=kind,
+                              type_name=f".{package}.{type_name}" if type_name else None)
+    return view
+
+
 def _build_views() -> tuple[type[Message], type[Message]]:
     """``PushRequest`` as the fast path reads it: per stream, its entries merged into one
     message (proto3, so strings are checked as UTF-8); and a proto2 view in which every entry
     *requires* a timestamp and a line, and every timestamp its seconds and nanos."""
-    fdp = descriptor_pb2.FieldDescriptorProto
-    opt, rep, req = fdp.LABEL_OPTIONAL, fdp.LABEL_REPEATED, fdp.LABEL_REQUIRED
-    merged = descriptor_pb2.FileDescriptorProto(name="bench/push_merged.proto",
-                                                package="pushmerged", syntax="proto3")
-    request = merged.message_type.add(name="PushRequest")
-    request.field.add(name="streams", number=1, label=rep, type=fdp.TYPE_MESSAGE,
-                      type_name=".pushmerged.Stream")
-    request.field.add(name="format", number=2, label=opt, type=fdp.TYPE_STRING)
-    stream = merged.message_type.add(name="Stream")
-    stream.field.add(name="labels", number=1, label=opt, type=fdp.TYPE_STRING)
-    stream.field.add(name="entries", number=2, label=opt, type=fdp.TYPE_MESSAGE,
-                     type_name=".pushmerged.Entries")
-    entries = merged.message_type.add(name="Entries")
-    entries.field.add(name="timestamp", number=1, label=opt, type=fdp.TYPE_MESSAGE,
-                      type_name=".pushmerged.Timestamps")
-    entries.field.add(name="line", number=2, label=rep, type=fdp.TYPE_STRING)
-    entries.field.add(name="structuredMetadata", number=3, label=rep, type=fdp.TYPE_BYTES)
-    entries.field.add(name="parsed", number=4, label=rep, type=fdp.TYPE_BYTES)
-    stamps = merged.message_type.add(name="Timestamps")
-    stamps.field.add(name="seconds", number=1, label=rep, type=fdp.TYPE_INT64)
-    stamps.field.add(name="nanos", number=2, label=rep, type=fdp.TYPE_INT32)
-
-    required = descriptor_pb2.FileDescriptorProto(name="bench/push_required.proto",
-                                                  package="pushrequired", syntax="proto2")
-    request = required.message_type.add(name="PushRequest")
-    request.field.add(name="streams", number=1, label=rep, type=fdp.TYPE_MESSAGE,
-                      type_name=".pushrequired.Stream")
-    stream = required.message_type.add(name="Stream")
-    stream.field.add(name="entries", number=2, label=rep, type=fdp.TYPE_MESSAGE,
-                     type_name=".pushrequired.Entry")
-    entry = required.message_type.add(name="Entry")
-    entry.field.add(name="timestamp", number=1, label=req, type=fdp.TYPE_MESSAGE,
-                    type_name=".pushrequired.Timestamp")
-    entry.field.add(name="line", number=2, label=req, type=fdp.TYPE_BYTES)
-    stamp = required.message_type.add(name="Timestamp")
-    stamp.field.add(name="seconds", number=1, label=req, type=fdp.TYPE_INT64)
-    stamp.field.add(name="nanos", number=2, label=req, type=fdp.TYPE_INT32)
-
+    opt, rep, req = _FDP.LABEL_OPTIONAL, _FDP.LABEL_REPEATED, _FDP.LABEL_REQUIRED
+    msg, string, raw = _FDP.TYPE_MESSAGE, _FDP.TYPE_STRING, _FDP.TYPE_BYTES
+    int64, int32 = _FDP.TYPE_INT64, _FDP.TYPE_INT32
+    merged = _view_file("pushmerged", "proto3", {
+        "PushRequest": [("streams", 1, rep, msg, "Stream"), ("format", 2, opt, string, "")],
+        "Stream": [("labels", 1, opt, string, ""), ("entries", 2, opt, msg, "Entries")],
+        "Entries": [("timestamp", 1, opt, msg, "Timestamps"), ("line", 2, rep, string, ""),
+                    ("structuredMetadata", 3, rep, raw, ""), ("parsed", 4, rep, raw, "")],
+        "Timestamps": [("seconds", 1, rep, int64, ""), ("nanos", 2, rep, int32, "")],
+    })
+    required = _view_file("pushrequired", "proto2", {
+        "PushRequest": [("streams", 1, rep, msg, "Stream")],
+        "Stream": [("entries", 2, rep, msg, "Entry")],
+        "Entry": [("timestamp", 1, req, msg, "Timestamp"), ("line", 2, req, raw, "")],
+        "Timestamp": [("seconds", 1, req, int64, ""), ("nanos", 2, req, int32, "")],
+    })
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(merged.SerializeToString())
     pool.AddSerializedFile(required.SerializeToString())
