@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 LINES = 200
 
-NOT_IN_DEFAULT = frozenset({"zstandard"})
+NOT_IN_DEFAULT = frozenset({"zstandard", "zoneinfo"})
 """Modules an agent with the default config (file sources, no disk buffer, no zstd file, no
 dead letter yet) does not import."""
 
