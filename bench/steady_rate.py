@@ -114,7 +114,7 @@ def main() -> None:
         receiver = LokiReceiver(keep_lines=False).start()
         logs = tmp / "logs"
         logs.mkdir()
-        extra = {"buffer": {"enabled": True, "directory": str(tmp / "buffer")}} \
+        extra = {"disk_buffer": {"enabled": True, "directory": str(tmp / "buffer")}} \
             if args.disk_buffer else {}
         config = make_config(
             tmp, [], sources={"files": [{"name": "app", "include": [str(logs / "*.log")],

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +228,41 @@ class ApiProbe:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+MODULES_PROBE = '''\
+"""Loaded into the agent through PYTHONPATH: once the test creates $LOGCAP_TEST_ASK, write the
+names of the loaded modules to $LOGCAP_TEST_MODULES."""
+import os, sys, threading, time
+
+def _answer():
+    ask, out = os.environ["LOGCAP_TEST_ASK"], os.environ["LOGCAP_TEST_MODULES"]
+    while not os.path.exists(ask):
+        time.sleep(0.05)
+    with open(out + ".tmp", "w") as f:
+        f.write("\\n".join(sorted(sys.modules)))
+    os.rename(out + ".tmp", out)
+
+threading.Thread(target=_answer, name="modules-probe", daemon=True).start()
+'''
+
+
+def agent_modules(config: Path, ready: Callable[[], bool], what: str,
+                  timeout: float = 30) -> set[str]:
+    """The names in ``sys.modules`` of an agent run on ``config``, read once ``ready()`` is
+    true (a ``sitecustomize`` on its ``PYTHONPATH`` writes them when asked); the agent is
+    stopped before this returns."""
+    probe_dir = config.parent / "modules-probe"
+    probe_dir.mkdir()
+    (probe_dir / "sitecustomize.py").write_text(MODULES_PROBE)
+    ask, modules = config.parent / "modules-ask", config.parent / "modules"
+    path = os.pathsep.join(filter(None, [str(probe_dir), os.environ.get("PYTHONPATH")]))
+    proc = LogcapProcess(config, env={"PYTHONPATH": path, "LOGCAP_TEST_ASK": str(ask),
+                                      "LOGCAP_TEST_MODULES": str(modules)}).start()
+    try:
+        wait_until(ready, timeout=timeout, what=what)
+        ask.touch()
+        wait_until(modules.exists, timeout=10, what="the agent's module list")
+        return set(modules.read_text().split())
+    finally:
+        proc.stop()

@@ -12,7 +12,13 @@ import psutil
 import pytest
 
 from tests.actor_kit import wait_until
-from tests.harness import LogcapProcess, NumberedWriter, make_config, missing_and_duplicates
+from tests.harness import (
+    LogcapProcess,
+    NumberedWriter,
+    agent_modules,
+    make_config,
+    missing_and_duplicates,
+)
 from tests.loki_receiver import LokiReceiver
 
 pytestmark = pytest.mark.integration
@@ -207,41 +213,11 @@ def test_a_loki_endpoint_named_like_a_fixed_sink_is_refused(tmp_path: Path) -> N
     assert "sinks.loki_endpoints[0].name" in str(err.value) and "reserved" in str(err.value)
 
 
-MODULES_PROBE = '''\
-"""Loaded into the agent through PYTHONPATH: once the test creates $LOGCAP_TEST_ASK, write the
-names of the loaded modules to $LOGCAP_TEST_MODULES."""
-import os, sys, threading, time
-
-def _answer():
-    ask, out = os.environ["LOGCAP_TEST_ASK"], os.environ["LOGCAP_TEST_MODULES"]
-    while not os.path.exists(ask):
-        time.sleep(0.05)
-    with open(out + ".tmp", "w") as f:
-        f.write("\\n".join(sorted(sys.modules)))
-    os.rename(out + ".tmp", out)
-
-threading.Thread(target=_answer, name="modules-probe", daemon=True).start()
-'''
-
-
 def test_an_agent_pushing_to_loki_does_not_load_requests(tmp_path: Path,
                                                          receiver: LokiReceiver) -> None:
-    probe_dir = tmp_path / "probe"
-    probe_dir.mkdir()
-    (probe_dir / "sitecustomize.py").write_text(MODULES_PROBE)
-    ask, modules = tmp_path / "ask", tmp_path / "modules"
     config = loki_config(tmp_path, receiver, tls={"verify": True})
     NumberedWriter(tmp_path / "logs" / "app.log").write(100)
-    path = os.pathsep.join(filter(None, [str(probe_dir), os.environ.get("PYTHONPATH")]))
-    proc = LogcapProcess(config, env={"PYTHONPATH": path, "LOGCAP_TEST_ASK": str(ask),
-                                      "LOGCAP_TEST_MODULES": str(modules)}).start()
-    try:
-        wait_until(lambda: all_arrived(receiver, 100), timeout=30, what="100 lines")
-        ask.touch()
-        wait_until(modules.exists, timeout=10, what="the agent's module list")
-        loaded = set(modules.read_text().split())
-    finally:
-        proc.stop()
+    loaded = agent_modules(config, lambda: all_arrived(receiver, 100), "100 lines")
     assert "logcap.sinks.loki.session" in loaded and "urllib3" in loaded
     assert not loaded & {"requests", "charset_normalizer", "idna"}, sorted(
         loaded & {"requests", "charset_normalizer", "idna"})

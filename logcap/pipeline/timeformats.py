@@ -28,7 +28,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["TIME_FORMATS", "SecondCache", "TimeContext", "TimeParser", "parse_time", "zone"]
 
@@ -55,6 +54,10 @@ def zone(name: str) -> tzinfo:
         sign = -1 if offset.group(1) == "-" else 1
         return timezone(sign * timedelta(hours=int(offset.group(2)),
                                          minutes=int(offset.group(3))))
+    # zoneinfo (and the sysconfig it reads for the zone path) is imported by the first named
+    # zone, not by every agent
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:

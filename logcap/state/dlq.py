@@ -37,20 +37,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zstandard
+if TYPE_CHECKING:
+    import zstandard
 
 from logcap.state.atomic import create_for_append, fsync_directory
 from logcap.state.buffer.record import RecordCorrupt, frame_record, read_record, scan_segment
 from logcap.state.dlq_entry import (
-    COMPRESSION_LEVEL,
     FORMAT_VERSION,
     DeadLetter,
     DeadStream,
     decode_payload,
     encode_payload,
     is_entry_id,
+    payload_compressor,
 )
 from logcap.state.dlq_ledger import LEDGER_FILE, ReprocessLedger
 
@@ -137,7 +138,7 @@ class DeadLetterStore:
             MAX_SEGMENT_BYTES, max(MIN_SEGMENT_BYTES, max_total_size // SEGMENTS_PER_BUDGET))
         self._clock = clock
         self._lock = threading.RLock()
-        self._compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, write_checksum=True)
+        self._compressor: zstandard.ZstdCompressor | None = None  # made by the first add
         self._segments: list[_Segment] = []
         self._by_id: dict[str, _Item] = {}
         self._fd: int | None = None
@@ -268,6 +269,8 @@ class DeadLetterStore:
         with self._lock:
             if entry.id in self._by_id:
                 return entry.id
+            if self._compressor is None:
+                self._compressor = payload_compressor()
             times = [ts for s in entry.streams for ts, _ in s.lines]
             record = frame_record(seq=self._next_seq, count=len(times),
                                   min_ts_ns=min(times, default=0),

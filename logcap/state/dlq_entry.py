@@ -34,9 +34,10 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zstandard
+if TYPE_CHECKING:
+    import zstandard
 
 from logcap.messages import Entries, Labels
 from logcap.origin import DLQ_KIND, ReadToken
@@ -244,6 +245,15 @@ def _text(value: Any) -> str:
     return value
 
 
+def payload_compressor() -> zstandard.ZstdCompressor:
+    """The compressor :func:`encode_payload` takes (zstd at :data:`COMPRESSION_LEVEL`, with a
+    checksum). ``zstandard`` is imported here, by the first dead letter written or read, not
+    by an agent that never has one."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, write_checksum=True)
+
+
 def encode_payload(entry: DeadLetter, compressor: zstandard.ZstdCompressor) -> bytes:
     """The record payload of ``entry``: its document, UTF-8, in one zstd frame."""
     try:
@@ -255,6 +265,8 @@ def encode_payload(entry: DeadLetter, compressor: zstandard.ZstdCompressor) -> b
 
 def decode_payload(payload: bytes) -> DeadLetter:
     """Inverse of :func:`encode_payload`; raises ValueError for anything malformed."""
+    import zstandard
+
     try:
         text = zstandard.ZstdDecompressor().decompress(payload)
         return DeadLetter.from_document(json.loads(text))

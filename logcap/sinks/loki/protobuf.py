@@ -39,9 +39,10 @@ an ASCII one read in place) and writes into one ``bytes`` of the exact size: abo
 200-byte entry, ~460 instructions against the Python one's 5,700 (docs/ARCHITECTURE.md has the
 numbers).
 The Python one builds a list of ``bytes`` pieces joined once, looks up length prefixes in
-precomputed tables (field tag included), re-encodes ``seconds`` only when the second changes,
-and spells the ``nanos`` varint from 14-bit lookup tables instead of a loop; each entry
-extends the piece list with one tuple: about 0.5 µs per 200-byte entry. It writes structured
+precomputed tables (field tag included; the 14-bit ones built on its first call, not on
+import), re-encodes ``seconds`` only when the second changes, and spells the ``nanos`` varint
+from 14-bit lookup tables instead of a loop; each entry extends the piece list with one
+tuple: about 0.5 µs per 200-byte entry. It writes structured
 metadata from one request's cache of encoded (name, value) fields: an entry's metadata is a
 join of looked-up pieces, and only a pair not seen yet in the request (a call id) is encoded.
 
@@ -59,6 +60,7 @@ everywhere it runs, and is trivially correct; its cost is bandwidth.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -123,12 +125,13 @@ def encode_uvarint(value: int) -> bytes:
         return _LAST7[value]
     if value < 16384:  # 2**14
         return _CONT7[value & 127] + _LAST7[value >> 7]
-    if value < 2097152:  # 2**21
-        return _CONT14[value & 16383] + _LAST7[value >> 14]
-    if value < 268435456:  # 2**28
-        return _CONT14[value & 16383] + _CONT7[(value >> 14) & 127] + _LAST7[value >> 21]
     if value < 34359738368:  # 2**35
-        return _CONT14[value & 16383] + _CONT14[(value >> 14) & 16383] + _LAST7[value >> 28]
+        cont14 = _wide_tables().cont14
+        if value < 2097152:  # 2**21
+            return cont14[value & 16383] + _LAST7[value >> 14]
+        if value < 268435456:  # 2**28
+            return cont14[value & 16383] + _CONT7[(value >> 14) & 127] + _LAST7[value >> 21]
+        return cont14[value & 16383] + cont14[(value >> 14) & 16383] + _LAST7[value >> 28]
     return _make_varint(value)
 
 
@@ -148,21 +151,41 @@ def _make_varint(value: int) -> bytes:
     return bytes(out)
 
 
-# 7 bits as a final varint byte; 7 bits as a byte with the continuation bit; 14 bits as two
-# bytes that both carry it. Any varint below 2**35 is a few lookups and concatenations.
+# 7 bits as a final varint byte; 7 bits as a byte with the continuation bit. With the 14-bit
+# table below, any varint below 2**35 is a few lookups and concatenations.
 _LAST7: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128))
 _CONT7: tuple[bytes, ...] = tuple(bytes((i | 0x80,)) for i in range(128))
-_CONT14: tuple[bytes, ...] = tuple(
-    bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(_SMALL_LIMIT)
-)
-# Tag and length of a length-delimited field: field 2 (entries, line) for every length below
-# 2**14, field 1 (labels, timestamp, stream) for the short lengths where it is used per entry.
-_FIELD2_LEN: tuple[bytes, ...] = tuple(b"\x12" + _make_varint(i) for i in range(_SMALL_LIMIT))
+# Tag and length of a length-delimited field 1 (labels, timestamp, stream) for the short
+# lengths where it is used per entry. Proto3 leaves an empty string field out: a zero length
+# maps to no header at all (the labels, a metadata name).
 _FIELD1_LEN: tuple[bytes, ...] = tuple(b"\x0a" + _make_varint(i) for i in range(128))
-# Proto3 leaves an empty string field out: a zero length maps to no header at all (the line,
-# the labels, a metadata name or value).
 _STR1_HDR: tuple[bytes, ...] = (b"", *_FIELD1_LEN[1:])
-_STR2_HDR: tuple[bytes, ...] = (b"", *_FIELD2_LEN[1:])
+
+
+class _WideTables(NamedTuple):
+    """The tables indexed by a 14-bit value (16,384 ``bytes`` each, ~1.5 MiB together).
+
+    Only the Python encoder reads them (and :func:`encode_uvarint` above 2**14), so they are
+    built on its first call rather than when the module is imported: an agent running the
+    compiled encoder never builds them.
+    """
+
+    cont14: tuple[bytes, ...]
+    """14 bits as two varint bytes that both carry the continuation bit."""
+    field2_len: tuple[bytes, ...]
+    """Tag and length of a field 2 (entries, line) for every length below 2**14."""
+    str2_hdr: tuple[bytes, ...]
+    """``field2_len`` with no header for a zero length (an empty line or metadata value)."""
+
+
+@functools.cache
+def _wide_tables() -> _WideTables:
+    field2_len = tuple(b"\x12" + _make_varint(i) for i in range(_SMALL_LIMIT))
+    return _WideTables(
+        cont14=tuple(bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(_SMALL_LIMIT)),
+        field2_len=field2_len,
+        str2_hdr=(b"", *field2_len[1:]),
+    )
 
 
 def _utf8(text: str) -> bytes:
@@ -207,7 +230,7 @@ class _PairFields(dict[tuple[str, str], bytes]):
         except UnicodeEncodeError:
             vb = value.encode("utf-8", "replace")
         lv = len(vb)
-        vh = _STR2_HDR[lv] if lv < _SMALL_LIMIT else b"\x12" + encode_uvarint(lv)
+        vh = _wide_tables().str2_hdr[lv] if lv < _SMALL_LIMIT else b"\x12" + encode_uvarint(lv)
         size = len(name_field) + len(vh) + lv
         field = b"".join((b"\x1a", _LAST7[size] if size < 128 else encode_uvarint(size),
                           name_field, vh, vb))
@@ -248,7 +271,8 @@ def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
     parts: list[bytes] = []
     ap = parts.append
     ext = parts.extend
-    cont14, cont7, last7, f2len, linehdr = _CONT14, _CONT7, _LAST7, _FIELD2_LEN, _STR2_HDR
+    cont14, f2len, linehdr = _wide_tables()
+    cont7, last7 = _CONT7, _LAST7
     small = _SMALL_LIMIT
     ns = _NANOS_PER_S
     pair_field = _PairFields().__getitem__

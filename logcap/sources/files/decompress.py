@@ -37,8 +37,6 @@ import os
 import zlib
 from typing import Protocol
 
-import zstandard
-
 from logcap.sources.files.compression import MAGIC
 from logcap.state.file_identity import PREFIX_HASH_BYTES
 
@@ -109,6 +107,8 @@ class _Zstd:
     """A zstd frame; input is fed in pieces so that one call's output stays bounded."""
 
     def __init__(self) -> None:
+        import zstandard  # only for zstd files: the agent loads it when one is read
+
         self._obj = zstandard.ZstdDecompressor().decompressobj()
         self._queue = b""
         self._piece = _ZSTD_MIN_PIECE
@@ -150,7 +150,17 @@ def _codec(fmt: str) -> _Codec:
     raise ValueError(f"unknown compression format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-_ERRORS = (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
+_ERRORS: tuple[type[Exception], ...] = (zlib.error, OSError, EOFError, lzma.LZMAError)
+
+
+def _errors(fmt: str) -> tuple[type[Exception], ...]:
+    """What the codec of ``fmt`` raises for corrupt data (zstd's error type comes with its
+    module, imported only when a zstd file is read)."""
+    if fmt == "zstd":
+        import zstandard
+
+        return (*_ERRORS, zstandard.ZstdError)
+    return _ERRORS
 
 
 class DecompressedStream:
@@ -170,6 +180,7 @@ class DecompressedStream:
 
     def _start(self) -> None:
         self._codec: _Codec = _codec(self.format)
+        self._errors = _errors(self.format)
         self._in_pos = 0
         self._buf = bytearray()
         self._buf_start = 0
@@ -218,7 +229,7 @@ class DecompressedStream:
         more input for now."""
         try:
             return self._step(max(want, 1))
-        except _ERRORS as exc:
+        except self._errors as exc:
             self._error = CorruptCompressedFile(
                 f"corrupt {self.format} data near compressed byte {self._in_pos}: {exc}")
             raise self._error from exc

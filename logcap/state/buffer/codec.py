@@ -57,8 +57,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import zstandard
-
 from logcap.messages import Entries
 from logcap.origin import FILE_KIND, FileStream, ReadToken, StreamId
 from logcap.state.buffer import line_block
@@ -291,10 +289,13 @@ class PayloadCodec:
     def __init__(
         self, compression_level: int = DEFAULT_COMPRESSION_LEVEL, cipher: Cipher | None = None
     ) -> None:
+        import zstandard  # here, not at the top: only an agent with a disk buffer loads it
+
         self._compressor = zstandard.ZstdCompressor(
             level=compression_level, write_checksum=True, write_content_size=True
         )
         self._decompressor = zstandard.ZstdDecompressor()
+        self._zstd_error = zstandard.ZstdError
         self.cipher = cipher
 
     def encode(self, batch: Sequence[Entries], seq: int) -> EncodedBatch:
@@ -322,6 +323,6 @@ class PayloadCodec:
                                        where=where, seq=seq)
         try:
             body = self._decompressor.decompress(payload)
-        except zstandard.ZstdError as exc:
+        except self._zstd_error as exc:
             raise CodecError(f"{where}: record {seq} does not decompress: {exc}") from exc
         return decode_batch(body)
