@@ -7,8 +7,10 @@ A logcap process tails one file into a Loki push receiver (in this process) whil
 ~200 bytes are written at ``--rate`` lines/s, in writes every ``--write-every`` seconds (an
 application's small writes; each one is an inotify event). Printed, over the writing time:
 the process's CPU (% of one core, µs per line) and RSS (anonymous memory and the files
-mapped, from ``/proc/PID/smaps``); each thread's CPU, named by its
-Python thread (from ``py-spy dump`` halfway through, when py-spy is installed); and per
+mapped, from ``/proc/PID/smaps``); each thread's CPU and its wake-ups per second (voluntary
+context switches, from ``/proc/PID/task/TID/status``: each is a wait that ended, on a lock,
+a condition, a poll or a sleep), named by its Python thread (from ``py-spy dump`` halfway
+through, when py-spy is installed); and per
 second, the messages each actor handled, sink requests and positions flushes (from
 ``/metrics``), which say how many reads, pushes and snapshot writes the rate cost.
 """
@@ -86,6 +88,19 @@ def memory_breakdown(pid: int, top: int = 6) -> str:
             f"({shown})")
 
 
+def wakeups(pid: int) -> dict[int, int]:
+    """Native thread id -> voluntary context switches so far (its waits that ended)."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    out[int(task.name)] = int(line.split()[1])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return out
+
+
 def write_at_rate(path: Path, rate: float, seconds: float, every: float) -> int:
     pad = "x" * 150
     written = 0
@@ -134,12 +149,14 @@ def main() -> None:
             namer.start()
             before = counters(proc)
             threads_before = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            woke_before = wakeups(ps.pid)
             cpu = ps.cpu_times()
             cpu_before, started = cpu.user + cpu.system, time.monotonic()
             lines = write_at_rate(logs / "app.log", args.rate, args.seconds, args.write_every)
             cpu = ps.cpu_times()
             spent, elapsed = cpu.user + cpu.system - cpu_before, time.monotonic() - started
             threads_after = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            woke_after = wakeups(ps.pid)
             after = counters(proc)
             rss = ps.memory_info().rss / 2**20
             memory = memory_breakdown(ps.pid)
@@ -152,11 +169,15 @@ def main() -> None:
           f"CPU {spent / elapsed * 100:.1f} % of a core, {spent / max(lines, 1) * 1e6:.1f} µs "
           f"per line, RSS {rss:.0f} MiB")
     print(f"  RSS: {memory}")
+    woke_total = sum(woke_after.values()) - sum(woke_before.get(t, 0) for t in woke_after)
+    print(f"  wake-ups (voluntary context switches): {woke_total / elapsed:.0f}/s in all")
     for tid, total in sorted(threads_after.items(),
                              key=lambda kv: threads_before.get(kv[0], 0) - kv[1]):
         used = total - threads_before.get(tid, 0)
-        if used > 0.005:
-            print(f"  thread {names.get(tid, tid)}: {used / elapsed * 100:.1f} % of a core")
+        woke = (woke_after.get(tid, 0) - woke_before.get(tid, 0)) / elapsed
+        if used > 0.005 or woke >= 1:
+            print(f"  thread {names.get(tid, tid)}: {used / elapsed * 100:.1f} % of a core, "
+                  f"{woke:.0f} wake-ups/s")
     for key in sorted(after):
         rate = (after[key] - before.get(key, 0)) / elapsed
         if rate > 0.5:

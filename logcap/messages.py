@@ -59,6 +59,16 @@ class Entries(DataMessage):
 
     One ``Entries`` stays the unit of acknowledgement, deduplication and buffering even when
     its lines go to several Loki streams.
+
+    ``seen`` is when the source first saw these lines (``time.monotonic()``: the file event
+    that woke the read; None: not known, e.g. a periodic sweep or a disk-buffer record): the
+    shard's batch deadline counts from it (:class:`~logcap.dispatch.batcher.Batcher`), so a
+    source that waits before it reads spends the line's latency budget, it does not add to
+    it. ``next_read_at`` is a hint for the same batching: the source will not read this
+    stream again before then (monotonic; a file source reads ``read_delay`` after the next
+    event at the earliest; None: it may read again at once), so a batch whose deadline comes
+    first need not wait for it (:meth:`~logcap.dispatch.batcher.Batcher.add`). Like
+    ``ack_to``, both are process-local: not compared, not stored on disk.
     """
 
     source: str
@@ -72,6 +82,8 @@ class Entries(DataMessage):
     timestamps: list[int] | None = None
     line_labels: list[Labels] | None = None
     metadata: list[Labels] | None = None
+    seen: float | None = field(default=None, compare=False)
+    next_read_at: float | None = field(default=None, compare=False)
 
     def timestamp(self, i: int) -> int:
         """Line ``i``'s timestamp in ns."""
@@ -82,7 +94,7 @@ class Entries(DataMessage):
         without its per-call field walk (a source shell addresses every read)."""
         return Entries(self.source, self.stream, self.labels, self.lines, self.ts_ns,
                        self.token, self.bytes, ack_to, self.timestamps, self.line_labels,
-                       self.metadata)
+                       self.metadata, self.seen, self.next_read_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ class FakeSource:
         self.streams: list[str] = []
         self.wake: Callable[[], None] = lambda: None
         self.lock = threading.Lock()
+        self.reads = 0
+        self.read_after_ack = True  # what each read says (Reading.read_after_ack)
 
     def queue(self, stream: str, start: int) -> None:
         token = ReadToken(self.name, "fake", (stream,), start, start + 1)
@@ -65,7 +67,9 @@ class FakeSource:
     def read(self) -> Reading:
         with self.lock:
             entries, self.queued = self.queued, []
-        return Reading(entries, lines=len(entries), bytes=len(entries))
+            self.reads += 1
+        return Reading(entries, lines=len(entries), bytes=len(entries),
+                       read_after_ack=self.read_after_ack)
 
     def ack(self, tokens: Sequence[ReadToken]) -> list[PositionsUpdate]:
         with self.lock:
@@ -132,6 +136,24 @@ def test_a_shard_acks_each_part_to_the_source_named_in_its_ack_to(
     source.wake()
     wait_until(lambda: len(source.acked) == 2, what="both reads acked")
     assert sorted(t.stream for t in source.acked) == [("/a.log",), ("/b.log",)]
+
+
+@pytest.mark.parametrize("read_after_ack", [True, False])
+def test_an_ack_makes_a_read_only_when_the_last_read_said_an_ack_may_let_it_do_more(
+        directory: Directory, read_after_ack: bool) -> None:
+    for name in SHARDS:  # no sinks: a batch is settled as soon as it closes
+        directory.bind(name, DispatcherShard.start(ShardSettings(1, 60, 0.1, 1), {},
+                                                   ManualScheduler(), name=name))
+    source = FakeSource()
+    source.read_after_ack = read_after_ack
+    start_shell(directory, source)
+    wait_until(lambda: source.reads == 1, what="the first read, at start")
+    source.queue("/a.log", 0)
+    source.wake()
+    wait_until(lambda: len(source.acked) == 1, what="the read acked")
+    status = directory.handle(SHELL).ask(SourceStatus(), timeout=5)  # after the Acked
+    assert status["source"] == "fake"
+    assert source.reads == (3 if read_after_ack else 2)  # start, wake (, ack)
 
 
 def test_a_rebound_shard_makes_the_source_reread_only_the_streams_sent_to_it(

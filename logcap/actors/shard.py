@@ -5,7 +5,10 @@ Messages taken:
 * :class:`~logcap.messages.Entries` (data): first run through the pipeline its origin is
   routed to (:class:`~logcap.pipeline.routing.Router`, if any; stage failures and drops
   counted in the pipeline metrics), then added to the open batch; a batch closes at
-  ``batch_size`` lines or ``batch_timeout`` seconds, then a :class:`~logcap.messages.Deliver`
+  ``batch_size`` lines, ``batch_timeout`` seconds after its oldest lines were seen by their
+  source (``Entries.seen``; else after they arrived here: one timer, armed for that
+  deadline), or at once when no source in it reads again before that deadline
+  (:class:`~logcap.dispatch.batcher.Batcher`); then a :class:`~logcap.messages.Deliver`
   goes to every sink. Entries whose pipeline has a ``rate_limit`` in block mode, and the
   later ones of their ``(source, stream)``, are held first while the stream's bucket lacks
   their tokens (:class:`~logcap.pipeline.throttle.Throttle`; one timer lets them out, in
@@ -184,6 +187,7 @@ class DispatcherShard(LogcapActor):
         self._sink_of = {handle.name: sink for sink, handle in sinks.items()}
         self._lines_held = 0  # lines of the batches not yet settled by every sink
         self._flush_timer: TimerHandle | None = None
+        self._flush_at = 0.0  # the open batch's deadline the flush timer is armed for
         self.throttle = Throttle()
         self._release_timer: TimerHandle | None = None
         self._release_at = 0.0
@@ -253,13 +257,20 @@ class DispatcherShard(LogcapActor):
         self._pump()
 
     def _add(self, entries: Entries) -> None:
-        closed = self.batcher.add(entries, self.clock())
+        now = self.clock()
+        closed = self.batcher.add(entries, now)
         if closed is not None:
             self._dispatch(closed)
-        elif self._flush_timer is None:
-            self._flush_timer = self.scheduler.call_later(
-                self.settings.batch_timeout_s, self.actor_ref, _FlushDue()
-            )
+            return
+        deadline = self.batcher.deadline()
+        assert deadline is not None
+        if self._flush_timer is not None:
+            if self._flush_at <= deadline:
+                return
+            self._flush_timer.cancel()  # these entries were seen earlier: sooner
+        self._flush_at = deadline
+        self._flush_timer = self.scheduler.call_later(deadline - now, self.actor_ref,
+                                                      _FlushDue())
 
     def _held_changed(self, now: float) -> None:
         """Publish what is held; arm the release timer for the first held entries (one)."""

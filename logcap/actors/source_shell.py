@@ -8,7 +8,8 @@ Messages taken (control lane):
 * ``_Pump`` — to itself: keep reading while there is data and window room.
 * :class:`~logcap.messages.Acked` — from shards (each ``Entries`` names this shell as its
   ``ack_to``): settled reads; what the source returns goes to the PositionsKeeper, and the
-  freed window lets reading continue.
+  freed window lets reading continue (a read follows when the last one said an ack may let
+  it do more, ``Reading.read_after_ack``, or refused entries wait).
 * :class:`~logcap.runtime.directory.Rebound` — a shard this shell watches was (re)started:
   what was in flight to it is lost, so the source re-reads the streams of that shard from
   their committed positions, past what the disk buffer holds (asked then, once the new shard
@@ -160,6 +161,7 @@ class SourceShell(LogcapActor):
         self._pending: list[Entries] = []
         self._wake_sent = False
         self._pump_sent = False
+        self._read_after_ack = True  # what the last read said (Reading.read_after_ack)
         self._paused = False
         self._stopped_reading = False
         self._rewinds_due: dict[str, float] = {}  # shard -> since when (monotonic)
@@ -267,7 +269,8 @@ class SourceShell(LogcapActor):
             self._pump()
         elif isinstance(message, Acked):
             self._tell_keeper(self.source.ack(message.tokens))
-            self._pump()
+            if self._read_after_ack or self._pending:
+                self._pump()
         elif isinstance(message, Rebound):
             self._rewind(message.name)
         elif isinstance(message, _RetryRewind):
@@ -382,6 +385,7 @@ class SourceShell(LogcapActor):
             self._pause()
             return
         reading = self.source.read()
+        self._read_after_ack = reading.read_after_ack
         if reading.lines:
             self._lines_read.inc(reading.lines)
             self._bytes_read.inc(reading.bytes)

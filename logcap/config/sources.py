@@ -4,8 +4,9 @@
   ``include`` globs minus ``exclude`` globs, with static labels, an optional pipeline, where a
   new file starts (``end`` or ``beginning``), optional multiline joining
   (:class:`MultilineConfig`), the longest line kept whole and the text encoding (any codec
-  Python knows), and the bounds on descriptors (``rotate_wait``, ``close_inactive``,
-  ``max_open_files``). Names are unique among the file sources.
+  Python knows), the bounds on descriptors (``rotate_wait``, ``close_inactive``,
+  ``max_open_files``) and how long after a file's event it is read (``read_delay``). Names
+  are unique among the file sources.
 - ``sources.containers`` (:class:`ContainersConfig`): container logs read through the Docker
   Engine API at ``socket`` (``unix://``, ``tcp://``, ``http(s)://`` or ``ssh://``), filtered by
   labels and names, with static labels, where containers already running at the first start
@@ -50,6 +51,7 @@ from logcap.sources.files.generation import (
 )
 from logcap.sources.files.reader import DEFAULT_ENCODING
 from logcap.sources.files.reader import MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES
+from logcap.sources.files.watcher import DEFAULT_READ_DELAY_S
 
 __all__ = [
     "DEFAULT_DISPATCH_BATCH_LINES",
@@ -173,6 +175,11 @@ class FileSourceConfig(Section):
     """Compressed files (gzip, bzip2, xz, zstd, by magic) the globs match are read
     decompressed (a rotated ``.gz`` that is the tail of a followed file continues from that
     file's offset); false: they are skipped and counted."""
+    read_delay: float = duration(DEFAULT_READ_DELAY_S, allow_zero=True)
+    """How long after a file's first event (inotify) the source reads it (0: at once): one
+    read per delay instead of one per write. Spent inside the batch timeout (the shard's
+    deadline counts from the event), so a line is sent at most ``max(read_delay,
+    dispatcher.batch_timeout)`` after its write, plus the time to read and push it."""
 
 
 @attrs.frozen

@@ -49,6 +49,11 @@ class Reading:
     bytes: int = 0
     truncated_lines: int = 0
     updates: list[PositionsUpdate] = field(default_factory=list)
+    read_after_ack: bool = True
+    """An ack may let the next read do more (the window held something back): the shell
+    reads after the next ``Acked``. False: nothing waits for an ack, so the next read waits
+    for a wake-up or a tick (a file source at a steady pace: an ack-driven read would take
+    the events of lines being written and send them apart from the rest of their batch)."""
 
 
 class Source(Protocol):

@@ -89,6 +89,10 @@ class TailerSettings:
     max_open_files: int = DEFAULT_MAX_OPEN_FILES
     decompress: bool = False
     """Read compressed files decompressed (see the tailer) instead of skipping them."""
+    read_delay_s: float = 0.0
+    """``read_delay``: how long after a file's first event the source reads (the watcher's
+    ``delay_s``, :data:`~logcap.sources.files.watcher.DEFAULT_READ_DELAY_S` from the
+    config); 0 here, where the tailer is driven without a watcher, reads at once."""
 
 
 @dataclass(slots=True)
@@ -190,6 +194,8 @@ class PollResult:
     forget: list[tuple[int, int]] = field(default_factory=list)
     commits: list[FilePosition] = field(default_factory=list)  # reads with no line left
     binary_chars: int = 0  # NUL and control runs dropped from lines
+    ack_reads: bool = False  # a window held a read back, or a rotated file is draining: an
+    # ack may let the next poll read (or close) something, so poll again after acks
 
 
 def covered_from(offset: int, spans: Iterable[tuple[int, int]]) -> int:

@@ -9,7 +9,12 @@ read window, commits) and adds the file source's own wake-ups:
   ``WAKE_RESCAN_MIN_S``;
 * each read ``stat`` s the paths that had directory events since the last read (every path
   without inotify, or after an overflow) and adopts the files the watcher opened at once; a
-  wake also reopens the closed files among those paths that changed;
+  wake also reopens the closed files among those paths that changed. The watcher wakes the
+  source ``read_delay`` after the first event, and each read's entries carry when that
+  event was seen (``Entries.seen``; kept for the next read while ``more`` is ready), from
+  which the shard's batch deadline counts, and when it reads again at the earliest
+  (``Entries.next_read_at``: now + ``read_delay``, the next event being still to come;
+  None while ``more`` is ready or without inotify), so the shard need not wait for it;
 * :meth:`FileSource.on_tick`, every ``SWEEP_INTERVAL_S``: a ``stat`` of every path (rotation,
   growth), idle files closed (``close_inactive``), closed files that changed reopened under
   ``max_open_files``; every ``DEEP_CHECK_EVERY`` ticks (and on every tick without inotify)
@@ -35,6 +40,7 @@ positions commit only whole entries. Entries closed are counted by reason
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -100,6 +106,7 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
         close_inactive_s=source.close_inactive,
         max_open_files=source.max_open_files,
         decompress=source.decompress,
+        read_delay_s=source.read_delay,
     )
 
 
@@ -146,6 +153,7 @@ class FileSource:
         self._pending_touched: set[str] | None = None
         self._visible: frozenset[str] = frozenset()  # paths whose changes make events
         self._resumed: list[FilePosition] = []
+        self._seen: float | None = None  # when the lines left to read were seen (monotonic)
 
     @property
     def tailer(self) -> SourceTailer:
@@ -166,7 +174,8 @@ class FileSource:
         self._resumed = self._moved({p.key: p.offset for p in positions})
         include, exclude = self.settings.include, self.settings.exclude
         self.watcher = DirWatcher(wake, name=f"inotify-{self.name}",
-                                  wanted=lambda path: matches(path, include, exclude))
+                                  wanted=lambda path: matches(path, include, exclude),
+                                  delay_s=self.settings.read_delay_s)
         self._watch()
         if self.watcher.active:
             self._visible = self._seen_by_events()
@@ -309,10 +318,20 @@ class FileSource:
     def read(self) -> Reading:
         tailer = self.tailer
         self._adopt()
+        seen = self.watcher.take_seen() if self.watcher is not None else None
+        if seen is not None and (self._seen is None or seen < self._seen):
+            self._seen = seen
         tailer.check_rotation(paths=self._touched())
         self._pending_touched = set()
         self._report(tailer.take_problems())
-        result = tailer.poll()
+        watcher = self.watcher
+        next_read_at = self.clock() + watcher.delay_s \
+            if watcher is not None and watcher.active else None
+        result = tailer.poll(seen=self._seen, next_read_at=next_read_at)
+        if result.more:  # read again at once: no batch should count on a pause
+            result.entries = [dataclasses.replace(e, next_read_at=None) for e in result.entries]
+        else:
+            self._seen = None  # what is left was seen no earlier than the next event
         for kind in result.rotations:
             SOURCE_ROTATIONS.labels(self.name, kind).inc()
             self._rotations[kind] += 1
@@ -328,7 +347,7 @@ class FileSource:
         if self.journal is not None:
             self._journal_after_read(self.journal, result.forget, result.commits)
         return Reading(result.entries, result.more, result.lines, result.bytes,
-                       result.truncated_lines, updates)
+                       result.truncated_lines, updates, result.ack_reads)
 
     def ack(self, tokens: Sequence[ReadToken]) -> list[PositionsUpdate]:
         positions = self.tailer.ack(tokens)

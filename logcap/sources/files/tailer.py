@@ -186,9 +186,12 @@ class SourceTailer(FileAdoption):
         return (len(gen.inflight) < self.settings.max_inflight_batches
                 and self.inflight_bytes < self.settings.max_inflight_bytes)
 
-    def poll(self) -> PollResult:
-        """Read what the windows allow from every generation (retired ones first)."""
-        out = PollResult()
+    def poll(self, seen: float | None = None,
+             next_read_at: float | None = None) -> PollResult:
+        """Read what the windows allow from every generation (retired ones first); the
+        entries carry ``seen`` and ``next_read_at`` (monotonic; when the source saw their
+        lines and when it reads again at the earliest: ``Entries``; None: not known)."""
+        out = PollResult(ack_reads=bool(self.retired))
         now = self.clock()
         for gen in [*self.retired, *self.current.values()]:
             if gen.finished:
@@ -196,12 +199,13 @@ class SourceTailer(FileAdoption):
                 if held is not None:
                     lines = self._text_only(gen, held.lines, out)
                     if lines:
-                        out.entries.append(self._entries(gen, held, lines))
+                        out.entries.append(self._entries(gen, held, lines, seen, next_read_at))
                         out.lines += len(lines)
                     else:
                         self._settle_unsent(gen, held, out)
                 continue
             if not self._has_room(gen):
+                out.ack_reads = True
                 continue  # an ack (or nothing) wakes it up again
             if not gen.retired and gen.size <= gen.reader.read_position \
                     and not entry_due(gen.reader, now):
@@ -238,7 +242,7 @@ class SourceTailer(FileAdoption):
             if result.lines:
                 lines = self._text_only(gen, result.lines, out)
                 if lines:
-                    out.entries.append(self._entries(gen, result, lines))
+                    out.entries.append(self._entries(gen, result, lines, seen, next_read_at))
                     out.lines += len(lines)
                 else:
                     self._settle_unsent(gen, result, out)
@@ -305,7 +309,8 @@ class SourceTailer(FileAdoption):
                          FileStream(ident.dev, ident.ino, ident.fingerprint),
                          result.start_offset, result.end_offset, gen.gen_id, gen.epoch)
 
-    def _entries(self, gen: Generation, result: ReadResult, lines: list[str]) -> Entries:
+    def _entries(self, gen: Generation, result: ReadResult, lines: list[str],
+                 seen: float | None, next_read_at: float | None) -> Entries:
         token = self._token(gen, result)
         size = result.end_offset - result.start_offset
         gen.inflight.append(Read(token))
@@ -322,7 +327,8 @@ class SourceTailer(FileAdoption):
                 replay=len(lines) == len(result.lines),  # binary-only lines dropped: no match
                 same_file=lambda fp: fingerprint_matches(fp, gen.fd))
         return Entries(self.settings.source, gen.path, labels, lines,
-                       now if stamps is None else stamps[0], token, size, timestamps=stamps)
+                       now if stamps is None else stamps[0], token, size, timestamps=stamps,
+                       seen=seen, next_read_at=next_read_at)
 
     def _reap(self, out: PollResult) -> None:
         keep = []

@@ -3,8 +3,12 @@
 :class:`DirWatcher` runs one daemon thread that blocks on an inotify descriptor watching a
 set of directories, and calls ``on_change()`` after any event in them (writes, creations,
 renames, deletions, attribute changes, including those of files reached through them).
-Events are coalesced: the callback is the wake-up, the tailer then looks at its files; while
-events keep coming it is called at most every :data:`WAKE_INTERVAL_S`. If
+Events are coalesced: the callback is the wake-up, the tailer then looks at its files. It
+is called ``delay_s`` (the source's ``read_delay``, :data:`DEFAULT_READ_DELAY_S`) after the
+first event not yet told, and :meth:`DirWatcher.take_seen` says when that event was seen: the
+shard's batch deadline counts from then (:class:`~logcap.dispatch.batcher.Batcher`), so the
+delay is spent inside the line's latency budget (``dispatcher.batch_timeout``), not added to
+it. If
 inotify is unavailable or a watch cannot be added (limit reached, permission), the error is
 recorded and the periodic ``os.stat`` sweep of the tailer remains the fallback.
 
@@ -22,11 +26,13 @@ last call, so the tailer ``stat`` s only those at each read (every path at each 
 **Two inotify instances.** Name events (creations, moves, deletions; :data:`NAME_MASK`) and
 content events (writes, closes, attribute changes; :data:`CONTENT_MASK`) are watched through
 separate descriptors. Name events are read the moment they come (the opening at once above).
-Content events only say "look again", which the next wake-up does anyway: once one wakes the
-thread, the content descriptor is not waited on again until the wake interval has passed; its
-events wait in the kernel's queue meanwhile, where repeated identical events (a writer's
-writes to one file) are merged into one. So a steady writer costs the thread one wait and one
-read per wake interval instead of one per write (at 200 writes/s: 50 instead of 200).
+Content events only say "look again": the first one after a wake-up is read the moment it
+comes (it starts the delay: its time is the lines' *seen* time); then the content descriptor
+is not waited on until the delay has passed, its events waiting in the kernel's queue, where
+repeated identical events (a writer's writes to one file) are merged into one. So a steady
+writer costs the thread two waits per delay (the first event, the end of the delay) instead
+of one per write, and the tailer one read per delay: at 10,000 lines/s written 100 times a
+second and the default 40 ms, ~22 reads a second (one per push at a 50 ms batch timeout).
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ from logcap.sources.files.moves import (
     MoveTracker,
 )
 
-__all__ = ["CONTENT_MASK", "NAME_MASK", "WATCH_MASK", "Arrival", "DirWatcher", "dir_events"]
+__all__ = ["CONTENT_MASK", "DEFAULT_READ_DELAY_S", "NAME_MASK", "WATCH_MASK", "Arrival",
+           "DirWatcher", "dir_events"]
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +78,19 @@ WATCH_MASK = NAME_MASK | CONTENT_MASK
 
 READ_TIMEOUT_MS = 500
 """How often the watcher thread looks up from inotify to see if it should stop."""
-WAKE_INTERVAL_S = 0.02
-"""While events keep coming, ``on_change`` is called at most once per this interval (the
-first event after a quiet spell calls it at once): a writer's many small writes make one
-wake-up, so one read of its files, instead of one each. Each read and wake-up of the tailer
-costs about as much as reading dozens of lines, so at 10,000 lines/s written 50 at a time
-this cuts the reads from 200 to 50 a second, for at most this much added latency. Events are
-still read as they come (new files are opened at once)."""
+DEFAULT_READ_DELAY_S = 0.04
+"""``sources.files[].read_delay``: ``on_change`` is called this long after the first event not
+yet told (0: at once). A read and a wake-up of the tailer cost about what hundreds of lines
+cost at a steady pace (cold caches, a hop between threads), so reading once per delay
+instead of once per write is most of the source's CPU at 10,000 lines/s. It costs no latency
+as long as it is at most the shards' batch timeout: a batch closes ``batch_timeout`` after
+its oldest lines were *seen* (:meth:`DirWatcher.take_seen`), so lines read late wait less in
+the shard, and at once when its sources read again only after that deadline
+(``Entries.next_read_at``). The latency budget: a line is sent at most
+``max(read_delay, batch_timeout)`` after its write is seen, plus the time to read, process
+and push it; with ``batch_timeout`` under twice the delay, one read is one batch, sent
+about ``read_delay`` after its first line (40 ms here, 50 ms the timeout in
+``bench/peers.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +132,11 @@ def dir_events(events: Iterable[Any], directories: dict[int, str]) -> list[DirEv
 
 class DirWatcher:
     def __init__(self, on_change: Callable[[], None], name: str = "logcap-inotify",
-                 wanted: Callable[[str], bool] | None = None) -> None:
+                 wanted: Callable[[str], bool] | None = None,
+                 delay_s: float = DEFAULT_READ_DELAY_S) -> None:
         self._on_change = on_change
+        self.delay_s = delay_s
+        self._seen: float | None = None  # the first event recorded since take_seen (monotonic)
         self._tracker = MoveTracker(wanted) if wanted is not None else None
         self._arrivals: deque[Arrival] = deque()
         self._touched: set[str] = set()
@@ -187,9 +203,9 @@ class DirWatcher:
         waiter.register(names.fileno(), select.POLLIN)
         waiter.register(content.fileno(), select.POLLIN)
         names_fd, content_fd = names.fileno(), content.fileno()
-        woke = -WAKE_INTERVAL_S  # when on_change was last called (monotonic)
-        due: float | None = None  # when to look at the content events and tell (None: quiet)
-        pending = False  # events recorded and not told yet
+        delay = self.delay_s
+        due: float | None = None  # when to tell (None: nothing recorded and not told yet)
+        blind_since = 0.0  # the content queue was last read then (while ``due`` is set)
         while not self._stop.is_set():
             if due is None:
                 timeout = READ_TIMEOUT_MS
@@ -215,26 +231,21 @@ class DirWatcher:
             if name_events:
                 if self._tracker is not None:
                     self._open_sightings(name_events)
-                self._record(name_events, self._dirs)
-                pending = True
-            if content_events:
-                self._record(content_events, self._content_dirs)
-                pending = True
-            if not pending:
-                if due is not None and now >= due:
-                    due = None  # a whole interval without events: quiet again
-                continue
-            if due is None:
-                due = max(now, woke + WAKE_INTERVAL_S)
-            if now >= due:
-                pending = False
-                woke = now
-                due = now + WAKE_INTERVAL_S  # look at the content queue again then
+                self._record(name_events, self._dirs, now)
+            if content_events:  # queued since blind_since at the earliest when due was set
+                self._record(content_events, self._content_dirs,
+                             now if due is None else blind_since)
+            if due is None and (name_events or content_events):
+                due, blind_since = now + delay, now
+            if due is not None and now >= due:
+                due = None
                 self._on_change()
 
-    def _record(self, events: Iterable[Any], watches: dict[int, str]) -> None:
+    def _record(self, events: Iterable[Any], watches: dict[int, str], now: float) -> None:
         directories = dict(watches)
         with self._touched_lock:
+            if self._seen is None:
+                self._seen = now
             for event in events:
                 directory = directories.get(event.wd)
                 if directory is None or not event.name:
@@ -251,6 +262,15 @@ class DirWatcher:
             touched, everything = self._touched, self._all_touched or not alive
             self._touched, self._all_touched = set(), False
         return None if everything else touched
+
+    def take_seen(self) -> float | None:
+        """When the first event recorded since the last call was seen (monotonic; None: no
+        event since); at the latest when it happened (content events read at the end of a
+        delay count from its start). Taken with :meth:`take_touched` by each read: a line it
+        finds that an earlier read did not leave was written then or later."""
+        with self._touched_lock:
+            seen, self._seen = self._seen, None
+        return seen
 
     def _open_sightings(self, events: Iterable[Any]) -> None:
         assert self._tracker is not None
