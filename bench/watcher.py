@@ -23,7 +23,6 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from logcap.sources.files import watcher as watcher_module
 from logcap.sources.files.watcher import DirWatcher
 
 WRITER = """
@@ -83,7 +82,7 @@ def main() -> None:
     print(f"{writes / elapsed:,.0f} writes/s to {args.files} file(s) for {elapsed:.1f} s: "
           f"watcher thread {used / elapsed * 100:.2f} % of a core, "
           f"{used / max(writes, 1) * 1e6:.1f} µs per write, {wakes / elapsed:.0f} wake-ups/s"
-          + f" (wake interval {watcher_module.WAKE_INTERVAL_S * 1000:g} ms)")
+          + f" (read delay {watcher.delay_s * 1000:g} ms)")
 
 
 if __name__ == "__main__":
