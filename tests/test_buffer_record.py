@@ -255,6 +255,25 @@ def test_the_payload_codec_compresses_and_decodes_a_batch() -> None:
     assert decoded == batch
 
 
+def test_payloads_carry_no_zstd_checksum_and_older_ones_with_it_still_decode() -> None:
+    """The record's BLAKE2b covers the payload; frames written with XXH64 still read."""
+    import zstandard
+
+    codec = PayloadCodec()
+    batch = [make_entries(50)]
+    encoded = codec.encode(batch, seq=1)
+    assert not zstandard.get_frame_parameters(encoded.payload).has_checksum
+    body = encode_batch(batch)
+    older = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(body)
+    assert zstandard.get_frame_parameters(older).has_checksum
+    assert codec.decode(older, encrypted=False, seq=1, lines=50, min_ts_ns=0, max_ts_ns=0,
+                        where="f") == batch
+    damaged = older[:-1] + bytes([older[-1] ^ 1])  # the XXH64 itself: still refused
+    with pytest.raises(CodecError, match="record 1"):
+        codec.decode(damaged, encrypted=False, seq=1, lines=50, min_ts_ns=0, max_ts_ns=0,
+                     where="f")
+
+
 def test_a_payload_that_is_not_zstd_raises_codec_error_naming_the_file() -> None:
     with pytest.raises(CodecError, match=r"x\.seg: record 3"):
         PayloadCodec().decode(b"not zstd", encrypted=False, seq=3, lines=0, min_ts_ns=0,

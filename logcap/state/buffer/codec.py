@@ -44,7 +44,9 @@ The lines are not escaped or quoted one by one: the lengths and the text after t
 when built: per line a copy and the ``str``, no Python code).
 
 :class:`PayloadCodec` turns a batch into a record payload and back: encode, compress into one
-zstd frame (content checksum and content size on, level from the config), then, with a cipher,
+zstd frame (content size on, level from the config; no content checksum since 2026-12: the
+record's BLAKE2b covers the payload and is verified on every read, and frames written with one
+still decompress), then, with a cipher,
 seal with AES-256-GCM (:mod:`logcap.state.buffer.crypto`), the record's seq, line count and
 timestamp range being the associated data (a record cannot be moved to another seq unnoticed).
 """
@@ -292,7 +294,7 @@ class PayloadCodec:
         import zstandard  # here, not at the top: only an agent with a disk buffer loads it
 
         self._compressor = zstandard.ZstdCompressor(
-            level=compression_level, write_checksum=True, write_content_size=True
+            level=compression_level, write_checksum=False, write_content_size=True
         )
         self._decompressor = zstandard.ZstdDecompressor()
         self._zstd_error = zstandard.ZstdError

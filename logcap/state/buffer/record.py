@@ -13,7 +13,8 @@ layout (little-endian; an open format, version 1)::
     29      8     i64 max_ts_ns: highest line timestamp in the batch
     37      8     checksum: BLAKE2b, 8-byte digest, personalisation b"logcap-record",
                   over bytes 0..36 of the header followed by the payload
-    45      n     payload: one zstd frame (content checksum on), sealed when encrypted
+    45      n     payload: one zstd frame (no content checksum: this checksum covers it;
+                  older frames have one), sealed when encrypted
 
 The checksum covers every header field and the whole payload, so a torn write, a bit flip or a
 stray overwrite anywhere in a record is detected (a 64-bit BLAKE2b, stronger than CRC32 against

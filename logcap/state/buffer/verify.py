@@ -5,9 +5,10 @@ but changes nothing: no truncation, no ledger rewrite, no lock taken (so it can 
 live agent; the active segment may then show a record being written as a torn tail). For each
 segment it reports valid records, corrupt regions, the torn tail, and whether the ledger
 (``.idx``) agrees with the data. With ``decode=True`` (the default) every valid record is also
-decompressed (zstd content checksum) and decoded; with a ``cipher`` encrypted records are
-authenticated and decrypted too, and a record the key cannot open is reported with its file
-(encrypted records are otherwise only checksum-verified, and counted as such).
+decompressed (and its zstd content checksum checked, in frames written with one) and decoded;
+with a ``cipher`` encrypted records are authenticated and decrypted too, and a record the key
+cannot open is reported with its file (encrypted records are otherwise only checksum-verified,
+and counted as such).
 
 The report's ``ok`` is true when nothing at all was found; the caller picks the exit status.
 """
