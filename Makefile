@@ -44,8 +44,11 @@ lint: $(BIN)/activate
 typecheck: $(BIN)/activate
 	$(BIN)/mypy logcap
 
+# pytest-xdist: TEST_WORKERS processes, each test file in one of them (its module fixtures, e.g.
+# a private podman engine or a built wheel, set up once); TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 unit: $(BIN)/activate
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(BIN)/activate
 	$(BIN)/python bench/actor_chain.py
