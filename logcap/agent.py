@@ -60,6 +60,9 @@ DRAIN_SHARE = 0.5
 """Part of the stop deadline spent waiting for in-flight lines to be delivered."""
 DRAIN_MAX_S = 5.0
 DRAIN_POLL_S = 0.02
+WAIT_CHECK_S = 5.0
+""":meth:`Agent.wait` looks up this often (the stop event and the root's exit wake it at
+once; the timeout only bounds a missed wake-up)."""
 
 
 class _RootWatcher:
@@ -68,11 +71,14 @@ class _RootWatcher:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.report: ChildExited | None = None
+        self.also_set: threading.Event | None = None  # the event Agent.wait sleeps on
 
     def tell(self, message: Any) -> None:
         if isinstance(message, ChildExited):
             self.report = message
             self.event.set()
+            if self.also_set is not None:
+                self.also_set.set()
 
 
 class Agent:
@@ -124,8 +130,9 @@ class Agent:
 
     def wait(self, stop: threading.Event) -> str:
         """Block until ``stop`` is set or the root exits; returns the root's failure, if any."""
+        self.watcher.also_set = stop  # the root's exit ends the wait at once
         while not stop.is_set() and not self.watcher.event.is_set():
-            stop.wait(0.5)
+            stop.wait(WAIT_CHECK_S)
         return self.failure()
 
     def stop(self, deadline_s: float) -> bool:

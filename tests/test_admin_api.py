@@ -188,7 +188,9 @@ def test_a_dead_server_thread_crashes_the_admin_actor_at_its_next_ping() -> None
     assert server.ask(Ping(), timeout=5) == "pong"
     actor = started[0]
     for served in actor._servers:
-        served.server.close()  # the serving loop ends: what a crash of waitress's thread is
+        # the serving loop ends (closed in its own thread, which the trigger wakes): what a
+        # crash of waitress's thread is
+        served.server.trigger.pull_trigger(served.server.close)
     for served in actor._servers:
         served.thread.join(timeout=5)
         assert not served.thread.is_alive()

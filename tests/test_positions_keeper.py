@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from logcap.actors.positions_keeper import PositionsKeeper
 from logcap.config.state import PositionsConfig
@@ -10,7 +13,11 @@ from logcap.runtime.timers import ManualScheduler
 from logcap.sources.containers.cursor import ContainerCursor
 from logcap.sources.containers.cursor_format import encode_cursor
 from logcap.state.positions import ContainerPosition, PositionsStore
-from logcap.state.positions_messages import CommitContainers, RecordContainers
+from logcap.state.positions_messages import (
+    CommitContainers,
+    GetContainerPositions,
+    RecordContainers,
+)
 
 ASK_S = 10.0
 CID = "cd" * 32
@@ -46,5 +53,31 @@ def test_recorded_containers_are_written_before_the_answer_and_commits_go_to_the
         keeper.ask(CommitContainers((position(ContainerCursor(9)),)), timeout=ASK_S)
         assert keeper.ask(RecordContainers((position(ContainerCursor(1)),)), timeout=ASK_S)
         assert stored(tmp_path)[CID] == 9
+    finally:
+        keeper.stop()
+
+
+def test_the_flush_timer_runs_only_while_changes_wait_for_the_snapshot(tmp_path: Path) -> None:
+    """An idle keeper schedules no wake-ups; a commit arms one flush check, which writes the
+    snapshot and leaves nothing scheduled."""
+    scheduler = ManualScheduler()
+    # the store's clock is the real one: the interval is short and really waited for
+    settings = PositionsConfig(directory=str(tmp_path), flush_interval=0.05)
+    keeper = PositionsKeeper.start(settings, scheduler, name="positions")
+    try:
+        keeper.ask(GetContainerPositions(), timeout=ASK_S)
+        flush_checks = lambda: scheduler.delays(lambda m: type(m).__name__ == "_FlushTick")  # noqa: E731
+        assert flush_checks() == []
+        keeper.ask(CommitContainers((position(ContainerCursor(5)),)), timeout=ASK_S)
+        keeper.ask(CommitContainers((position(ContainerCursor(6)),)), timeout=ASK_S)
+        assert flush_checks() == [pytest.approx(0.05)]  # one check for both commits
+        assert not (tmp_path / "container_positions.json").exists()
+        time.sleep(0.1)
+        scheduler.advance(0.05)
+        keeper.ask(GetContainerPositions(), timeout=ASK_S)
+        assert (tmp_path / "container_positions.json").exists()
+        assert flush_checks() == []
+        scheduler.advance(60.0)
+        assert flush_checks() == []
     finally:
         keeper.stop()

@@ -7,7 +7,8 @@ Messages taken (all control lane; the first three are defined in
   kept in memory and appended to the positions log at once (a process crash keeps them),
   the snapshot written when the store says so (``flush_interval`` elapsed,
   ``max_memory_buffer`` updates pending, or the log large), checked on each commit and on a
-  timer.
+  timer that runs only while memory holds changes not yet in the snapshot (an idle keeper
+  has no wake-ups).
 * :class:`ForgetFiles` — files fully drained after a rotation: drop their entries.
 * :class:`GetFilePositions` (ask) — the stored file positions, for a source that starts.
 * :class:`CommitContainers`, :class:`ForgetContainers`, :class:`GetContainerPositions` — the
@@ -89,6 +90,7 @@ class PositionsKeeper(LogcapActor):
         self.live: set[tuple[int, int]] = set()
         self.live_containers: set[str] = set()
         self.write_failures = FailureStreak(FAILURE_SUMMARY_INTERVAL_S)
+        self._flush_timer_armed = False
 
     def handle_start(self) -> None:
         report = self.store.load()
@@ -98,10 +100,16 @@ class PositionsKeeper(LogcapActor):
                  "replayed from the positions log", self.settings.directory,
                  len(self.store.files()), report.files.source, len(self.store.containers()),
                  report.containers.source, report.log_records)
-        self._tick()
+        self._arm_flush()
         self.scheduler.call_later(self.settings.cleanup_interval, self.actor_ref, _CleanupTick())
 
-    def _tick(self) -> None:
+    def _arm_flush(self) -> None:
+        """Schedule the flush check if memory holds unwritten changes and none is pending:
+        a change waits at most ``flush_interval`` (``FLUSH_CHECK_MIN_S`` at least) for its
+        snapshot, a failed write is retried at that pace, and nothing ticks while clean."""
+        if self._flush_timer_armed or not self.store.dirty:
+            return
+        self._flush_timer_armed = True
         interval = max(FLUSH_CHECK_MIN_S, self.settings.flush_interval)
         self.scheduler.call_later(interval, self.actor_ref, _FlushTick())
 
@@ -159,7 +167,9 @@ class PositionsKeeper(LogcapActor):
             for cpos in message.positions:
                 self.store.commit_container(cpos)
                 self.live_containers.add(cpos.id)
-            return self._flush() if self.store.dirty else True
+            written = self._flush() if self.store.dirty else True
+            self._arm_flush()  # a failed write is retried by the flush timer
+            return written
         elif isinstance(message, ForgetContainers):
             for cid in message.ids:
                 self.store.forget_container(cid)
@@ -167,9 +177,9 @@ class PositionsKeeper(LogcapActor):
         elif isinstance(message, GetContainerPositions):
             return self.store.containers()
         elif isinstance(message, _FlushTick):
+            self._flush_timer_armed = False
             if self.store.should_flush():
                 self._flush()
-            self._tick()
         elif isinstance(message, _CleanupTick):
             dropped = self.store.cleanup(keep_files=self.live,
                                          keep_containers=self.live_containers)
@@ -186,6 +196,7 @@ class PositionsKeeper(LogcapActor):
                                               f"writes to {self.settings.directory}")
         else:
             return super().handle(message)
+        self._arm_flush()
         return None
 
     def _snapshot(self) -> dict[str, Any]:

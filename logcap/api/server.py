@@ -33,6 +33,12 @@ ADMIN_THREADS = 4
 """waitress worker threads for the admin app (the metrics app gets 2)."""
 
 
+LOOP_TIMEOUT_S = 30
+"""waitress's ``asyncore_loop_timeout``: how long its loop sleeps in ``poll`` without events
+(waitress's default, 1 s, is two wake-ups a second for an idle agent). Nothing waits on it:
+a worker with an answer ready and a stop both wake the loop through its trigger, and idle
+connections are looked at every ``cleanup_interval`` (30 s) anyway."""
+
 STOP_TIMEOUT_S = 5.0
 """How long a stop waits for requests being answered, then for the server's loop to end."""
 
@@ -87,7 +93,8 @@ class AdminServer(LogcapActor):
         socket_map: dict[int, Any] = {}  # ours, so a stop can close every connection in it
         server = create_server(app, map=socket_map, host=self.host, port=port,
                                threads=threads, ident="logcap",
-                               clear_untrusted_proxy_headers=True, asyncore_use_poll=True)
+                               clear_untrusted_proxy_headers=True, asyncore_use_poll=True,
+                               asyncore_loop_timeout=LOOP_TIMEOUT_S)
         thread = threading.Thread(target=server.run, name=f"logcap-{what}-http", daemon=True)
         self._servers.append(_Served(server, socket_map, thread))
         thread.start()

@@ -76,8 +76,6 @@ except ImportError:  # pragma: no cover - not Linux
 WATCH_MASK = NAME_MASK | CONTENT_MASK
 """Every event the watcher follows: names (read at once) and contents (read per interval)."""
 
-READ_TIMEOUT_MS = 500
-"""How often the watcher thread looks up from inotify to see if it should stop."""
 DEFAULT_READ_DELAY_S = 0.04
 """``sources.files[].read_delay``: ``on_change`` is called this long after the first event not
 yet told (0: at once). A read and a wake-up of the tailer cost about what hundreds of lines
@@ -162,6 +160,9 @@ class DirWatcher:
             self.errors.append(f"inotify_init failed: {exc.strerror}: polling only")
             self._thread = None
             return
+        # :meth:`close` writes a byte here to end the thread's wait: without events the
+        # thread sleeps in ``poll`` with no timeout (no wake-ups while idle)
+        self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -202,13 +203,15 @@ class DirWatcher:
         waiter = select.poll()
         waiter.register(names.fileno(), select.POLLIN)
         waiter.register(content.fileno(), select.POLLIN)
+        waiter.register(self._wake_read, select.POLLIN)
         names_fd, content_fd = names.fileno(), content.fileno()
         delay = self.delay_s
         due: float | None = None  # when to tell (None: nothing recorded and not told yet)
         blind_since = 0.0  # the content queue was last read then (while ``due`` is set)
         while not self._stop.is_set():
+            timeout: int | None
             if due is None:
-                timeout = READ_TIMEOUT_MS
+                timeout = None  # until an event, or close()
             else:  # the content queue waits until then: only names can end the wait
                 timeout = max(0, int((due - time.monotonic()) * 1000) + 1)
                 waiter.modify(content_fd, 0)
@@ -291,7 +294,13 @@ class DirWatcher:
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_write, b"x")
             self._thread.join(timeout=2)
+            self._thread = None  # a second close() must not write to a reused descriptor
+            for fd in (self._wake_read, self._wake_write):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         for instance in (self._inotify, self._content):
             if instance is not None:
                 instance.close()
