@@ -95,7 +95,7 @@ def main() -> None:
     print(f"one line/s in each for {args.rate_seconds}s: {rate_cpu_us:.0f} CPU µs/line "
           f"({n} lines/s)")
     print(f"threads {threads}, peak open fds {peak_fds}, RSS {rss:.0f} MiB, idle CPU "
-          f"{idle_cpu:.1f}% of a core over {args.idle_seconds:.0f}s")
+          f"{idle_cpu:.2f}% of a core over {args.idle_seconds:.0f}s")
     print(f"slowest /health|/stats|/metrics answer {probe.slowest * 1000:.0f} ms "
           f"({probe.slowest_path}), {len(probe.failures)} failed")
 

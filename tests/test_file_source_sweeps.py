@@ -3,8 +3,10 @@ inotify does not show (symbolic links, files first seen since the last deep swee
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from logcap.sources.files.source import DEEP_CHECK_EVERY, FileSource
 from logcap.sources.files.tailer import TailerSettings
@@ -57,5 +59,34 @@ def test_a_write_through_a_symbolic_link_is_read_after_a_sweep_between_deep_ones
         source.on_tick()  # not a deep sweep: the link is still looked at
         lines = [line for e in source.read().entries for line in e.lines]
         assert lines == ["through the link"]
+    finally:
+        source.close()
+
+
+def test_a_deep_sweep_stats_each_path_once_and_learns_the_links_from_its_rescan(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """The re-scan's ``lstat``/``stat`` of every matched path serve the rotation check and
+    the reopening of closed files that follow it, and say which paths are links."""
+    source, plain, link, _ = _started(tmp_path)
+    try:
+        assert source.tailer.links == {str(link)}
+        stats: dict[str, Any] = {}
+        source.tailer.rescan(stats)
+        assert set(stats) == {str(plain), str(link)}
+        calls: list[str] = []
+        real_stat = os.stat
+
+        def counted(path: Any, *args: Any, **kw: Any) -> Any:
+            calls.append(str(path))
+            return real_stat(path, *args, **kw)
+
+        monkeypatch.setattr(os, "stat", counted)
+        while (source._sweeps + 1) % DEEP_CHECK_EVERY:
+            source.on_tick()
+        calls.clear()
+        source.on_tick()  # the deep one
+        # the plain file: its lstat in the scan; the link: the scan's stat of its target
+        assert calls.count(str(plain)) == 0 and calls.count(str(link)) == 1
+        assert source._blind_paths() == {str(link)}
     finally:
         source.close()

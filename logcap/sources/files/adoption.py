@@ -49,15 +49,20 @@ from logcap.state.positions import FilePosition, Validity, validate_file
 class FileAdoption(CompressedFiles):
     """The tailer's discovery and resumption of files (module docstring)."""
 
-    def rescan(self) -> list[str]:
+    def rescan(self, stats: dict[str, os.stat_result] | None = None) -> list[str]:
         """Pick up files that appeared; returns new problems (path: reason) to report.
 
         A matched path whose file is already followed (under another name: a rotated file
         the globs match too), or is a drained file unchanged since it was closed, is not
         opened; one that is a known file under a new name continues from its offset.
+        ``stats``, when given, receives the scan's ``stat`` of every matched file (links
+        followed), for a sweep that looks at every path right after.
         """
         result = scan(self.settings.include, self.settings.exclude)
+        if stats is not None:
+            stats.update(result.files)
         self.unmatched = result.unmatched
+        self.links = result.links
         problems: list[str] = []
         for err in result.errors:
             self._note_problem(err.path, err.reason, problems)
@@ -249,12 +254,14 @@ class FileAdoption(CompressedFiles):
         gen.idle_since = self.clock()
         self.retired.append(gen)
 
-    def sweep_dormant(self, paths: set[str] | None = None) -> None:
+    def sweep_dormant(self, paths: set[str] | None = None,
+                      stats: dict[str, os.stat_result] | None = None) -> None:
         """Reopen the closed current files that changed (by ``stat``; only those among
         ``paths``, the ones with directory events, when given), as room under the cap allows
         (the longest closed first). A file found rotated while closed has its unread tail
         read under its new name; a reused inode or a file shorter than its offset is a new
-        file, read from 0."""
+        file, read from 0. ``stats``: ``stat`` results just taken (by a re-scan), used
+        instead of a new ``stat`` of the same path."""
         cap = self.settings.max_open_files
         changed: list[tuple[str, ClosedFile, os.stat_result | None]] = []
         if paths is None:
@@ -262,10 +269,12 @@ class FileAdoption(CompressedFiles):
         else:
             looked = [(path, self.dormant[path]) for path in paths if path in self.dormant]
         for path, closed in looked:
-            try:
-                st: os.stat_result | None = os.stat(path)
-            except OSError:
-                st = None
+            st: os.stat_result | None = stats.get(path) if stats else None
+            if st is None:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = None
             if st is None or not closed.unchanged(st):
                 changed.append((path, closed, st))
         if not changed and not self.waiting and self.open_count() <= cap \

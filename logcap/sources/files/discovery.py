@@ -78,6 +78,9 @@ class ScanResult:
     errors: list[ScanError] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     """Skipped path -> the kept path that is the same file."""
+    links: set[str] = field(default_factory=set)
+    """The paths in ``files`` that are symbolic links (their writes make inotify events in
+    the target's directory, not the link's)."""
     unmatched: list[str] = field(default_factory=list)
     """Include patterns that select no file now (none of their paths, after the excludes, is
     a file kept, an alias of one, or an error): for ``/health`` and ``check-config``."""
@@ -238,7 +241,8 @@ def scan(includes: Iterable[str], excludes: Iterable[str] = ()) -> ScanResult:
     for pattern in includes:
         paths = selected.setdefault(pattern, [])
         for path in expander.expand(pattern):
-            if any(fnmatch.fnmatchcase(path, ex) for ex in exclude_patterns):
+            if exclude_patterns and any(fnmatch.fnmatchcase(path, ex)
+                                        for ex in exclude_patterns):
                 continue
             paths.append(path)
             if path in seen:
@@ -268,6 +272,7 @@ def scan(includes: Iterable[str], excludes: Iterable[str] = ()) -> ScanResult:
         while kept in result.aliases:
             kept = result.aliases[kept]
         result.aliases[skipped] = kept
+    result.links.update(path for path in result.files if is_link[path])
     reported = {error.path for error in result.errors}
     result.unmatched.extend(
         pattern for pattern, paths in selected.items()

@@ -101,6 +101,8 @@ class FileTable:
         self.errors: dict[str, str] = {}
         self.unmatched: list[str] = []
         """Include patterns that selected no file at the last rescan."""
+        self.links: set[str] = set()
+        """The matched paths the last rescan found to be symbolic links."""
         self._skipped: dict[str, tuple[int, int]] = {}  # compressed: path -> (dev, ino)
         self.inflight_bytes = 0
         self._pending_rotations: list[str] = []

@@ -103,10 +103,12 @@ __all__ = [
 class SourceTailer(FileAdoption):
     """Follows every file one ``sources.files[]`` entry's globs match (module docstring)."""
 
-    def check_rotation(self, deep: bool = False, paths: set[str] | None = None) -> None:
+    def check_rotation(self, deep: bool = False, paths: set[str] | None = None,
+                       stats: dict[str, os.stat_result] | None = None) -> None:
         """Look at every path (or only ``paths``, those with directory events since the last
         look, and the files with unread bytes); retire generations whose file was rotated
-        (module table)."""
+        (module table). ``stats``: ``stat`` results just taken (by a re-scan), used instead
+        of a new ``stat`` of the same path (a path missing from them is looked at anew)."""
         if paths is None:
             looked = list(self.current.items())
         else:
@@ -116,12 +118,14 @@ class SourceTailer(FileAdoption):
             looked = [(path, gen) for path, gen in self.current.items()
                       if path in paths or gen.size > gen.reader.read_position]
         for path, gen in looked:
-            try:
-                st = os.stat(path)
-            except OSError:
-                self._retire(gen, "deleted")
-                del self.current[path]
-                continue
+            st = stats.get(path) if stats else None
+            if st is None:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    self._retire(gen, "deleted")
+                    del self.current[path]
+                    continue
             if (st.st_dev, st.st_ino) != gen.key:
                 self._retire(gen, "rename")
                 del self.current[path]
