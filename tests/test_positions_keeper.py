@@ -65,8 +65,11 @@ def test_the_flush_timer_runs_only_while_changes_wait_for_the_snapshot(tmp_path:
     settings = PositionsConfig(directory=str(tmp_path), flush_interval=0.05)
     keeper = PositionsKeeper.start(settings, scheduler, name="positions")
     try:
+
+        def flush_checks() -> list[float]:
+            return scheduler.delays(lambda m: type(m).__name__ == "_FlushTick")
+
         keeper.ask(GetContainerPositions(), timeout=ASK_S)
-        flush_checks = lambda: scheduler.delays(lambda m: type(m).__name__ == "_FlushTick")  # noqa: E731
         assert flush_checks() == []
         keeper.ask(CommitContainers((position(ContainerCursor(5)),)), timeout=ASK_S)
         keeper.ask(CommitContainers((position(ContainerCursor(6)),)), timeout=ASK_S)

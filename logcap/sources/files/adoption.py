@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 from logcap.sources.files.compressed_follow import CompressedFiles
 from logcap.sources.files.discovery import scan
-from logcap.sources.files.file_table import CAP_PROBLEM, SkippedFile, log
+from logcap.sources.files.file_table import CAP_PROBLEM, SkippedFile, log, stat_now
 from logcap.sources.files.generation import (
     ClosedFile,
     open_log,
@@ -269,12 +269,7 @@ class FileAdoption(CompressedFiles):
         else:
             looked = [(path, self.dormant[path]) for path in paths if path in self.dormant]
         for path, closed in looked:
-            st: os.stat_result | None = stats.get(path) if stats else None
-            if st is None:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    st = None
+            st = stat_now(path, stats)
             if st is None or not closed.unchanged(st):
                 changed.append((path, closed, st))
         if not changed and not self.waiting and self.open_count() <= cap \

@@ -63,6 +63,18 @@ CAP_PROBLEM = "max_open_files"
 """The key of the problem shown while the descriptor cap cannot be kept."""
 
 
+def stat_now(path: str, taken: dict[str, os.stat_result] | None) -> os.stat_result | None:
+    """``stat`` of ``path`` (links followed): from ``taken``, results a re-scan has just
+    taken, else a new one; None if it cannot be looked at (gone)."""
+    st = taken.get(path) if taken else None
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+    return st
+
+
 class SkippedFile(Exception):
     """A file that matches the globs and is not read (compressed); the message says why."""
 

@@ -110,12 +110,6 @@ def file_source_settings(source: Any, config: Any) -> TailerSettings:
     )
 
 
-def _directory_of(path: str) -> str:
-    """``os.path.dirname`` of a normalised absolute path (a scan's), at a quarter of its
-    cost: the sweeps ask it of every followed path."""
-    return path[:path.rfind("/")] or "/"
-
-
 def _glob_roots(patterns: tuple[str, ...]) -> list[str]:
     """The deepest directory of each pattern before its first wildcard."""
     roots = []
@@ -225,7 +219,7 @@ class FileSource:
     def _watch(self) -> None:
         assert self.watcher is not None
         dirs = set(_glob_roots(self.settings.include))
-        dirs.update(map(_directory_of, self.tailer.current))
+        dirs.update(os.path.dirname(p) for p in self.tailer.current)
         self.watcher.watch(sorted(dirs))
 
     def _report(self, problems: list[str]) -> None:
@@ -309,12 +303,11 @@ class FileSource:
         directory. Worked out at each deep sweep, right after its re-scan, whose ``lstat`` of
         every matched path says which are links (``tailer.links``)."""
         assert self.watcher is not None
-        watched = set(self.watcher.watched())
-        links = self.tailer.links
+        watcher = self.watcher
         tailer = self.tailer
         return frozenset(
             path for path in (*tailer.current, *tailer.dormant)
-            if path not in links and _directory_of(path) in watched)
+            if path not in tailer.links and watcher.watches(os.path.dirname(path)))
 
     def _blind_paths(self) -> set[str]:
         """The followed paths a sweep between deep ones still ``stat`` s: those not known to

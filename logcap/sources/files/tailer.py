@@ -56,7 +56,13 @@ from logcap.origin import FILE_KIND, Buffered, FileStream, ReadToken
 from logcap.sources.files.adoption import FileAdoption
 from logcap.sources.files.binary_runs import drop_binary_runs
 from logcap.sources.files.decompress import CorruptCompressedFile
-from logcap.sources.files.file_table import CAP_PROBLEM, FINISHED_MEMORY, SkippedFile, log
+from logcap.sources.files.file_table import (
+    CAP_PROBLEM,
+    FINISHED_MEMORY,
+    SkippedFile,
+    log,
+    stat_now,
+)
 from logcap.sources.files.generation import (
     DEFAULT_CLOSE_INACTIVE_S,
     DEFAULT_DRAIN_GRACE_S,
@@ -118,14 +124,11 @@ class SourceTailer(FileAdoption):
             looked = [(path, gen) for path, gen in self.current.items()
                       if path in paths or gen.size > gen.reader.read_position]
         for path, gen in looked:
-            st = stats.get(path) if stats else None
+            st = stat_now(path, stats)
             if st is None:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    self._retire(gen, "deleted")
-                    del self.current[path]
-                    continue
+                self._retire(gen, "deleted")
+                del self.current[path]
+                continue
             if (st.st_dev, st.st_ino) != gen.key:
                 self._retire(gen, "rename")
                 del self.current[path]
