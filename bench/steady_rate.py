@@ -3,16 +3,16 @@
     .venv/bin/python bench/steady_rate.py [--rate 10000] [--seconds 10] [--write-every 0.005]
         [--disk-buffer]
 
-A logcap process tails one file into a Loki push receiver (in this process) while lines of
-~200 bytes are written at ``--rate`` lines/s, in writes every ``--write-every`` seconds (an
-application's small writes; each one is an inotify event). Printed, over the writing time:
-the process's CPU (% of one core, µs per line) and RSS (anonymous memory and the files
-mapped, from ``/proc/PID/smaps``); each thread's CPU and its wake-ups per second (voluntary
-context switches, from ``/proc/PID/task/TID/status``: each is a wait that ended, on a lock,
-a condition, a poll or a sleep), named by its Python thread (from ``py-spy dump`` halfway
-through, when py-spy is installed); and per
-second, the messages each actor handled, sink requests and positions flushes (from
-``/metrics``), which say how many reads, pushes and snapshot writes the rate cost.
+A logcap process tails one file into a Loki push receiver (in this process) while lines of ~200
+bytes are written at ``--rate`` lines/s, in writes every ``--write-every`` seconds (an
+application's small writes; each one is an inotify event). Printed, over the writing time: the
+process's CPU (% of one core, µs per line) and RSS (anonymous memory and the files mapped, from
+``/proc/PID/smaps``); each thread's CPU (user and system time) and its wake-ups per second
+(voluntary context switches, from ``/proc/PID/task/TID/status``: each is a wait that ended, on
+a lock, a condition, a poll or a sleep), named by its Python thread (from ``py-spy dump``
+halfway through, when py-spy is installed); and per second, the messages each actor handled,
+sink requests and positions flushes (from ``/metrics``), which say how many reads, pushes and
+snapshot writes the rate cost.
 """
 
 from __future__ import annotations
@@ -148,14 +148,14 @@ def main() -> None:
                                                      names.update(thread_names(ps.pid))))
             namer.start()
             before = counters(proc)
-            threads_before = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            threads_before = {t.id: (t.user_time, t.system_time) for t in ps.threads()}
             woke_before = wakeups(ps.pid)
             cpu = ps.cpu_times()
             cpu_before, started = cpu.user + cpu.system, time.monotonic()
             lines = write_at_rate(logs / "app.log", args.rate, args.seconds, args.write_every)
             cpu = ps.cpu_times()
             spent, elapsed = cpu.user + cpu.system - cpu_before, time.monotonic() - started
-            threads_after = {t.id: t.user_time + t.system_time for t in ps.threads()}
+            threads_after = {t.id: (t.user_time, t.system_time) for t in ps.threads()}
             woke_after = wakeups(ps.pid)
             after = counters(proc)
             rss = ps.memory_info().rss / 2**20
@@ -171,13 +171,15 @@ def main() -> None:
     print(f"  RSS: {memory}")
     woke_total = sum(woke_after.values()) - sum(woke_before.get(t, 0) for t in woke_after)
     print(f"  wake-ups (voluntary context switches): {woke_total / elapsed:.0f}/s in all")
-    for tid, total in sorted(threads_after.items(),
-                             key=lambda kv: threads_before.get(kv[0], 0) - kv[1]):
-        used = total - threads_before.get(tid, 0)
+    spent_by = {tid: (user - threads_before.get(tid, (0.0, 0.0))[0],
+                      system - threads_before.get(tid, (0.0, 0.0))[1])
+                for tid, (user, system) in threads_after.items()}
+    for tid, (user, system) in sorted(spent_by.items(), key=lambda kv: -sum(kv[1])):
         woke = (woke_after.get(tid, 0) - woke_before.get(tid, 0)) / elapsed
-        if used > 0.005 or woke >= 1:
-            print(f"  thread {names.get(tid, tid)}: {used / elapsed * 100:.1f} % of a core, "
-                  f"{woke:.0f} wake-ups/s")
+        if user + system > 0.005 or woke >= 1:
+            print(f"  thread {names.get(tid, tid)}: {(user + system) / elapsed * 100:.1f} % of "
+                  f"a core (user {user / elapsed * 100:.1f}, system {system / elapsed * 100:.1f})"
+                  f", {woke:.0f} wake-ups/s")
     for key in sorted(after):
         rate = (after[key] - before.get(key, 0)) / elapsed
         if rate > 0.5:

@@ -198,6 +198,19 @@ def test_sync_makes_every_appended_seq_durable(make_store: Callable) -> None:
     assert store.sync() == 2 and store.durable_seq == 2
 
 
+def test_unsynced_bytes_count_the_raw_payload_appended_since_the_last_sync(
+        make_store: Callable) -> None:
+    store = make_store()
+    assert store.unsynced_bytes == 0
+    store.append(make_batch(1, lines=5, width=30))
+    store.append(make_batch(2, lines=2, width=30))
+    assert store.unsynced_bytes == store.stats()["appended"]["raw_bytes"] > 7 * 30
+    store.sync()
+    assert store.unsynced_bytes == 0
+    store.append(make_batch(3, lines=1, width=30))
+    assert 30 < store.unsynced_bytes < store.stats()["appended"]["raw_bytes"]
+
+
 # --- rotation and the ledger -------------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@
   entries not updated for ``max_position_age`` are dropped every ``cleanup_interval``.
 - ``disk_buffer`` (:class:`DiskBufferConfig`): the zstd segment-file buffer between the
   dispatcher and the sinks (``max_file_size <= max_total_size``; ``max_files`` 0 means no
-  count limit; ``fsync_interval`` 0 means fsync after every append; ``when_full`` blocks or
+  count limit; ``fsync_interval`` 0 means fsync after every append, and a burst commits
+  sooner, every 4 MiB of lines; ``when_full`` blocks or
   drops the oldest segments), optionally
   encrypted at rest (:class:`EncryptionConfig`: a key from exactly one of ``key_env`` and
   ``key_file``; the loader also checks that ``key_env`` is set).

@@ -158,6 +158,7 @@ class SegmentStore:
         self._durable_seq = 0
         self._dropped = {reason: [0, 0] for reason in DROP_REASONS}
         self._appended = [0, 0, 0, 0]  # batches, lines, raw bytes, stored bytes
+        self._unsynced_bytes = 0
         self._problems: list[str] = []
         self._sync_failure: OSError | None = None
         self._opened = False
@@ -245,6 +246,13 @@ class SegmentStore:
         return self._durable_seq
 
     @property
+    def unsynced_bytes(self) -> int:
+        """Uncompressed payload bytes (lines and their fields) appended since the last
+        :meth:`sync`: about what the sources' unacknowledged reads hold until a group commit
+        answers them."""
+        return self._unsynced_bytes
+
+    @property
     def first_seq(self) -> int:
         """The oldest seq that may still be stored (``last_seq + 1`` when empty)."""
         segments = self._files.segments
@@ -278,6 +286,7 @@ class SegmentStore:
         self._recent.keep(seq, batch, encoded.raw_bytes)
         counts = (1, encoded.lines, encoded.raw_bytes, len(record))
         self._appended = [a + b for a, b in zip(self._appended, counts, strict=True)]
+        self._unsynced_bytes += encoded.raw_bytes
         return seq
 
     def _over_capacity(self, size: int) -> bool:
@@ -321,6 +330,7 @@ class SegmentStore:
                 self._sync_failure = exc
                 raise
             self._durable_seq = self._last_seq
+        self._unsynced_bytes = 0
         return self._durable_seq
 
     # --- cursors -----------------------------------------------------------------------------
