@@ -55,7 +55,7 @@ from bench.e2e_loki import (
     open_receiver,
 )
 from logcap.config.sources import DEFAULT_DISPATCH_BATCH_LINES
-from tests.harness import LogcapProcess, make_config
+from tests.harness import LogcapProcess, ensure_bytecode, make_config
 
 SYSLOG_NG = shutil.which("syslog-ng") or "/usr/sbin/syslog-ng"
 
@@ -312,6 +312,7 @@ def main() -> int:
     add_receiver_option(parser)
     args = parser.parse_args()
     apply_receiver_option(args)
+    ensure_bytecode()  # before the first burst's clock starts (as an installed wheel has it)
     agents: list[Agent] = [Logcap(False, args.batch_lines), Logcap(True, args.batch_lines),
                            SyslogNg(args.batch_lines)]
     if not os.path.exists(SYSLOG_NG):
