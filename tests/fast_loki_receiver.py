@@ -14,9 +14,11 @@ timestamps' ``seconds`` and ``nanos`` as two lists, without a Python object per 
 strings are checked as UTF-8, as the full decoder does). That reading is exact only if every
 entry carries exactly one line, one ``seconds`` and one ``nanos``; the second view (proto2)
 *requires* them in every entry, so ``IsInitialized()`` and the merged lists' lengths (as many
-as entries) prove it. The fast path also requires, per stream, no structured metadata and no
-``parsed`` labels. A proto3 encoder leaves out zero values, so an entry on a whole second
-(``nanos`` 0) or with an empty line goes to the full path.
+as entries) prove it; a push of whole seconds (no ``nanos`` at all: a proto3 encoder leaves
+out zero values) by a third view without them. The fast path also requires, per stream, no
+``parsed`` labels, and structured metadata only where lines are not kept (each entry's pairs
+counted and sized against the full receiver's limits). An entry with an empty line, or a push
+with some entries on a whole second and some not, goes to the full path.
 
 JSON: every value must be ``[<string of digits, optionally signed>, <string>]``.
 
@@ -63,6 +65,8 @@ from tests.loki_receiver import (
     _MAX_SECONDS,
     _MIN_SECONDS,
     _NS,
+    MAX_STRUCTURED_METADATA_BYTES,
+    MAX_STRUCTURED_METADATA_COUNT,
     PUSH_PATH,
     DecodedEntry,
     LokiReceiver,
@@ -150,10 +154,12 @@ def _view_file(package: str, syntax: str,
     return view
 
 
-def _build_views() -> tuple[type[Message], type[Message]]:
+def _build_views() -> tuple[type[Message], type[Message], type[Message]]:
     """``PushRequest`` as the fast path reads it: per stream, its entries merged into one
-    message (proto3, so strings are checked as UTF-8); and a proto2 view in which every entry
-    *requires* a timestamp and a line, and every timestamp its seconds and nanos."""
+    message (proto3, so strings are checked as UTF-8); a proto2 view in which every entry
+    *requires* a timestamp and a line, and every timestamp its seconds and nanos (each entry's
+    structured metadata as raw pairs, to count and size them); and the same view with the
+    nanos left out, for pushes of whole seconds (a proto3 encoder omits a zero ``nanos``)."""
     opt, rep, req = _FDP.LABEL_OPTIONAL, _FDP.LABEL_REPEATED, _FDP.LABEL_REQUIRED
     msg, string, raw = _FDP.TYPE_MESSAGE, _FDP.TYPE_STRING, _FDP.TYPE_BYTES
     int64, int32 = _FDP.TYPE_INT64, _FDP.TYPE_INT32
@@ -161,28 +167,35 @@ def _build_views() -> tuple[type[Message], type[Message]]:
         "PushRequest": [("streams", 1, rep, msg, "Stream"), ("format", 2, opt, string, "")],
         "Stream": [("labels", 1, opt, string, ""), ("entries", 2, opt, msg, "Entries")],
         "Entries": [("timestamp", 1, opt, msg, "Timestamps"), ("line", 2, rep, string, ""),
-                    ("structuredMetadata", 3, rep, raw, ""), ("parsed", 4, rep, raw, "")],
+                    ("structuredMetadata", 3, rep, msg, "Pair"), ("parsed", 4, rep, raw, "")],
         "Timestamps": [("seconds", 1, rep, int64, ""), ("nanos", 2, rep, int32, "")],
+        "Pair": [("name", 1, opt, string, ""), ("value", 2, opt, string, "")],
     })
-    required = _view_file("pushrequired", "proto2", {
-        "PushRequest": [("streams", 1, rep, msg, "Stream")],
-        "Stream": [("entries", 2, rep, msg, "Entry")],
-        "Entry": [("timestamp", 1, req, msg, "Timestamp"), ("line", 2, req, raw, "")],
-        "Timestamp": [("seconds", 1, req, int64, ""), ("nanos", 2, req, int32, "")],
-    })
+    views = [merged]
+    for package, stamp in (("pushrequired", [("seconds", 1, req, int64, ""),
+                                             ("nanos", 2, req, int32, "")]),
+                           ("pushseconds", [("seconds", 1, req, int64, "")])):
+        views.append(_view_file(package, "proto2", {
+            "PushRequest": [("streams", 1, rep, msg, "Stream")],
+            "Stream": [("entries", 2, rep, msg, "Entry")],
+            "Entry": [("timestamp", 1, req, msg, "Timestamp"), ("line", 2, req, raw, ""),
+                      ("structuredMetadata", 3, rep, raw, "")],
+            "Timestamp": stamp,
+        }))
     pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(merged.SerializeToString())
-    pool.AddSerializedFile(required.SerializeToString())
-    merged_class, required_class = (
+    for view in views:
+        pool.AddSerializedFile(view.SerializeToString())
+    merged_class, required_class, seconds_class = (
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{name}.PushRequest"))
-        for name in ("pushmerged", "pushrequired"))
-    return merged_class, required_class
+        for name in ("pushmerged", "pushrequired", "pushseconds"))
+    return merged_class, required_class, seconds_class
 
 
-_MERGED, _REQUIRED = _build_views()
+_MERGED, _REQUIRED, _SECONDS = _build_views()
 
 
-def decode_protobuf_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
+def decode_protobuf_bulk(data: bytes, metadata: bool = False,
+                         ) -> tuple[list[Stream], bool] | None:
     """A snappy-compressed protobuf push as streams, and whether any line may carry a write
     time (`` t=``); None when the fast path cannot prove its reading equal to the full
     decoder's (or the body is malformed: the full path answers).
@@ -191,13 +204,24 @@ def decode_protobuf_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
     its seconds and nanos (``IsInitialized``); the merged view finds as many lines, seconds and
     nanos in all as there are entries; so each entry has exactly one of each, and the merged
     lists hold them entry by entry: what the full decoder reads (its last occurrence of a
-    field, merged timestamps) is the same."""
+    field, merged timestamps) is the same. A push of whole seconds (no entry has a ``nanos``:
+    the merged view finds none) is proved the same way by the view without nanos, its nanos
+    all 0.
+
+    With ``metadata`` (a receiver that does not keep lines), entries may carry structured
+    metadata: it is checked, not kept, by the full receiver's limits per entry, each entry's
+    pairs sized by their encoding (at least their names' and values' bytes: within the limit
+    there, within it exactly); an entry over a limit sends the push to the full path."""
     try:
         raw = bytes(cramjam.snappy.decompress_raw(data))
-        counted: Any = _REQUIRED()
-        counted.ParseFromString(raw)
         view: Any = _MERGED()
         view.ParseFromString(raw)
+        counted: Any = _REQUIRED()
+        counted.ParseFromString(raw)
+        whole_seconds = not counted.IsInitialized()
+        if whole_seconds:
+            counted = _SECONDS()
+            counted.ParseFromString(raw)
     except (DecodeError, cramjam.DecompressionError):
         return None
     if not counted.IsInitialized():
@@ -208,8 +232,13 @@ def decode_protobuf_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
         entries = merged.entries
         lines = list(entries.line)
         seconds, nanos = list(entries.timestamp.seconds), list(entries.timestamp.nanos)
-        if (len(lines) != n or len(seconds) != n or len(nanos) != n
-                or entries.structuredMetadata or entries.parsed):
+        if whole_seconds and nanos:
+            return None
+        if whole_seconds:
+            nanos = [0] * n
+        if len(lines) != n or len(seconds) != n or len(nanos) != n or entries.parsed:
+            return None
+        if entries.structuredMetadata and not (metadata and _metadata_within_limits(stream)):
             return None
         if n and (min(nanos) < 0 or max(nanos) >= _NS
                   or min(seconds) < _MIN_SECONDS or max(seconds) >= _MAX_SECONDS):
@@ -217,6 +246,15 @@ def decode_protobuf_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
         stamps = list(map(add, map(mul, seconds, repeat(_NS)), nanos))
         streams.append((merged.labels, stamps, lines))
     return streams, WRITE_TIME_MARK.encode() in raw
+
+
+def _metadata_within_limits(stream: Any) -> bool:
+    """Every entry of ``stream`` (the proto2 view) within the full receiver's structured
+    metadata limits: pairs counted, and sized by their encoded bytes (an upper bound of the
+    names' and values' bytes the full receiver adds up)."""
+    pairs = [entry.structuredMetadata for entry in stream.entries]
+    return (max(map(len, pairs)) <= MAX_STRUCTURED_METADATA_COUNT
+            and max(sum(map(len, p)) for p in pairs) <= MAX_STRUCTURED_METADATA_BYTES)
 
 
 def decode_json_bulk(data: bytes) -> tuple[list[Stream], bool] | None:
@@ -353,7 +391,7 @@ class FastLokiReceiver(LokiReceiver):
         except PushError:
             return None
         decoded = decode_json_bulk(body) if media == "application/json" \
-            else decode_protobuf_bulk(body)
+            else decode_protobuf_bulk(body, metadata=not self.keep_lines)
         if decoded is None or not decoded[0]:
             return None  # no stream at all: the full path answers 422
         return decoded

@@ -141,6 +141,55 @@ def test_entries_the_fast_path_cannot_read_in_bulk_go_to_the_full_path() -> None
     assert fast.fast_pushes == 1  # only the signed JSON timestamps were plain
 
 
+def metadata_push(labels: str, entries: list[tuple[int, str, dict[str, str]]]) -> bytes:
+    """A push whose entries carry structured metadata (the test receiver's message classes)."""
+    req: Any = PROTO["PushRequest"]()
+    stream = req.streams.add(labels=labels)
+    for ts, line, pairs in entries:
+        entry = stream.entries.add(line=line)
+        entry.timestamp.seconds, entry.timestamp.nanos = divmod(ts, 1_000_000_000)
+        for name, value in pairs.items():
+            entry.structuredMetadata.add(name=name, value=value)
+    return snappy(req.SerializeToString())
+
+
+def test_pushes_of_whole_seconds_take_the_fast_path_unless_some_entries_are_not() -> None:
+    whole = 1_700_000_000_000_000_000
+    labels = '{job="bench"}'
+    fast, answers = both([
+        (PROTOBUF, protobuf_push([(labels, [(whole + i * 1_000_000_000, f"seq={i} s")
+                                            for i in range(50)])])),
+        (PROTOBUF, protobuf_push([(labels, [(whole, "seq=60 same second, other line"),
+                                            (whole + 5, "seq=61 not whole")])])),
+        (PROTOBUF, protobuf_push([(labels, [(whole + 7, "seq=62 a")]),
+                                  ('{job="b"}', [(whole, "seq=63 b")])])),
+    ])
+    assert answers == [204] * 3
+    assert fast.fast_pushes == 1
+    assert fast.count == 54
+
+
+def test_structured_metadata_is_checked_in_bulk_and_over_a_limit_gets_the_full_answer() -> None:
+    labels = '{job="opensips", level="ERROR"}'
+    pairs = {"pid": "2311", "call_id": "a1@10.0.0.5", "status": "200"}
+    ok = [(BASE_NS + i, f"t_reply: replied 200 OK n{i}", pairs) for i in range(200)]
+    many = {f"k{i}": "v" for i in range(129)}
+    large = {"blob": "x" * (64 * 1024)}
+    fast, answers = both([
+        (PROTOBUF, metadata_push(labels, ok)),
+        (PROTOBUF, metadata_push(labels, [(BASE_NS + 500, "too many pairs", many)])),
+        (PROTOBUF, metadata_push(labels, [(BASE_NS + 501, "too large", large)])),
+        (PROTOBUF, metadata_push(labels, [(BASE_NS + 502, "at the limit",
+                                           {f"k{i}": "v" for i in range(128)})])),
+    ])
+    assert answers == [204, 400, 400, 204]
+    assert fast.fast_pushes == 2
+    kept = FastLokiReceiver(keep_lines=True)  # lines (and their metadata) kept: the full path
+    assert kept.handle_push(PROTOBUF, metadata_push(labels, ok[:3]))[0] == 204
+    assert kept.fast_pushes == 0
+    assert [e.metadata for e in kept.stream_entries()[labels]] == [tuple(pairs.items())] * 3
+
+
 def test_bad_input_gets_the_full_receivers_answer() -> None:
     ok = numbered(0, 3)
     bad_nanos = PROTO["PushRequest"]()
