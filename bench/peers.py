@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/peers.py [--lines 1000000] [--rate 10000] [--seconds 20]
                                     [--runs 3] [--line-bytes 200] [--batch-lines 5000]
-                                    [--only NAME ...]
+                                    [--only NAME ...] [--pipeline opensips]
 
 Agents (each its own process, config and state under a temp dir; never a system service):
 
@@ -22,6 +22,13 @@ full ``tests/loki_receiver.py`` in this one, as before) in two jobs:
    (user + system time of the agent's process over the job), peak RSS;
 2. **steady**: lines written at ``--rate`` lines/s for ``--seconds``, each carrying its write
    time: p50/p99 of (arrival - write), the agent's CPU as % of one core and its peak RSS.
+
+With ``--pipeline opensips`` (issue 14's "the same run with the opensips pipeline"): the burst
+alone, logcap alone (``logcap+opensips``, ``logcap-disk+opensips``), each agent running the
+built-in ``opensips`` pipeline on OpenSIPS lines (:func:`write_opensips`: every 20th entry a
+SIP message dump of 7 lines, joined into one entry; levels as labels, Call-ID and the rest as
+structured metadata, the log's own timestamp); lines/s and µs/line count raw lines, the
+receiver counts the joined entries.
 
 The jobs run ``--runs`` times, agents interleaved within each run (A B C, A B C, ...), and the
 median of each figure is printed, then the ratios of each logcap mode to syslog-ng. Every run
@@ -79,15 +86,21 @@ class Agent(abc.ABC):
 
 
 class Logcap(Agent):
-    def __init__(self, disk_buffer: bool, batch_lines: int) -> None:
-        self.name = "logcap-disk" if disk_buffer else "logcap"
+    def __init__(self, disk_buffer: bool, batch_lines: int, pipeline: str | None = None) -> None:
+        self.name = ("logcap-disk" if disk_buffer else "logcap") + \
+            (f"+{pipeline}" if pipeline else "")
         self.disk_buffer = disk_buffer
         self.batch_lines = batch_lines
+        self.pipeline = pipeline
         self.proc: LogcapProcess | None = None
 
     def start(self, tmp: Path, log: Path, url: str) -> int:
+        source: dict[str, Any] = {"name": "app", "include": [str(log)], "start_at": "beginning",
+                                  "labels": {"job": "test"}}
+        if self.pipeline:
+            source["pipeline"] = self.pipeline
         config = make_config(
-            tmp, [str(log)],
+            tmp, [], sources={"files": [source]},
             sinks={"file": {"enabled": False},
                    "loki": {"enabled": True, "url": url, "encoding": "protobuf",
                             "batch_size": self.batch_lines}},
@@ -187,33 +200,80 @@ def _wait(done: Callable[[], bool], timeout: float, agent: Agent) -> bool:
     return True
 
 
-def burst(agent: Agent, lines: int, line_bytes: int, figures: Figures) -> None:
+SIP_DUMP = ("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1"
+            "\nFrom: <sip:alice@example.com>;tag=1928301774\nTo: <sip:bob@example.com>\n"
+            "Call-ID: a84b4c76e66710@pc33.example.com\nCSeq: 1 INVITE\n")
+SIP_DUMP_LINES = SIP_DUMP.count("\n")
+
+
+def write_numbered(log: Path, lines: int, line_bytes: int) -> tuple[int, int]:
+    """``lines`` lines ``seq=N <padding>`` of ``line_bytes`` bytes; the entries to expect, and
+    how many of them the burst's figures wait for (all)."""
+    pad = "x" * (line_bytes - 15)
+    with open(log, "w") as fh:
+        for start in range(0, lines, 10_000):
+            fh.write("".join(f"seq={n:09d} {pad}\n"
+                             for n in range(start, min(lines, start + 10_000))))
+    return lines, lines
+
+
+def write_opensips(log: Path, lines: int, line_bytes: int) -> tuple[int, int]:
+    """``lines`` raw lines of OpenSIPS's log (syslog timestamp, ``[pid] LEVEL:module:function:
+    message``, a Call-ID in each), padded to ``line_bytes``; every 20th entry a ``NOTICE`` xlog
+    line followed by its SIP message dump (6 continuation lines, joined by the ``opensips``
+    pipeline's multiline rule). The entries to expect, as the pipeline joins them, and how many
+    the burst's figures wait for: all but the last, which waits for the multiline timeout (no
+    line follows to end it; it must arrive too, later)."""
+    entries = written = 0
+    chunk: list[str] = []
+    with open(log, "w") as fh:
+        while written < lines:
+            second = entries % 60
+            if entries % 20 == 0 and written + 1 + SIP_DUMP_LINES <= lines:
+                chunk.append(f"Dec  1 20:34:{second:02d} [2315] NOTICE:received request INVITE "
+                             f"from 192.0.2.10 n={entries}\n{SIP_DUMP}")
+                written += 1 + SIP_DUMP_LINES
+            else:
+                head = (f"Dec  1 20:34:{second:02d} [2311] ERROR:tm:t_reply: call-id=a{entries}"
+                        f"@10.0.0.5 replied 200 OK n={entries} ")
+                chunk.append(head + "x" * max(0, line_bytes - 1 - len(head)) + "\n")
+                written += 1
+            entries += 1
+            if len(chunk) >= 10_000:
+                fh.write("".join(chunk))
+                chunk.clear()
+        fh.write("".join(chunk))
+    return entries, entries - 1
+
+
+def burst(agent: Agent, lines: int, line_bytes: int, figures: Figures,
+          write: Callable[[Path, int, int], tuple[int, int]] = write_numbered) -> None:
     receiver = open_receiver()
     with tempfile.TemporaryDirectory(prefix=f"peers-{agent.name}-") as name:
         tmp = Path(name)
         log = tmp / "app.log"
-        pad = "x" * (line_bytes - 15)
-        with open(log, "w") as fh:
-            for start in range(0, lines, 10_000):
-                fh.write("".join(f"seq={n:09d} {pad}\n"
-                                 for n in range(start, min(lines, start + 10_000))))
+        expected, timed = write(log, lines, line_bytes)
         receiver_cpu = ReceiverCpu(receiver)
         started = time.monotonic()
         probe = Probe(agent.start(tmp, log, receiver.url))
-        complete = _wait(lambda: receiver.count >= lines, 600, agent)
+        complete = _wait(lambda: receiver.count >= timed, 600, agent)
         count = receiver.count
         elapsed = receiver.last_arrival - started
         _, rss = probe.finish()
         receiver_cpu_s = receiver_cpu.seconds()
+        if complete and timed < expected:
+            complete = _wait(lambda: receiver.count >= expected, 60, agent)
+        arrived = receiver.count
         agent.stop()
     receiver.stop()
-    if not complete:
-        figures.problems.append(f"burst: {count} of {lines} lines arrived")
-    figures.burst_rate.append(count / elapsed)
-    figures.burst_us.append(probe.us_per_line(count))
+    if not complete or arrived != expected:
+        figures.problems.append(f"burst: {arrived} of {expected} entries arrived")
+    raw = lines * min(1.0, count / expected)  # the raw lines those entries hold
+    figures.burst_rate.append(raw / elapsed)
+    figures.burst_us.append(probe.us_per_line(int(raw)))
     figures.burst_rss.append(rss)
     if receiver_cpu_s is not None:
-        figures.receiver_us.append(1e6 * receiver_cpu_s / max(1, count))
+        figures.receiver_us.append(1e6 * receiver_cpu_s / max(1, raw))
 
 
 def steady(agent: Agent, rate: float, seconds: float, line_bytes: int,
@@ -274,14 +334,19 @@ ROWS: list[tuple[str, str, str]] = [
 
 def report(results: dict[str, Figures], args: Any) -> None:
     names = list(results)
-    print(f"\npeers: {args.lines:,} lines of {args.line_bytes} B (burst), {args.rate:,.0f} "
-          f"lines/s for {args.seconds:.0f} s (steady); median of {args.runs} interleaved runs; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    steady_job = "" if args.pipeline else \
+        f", {args.rate:,.0f} lines/s for {args.seconds:.0f} s (steady)"
+    pipeline = f", the {args.pipeline} pipeline" if args.pipeline else ""
+    print(f"\npeers: {args.lines:,} lines of {args.line_bytes} B (burst){steady_job}{pipeline}; "
+          f"median of {args.runs} interleaved runs; load average {os.getloadavg()[0]:.1f}")
     width = max(len(label) for _, label, _ in ROWS)
-    print(" " * width + "".join(f"{n:>14}" for n in names))
+    column = max(14, *(len(n) + 2 for n in names))
+    print(" " * width + "".join(f"{n:>{column}}" for n in names))
     for key, label, fmt in ROWS:
+        if not any(getattr(results[n], key) for n in names):
+            continue  # not measured (the steady job is not run with --pipeline)
         cells = [fmt.format(_median(getattr(results[n], key))) for n in names]
-        print(label.ljust(width) + "".join(f"{c:>14}" for c in cells))
+        print(label.ljust(width) + "".join(f"{c:>{column}}" for c in cells))
     peer = results.get(SyslogNg.name)
     if peer is not None:
         for name in names:
@@ -309,26 +374,33 @@ def main() -> int:
                         help="lines per push, for every agent (logcap's dispatcher and Loki "
                              "batch_size, syslog-ng's batch-lines; default: logcap's)")
     parser.add_argument("--only", nargs="+", choices=["logcap", "logcap-disk", "syslog-ng"])
+    parser.add_argument("--pipeline", choices=["opensips"],
+                        help="logcap runs this built-in pipeline on OpenSIPS lines (the burst "
+                             "only, logcap only: syslog-ng parses nothing)")
     add_receiver_option(parser)
     args = parser.parse_args()
     apply_receiver_option(args)
     ensure_bytecode()  # before the first burst's clock starts (as an installed wheel has it)
-    agents: list[Agent] = [Logcap(False, args.batch_lines), Logcap(True, args.batch_lines),
+    agents: list[Agent] = [Logcap(False, args.batch_lines, args.pipeline),
+                           Logcap(True, args.batch_lines, args.pipeline),
                            SyslogNg(args.batch_lines)]
+    if args.pipeline:
+        agents = agents[:2]
     if not os.path.exists(SYSLOG_NG):
         print(f"{SYSLOG_NG} not found (apt-get install syslog-ng-core syslog-ng-mod-http): "
               "logcap alone")
         agents = agents[:2]
     if args.only:
-        agents = [a for a in agents if a.name in args.only]
+        agents = [a for a in agents if a.name.split("+")[0] in args.only]
     results = {agent.name: Figures() for agent in agents}
+    write = write_opensips if args.pipeline else write_numbered
     for run in range(args.runs):
         for agent in agents:
-            burst(agent, args.lines, args.line_bytes, results[agent.name])
+            burst(agent, args.lines, args.line_bytes, results[agent.name], write)
             print(f"run {run + 1} {agent.name} burst: "
                   f"{results[agent.name].burst_rate[-1]:,.0f} lines/s, "
                   f"{results[agent.name].burst_us[-1]:.2f} µs/line", flush=True)
-        for agent in agents:
+        for agent in agents if not args.pipeline else ():
             steady(agent, args.rate, args.seconds, args.line_bytes, results[agent.name])
             print(f"run {run + 1} {agent.name} steady: p99 {results[agent.name].p99[-1]:.0f} ms, "
                   f"CPU {results[agent.name].steady_cpu[-1]:.1f}%", flush=True)

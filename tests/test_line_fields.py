@@ -22,6 +22,7 @@ from logcap.sinks.loki.service import LokiService
 from logcap.state.buffer.codec import (
     BODY_MAGIC,
     BODY_MAGIC_V2,
+    BODY_MAGIC_V3,
     CodecError,
     batch_time_range,
     decode_batch,
@@ -156,7 +157,60 @@ def test_any_batch_with_per_line_fields_round_trips_through_the_codec(
 def test_a_batch_without_per_line_fields_is_still_written_as_version_1() -> None:
     plain = Entries("s", "st", (), ["a"], 5, TOKEN)
     assert encode_batch([plain])[:4] == BODY_MAGIC
-    assert encode_batch([plain, processed()])[:4] == BODY_MAGIC_V2
+    assert encode_batch([plain, processed()])[:4] == BODY_MAGIC_V3
+
+
+def _body(magic: bytes, meta: list[Any], strings: list[str]) -> bytes:
+    """A record body built by hand: prefix, JSON meta, then the line block."""
+    meta_bytes = json.dumps(meta, separators=(",", ":")).encode("ascii")
+    lengths = struct.pack(f"<{len(strings)}I", *map(len, strings))
+    return (magic + struct.pack("<I", len(meta_bytes)) + meta_bytes + lengths
+            + "".join(strings).encode())
+
+
+def test_a_version_2_record_from_the_previous_release_decodes() -> None:
+    # As the previous release wrote it: every line's pairs spelled out in the JSON meta.
+    fields = {"ts": [T0 + 5_000, T0 + 1_000, T0 + 9_000],
+              "labels": [[["level", "info"]], [["level", "error"]], [["level", "info"]]],
+              "md": [[["call_id", "c0"]], [["call_id", "c1"]], []]}
+    meta = [["app", "/var/log/app.log", [["job", "app"], ["level", "unset"]], T0, 30,
+             ["app", "g1|1:2|fp", 0, 30, 0], 3, fields]]
+    body = _body(BODY_MAGIC_V2, meta, [f"seq={i} line" for i in range(3)])
+    assert decode_batch(body) == [processed()]
+
+
+def test_version_3_keeps_label_sets_and_metadata_names_once_and_shares_them() -> None:
+    part = processed()
+    body = encode_batch([part])
+    meta = json.loads(body[8:8 + struct.unpack_from("<I", body, 4)[0]])
+    fields = meta[0][7]
+    assert fields["labels"] == {"t": [[["level", "info"]], [["level", "error"]]],
+                                "i": [0, 1, 0]}
+    assert fields["md"] == {"t": [["call_id"], []], "i": [0, 0, 1], "n": 2}
+    [read] = decode_batch(body)
+    assert read == part
+    assert read.line_labels is not None and read.line_labels[0] is read.line_labels[2]
+
+
+def test_malformed_version_3_fields_are_a_codec_error() -> None:
+    def with_fields(change: dict[str, Any], values: list[str]) -> bytes:
+        fields = {"labels": {"t": [[["level", "info"]]], "i": [0]},
+                  "md": {"t": [["call_id"]], "i": [0], "n": 1}, **change}
+        meta = [["app", "s", [], T0, 1, ["app", "g1|1:2|fp", 0, 1, 0], 1, fields]]
+        return _body(BODY_MAGIC_V3, meta, ["line", *values])
+
+    assert decode_batch(with_fields({}, ["c0"]))[0].metadata == [(("call_id", "c0"),)]
+    bad = [({"labels": {"t": [[["level", "info"]]], "i": [1]}}, ["c0"], "out of the table"),
+           ({"labels": {"t": [[["level", "info"]]], "i": [-1]}}, ["c0"], "out of the table"),
+           ({"labels": {"t": [[["level"]]], "i": [0]}}, ["c0"], "pairs of strings"),
+           ({"md": {"t": [["call_id", "pid"]], "i": [0], "n": 1}}, ["c0"], "shorter"),
+           ({"md": {"t": [["call_id"]], "i": [0], "n": 2}}, ["c0", "c1"], "values"),
+           ({"md": {"t": [[1]], "i": [0], "n": 1}}, ["c0"], "malformed"),
+           ({"md": {"t": [["call_id"]], "i": [0, 0], "n": 1}}, ["c0"], "lines"),
+           ({"md": {"t": [["call_id"]], "i": [0], "n": -1}}, ["c0"], "malformed")]
+    for change, values, message in bad:
+        with pytest.raises(CodecError, match=message):
+            decode_batch(with_fields(change, values))
 
 
 def test_a_version_1_record_from_the_previous_release_decodes() -> None:
