@@ -203,7 +203,7 @@ def test_malformed_version_3_fields_are_a_codec_error() -> None:
     bad = [({"labels": {"t": [[["level", "info"]]], "i": [1]}}, ["c0"], "out of the table"),
            ({"labels": {"t": [[["level", "info"]]], "i": [-1]}}, ["c0"], "out of the table"),
            ({"labels": {"t": [[["level"]]], "i": [0]}}, ["c0"], "pairs of strings"),
-           ({"md": {"t": [["call_id", "pid"]], "i": [0], "n": 1}}, ["c0"], "shorter"),
+           ({"md": {"t": [["call_id", "pid"]], "i": [0], "n": 1}}, ["c0"], "values"),
            ({"md": {"t": [["call_id"]], "i": [0], "n": 2}}, ["c0", "c1"], "values"),
            ({"md": {"t": [[1]], "i": [0], "n": 1}}, ["c0"], "malformed"),
            ({"md": {"t": [["call_id"]], "i": [0, 0], "n": 1}}, ["c0"], "lines"),

@@ -67,7 +67,8 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from logcap.messages import Entries
@@ -108,6 +109,7 @@ _META_FIELDS = 7
 _META_FIELDS_V2 = 8
 _FILE_TOKEN_FIELDS = 5
 _TOKEN_FIELDS = 7
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 class CodecError(ValueError):
@@ -197,23 +199,18 @@ def _per_line_fields(entries: Entries, values: list[str]) -> dict[str, Any] | No
     if entries.line_labels is not None:
         fields["labels"] = _indexed(entries.line_labels)
     if entries.metadata is not None:
-        shapes: dict[tuple[str, ...], int] = {}
-        index = []
+        md = entries.metadata
+        shapes = list(map(tuple, map(map, repeat(_NAME), md)))  # each line's names
         before = len(values)
-        for pairs in entries.metadata:
-            names = tuple(name for name, _ in pairs)
-            at = shapes.get(names)
-            if at is None:
-                at = shapes[names] = len(shapes)
-            index.append(at)
-            values.extend(value for _, value in pairs)
-        fields["md"] = {"t": list(shapes), "i": index, "n": len(values) - before}
+        values.extend(chain.from_iterable(map(map, repeat(_VALUE), md)))
+        fields["md"] = {**_indexed(shapes), "n": len(values) - before}
     return fields or None
 
 
-def _indexed(sets: Sequence[tuple[tuple[str, str], ...]]) -> dict[str, Any]:
-    """Per-line label sets as a table of the distinct ones and each line's index in it."""
-    table: dict[tuple[tuple[str, str], ...], int] = {}
+def _indexed(sets: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Per-line tuples (label sets, metadata names) as a table of the distinct ones and each
+    line's index in it."""
+    table: dict[tuple[Any, ...], int] = {}
     index = [table.setdefault(labels, len(table)) for labels in sets]
     return {"t": list(table), "i": index}
 
@@ -298,15 +295,12 @@ def _indexed_metadata(value: Any, count: int, values: list[str],
             isinstance(names, list) and all(type(n) is str for n in names) for names in table):
         raise CodecError("malformed per-line metadata")
     shapes = [tuple(names) for names in table]
-    out = []
-    at = 0
-    for shape in map(shapes.__getitem__, _index(value, count, len(shapes), "metadata")):
-        end = at + len(shape)
-        out.append(tuple(zip(shape, values[at:end], strict=True)))
-        at = end
-    if at != len(values):
+    lines = list(map(shapes.__getitem__, _index(value, count, len(shapes), "metadata")))
+    ends = list(accumulate(map(len, lines)))
+    if (ends[-1] if ends else 0) != len(values):
         raise CodecError("per-line metadata do not match their values")
-    return out
+    chunks = map(values.__getitem__, map(slice, [0, *ends[:-1]], ends))
+    return list(map(tuple, map(zip, lines, chunks)))  # each line's pairs, no Python per line
 
 
 def _entries_from_meta(item: Any, lines: list[str], v3_values: list[str] | None = None,
@@ -318,7 +312,7 @@ def _entries_from_meta(item: Any, lines: list[str], v3_values: list[str] | None 
     timestamps = fields.get("ts")
     if timestamps is not None and (
             not isinstance(timestamps, list) or len(timestamps) != count
-            or not all(type(ts) is int for ts in timestamps)):
+            or not set(map(type, timestamps)) <= {int}):
         raise CodecError(f"per-line timestamps do not match the entry's {count} lines")
     if v3_values is None:
         line_labels = _label_lists(fields.get("labels"), count, "labels")
