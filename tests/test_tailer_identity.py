@@ -179,6 +179,34 @@ def test_max_open_files_closes_the_least_recently_active_and_every_line_is_read(
     assert CAP_PROBLEM not in tailer.errors
 
 
+def test_closed_files_seen_changed_but_left_closed_by_the_cap_are_looked_at_again(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    # A sweep given only the paths with events (a wake-up) must not forget the changed
+    # closed files it had no room to open: their events are past, the next one may not come.
+    paths = [tmp_path / f"f{i}.log" for i in range(8)]
+    for i, path in enumerate(paths):
+        write(path, f"{i}-a")
+    tailer = make(tmp_path, clock, max_open_files=4)
+    tailers.append(tailer)
+    tailer.rescan()
+    lines = pump(tailer, clock)
+    for _ in range(3):
+        tailer.sweep_dormant()
+        lines += pump(tailer, clock, rounds=1)
+    assert sorted(lines) == sorted(f"{i}-a" for i in range(8))
+    for i, path in enumerate(paths):
+        write(path, f"{i}-b")
+    touched = {str(p) for p in paths}
+    tailer.sweep_dormant(touched)  # the wake-up after the writes: room for some only
+    assert tailer.reopen_waiting
+    lines += pump(tailer, clock, rounds=1)
+    for _ in range(4):  # later wake-ups name no path (no new event)
+        tailer.sweep_dormant(set())
+        lines += pump(tailer, clock, rounds=1)
+    assert sorted(lines) == sorted([f"{i}-a" for i in range(8)] + [f"{i}-b" for i in range(8)])
+    assert not tailer.reopen_waiting
+
+
 def test_the_cap_is_a_problem_while_no_file_can_be_closed(
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
     for i in range(3):

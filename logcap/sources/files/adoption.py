@@ -261,13 +261,17 @@ class FileAdoption(CompressedFiles):
         (the longest closed first). A file found rotated while closed has its unread tail
         read under its new name; a reused inode or a file shorter than its offset is a new
         file, read from 0. ``stats``: ``stat`` results just taken (by a re-scan), used
-        instead of a new ``stat`` of the same path."""
+        instead of a new ``stat`` of the same path. The changed files the cap leaves closed
+        are looked at again by the next call whatever its ``paths`` (:attr:`reopen_waiting`)."""
         cap = self.settings.max_open_files
         changed: list[tuple[str, ClosedFile, os.stat_result | None]] = []
         if paths is None:
             looked = list(self.dormant.items())
         else:
+            if self.reopen_waiting:
+                paths = paths | self.reopen_waiting
             looked = [(path, self.dormant[path]) for path in paths if path in self.dormant]
+        self.reopen_waiting = set()
         for path, closed in looked:
             st = stat_now(path, stats)
             if st is None or not closed.unchanged(st):
@@ -287,8 +291,9 @@ class FileAdoption(CompressedFiles):
             room -= 1
             self._open_path(path, 0 if not first else self._size_of(path), self._problems,
                             first=first)
-        for path, closed, st in changed:
+        for at, (path, closed, st) in enumerate(changed):
             if room <= 0:
+                self.reopen_waiting = {path for path, _, _ in changed[at:]}
                 break
             self._undormant(path)
             room -= 1

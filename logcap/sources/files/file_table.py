@@ -126,6 +126,9 @@ class FileTable:
         self._dormant_keys: dict[tuple[int, int], str] = {}
         """Current files closed while idle (close_inactive, max_open_files), by path: reopened
         when ``stat`` shows a change, in the order they were closed."""
+        self.reopen_waiting: set[str] = set()
+        """Closed files seen changed that the cap left closed: looked at again by every
+        sweep of :meth:`sweep_dormant`, not only by the next full one (their events are past)."""
         self.finished: OrderedDict[tuple[int, int], ClosedFile] = OrderedDict()
         """Rotated files read to their end and closed (the last FINISHED_MEMORY), by key: a
         file found again under a name the globs match is known, not read twice."""
