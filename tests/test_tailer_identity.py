@@ -153,21 +153,29 @@ def test_a_closed_file_renamed_and_grown_while_closed_has_its_tail_read(
     assert sorted(pump(tailer, clock, rounds=8)) == ["a2", "b1"]
 
 
-def test_max_open_files_closes_the_least_recently_active_and_every_line_is_read(
-        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
-    paths = [tmp_path / f"f{i}.log" for i in range(10)]
+def read_under_a_cap(tmp_path: Path, clock: Clock, tailers: list[SourceTailer], files: int,
+                     cap: int) -> tuple[SourceTailer, list[Path], list[str]]:
+    """``files`` files of one line each, read by a tailer opening at most ``cap``: the
+    tailer, the files and the lines read (all of them, the cap held at every step)."""
+    paths = [tmp_path / f"f{i}.log" for i in range(files)]
     for i, path in enumerate(paths):
         write(path, f"{i}-a")
-    tailer = make(tmp_path, clock, max_open_files=4)
+    tailer = make(tmp_path, clock, max_open_files=cap)
     tailers.append(tailer)
     tailer.rescan()
-    assert tailer.open_count() <= 4
+    assert tailer.open_count() <= cap
     lines = pump(tailer, clock)
-    for _ in range(5):
+    for _ in range(files // 2):
         tailer.sweep_dormant()
-        assert tailer.open_count() <= 4
+        assert tailer.open_count() <= cap
         lines += pump(tailer, clock, rounds=1)
-    assert sorted(lines) == sorted(f"{i}-a" for i in range(10))
+    assert sorted(lines) == sorted(f"{i}-a" for i in range(files))
+    return tailer, paths, lines
+
+
+def test_max_open_files_closes_the_least_recently_active_and_every_line_is_read(
+        tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
+    tailer, paths, lines = read_under_a_cap(tmp_path, clock, tailers, 10, 4)
     for i, path in enumerate(paths):
         write(path, f"{i}-b")
     for _ in range(6):
@@ -183,17 +191,7 @@ def test_closed_files_seen_changed_but_left_closed_by_the_cap_are_looked_at_agai
         tmp_path: Path, clock: Clock, tailers: list[SourceTailer]) -> None:
     # A sweep given only the paths with events (a wake-up) must not forget the changed
     # closed files it had no room to open: their events are past, the next one may not come.
-    paths = [tmp_path / f"f{i}.log" for i in range(8)]
-    for i, path in enumerate(paths):
-        write(path, f"{i}-a")
-    tailer = make(tmp_path, clock, max_open_files=4)
-    tailers.append(tailer)
-    tailer.rescan()
-    lines = pump(tailer, clock)
-    for _ in range(3):
-        tailer.sweep_dormant()
-        lines += pump(tailer, clock, rounds=1)
-    assert sorted(lines) == sorted(f"{i}-a" for i in range(8))
+    tailer, paths, lines = read_under_a_cap(tmp_path, clock, tailers, 8, 4)
     for i, path in enumerate(paths):
         write(path, f"{i}-b")
     touched = {str(p) for p in paths}
