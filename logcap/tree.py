@@ -19,19 +19,18 @@ given a list of its senders.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pykka import ActorRef
 
+from logcap.api.app import AdminBackend
+from logcap.api.server import AdminServer
 from logcap.components.instance import GROUPS
 from logcap.components.registry import child_specs
 from logcap.components.wiring import ROOT, Wiring
 from logcap.config import Config
 from logcap.runtime.childspec import ChildSpec, StartContext, Strategy, SupFlags
 from logcap.runtime.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from logcap.api.app import AdminBackend
 
 __all__ = ["GROUP_STRATEGIES", "ROOT", "build_root_children", "root_flags"]
 
@@ -75,10 +74,6 @@ def build_root_children(wired: Wiring, backend: AdminBackend) -> list[ChildSpec]
     server = config.server
 
     def start_admin(ctx: StartContext) -> ActorRef[Any]:
-        # Flask, werkzeug and jinja2 are imported here, the last child: the pipeline started
-        # before them already reads and ships (0.1 s of imports off a burst's start)
-        from logcap.api.server import AdminServer
-
         return AdminServer.start(backend, server.host, server.port, server.metrics_port,
                                  link=ctx.link, name=ctx.name)
 

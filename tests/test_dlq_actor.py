@@ -14,7 +14,7 @@ import pytest
 from logcap.actors import dead_letters
 from logcap.actors.dead_letters import DeadLetterQueue, DlqStats, Reprocess
 from logcap.actors.sink import SinkActor
-from logcap.api.dlq_filters import parse_reprocess_filters
+from logcap.api.dlq_routes import parse_reprocess_filters
 from logcap.messages import Deliver, Entries, Outcome, SinkResult
 from logcap.origin import FILE_KIND, ReadToken
 from logcap.runtime.actor import Ping

@@ -76,17 +76,3 @@ def test_the_python_encoders_wide_tables_are_built_by_its_first_call_not_on_impo
         "assert p.encode_uvarint(2**34 + 5) == p._make_varint(2**34 + 5)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_the_command_imports_the_web_framework_only_when_the_admin_server_starts() -> None:
-    # The admin server is the tree's last child: the pipeline started before it already
-    # reads and ships while Flask, werkzeug and jinja2 are imported (0.1 s of a start).
-    code = (
-        "import sys\n"
-        "import logcap.cli.main, logcap.cli.dlq, logcap.tree\n"
-        "assert not {'flask', 'werkzeug', 'jinja2'} & set(sys.modules), "
-        "sorted({'flask', 'werkzeug', 'jinja2'} & set(sys.modules))\n"
-        "from logcap.api.dlq_filters import parse_reprocess_filters\n"
-        "assert parse_reprocess_filters({'dry_run': True})['dry_run'] is True\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from logcap.api.dlq_filters import FilterError, parse_reprocess_filters
+from logcap.api.dlq_routes import FilterError, parse_reprocess_filters
 from logcap.cli.endpoint import DEFAULT_URL, TOKEN_ENV, admin_endpoint
 from logcap.cli.progress import Progress
 from logcap.config import ConfigError, load_config, resolve_config_path
