@@ -31,6 +31,18 @@ batches with an id above N, until the sender sends a batch with an id of N or be
 of N: senders resend oldest first), or tells :class:`~logcap.messages.ReleaseHold` (N was
 settled another way, or the sender restarted). Batches sent with ``ordered=False`` (the DLQ's
 resends) neither set nor wait for a hold.
+
+**Preparing ahead.** With a :class:`~logcap.sinks.base.PreparingBackend` (Loki), when another
+``Deliver`` waits in the mailbox behind the one being handled, the sink hands this batch's send
+to a thread of its own (``<sink>-send``, made at the first such moment) and meanwhile prepares
+the next (groups, encodes, compresses: the answer does not change it), then waits for the send
+and answers as before. The next message taken is that ``Deliver`` (the data lane is first in,
+first out), and it is sent prepared. Sends stay one at a time and in order; a batch answered
+``held``, not taken next, or some of whose parts deduplication takes out when its turn comes
+(what was delivered meanwhile) is prepared again from what is left or not sent (the prepared
+form is dropped). So in a burst the encoding of batch N+1 overlaps Loki's handling of batch N;
+at a steady pace nothing waits behind a batch and it is sent from the actor's thread, as before
+(no extra thread hop).
 """
 
 from __future__ import annotations
@@ -38,19 +50,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 from prometheus_client.metrics import MetricWrapperBase
 
 from logcap.actors.dead_letters import hand_over
 from logcap.dispatch.dedup import DeliveredRanges
-from logcap.messages import HELD, Deliver, Outcome, ReleaseHold, SinkResult
+from logcap.messages import HELD, Deliver, Entries, Outcome, ReleaseHold, SinkResult
 from logcap.metrics import DEDUP_DROPPED, SINK_BATCH_LINES, SINK_LATENCY, SINK_LINES, SINK_REQUESTS
 from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle
 from logcap.runtime.health import FIRST, RECOVERED, STILL, CheckHealth, FailureStreak
 from logcap.runtime.mailbox import DeliveryRefused
-from logcap.sinks.base import SinkBackend, Verdict
+from logcap.sinks.base import PreparingBackend, SinkBackend, Verdict
 from logcap.state.dlq import DeadLetter
 
 __all__ = ["SinkActor"]
@@ -87,6 +100,9 @@ class SinkActor(LogcapActor):
         self.make_backend = make_backend
         self.backend: SinkBackend | None = None
         self._holds: dict[str, int] = {}  # sender -> id of its batch that failed here
+        self._ahead: tuple[Deliver, object] | None = None  # the next Deliver, prepared
+        self._sender: ThreadPoolExecutor | None = None  # sends while the next is prepared
+        self._preparing = False  # the backend prepares and sends in two steps
         self._children: dict[tuple[MetricWrapperBase, str], Any] = {}
 
     def _series(self, metric: MetricWrapperBase, label: str = "") -> Any:
@@ -102,6 +118,7 @@ class SinkActor(LogcapActor):
 
     def handle_start(self) -> None:
         self.backend = self.make_backend()
+        self._preparing = isinstance(self.backend, PreparingBackend)
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, ReleaseHold):
@@ -125,7 +142,7 @@ class SinkActor(LogcapActor):
                 DEDUP_DROPPED.labels(self.sink_name).inc(skipped)
                 parts = fresh
         started = time.perf_counter()
-        verdict = self.backend.deliver(parts) if parts else Verdict(Outcome.DELIVERED)
+        verdict = self._deliver(message, parts) if parts else Verdict(Outcome.DELIVERED)
         if parts:
             self._follow(verdict)
         if self.dedup is not None and verdict.outcome is Outcome.DELIVERED:
@@ -147,6 +164,28 @@ class SinkActor(LogcapActor):
         self._answer(message, SinkResult(message.batch_id, self.sink_name, verdict.outcome,
                                          verdict.reason, verdict.retry_after_s, verdict.detail))
         return None
+
+    def _deliver(self, message: Deliver, parts: tuple[Entries, ...]) -> Verdict:
+        """The backend's verdict on ``parts`` (see "Preparing ahead" in the module docstring)."""
+        backend = self.backend
+        assert backend is not None
+        ahead, self._ahead = self._ahead, None
+        if not self._preparing:
+            return backend.deliver(parts)
+        backend = cast(PreparingBackend, backend)  # checked once, at the start
+        prepared = ahead[1] if ahead is not None and ahead[0] is message \
+            and parts is message.parts else backend.prepare(parts)  # (dedup took none out)
+        following = self.inbox.peek_data()
+        if not isinstance(following, Deliver) or not following.parts:
+            return backend.send(prepared)  # nothing waits: send from this thread
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"{self.sink_name}-send")
+        sending = self._sender.submit(backend.send, prepared)
+        try:
+            self._ahead = (following, backend.prepare(following.parts))
+        finally:
+            verdict = sending.result()  # waited for even when preparing the next failed
+        return verdict
 
     def _follow(self, verdict: Verdict) -> None:
         """Log a run of failed requests: its start, a summary now and then, its end."""
@@ -204,6 +243,10 @@ never moves past lines that are nowhere.
         return True
 
     def handle_stop(self) -> None:
+        self._ahead = None
+        if self._sender is not None:  # idle: every send is waited for inside a message
+            self._sender.shutdown(wait=True)
+            self._sender = None
         if self.backend is not None:
             self.backend.close()
 

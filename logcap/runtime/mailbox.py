@@ -120,6 +120,13 @@ class BoundedInbox:
         with self._cond:
             return not self._control and not self._data
 
+    def peek_data(self) -> Any:
+        """The data message :meth:`get` gives next among the data (None when there is none),
+        left in place. Meant for the actor itself, the lane's only taker: what it sees here
+        is what it takes, in this order (control messages may come before it)."""
+        with self._cond:
+            return self._data[0].message if self._data else None
+
     @property
     def data_depth(self) -> int:
         """Data messages waiting (a racy snapshot, fine for metrics)."""

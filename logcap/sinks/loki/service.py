@@ -169,15 +169,28 @@ class LokiService:
     # -- sending ---------------------------------------------------------------------------
 
     def deliver(self, parts: tuple[Entries, ...]) -> Verdict:
-        streams = self.streams(parts)
-        if not streams:
-            return Verdict(Outcome.DELIVERED)
-        return self._send_capped(streams, 0)
+        return self.send(self.prepare(parts))
 
-    def _send_capped(self, streams: list[LokiStream], depth: int) -> Verdict:
-        """Send, first halving a batch over ``batch_bytes`` of line text and structured
-        metadata (``batch_size`` lines is applied by the shard, whose batch is at most that
-        long).
+    def prepare(self, parts: tuple[Entries, ...]) -> list[tuple[list[LokiStream], PushRequest]]:
+        """The batch as the requests that :meth:`send` posts, in order: grouped by stream and,
+        when over ``batch_bytes``, halved until each part fits (:meth:`_plan`). No I/O."""
+        streams = self.streams(parts)
+        return self._plan(streams, 0) if streams else []
+
+    def send(self, prepared: list[tuple[list[LokiStream], PushRequest]]) -> Verdict:
+        """POST each prepared request in order, every one whatever the others' answers; the
+        worst verdict (retry, then rejected, then delivered)."""
+        verdict = Verdict(Outcome.DELIVERED)
+        for at, (streams, request) in enumerate(prepared):
+            pushed = self._push(streams, 0, request)
+            verdict = pushed if at == 0 else _worst(verdict, pushed)
+        return verdict
+
+    def _plan(self, streams: list[LokiStream], depth: int,
+              ) -> list[tuple[list[LokiStream], PushRequest]]:
+        """The requests for ``streams``: one, or halves of it over ``batch_bytes`` of line text
+        and structured metadata (``batch_size`` lines is applied by the shard, whose batch is at
+        most that long), each halved again until it fits or is one entry.
 
         The metadata is counted only when it may matter: a protobuf message holds every line
         and every metadata name and value, each character one UTF-8 byte or more, so a message
@@ -186,15 +199,15 @@ class LokiService:
         cap = self.cfg.batch_bytes
         entries = sum(len(s.entries) for s in streams)
         if entries < 2 or depth >= MAX_SPLIT_DEPTH:
-            return self._push(streams, 0)
+            return [(streams, self._request(streams))]
         line_chars = _line_chars(streams)
         if line_chars <= cap:
             request = self._request(streams)
             if (request.payload_bytes <= cap and request.encoding == "protobuf") \
                     or line_chars + _metadata_chars(streams) <= cap:
-                return self._push(streams, 0, request)
+                return [(streams, request)]
         first, second = split_in_halves(streams)
-        return _worst(self._send_capped(first, depth + 1), self._send_capped(second, depth + 1))
+        return self._plan(first, depth + 1) + self._plan(second, depth + 1)
 
     def _request(self, streams: list[LokiStream]) -> PushRequest:
         cfg = self.cfg
