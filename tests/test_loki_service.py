@@ -70,26 +70,6 @@ def test_structured_metadata_counts_toward_batch_bytes(receiver: LokiReceiver,
     assert sum(receiver.received_seq_numbers().values()) == 40
 
 
-def test_a_batch_near_the_cap_is_measured_before_it_is_encoded(receiver: LokiReceiver,
-                                                                monkeypatch: pytest.MonkeyPatch
-                                                                ) -> None:
-    # 60 lines of ~105 characters (over half of 10 KiB) with 70 characters of metadata each:
-    # over the cap, so halved, and never encoded whole first
-    part = batch(60)[0]
-    with_metadata = Entries(part.source, part.stream, part.labels, part.lines, part.ts_ns,
-                            part.token, metadata=[(("call_id", "c" * 63),)] * 60)
-    service = LokiService(loki_cfg(receiver.url, batch_bytes="10KiB"))
-    encoded: list[int] = []
-    build = service._request
-    monkeypatch.setattr(service, "_request", lambda streams: (
-        encoded.append(sum(len(s.entries) for s in streams)), build(streams))[1])
-    assert service.deliver((with_metadata,)).outcome is Outcome.DELIVERED
-    assert encoded == [30, 30] and len(receiver.requests()) == 2
-    assert service.deliver((part,)).outcome is Outcome.DELIVERED  # without it: fits, once
-    assert encoded == [30, 30, 60] and len(receiver.requests()) == 3
-    assert sum(receiver.received_seq_numbers().values()) == 120
-
-
 def test_an_outage_is_a_retry_with_the_reason(receiver: LokiReceiver) -> None:
     receiver.fail_unavailable()
     verdict = LokiService(loki_cfg(receiver.url)).deliver(batch(10))

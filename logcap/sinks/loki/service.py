@@ -195,22 +195,17 @@ class LokiService:
         The metadata is counted only when it may matter: a protobuf message holds every line
         and every metadata name and value, each character one UTF-8 byte or more, so a message
         within ``batch_bytes`` is a batch within it (JSON keeps one value per metadata name:
-        no such bound). A batch whose lines alone are over half the cap has its metadata
-        counted before it is encoded: one that turns out over the cap is halved without
-        having been encoded whole for nothing (an ``opensips`` batch of 5,000 200-byte lines:
-        1.02 MB of lines, 0.27 MB of metadata)."""
+        no such bound)."""
         cap = self.cfg.batch_bytes
         entries = sum(len(s.entries) for s in streams)
         if entries < 2 or depth >= MAX_SPLIT_DEPTH:
             return [(streams, self._request(streams))]
         line_chars = _line_chars(streams)
-        if line_chars <= cap // 2:  # most batches: encode, count the metadata only if need be
+        if line_chars <= cap:
             request = self._request(streams)
             if (request.payload_bytes <= cap and request.encoding == "protobuf") \
                     or line_chars + _metadata_chars(streams) <= cap:
                 return [(streams, request)]
-        elif line_chars <= cap and line_chars + _metadata_chars(streams) <= cap:
-            return [(streams, self._request(streams))]  # near the cap: count before encoding
         first, second = split_in_halves(streams)
         return self._plan(first, depth + 1) + self._plan(second, depth + 1)
 
