@@ -7,7 +7,8 @@
 Agents (each its own process, config and state under a temp dir; never a system service):
 
 - ``logcap``: memory buffer (``disk_buffer.enabled: false``), protobuf + snappy;
-- ``logcap-disk``: the disk buffer on (fsync by group commit every 200 ms);
+- ``logcap-disk``: the disk buffer on (fsync by group commit every 200 ms, or at once when 4 MiB
+  wait);
 - ``syslog-ng``: Debian's ``syslog-ng-core`` + ``syslog-ng-mod-http`` (3.38, memory queue,
   ``flags(flow-control)``), a ``file()`` source (``follow-freq(0.1)``, ``log-iw-size(10000)``,
   ``log-fetch-limit(1000)``) and an ``http()`` destination posting Loki's JSON push format
