@@ -62,6 +62,7 @@ from bench.e2e_loki import (
     apply_receiver_option,
     open_receiver,
 )
+from bench.pipelines import opensips_raw
 from logcap.config.sources import DEFAULT_DISPATCH_BATCH_LINES
 from tests.harness import LogcapProcess, ensure_bytecode, make_config
 
@@ -201,12 +202,6 @@ def _wait(done: Callable[[], bool], timeout: float, agent: Agent) -> bool:
     return True
 
 
-SIP_DUMP = ("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1"
-            "\nFrom: <sip:alice@example.com>;tag=1928301774\nTo: <sip:bob@example.com>\n"
-            "Call-ID: a84b4c76e66710@pc33.example.com\nCSeq: 1 INVITE\n")
-SIP_DUMP_LINES = SIP_DUMP.count("\n")
-
-
 def write_numbered(log: Path, lines: int, line_bytes: int) -> tuple[int, int]:
     """``lines`` lines ``seq=N <padding>`` of ``line_bytes`` bytes; the entries to expect, and
     how many of them the burst's figures wait for (all)."""
@@ -219,31 +214,17 @@ def write_numbered(log: Path, lines: int, line_bytes: int) -> tuple[int, int]:
 
 
 def write_opensips(log: Path, lines: int, line_bytes: int) -> tuple[int, int]:
-    """``lines`` raw lines of OpenSIPS's log (syslog timestamp, ``[pid] LEVEL:module:function:
-    message``, a Call-ID in each), padded to ``line_bytes``; every 20th entry a ``NOTICE`` xlog
-    line followed by its SIP message dump (6 continuation lines, joined by the ``opensips``
-    pipeline's multiline rule). The entries to expect, as the pipeline joins them, and how many
-    the burst's figures wait for: all but the last, which waits for the multiline timeout (no
-    line follows to end it; it must arrive too, later)."""
-    entries = written = 0
-    chunk: list[str] = []
+    """``lines`` raw lines of OpenSIPS's log (:func:`bench.pipelines.opensips_raw`: syslog
+    timestamp, ``[pid] LEVEL:module:function: message``, a Call-ID in each, single lines padded
+    to ``line_bytes``; every 20th entry a ``NOTICE`` xlog line followed by its SIP message dump,
+    joined by the ``opensips`` pipeline's multiline rule). The entries to expect, as the pipeline
+    joins them, and how many the burst's figures wait for: all but the last, which waits for the
+    multiline timeout (no line follows to end it; it must arrive too, later)."""
+    raw = opensips_raw(lines, number="n", pad_to=line_bytes - 1)
+    entries = sum(1 for line in raw if line.startswith("Dec "))
     with open(log, "w") as fh:
-        while written < lines:
-            second = entries % 60
-            if entries % 20 == 0 and written + 1 + SIP_DUMP_LINES <= lines:
-                chunk.append(f"Dec  1 20:34:{second:02d} [2315] NOTICE:received request INVITE "
-                             f"from 192.0.2.10 n={entries}\n{SIP_DUMP}")
-                written += 1 + SIP_DUMP_LINES
-            else:
-                head = (f"Dec  1 20:34:{second:02d} [2311] ERROR:tm:t_reply: call-id=a{entries}"
-                        f"@10.0.0.5 replied 200 OK n={entries} ")
-                chunk.append(head + "x" * max(0, line_bytes - 1 - len(head)) + "\n")
-                written += 1
-            entries += 1
-            if len(chunk) >= 10_000:
-                fh.write("".join(chunk))
-                chunk.clear()
-        fh.write("".join(chunk))
+        for start in range(0, lines, 10_000):
+            fh.write("".join(f"{line}\n" for line in raw[start:start + 10_000]))
     return entries, entries - 1
 
 

@@ -54,19 +54,23 @@ SIP = ("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;bra
        "Call-ID: a84b4c76e66710@pc33.example.com\nCSeq: 1 INVITE\n")
 
 
-def opensips_raw(n: int) -> list[str]:
-    """``n`` raw OpenSIPS stderr lines (about 5% of them SIP dump lines)."""
+def opensips_raw(n: int, number: str = "seq", pad_to: int = 0) -> list[str]:
+    """``n`` raw OpenSIPS stderr lines (about 5% of them SIP dump lines), each entry's head
+    numbered ``<number>=<i>``, its single-line entries padded with ``x`` to ``pad_to``
+    characters (``bench/peers.py --pipeline``: 200-byte lines, ``n=`` so that the bench
+    receiver counts them in bulk)."""
     out: list[str] = []
     i = 0
     while len(out) < n:
         second = i % 60
         if i % 20 == 0:
             out.append(f"Dec  1 20:34:{second:02d} [2315] NOTICE:received request INVITE from "
-                       f"192.0.2.10 seq={i}")
+                       f"192.0.2.10 {number}={i}")
             out.extend(SIP.splitlines())
         else:
-            out.append(f"Dec  1 20:34:{second:02d} [2311] ERROR:tm:t_reply: call-id=a{i}@10.0.0.5"
-                       f" replied 200 OK seq={i}")
+            line = (f"Dec  1 20:34:{second:02d} [2311] ERROR:tm:t_reply: call-id=a{i}@10.0.0.5"
+                    f" replied 200 OK {number}={i}")
+            out.append(line.ljust(pad_to, "x"))
         i += 1
     return out[:n]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import functools
 import json
 import os
 import re
@@ -29,17 +30,15 @@ from tests.actor_kit import wait_until
 
 SEQ = re.compile(r"seq=(\d+)")
 REPO = Path(__file__).resolve().parent.parent
-_BYTECODE = {"compiled": False}
 
 
+@functools.cache
 def ensure_bytecode() -> None:
     """Compile logcap's modules into ``__pycache__`` (once per process; up-to-date files are
     skipped), as installing the wheel does. Where ``PYTHONDONTWRITEBYTECODE`` is set (these
     machines set it) nothing else writes them, and every logcap process would compile its ~150
     modules from source at start: 0.1 s of CPU, counted in a benchmark's start-up and CPU."""
-    if not _BYTECODE["compiled"]:
-        compileall.compile_dir(str(REPO / "logcap"), quiet=1)
-        _BYTECODE["compiled"] = True
+    compileall.compile_dir(str(REPO / "logcap"), quiet=1)
 
 
 @contextlib.contextmanager

@@ -6,37 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from logcap.actors.disk_buffer import EARLY_SYNC_BYTES, BufferStats, DiskBuffer
 from logcap.config.state import DiskBufferConfig
 from logcap.messages import Deliver, Outcome, SinkResult
-from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualClock, ManualScheduler
 from logcap.state.buffer.segments import SegmentStore
 from tests.actor_kit import stop_bound, wait_until
 from tests.pipeline_kit import entries
+from tests.sink_kit import ResultRecorder
+from tests.test_crash_handovers import SilentSink
 
 FSYNC_INTERVAL_S = 60.0
-
-
-class Recorder(LogcapActor):
-    """Stands for a shard (the buffer's results) and for the sink (its delivers)."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.got: list[Any] = []
-
-    def handle(self, message: Any) -> Any:
-        if isinstance(message, SinkResult | Deliver):
-            self.got.append(message)
-            return None
-        if message == "got":
-            return list(self.got)
-        return super().handle(message)
 
 
 @pytest.fixture
@@ -46,9 +30,12 @@ def directory() -> Iterator[Directory]:
     stop_bound(names, ("buffer", "shard", "loki"))
 
 
-def _start(directory: Directory, tmp_path: Path, scheduler: ManualScheduler) -> None:
-    for name in ("shard", "loki"):
-        directory.bind(name, Recorder.start(name=name, directory=directory))
+def _start(directory: Directory, tmp_path: Path, scheduler: ManualScheduler
+           ) -> list[SinkResult]:
+    """A buffer between a stand-in shard and sink; the list of the results the shard gets."""
+    results: list[SinkResult] = []
+    directory.bind("shard", ResultRecorder.start(results, name="shard", directory=directory))
+    directory.bind("loki", SilentSink.start(name="loki", directory=directory))
     settings = DiskBufferConfig(enabled=True, directory=str(tmp_path),
                                 fsync_interval=FSYNC_INTERVAL_S)
     store = SegmentStore(tmp_path, ["loki"], max_file_size=256 * 2**20,
@@ -56,10 +43,12 @@ def _start(directory: Directory, tmp_path: Path, scheduler: ManualScheduler) -> 
     buffer = DiskBuffer.start(settings, store, {"loki": directory.handle("loki")}, scheduler,
                               0.1, 1.0, name="buffer", directory=directory)
     directory.bind("buffer", buffer)
+    return results
 
 
-def _results(directory: Directory) -> list[SinkResult]:
-    return [m for m in directory.handle("shard").ask("got", 5) if isinstance(m, SinkResult)]
+def _fed(directory: Directory) -> int:
+    """Batches the buffer has sent the sink."""
+    return len(directory.handle("loki").ask("delivers", 5))
 
 
 def _deliver(directory: Directory, batch_id: int, lines: list[str]) -> None:
@@ -70,18 +59,17 @@ def _deliver(directory: Directory, batch_id: int, lines: list[str]) -> None:
 def test_a_small_append_is_answered_by_the_timer_a_large_one_at_once(
         directory: Directory, tmp_path: Path) -> None:
     scheduler = ManualScheduler(ManualClock())
-    _start(directory, tmp_path, scheduler)
+    results = _start(directory, tmp_path, scheduler)
     _deliver(directory, 1, ["small"])
-    wait_until(lambda: len(directory.handle("loki").ask("got", 5)) == 1,
-               what="the batch fed to the sink before it is durable")
-    assert _results(directory) == []  # not durable yet: the shard waits for the interval
+    wait_until(lambda: _fed(directory) == 1, what="the batch fed to the sink before it is durable")
+    assert results == []  # not durable yet: the shard waits for the interval
     assert scheduler.delays() and max(scheduler.delays()) == FSYNC_INTERVAL_S
 
     line = "x" * 1000
     big = [line] * (EARLY_SYNC_BYTES // len(line) + 1)
     _deliver(directory, 2, big)
-    wait_until(lambda: len(_results(directory)) == 2, what="both answered by the early commit")
-    assert [(r.batch_id, r.outcome) for r in _results(directory)] == [
+    wait_until(lambda: len(results) == 2, what="both answered by the early commit")
+    assert [(r.batch_id, r.outcome) for r in results] == [
         (1, Outcome.DELIVERED), (2, Outcome.DELIVERED)]
     stats = directory.handle("buffer").ask(BufferStats(), 5)
     assert stats["durable_seq"] == 2 and stats["last_seq"] == 2
@@ -90,13 +78,13 @@ def test_a_small_append_is_answered_by_the_timer_a_large_one_at_once(
 def test_appends_under_the_threshold_still_wait_for_the_interval(
         directory: Directory, tmp_path: Path) -> None:
     scheduler = ManualScheduler(ManualClock())
-    _start(directory, tmp_path, scheduler)
+    results = _start(directory, tmp_path, scheduler)
     line = "y" * 1000
     below = [line] * (EARLY_SYNC_BYTES // len(line) // 4)
     for batch_id in (1, 2, 3):  # three quarters of the threshold in all
         _deliver(directory, batch_id, below)
-    wait_until(lambda: len(directory.handle("loki").ask("got", 5)) >= 1, what="fed")
-    assert _results(directory) == []
+    wait_until(lambda: _fed(directory) == 3, what="all three appended (and fed)")
+    assert results == []
     scheduler.advance(FSYNC_INTERVAL_S)
-    wait_until(lambda: len(_results(directory)) == 3, what="the timer's commit answers all")
-    assert all(r.outcome is Outcome.DELIVERED for r in _results(directory))
+    wait_until(lambda: len(results) == 3, what="the timer's commit answers all")
+    assert all(r.outcome is Outcome.DELIVERED for r in results)

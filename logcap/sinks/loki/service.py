@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from functools import reduce
 from itertools import chain, compress, count, islice
 from operator import is_not, itemgetter
 from typing import Any
@@ -180,11 +181,8 @@ class LokiService:
     def send(self, prepared: list[tuple[list[LokiStream], PushRequest]]) -> Verdict:
         """POST each prepared request in order, every one whatever the others' answers; the
         worst verdict (retry, then rejected, then delivered)."""
-        verdict = Verdict(Outcome.DELIVERED)
-        for at, (streams, request) in enumerate(prepared):
-            pushed = self._push(streams, 0, request)
-            verdict = pushed if at == 0 else _worst(verdict, pushed)
-        return verdict
+        verdicts = [self._push(streams, 0, request) for streams, request in prepared]
+        return reduce(_worst, verdicts) if verdicts else Verdict(Outcome.DELIVERED)
 
     def _plan(self, streams: list[LokiStream], depth: int,
               ) -> list[tuple[list[LokiStream], PushRequest]]:

@@ -237,25 +237,26 @@ def encode_batch(batch: Sequence[Entries]) -> bytes:
 
 
 def _label_lists(value: Any, count: int, what: str) -> list[tuple[tuple[str, str], ...]] | None:
-    """Version 2's per-line pairs as JSON decoded them (lists) as tuples; checked in bulk:
-    one list per line, each of pairs of two strings."""
+    """Version 2's per-line pairs as JSON decoded them (lists) as tuples, one set per line."""
     if value is None:
         return None
     if not isinstance(value, list) or len(value) != count:
         raise CodecError(f"per-line {what} do not match the entry's {count} lines")
+    return _pair_sets(value, what)
+
+
+def _pair_sets(value: list[Any], what: str) -> list[tuple[tuple[str, str], ...]]:
+    """JSON's lists of ``[name, value]`` lists as tuples of pairs, checked in bulk: each a
+    list of pairs of two strings."""
     try:
-        out = [tuple(map(tuple, pairs)) for pairs in value]
-    except TypeError as exc:  # a line's pairs, or a pair, that is not a list
+        sets = [tuple(map(tuple, pairs)) for pairs in value]
+    except TypeError as exc:  # a set, or a pair, that is not a list
         raise CodecError(f"malformed per-line {what}") from exc
-    _require_pairs(out, what)
-    return out
-
-
-def _require_pairs(sets: list[tuple[Any, ...]], what: str) -> None:
     pairs = list(chain.from_iterable(sets))
     if pairs and (set(map(len, pairs)) != {2}
                   or set(map(type, chain.from_iterable(pairs))) != {str}):
         raise CodecError(f"malformed per-line {what}: not pairs of strings")
+    return sets
 
 
 def _index(value: Any, count: int, size: int, what: str) -> list[int]:
@@ -276,11 +277,7 @@ def _indexed_sets(value: Any, count: int) -> list[tuple[tuple[str, str], ...]] |
     table = value.get("t") if isinstance(value, dict) else None
     if not isinstance(table, list):
         raise CodecError("malformed per-line labels")
-    try:
-        sets = [tuple(map(tuple, pairs)) for pairs in table]
-    except TypeError as exc:
-        raise CodecError("malformed per-line labels") from exc
-    _require_pairs(sets, "labels")
+    sets = _pair_sets(table, "labels")
     return list(map(sets.__getitem__, _index(value, count, len(sets), "labels")))
 
 
