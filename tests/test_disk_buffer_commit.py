@@ -1,6 +1,8 @@
 """The disk buffer's group commit: by the ``fsync_interval`` timer, or early once
 :data:`~logcap.actors.disk_buffer.EARLY_SYNC_BYTES` wait for it (a burst must not stall its
-sources on the interval)."""
+sources on the interval); the sinks' cursors written by a commit at most every
+:data:`~logcap.actors.disk_buffer.CURSORS_PERSIST_INTERVAL_S`, and within that long after an
+acknowledgement."""
 
 from __future__ import annotations
 
@@ -9,12 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from logcap.actors.disk_buffer import EARLY_SYNC_BYTES, BufferStats, DiskBuffer
+from logcap.actors.disk_buffer import (
+    CURSORS_PERSIST_INTERVAL_S,
+    EARLY_SYNC_BYTES,
+    BufferStats,
+    DiskBuffer,
+)
 from logcap.config.state import DiskBufferConfig
 from logcap.messages import Deliver, Outcome, SinkResult
 from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualClock, ManualScheduler
-from logcap.state.buffer.segments import SegmentStore
+from logcap.state.buffer.cursors import parse_cursors
+from logcap.state.buffer.segments import CURSORS_FILE, SegmentStore
 from tests.actor_kit import stop_bound, wait_until
 from tests.pipeline_kit import entries
 from tests.sink_kit import ResultRecorder
@@ -30,18 +38,20 @@ def directory() -> Iterator[Directory]:
     stop_bound(names, ("buffer", "shard", "loki"))
 
 
-def _start(directory: Directory, tmp_path: Path, scheduler: ManualScheduler
-           ) -> list[SinkResult]:
-    """A buffer between a stand-in shard and sink; the list of the results the shard gets."""
+def _start(directory: Directory, tmp_path: Path, scheduler: ManualScheduler,
+           fsync_interval: float = FSYNC_INTERVAL_S) -> list[SinkResult]:
+    """A buffer between a stand-in shard and sink (on the scheduler's clock); the list of the
+    results the shard gets."""
     results: list[SinkResult] = []
     directory.bind("shard", ResultRecorder.start(results, name="shard", directory=directory))
     directory.bind("loki", SilentSink.start(name="loki", directory=directory))
     settings = DiskBufferConfig(enabled=True, directory=str(tmp_path),
-                                fsync_interval=FSYNC_INTERVAL_S)
+                                fsync_interval=fsync_interval)
     store = SegmentStore(tmp_path, ["loki"], max_file_size=256 * 2**20,
                          max_total_size=1024 * 2**20)
     buffer = DiskBuffer.start(settings, store, {"loki": directory.handle("loki")}, scheduler,
-                              0.1, 1.0, name="buffer", directory=directory)
+                              0.1, 1.0, clock=scheduler.clock.monotonic, name="buffer",
+                              directory=directory)
     directory.bind("buffer", buffer)
     return results
 
@@ -88,3 +98,45 @@ def test_appends_under_the_threshold_still_wait_for_the_interval(
     scheduler.advance(FSYNC_INTERVAL_S)
     wait_until(lambda: len(results) == 3, what="the timer's commit answers all")
     assert all(r.outcome is Outcome.DELIVERED for r in results)
+
+
+def _acked_on_disk(tmp_path: Path) -> int:
+    """The sink's cursor as ``cursors.json`` holds it (0: not written yet)."""
+    path = tmp_path / CURSORS_FILE
+    return parse_cursors(path.read_bytes())[1].get("loki", 0) if path.exists() else 0
+
+
+def _commit_and_ack(directory: Directory, scheduler: ManualScheduler, results: list[SinkResult],
+                    seq: int, interval: float) -> None:
+    """Batch ``seq`` appended, committed by the interval's timer, then acknowledged by the sink."""
+    _deliver(directory, seq, [f"line {seq}"])
+    wait_until(lambda: _fed(directory) == seq, what="appended and fed")
+    scheduler.advance(interval)
+    wait_until(lambda: len(results) == seq, what="the commit answered it")
+    buffer = directory.handle("buffer")
+    buffer.tell(SinkResult(seq, "loki", Outcome.DELIVERED))
+    wait_until(lambda: buffer.ask(BufferStats(), 5)["sinks"]["loki"]["acked_seq"] == seq,
+               what="the ack taken")
+
+
+def test_cursors_are_written_by_a_commit_at_most_once_an_interval_and_soon_after_an_ack(
+        directory: Directory, tmp_path: Path) -> None:
+    interval = 0.2
+    scheduler = ManualScheduler(ManualClock())
+    results = _start(directory, tmp_path, scheduler, fsync_interval=interval)
+    for seq in (1, 2, 3):
+        _commit_and_ack(directory, scheduler, results, seq, interval)
+        if seq == 1:  # never written before: due at once
+            scheduler.advance(0)
+            wait_until(lambda: _acked_on_disk(tmp_path) == 1, what="the first cursors written")
+    # the commits of 2 and 3 came within the interval of that write: not written by them
+    assert _acked_on_disk(tmp_path) == 1
+    due = CURSORS_PERSIST_INTERVAL_S - 2 * interval
+    assert scheduler.delays(_cursors_due) == [pytest.approx(due)]
+    scheduler.advance(due)
+    wait_until(lambda: _acked_on_disk(tmp_path) == 3, what="the cursors written when due")
+    assert scheduler.delays(_cursors_due) == []  # nothing acknowledged since: no timer left
+
+
+def _cursors_due(message: object) -> bool:
+    return type(message).__name__ == "_CursorsDue"
