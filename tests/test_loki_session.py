@@ -201,8 +201,9 @@ def test_requests_go_out_kept_alive_with_the_session_headers(clean_env: pytest.M
         for _ in range(3):
             answer = session.get(receiver.url + "/ready", {}, 5)
             assert answer.status == 200 and answer.text.strip() == "ready"
-        pool = session.manager.connection_from_url(receiver.url)
-        assert pool.num_connections == 1 and pool.num_requests == 3
+        connection = session.direct_connection(receiver.url + "/ready")
+        assert connection is not None  # no proxy: not through urllib3's pool
+        assert (connection.connects, connection.requests) == (1, 3)
         assert session.headers["User-Agent"] == USER_AGENT
         session.close()
 

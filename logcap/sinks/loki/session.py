@@ -96,6 +96,7 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, parse_url
 from urllib3.util.proxy import connection_requires_http_tunnel
 
+from logcap.sinks.loki.direct import DirectConnection
 from logcap.sinks.loki.request import USER_AGENT
 from logcap.sinks.loki.response_head import lean_connection_class
 
@@ -329,6 +330,9 @@ class PushSession:
         self.manager = self._manager()
         self._routes: dict[str, Route] = {}
         self._timeouts: dict[float, urllib3.Timeout] = {}
+        # without a proxy: each URL's origin connection and request target
+        self._direct: dict[str, tuple[DirectConnection, str]] = {}
+        self._origins: dict[tuple[str, str, int | None], DirectConnection] = {}
 
     def _tls_settings(self) -> dict[str, Any]:
         """The pools' TLS keywords (urllib3 applies them to ``https`` pools only)."""
@@ -368,6 +372,8 @@ class PushSession:
         no answer came (see the module docstring)."""
         if self._unusable is not None:
             raise PushTransportError(self._unusable)
+        if self.proxy is None:
+            return self._request_direct(method, url, body, headers, timeout)
         route = self._routes.get(url)
         if route is None or route.pool.pool is None:  # first use, or the pool was closed
             route = self._routes[url] = self._route(url)
@@ -383,6 +389,35 @@ class PushSession:
         answer_headers = {name.lower(): value for name, value in resp.headers.itermerged()}
         return Answer(resp.status, answer_headers,
                       decoded_text(resp.data, answer_headers.get("content-type", "")))
+
+    def direct_connection(self, url: str) -> DirectConnection | None:
+        """The connection requests to ``url`` went through, without a proxy (None: none yet,
+        or through the proxy's pool)."""
+        direct = self._direct.get(url)
+        return direct[0] if direct is not None else None
+
+    def _request_direct(self, method: str, url: str, body: bytes | None,
+                        headers: Mapping[str, str], timeout: float) -> Answer:
+        """:meth:`request` without a proxy: through the URL's origin's
+        :class:`~logcap.sinks.loki.direct.DirectConnection` (the same bytes out, the same
+        answer and failures as through the pool)."""
+        direct = self._direct.get(url)
+        if direct is None:
+            parts = parse_url(url)
+            origin = (parts.scheme or "http", parts.host or "", parts.port)
+            connection = self._origins.get(origin)
+            if connection is None:
+                connection = self._origins[origin] = DirectConnection(
+                    *origin, self._tls_settings())
+            direct = self._direct[url] = (connection, parts.request_uri)
+        connection, target = direct
+        try:
+            status, answer_headers, data = connection.request(
+                method, target, body, {**self.headers, **headers}, timeout)
+        except (HTTPError, OSError, ValueError) as exc:  # ValueError: an invalid header value
+            raise transport_failure(exc) from exc
+        return Answer(status, answer_headers,
+                      decoded_text(data, answer_headers.get("content-type", "")))
 
     def _route(self, url: str) -> Route:
         """How requests to ``url`` go out, worked out as the pool manager works it out for
@@ -415,3 +450,5 @@ class PushSession:
         """Close the pooled connections."""
         self._routes.clear()
         self.manager.clear()
+        for connection in self._origins.values():
+            connection.close()
