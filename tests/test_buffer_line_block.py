@@ -1,5 +1,6 @@
 """The line block of a record body: the compiled ``_line_block`` against its Python
-specification (``line_block.py``) on generated lines and on damaged blocks, and no leaks."""
+specification (``line_block.py``) on generated lines and on damaged blocks, and no leaks; its
+per-line metadata pairs (``pair_sets``) the same way."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logcap.state.buffer import codec, line_block
-from logcap.state.buffer.line_block import COMPILED, pack_python, unpack_python
+from logcap.state.buffer.line_block import COMPILED, pack_python, pair_sets_python, unpack_python
 from tests.pipeline_kit import entries
 
 compiled_only = pytest.mark.skipif(COMPILED is None, reason="_line_block not built")
@@ -36,6 +37,7 @@ def outcome(call: object, *args: object) -> object:
 def test_the_compiled_block_is_built_and_chosen() -> None:
     assert COMPILED is not None
     assert line_block.pack is COMPILED.pack and line_block.unpack is COMPILED.unpack
+    assert line_block.pair_sets is COMPILED.pair_sets
 
 
 @compiled_only
@@ -154,3 +156,61 @@ def test_packing_and_unpacking_do_not_leak() -> None:
         tracemalloc.stop()
     assert grown < 64 * 1024, grown
     assert [sys.getrefcount(o) for o in (head, packed, lines[0], lines[-2])] == counts
+
+
+NAMES = st.lists(st.lists(st.text(max_size=3), max_size=4).map(tuple), min_size=1, max_size=5)
+"""A names table: tuples of metadata names, the empty one among them."""
+
+
+@compiled_only
+@settings(max_examples=500, deadline=None)
+@given(NAMES, st.data())
+def test_the_compiled_pair_sets_match_the_python_ones_and_fail_alike(
+        shapes: list[tuple[str, ...]], data: st.DataObject) -> None:
+    assert COMPILED is not None
+    index = data.draw(st.lists(st.integers(0, len(shapes) - 1), max_size=20))
+    values = [f"v{n}" for n in range(sum(len(shapes[at]) for at in index))]
+    made = COMPILED.pair_sets(shapes, index, values)
+    assert made == pair_sets_python(shapes, index, values)
+    assert [tuple(name for name, _ in pairs) for pairs in made] == [shapes[at] for at in index]
+    assert [value for pairs in made for _, value in pairs] == values
+    if data.draw(st.booleans()):  # damaged: a value more or less, an index off the table
+        values = [*values, "extra"] if data.draw(st.booleans()) else values[:-1]
+    if data.draw(st.booleans()):
+        index = [*index, data.draw(st.sampled_from([-1, len(shapes)]))]
+    assert outcome(COMPILED.pair_sets, shapes, index, values) \
+        == outcome(pair_sets_python, shapes, index, values)
+
+
+@compiled_only
+def test_pair_sets_do_not_leak_and_refuse_what_is_not_lists_of_tuples() -> None:
+    assert COMPILED is not None
+    shapes = [("call_id", "method"), ("a",)]
+    index = [0, 1, 0] * 100
+    values = [f"value {n}" for n in range(500)]
+
+    def run(times: int) -> None:
+        for _ in range(times):
+            COMPILED.pair_sets(shapes, index, values)
+            outcome(COMPILED.pair_sets, shapes, index, values[:-1])
+            outcome(COMPILED.pair_sets, shapes, [*index, 2], values)
+
+    run(50)
+    gc.collect()
+    counts = [sys.getrefcount(o) for o in (shapes[0][0], values[0], values[-1])]
+    tracemalloc.start()
+    try:
+        run(20)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        run(300)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, grown
+    assert [sys.getrefcount(o) for o in (shapes[0][0], values[0], values[-1])] == counts
+    with pytest.raises(TypeError):
+        COMPILED.pair_sets([["a"]], [0], ["v"])  # a shape that is a list
+    with pytest.raises(TypeError):
+        COMPILED.pair_sets(tuple(shapes), index, values)  # type: ignore[arg-type]

@@ -7,6 +7,9 @@
  * unpack(body, offset, count): the count lines whose lengths start at offset of body and whose
  *   text runs from there to the end of body. When the text is ASCII each str is made straight
  *   from its bytes; otherwise the text is decoded once ("surrogatepass") and sliced.
+ * pair_sets(shapes, index, values): per line i, the names shapes[index[i]] (a tuple) zipped
+ *   with the next len(shape) of values, as a tuple of (name, value) tuples: a record's
+ *   per-line metadata (codec.py, version 3). The strings are shared, not copied.
  * Errors are those of the specification: TypeError for a line that is not a str,
  * OverflowError for one of 2**32 code points or more, ValueError (UnicodeDecodeError among
  * them) for a block that does not decode.
@@ -195,11 +198,65 @@ done:
     return result;
 }
 
+static PyObject *pair_sets(PyObject *self, PyObject *args) {
+    PyObject *shapes, *index, *values;
+    if (!PyArg_ParseTuple(args, "O!O!O!:pair_sets", &PyList_Type, &shapes, &PyList_Type, &index,
+                          &PyList_Type, &values))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(index), tables = PyList_GET_SIZE(shapes);
+    Py_ssize_t available = PyList_GET_SIZE(values), used = 0;
+    PyObject *result = PyList_New(count);
+    if (result == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GET_ITEM(index, i));
+        if (at == -1 && PyErr_Occurred()) goto fail;
+        if (at < 0 || at >= tables) {
+            PyErr_SetString(PyExc_ValueError, "an index out of the table");
+            goto fail;
+        }
+        PyObject *names = PyList_GET_ITEM(shapes, at);
+        if (!PyTuple_Check(names)) {
+            PyErr_SetString(PyExc_TypeError, "a shape that is not a tuple");
+            goto fail;
+        }
+        Py_ssize_t width = PyTuple_GET_SIZE(names);
+        if (width > available - used) {
+            PyErr_SetString(PyExc_ValueError, "per-line metadata do not match their values");
+            goto fail;
+        }
+        PyObject *pairs = PyTuple_New(width);
+        if (pairs == NULL) goto fail;
+        PyList_SET_ITEM(result, i, pairs);
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *pair = PyTuple_New(2);
+            if (pair == NULL) goto fail;
+            PyObject *name = PyTuple_GET_ITEM(names, j);
+            PyObject *value = PyList_GET_ITEM(values, used + j);
+            Py_INCREF(name);
+            Py_INCREF(value);
+            PyTuple_SET_ITEM(pair, 0, name);
+            PyTuple_SET_ITEM(pair, 1, value);
+            PyTuple_SET_ITEM(pairs, j, pair);
+        }
+        used += width;
+    }
+    if (used != available) {
+        PyErr_SetString(PyExc_ValueError, "per-line metadata do not match their values");
+        goto fail;
+    }
+    return result;
+fail:
+    Py_DECREF(result); /* items not yet set are NULL, which list dealloc skips */
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS,
      "pack(head, lines) -> head + u32 code-point lengths + UTF-8 (surrogatepass) text."},
     {"unpack", unpack, METH_VARARGS,
      "unpack(body, offset, count) -> the count lines of the block at offset of body."},
+    {"pair_sets", pair_sets, METH_VARARGS,
+     "pair_sets(shapes, index, values) -> per line, shapes[index[i]] zipped with values."},
     {NULL, NULL, 0, NULL},
 };
 

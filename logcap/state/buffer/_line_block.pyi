@@ -8,3 +8,7 @@ def pack(head: Buffer, lines: list[str], /) -> bytes:
 
 def unpack(body: Buffer, offset: int, count: int, /) -> list[str]:
     """``line_block.unpack_python``: the ``count`` lines of the block at ``offset``."""
+
+def pair_sets(shapes: list[tuple[str, ...]], index: list[int], values: list[str], /,
+              ) -> list[tuple[tuple[str, str], ...]]:
+    """``line_block.pair_sets_python``: each line's names zipped with its values."""

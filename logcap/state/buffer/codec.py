@@ -67,7 +67,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -292,12 +292,11 @@ def _indexed_metadata(value: Any, count: int, values: list[str],
             isinstance(names, list) and all(type(n) is str for n in names) for names in table):
         raise CodecError("malformed per-line metadata")
     shapes = [tuple(names) for names in table]
-    lines = list(map(shapes.__getitem__, _index(value, count, len(shapes), "metadata")))
-    ends = list(accumulate(map(len, lines)))
-    if (ends[-1] if ends else 0) != len(values):
-        raise CodecError("per-line metadata do not match their values")
-    chunks = map(values.__getitem__, map(slice, [0, *ends[:-1]], ends))
-    return list(map(tuple, map(zip, lines, chunks)))  # each line's pairs, no Python per line
+    try:
+        return line_block.pair_sets(shapes, _index(value, count, len(shapes), "metadata"),
+                                    values)
+    except ValueError as exc:
+        raise CodecError(str(exc)) from exc
 
 
 def _entries_from_meta(item: Any, lines: list[str], v3_values: list[str] | None = None,

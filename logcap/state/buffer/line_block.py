@@ -17,6 +17,9 @@ chosen when the package was built with it (:data:`COMPILED`). The Python ones sp
 unpack, 330 to pack besides the copies); the compiled ones write the lengths while they copy
 the text, and make each ``str`` straight from the bytes when the text is ASCII (the usual
 case; otherwise the text is decoded once and sliced, as the Python one does).
+:func:`pair_sets` rebuilds a record's per-line metadata from the names' table and the values
+the line block holds (``pair_sets_python`` the specification; compiled, each line's tuple of
+pairs is made straight from the lists, without a slice or a ``zip`` per line).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["COMPILED", "pack", "pack_python", "unpack", "unpack_python"]
+__all__ = ["COMPILED", "pack", "pack_python", "pair_sets", "pair_sets_python", "unpack",
+           "unpack_python"]
 
 _U32 = "I" if array.array("I").itemsize == 4 else "L"
 _SWAP = sys.byteorder != "little"
@@ -79,7 +83,25 @@ def unpack_python(body: Buffer, offset: int, count: int) -> list[str]:
     return [text[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
+def pair_sets_python(shapes: list[tuple[str, ...]], index: list[int], values: list[str],
+                     ) -> list[tuple[tuple[str, str], ...]]:
+    """Per line ``i``, the names ``shapes[index[i]]`` zipped with the next of ``values`` (a
+    record's per-line metadata, whose values are in its line block), every value used once.
+    An index out of the table or values that do not add up raise ValueError."""
+    if any(not 0 <= at < len(shapes) for at in index):
+        raise ValueError("an index out of the table")
+    lines = list(map(shapes.__getitem__, index))
+    ends = list(itertools.accumulate(map(len, lines)))
+    if (ends[-1] if ends else 0) != len(values):
+        raise ValueError("per-line metadata do not match their values")
+    chunks = map(values.__getitem__, map(slice, [0, *ends[:-1]], ends))
+    return list(map(tuple, map(zip, lines, chunks)))  # each line's pairs, no Python per line
+
+
 pack: Callable[[Buffer, list[str]], bytes] = (
     pack_python if COMPILED is None else COMPILED.pack)
 unpack: Callable[[Buffer, int, int], list[str]] = (
     unpack_python if COMPILED is None else COMPILED.unpack)
+pair_sets: Callable[[list[tuple[str, ...]], list[int], list[str]],
+                    list[tuple[tuple[str, str], ...]]] = (
+    pair_sets_python if COMPILED is None else COMPILED.pair_sets)
