@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
+from collections.abc import Callable
 from unittest import mock
 
 import pytest
@@ -141,21 +142,27 @@ def test_packing_and_unpacking_do_not_leak() -> None:
             with pytest.raises(TypeError):
                 COMPILED.pack(head, [*lines[:3], None])
 
+    assert_no_leak(run, 500, (head, packed, lines[0], lines[-2]))
+
+
+def assert_no_leak(run: Callable[[int], None], times: int, watched: tuple[object, ...]) -> None:
+    """``run(times)`` keeps no memory (traced, after a warm-up) and no references to
+    ``watched``."""
     run(50)
     gc.collect()
-    counts = [sys.getrefcount(o) for o in (head, packed, lines[0], lines[-2])]
+    counts = [sys.getrefcount(o) for o in watched]
     tracemalloc.start()
     try:
         run(20)
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
-        run(500)
+        run(times)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert grown < 64 * 1024, grown
-    assert [sys.getrefcount(o) for o in (head, packed, lines[0], lines[-2])] == counts
+    assert [sys.getrefcount(o) for o in watched] == counts
 
 
 NAMES = st.lists(st.lists(st.text(max_size=3), max_size=4).map(tuple), min_size=1, max_size=5)
@@ -195,21 +202,7 @@ def test_pair_sets_do_not_leak_and_refuse_what_is_not_lists_of_tuples() -> None:
             outcome(COMPILED.pair_sets, shapes, index, values[:-1])
             outcome(COMPILED.pair_sets, shapes, [*index, 2], values)
 
-    run(50)
-    gc.collect()
-    counts = [sys.getrefcount(o) for o in (shapes[0][0], values[0], values[-1])]
-    tracemalloc.start()
-    try:
-        run(20)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        run(300)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 64 * 1024, grown
-    assert [sys.getrefcount(o) for o in (shapes[0][0], values[0], values[-1])] == counts
+    assert_no_leak(run, 300, (shapes[0][0], values[0], values[-1]))
     with pytest.raises(TypeError):
         COMPILED.pair_sets([["a"]], [0], ["v"])  # a shape that is a list
     with pytest.raises(TypeError):
