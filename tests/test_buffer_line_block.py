@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logcap.state.buffer import codec, line_block
-from logcap.state.buffer.line_block import COMPILED, pack_python, pair_sets_python, unpack_python
+from logcap.state.buffer.line_block import (
+    COMPILED,
+    pack_python,
+    pair_sets_python,
+    split_pair_sets_python,
+    unpack_python,
+)
 from tests.pipeline_kit import entries
 
 compiled_only = pytest.mark.skipif(COMPILED is None, reason="_line_block not built")
@@ -39,6 +45,7 @@ def test_the_compiled_block_is_built_and_chosen() -> None:
     assert COMPILED is not None
     assert line_block.pack is COMPILED.pack and line_block.unpack is COMPILED.unpack
     assert line_block.pair_sets is COMPILED.pair_sets
+    assert line_block.split_pair_sets is COMPILED.split_pair_sets
 
 
 @compiled_only
@@ -206,4 +213,53 @@ def test_pair_sets_do_not_leak_and_refuse_what_is_not_lists_of_tuples() -> None:
     with pytest.raises(TypeError):
         COMPILED.pair_sets([["a"]], [0], ["v"])  # a shape that is a list
     with pytest.raises(TypeError):
-        COMPILED.pair_sets(tuple(shapes), index, values)  # type: ignore[arg-type]
+        COMPILED.pair_sets(tuple(shapes), index, values)  # a tuple
+
+
+PAIR_SETS = st.lists(st.lists(st.tuples(st.sampled_from(["call_id", "method", "c"]),
+                                        st.text(max_size=3)), max_size=3).map(tuple),
+                     max_size=20)
+"""Lines' metadata: few distinct names, as a pipeline makes them."""
+
+
+@compiled_only
+@settings(max_examples=500, deadline=None)
+@given(PAIR_SETS, st.booleans())
+def test_the_compiled_split_matches_the_python_one_and_pair_sets_undo_it(
+        sets: list[tuple[tuple[str, str], ...]], copied_names: bool) -> None:
+    assert COMPILED is not None
+    if copied_names:  # equal names that are not the same objects: found by value
+        sets = [tuple(("".join(list(name)), value) for name, value in pairs) for pairs in sets]
+    values: list[str] = ["before"]
+    table, index = COMPILED.split_pair_sets(sets, values)
+    expected: list[str] = ["before"]
+    assert (table, index) == split_pair_sets_python(sets, expected)
+    assert values == expected
+    assert len(set(table)) == len(table)
+    assert COMPILED.pair_sets(table, index, values[1:]) == sets
+
+
+@compiled_only
+@pytest.mark.parametrize("sets", [[[("a", "1")]], [(("a", "1", "x"),)], [(["a", "1"],)],
+                                  [("a",)]])
+def test_a_split_of_what_is_not_tuples_of_pairs_is_a_type_error(sets: list[object]) -> None:
+    assert COMPILED is not None
+    for split in (COMPILED.split_pair_sets, split_pair_sets_python):
+        with pytest.raises(TypeError):
+            split(sets, [])  # type: ignore[arg-type]
+
+
+@compiled_only
+def test_splitting_does_not_leak() -> None:
+    assert COMPILED is not None
+    sets: list[tuple[tuple[str, str], ...]] = [
+        (("call_id", f"id {n}"), ("method", "INVITE")) for n in range(300)]
+    sets += [(("other", "x"),), ()]
+
+    def run(times: int) -> None:
+        for _ in range(times):
+            COMPILED.split_pair_sets(sets, [])
+            with pytest.raises(TypeError):
+                COMPILED.split_pair_sets([*sets, (("bad",),)], [])
+
+    assert_no_leak(run, 300, (sets[0][0][0], sets[0][0][1], sets[-2][0]))

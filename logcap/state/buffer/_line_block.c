@@ -10,6 +10,10 @@
  * pair_sets(shapes, index, values): per line i, the names shapes[index[i]] (a tuple) zipped
  *   with the next len(shape) of values, as a tuple of (name, value) tuples: a record's
  *   per-line metadata (codec.py, version 3). The strings are shared, not copied.
+ * split_pair_sets(sets, values): the inverse: appends every pair's value to values and returns
+ *   (table, index), the distinct tuples of names in order of first use and each line's place in
+ *   it. A line whose names are the very objects of the line before's (the usual case: names
+ *   come from the pipeline's constants) reuses its place without making a tuple.
  * Errors are those of the specification: TypeError for a line that is not a str,
  * OverflowError for one of 2**32 code points or more, ValueError (UnicodeDecodeError among
  * them) for a block that does not decode.
@@ -250,6 +254,84 @@ fail:
     return NULL;
 }
 
+/* Whether the pairs' names are, one by one, the very objects of names (a tuple). */
+static int same_names(PyObject *pairs, PyObject *names) {
+    Py_ssize_t width = PyTuple_GET_SIZE(pairs);
+    if (names == NULL || PyTuple_GET_SIZE(names) != width) return 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *pair = PyTuple_GET_ITEM(pairs, j);
+        if (PyTuple_GET_ITEM(pair, 0) != PyTuple_GET_ITEM(names, j)) return 0;
+    }
+    return 1;
+}
+
+static PyObject *split_pair_sets(PyObject *self, PyObject *args) {
+    PyObject *sets, *values;
+    if (!PyArg_ParseTuple(args, "O!O!:split_pair_sets", &PyList_Type, &sets, &PyList_Type,
+                          &values))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(sets);
+    PyObject *table = PyList_New(0), *places = PyDict_New(), *index = PyList_New(count);
+    PyObject *last_names = NULL, *last_place = NULL; /* borrowed from table / places */
+    if (table == NULL || places == NULL || index == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pairs = PyList_GET_ITEM(sets, i);
+        if (!PyTuple_Check(pairs)) {
+            PyErr_SetString(PyExc_TypeError, "a line's metadata that is not a tuple");
+            goto fail;
+        }
+        Py_ssize_t width = PyTuple_GET_SIZE(pairs);
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *pair = PyTuple_GET_ITEM(pairs, j);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError, "a metadata pair that is not a 2-tuple");
+                goto fail;
+            }
+            if (PyList_Append(values, PyTuple_GET_ITEM(pair, 1)) < 0) goto fail;
+        }
+        if (!same_names(pairs, last_names)) {
+            PyObject *names = PyTuple_New(width);
+            if (names == NULL) goto fail;
+            for (Py_ssize_t j = 0; j < width; j++) {
+                PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(pairs, j), 0);
+                Py_INCREF(name);
+                PyTuple_SET_ITEM(names, j, name);
+            }
+            PyObject *place = PyDict_GetItemWithError(places, names);
+            if (place == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(names);
+                    goto fail;
+                }
+                place = PyLong_FromSsize_t(PyList_GET_SIZE(table));
+                if (place == NULL || PyDict_SetItem(places, names, place) < 0
+                        || PyList_Append(table, names) < 0) {
+                    Py_XDECREF(place);
+                    Py_DECREF(names);
+                    goto fail;
+                }
+                Py_DECREF(place); /* the dict holds it */
+                place = PyDict_GetItem(places, names);
+            }
+            last_names = PyList_GET_ITEM(table, PyLong_AsSsize_t(place));
+            last_place = place;
+            Py_DECREF(names);
+        }
+        Py_INCREF(last_place);
+        PyList_SET_ITEM(index, i, last_place);
+    }
+    Py_DECREF(places);
+    PyObject *result = PyTuple_Pack(2, table, index);
+    Py_DECREF(table);
+    Py_DECREF(index);
+    return result;
+fail:
+    Py_XDECREF(table);
+    Py_XDECREF(places);
+    Py_XDECREF(index);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"pack", pack, METH_VARARGS,
      "pack(head, lines) -> head + u32 code-point lengths + UTF-8 (surrogatepass) text."},
@@ -257,6 +339,8 @@ static PyMethodDef methods[] = {
      "unpack(body, offset, count) -> the count lines of the block at offset of body."},
     {"pair_sets", pair_sets, METH_VARARGS,
      "pair_sets(shapes, index, values) -> per line, shapes[index[i]] zipped with values."},
+    {"split_pair_sets", split_pair_sets, METH_VARARGS,
+     "split_pair_sets(sets, values) -> (table, index); every pair's value appended to values."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,3 +12,7 @@ def unpack(body: Buffer, offset: int, count: int, /) -> list[str]:
 def pair_sets(shapes: list[tuple[str, ...]], index: list[int], values: list[str], /,
               ) -> list[tuple[tuple[str, str], ...]]:
     """``line_block.pair_sets_python``: each line's names zipped with its values."""
+
+def split_pair_sets(sets: list[tuple[tuple[str, str], ...]], values: list[str], /,
+                    ) -> tuple[list[tuple[str, ...]], list[int]]:
+    """``line_block.split_pair_sets_python``: the names' table and index; values appended."""

@@ -67,8 +67,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
-from operator import itemgetter
+from itertools import chain
 from typing import Any
 
 from logcap.messages import Entries
@@ -109,7 +108,6 @@ _META_FIELDS = 7
 _META_FIELDS_V2 = 8
 _FILE_TOKEN_FIELDS = 5
 _TOKEN_FIELDS = 7
-_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 class CodecError(ValueError):
@@ -199,11 +197,10 @@ def _per_line_fields(entries: Entries, values: list[str]) -> dict[str, Any] | No
     if entries.line_labels is not None:
         fields["labels"] = _indexed(entries.line_labels)
     if entries.metadata is not None:
-        md = entries.metadata
-        shapes = list(map(tuple, map(map, repeat(_NAME), md)))  # each line's names
         before = len(values)
-        values.extend(chain.from_iterable(map(map, repeat(_VALUE), md)))
-        fields["md"] = {**_indexed(shapes), "n": len(values) - before}
+        md = entries.metadata
+        table, index = line_block.split_pair_sets(md if type(md) is list else list(md), values)
+        fields["md"] = {"t": table, "i": index, "n": len(values) - before}
     return fields or None
 
 

@@ -19,13 +19,16 @@ the text, and make each ``str`` straight from the bytes when the text is ASCII (
 case; otherwise the text is decoded once and sliced, as the Python one does).
 :func:`pair_sets` rebuilds a record's per-line metadata from the names' table and the values
 the line block holds (``pair_sets_python`` the specification; compiled, each line's tuple of
-pairs is made straight from the lists, without a slice or a ``zip`` per line).
+pairs is made straight from the lists, without a slice or a ``zip`` per line);
+:func:`split_pair_sets` takes it apart into those (compiled, a line whose names are the very
+objects of the line before's reuses its place in the table without making a tuple).
 """
 
 from __future__ import annotations
 
 import array
 import itertools
+import operator
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -34,8 +37,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["COMPILED", "pack", "pack_python", "pair_sets", "pair_sets_python", "unpack",
-           "unpack_python"]
+__all__ = ["COMPILED", "pack", "pack_python", "pair_sets", "pair_sets_python",
+           "split_pair_sets", "split_pair_sets_python", "unpack", "unpack_python"]
 
 _U32 = "I" if array.array("I").itemsize == 4 else "L"
 _SWAP = sys.byteorder != "little"
@@ -98,6 +101,25 @@ def pair_sets_python(shapes: list[tuple[str, ...]], index: list[int], values: li
     return list(map(tuple, map(zip, lines, chunks)))  # each line's pairs, no Python per line
 
 
+def split_pair_sets_python(sets: list[tuple[tuple[str, str], ...]], values: list[str],
+                           ) -> tuple[list[tuple[str, ...]], list[int]]:
+    """The inverse of :func:`pair_sets`: every pair's value appended to ``values``, and the
+    table of the distinct tuples of names (in order of first use) with each line's place in
+    it. A line or a pair that is not a tuple (a pair: of two) raises TypeError."""
+    if any(type(pairs) is not tuple for pairs in sets) or any(
+            type(pair) is not tuple or len(pair) != 2 for pair in itertools.chain(*sets)):
+        raise TypeError("a line's metadata, or a pair, that is not a tuple of two")
+    values.extend(itertools.chain.from_iterable(map(map, itertools.repeat(_VALUE), sets)))
+    places: dict[tuple[str, ...], int] = {}
+    shapes = map(tuple, map(map, itertools.repeat(_NAME), sets))
+    index = [places.setdefault(names, len(places)) for names in shapes]
+    return list(places), index
+
+
+_NAME = operator.itemgetter(0)
+_VALUE = operator.itemgetter(1)
+
+
 pack: Callable[[Buffer, list[str]], bytes] = (
     pack_python if COMPILED is None else COMPILED.pack)
 unpack: Callable[[Buffer, int, int], list[str]] = (
@@ -105,3 +127,6 @@ unpack: Callable[[Buffer, int, int], list[str]] = (
 pair_sets: Callable[[list[tuple[str, ...]], list[int], list[str]],
                     list[tuple[tuple[str, str], ...]]] = (
     pair_sets_python if COMPILED is None else COMPILED.pair_sets)
+split_pair_sets: Callable[[list[tuple[tuple[str, str], ...]], list[str]],
+                          tuple[list[tuple[str, ...]], list[int]]] = (
+    split_pair_sets_python if COMPILED is None else COMPILED.split_pair_sets)
