@@ -130,6 +130,18 @@ def test_the_encoder_writes_the_same_bytes_as_the_protobuf_runtime(encode, strea
     assert encode(plain).payload == payload
 
 
+@pytest.mark.parametrize("encode", ENCODERS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams=streams_strategy)
+def test_the_encoder_counts_the_lines_bytes_and_the_metadata_characters(encode, streams):
+    encoded = encode(streams)
+    written = [e for s in streams for e in s.entries]
+    assert encoded.entries == len(written)
+    assert encoded.line_bytes == sum(len(e.line.encode("utf-8", "replace")) for e in written)
+    assert encoded.metadata_chars == sum(len(name) + len(value) for e in written
+                                         for name, value in e.metadata)
+
+
 def test_the_default_encoder_is_the_compiled_one_when_it_was_built():
     assert encode_push_request is (encode_push_request_native if NATIVE
                                    else encode_push_request_python)

@@ -1,6 +1,7 @@
 /* The compiled twin of logcap.sinks.loki.protobuf.encode_push_request_python.
  *
- * encode_push_request(streams) -> (payload: bytes, streams: int, entries: int, line_bytes: int)
+ * encode_push_request(streams) -> (payload: bytes, streams: int, entries: int, line_bytes: int,
+ *                                  metadata_chars: int)
  *
  * The wire format, the proto3 omission rules and the edge cases (empty streams skipped, a
  * negative ts_ns split with floor division, a lone surrogate written as '?' as
@@ -119,6 +120,7 @@ typedef struct {
     Utf8 *strings;             /* per stream its labels, per entry its line then name, value... */
     Py_ssize_t n_strings, strings_cap;
     Py_ssize_t line_bytes;
+    Py_ssize_t metadata_chars; /* code points of the metadata's names and values */
 } Plan;
 
 static void
@@ -298,6 +300,7 @@ plan_metadata(Plan *plan, PyObject *metadata, uint32_t *n_pairs)
             return -1;
         }
         total += field_size(name_field + string_field_size(value->size));
+        plan->metadata_chars += PyUnicode_GET_LENGTH(items[0]) + PyUnicode_GET_LENGTH(items[1]);
     }
     *n_pairs = (uint32_t)count;
     return total;
@@ -492,7 +495,8 @@ encode_push_request(PyObject *module, PyObject *streams_arg)
         PyErr_SetString(PyExc_SystemError, "the PushRequest written differs from its plan");
         goto done;
     }
-    payload = Py_BuildValue("(Nnnn)", payload, plan.n_streams, plan.n_entries, plan.line_bytes);
+    payload = Py_BuildValue("(Nnnnn)", payload, plan.n_streams, plan.n_entries, plan.line_bytes,
+                            plan.metadata_chars);
 done:
     plan_free(&plan);
     Py_DECREF(streams);
@@ -502,9 +506,9 @@ done:
 PyDoc_STRVAR(encode_push_request_doc,
 "encode_push_request(streams, /)\n--\n\n"
 "Serialize streams (objects with .labels and .entries) as a logproto.PushRequest.\n\n"
-"Returns (payload, streams, entries, line_bytes): the uncompressed message, the number of\n"
-"streams and entries written (streams without entries are skipped) and the UTF-8 size of\n"
-"the lines. Byte for byte what logcap.sinks.loki.protobuf.encode_push_request_python writes.");
+"Returns (payload, streams, entries, line_bytes, metadata_chars): the uncompressed message,\n"
+"the number of streams and entries written (streams without entries are skipped), the\n"
+"UTF-8 size of the lines and the code points of the metadata's names and values. Byte for byte what logcap.sinks.loki.protobuf.encode_push_request_python writes.");
 
 static PyMethodDef methods[] = {
     {"encode_push_request", encode_push_request, METH_O, encode_push_request_doc},

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import NamedTuple, Protocol
 
 _compress_native: Callable[[bytes], bytes] | None
@@ -115,6 +116,9 @@ class EncodedPush(NamedTuple):
     streams: int
     entries: int
     line_bytes: int
+    metadata_chars: int
+    """Code points of the structured metadata's names and values (the sink's ``batch_bytes``
+    counts them with the lines' characters)."""
 
 
 def encode_uvarint(value: int) -> bytes:
@@ -265,8 +269,9 @@ def _timestamp_field(prefixes: tuple[bytes, ...], n: int) -> bytes:
 def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
     """Serialize ``streams`` as a ``logproto.PushRequest`` (not compressed).
 
-    Returns the payload with the number of streams and entries written and the total UTF-8
-    size of the lines (what Loki counts as ingested line bytes).
+    Returns the payload with the number of streams and entries written, the total UTF-8
+    size of the lines (what Loki counts as ingested line bytes) and the code points of the
+    metadata's names and values.
     """
     parts: list[bytes] = []
     ap = parts.append
@@ -280,6 +285,7 @@ def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
     n_streams = 0
     n_entries = 0
     line_bytes = 0
+    metadata_chars = 0
     for stream in streams:
         entries = stream.entries
         if not entries:
@@ -317,6 +323,7 @@ def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
                 else:
                     ts = _timestamp_field(prefixes, n)
                 md = join(map(pair_field, metadata))
+                metadata_chars += sum(map(len, chain.from_iterable(metadata)))
                 el = len(ts) + len(lh) + ll + len(md)
                 eh = f2len[el] if el < small else b"\x12" + encode_uvarint(el)
                 ext((eh, ts, lh, line, md))
@@ -343,7 +350,7 @@ def encode_push_request_python(streams: Iterable[StreamLike]) -> EncodedPush:
                 ext((eh, ts, lh, line))
             size += len(eh) + el
         parts[slot] = b"\x0a" + encode_uvarint(size)
-    return EncodedPush(b"".join(parts), n_streams, n_entries, line_bytes)
+    return EncodedPush(b"".join(parts), n_streams, n_entries, line_bytes, metadata_chars)
 
 
 NATIVE = _protobuf is not None

@@ -125,6 +125,9 @@ class PushRequest:
     stream_count: int
     encoding: Encoding
     payload_bytes: int
+    metadata_chars: int | None = None
+    """Code points of the structured metadata's names and values, when the encoder counted
+    them (protobuf; None for JSON)."""
 
     @property
     def body_bytes(self) -> int:
@@ -217,6 +220,7 @@ def build_push_request(
         payload_bytes = len(encoded.payload)
         headers["Content-Type"] = CONTENT_TYPE_PROTOBUF
         line_count, line_bytes = encoded.entries, encoded.line_bytes
+        metadata_chars: int | None = encoded.metadata_chars
     elif encoding == "json":
         body = _json_document(ordered)
         payload_bytes = len(body)
@@ -226,6 +230,7 @@ def build_push_request(
         headers["Content-Type"] = CONTENT_TYPE_JSON
         line_count = sum(len(s.entries) for s in ordered)
         line_bytes = sum(sum(map(_utf8_len, map(_LINE, s.entries))) for s in ordered)
+        metadata_chars = None
     else:
         raise ValueError(f"unknown encoding {encoding!r}: expected 'protobuf' or 'json'")
     if tenant_id:
@@ -238,6 +243,7 @@ def build_push_request(
         stream_count=len(ordered),
         encoding=encoding,
         payload_bytes=payload_bytes,
+        metadata_chars=metadata_chars,
     )
 
 

@@ -202,7 +202,7 @@ class LokiService:
         if line_chars <= cap:
             request = self._request(streams)
             if (request.payload_bytes <= cap and request.encoding == "protobuf") \
-                    or line_chars + _metadata_chars(streams) <= cap:
+                    or line_chars + _metadata_chars(streams, request) <= cap:
                 return [(streams, request)]
         first, second = split_in_halves(streams)
         return self._plan(first, depth + 1) + self._plan(second, depth + 1)
@@ -272,9 +272,12 @@ def _line_chars(streams: list[LokiStream]) -> int:
     return sum(sum(map(len, map(_LINE, stream.entries))) for stream in streams)
 
 
-def _metadata_chars(streams: list[LokiStream]) -> int:
-    """The characters of the streams' metadata names and values: the metadata tuples,
-    flattened to pairs, flattened to strings, measured in C."""
+def _metadata_chars(streams: list[LokiStream], request: PushRequest) -> int:
+    """The characters of the streams' metadata names and values: as the protobuf encoder
+    counted them, else the metadata tuples flattened to pairs, flattened to strings,
+    measured in C."""
+    if request.metadata_chars is not None:
+        return request.metadata_chars
     return sum(sum(map(len, _flat(_flat(filter(None, map(_METADATA, stream.entries))))))
                for stream in streams)
 
