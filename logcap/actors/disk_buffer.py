@@ -99,11 +99,12 @@ would stall until it does (at 10,000 lines/s of 200 bytes an interval holds 0.4 
 commits). On ``bench/peers.py``'s 1,000,000-line burst: 350,000 -> 419,000 lines/s (the
 sources no longer wait for the timer), CPU 1.36 -> 1.45 µs per line (more fsyncs)."""
 CURSORS_PERSIST_INTERVAL_S = 1.0
-"""The sinks' cursors are written (``cursors.json``, crash-safely: two fsyncs and two renames) at
-a group commit at most this often, and within this long after the last acknowledgement. After a
-crash a sink is sent again what it acknowledged since (with the original timestamps, which Loki
-keeps once). Written at every commit (5 a second), the cursors were 60 % of the commit's CPU and
-0.3 % of a core at 10,000 lines/s (``bench/steady_rate.py --disk-buffer``)."""
+"""The sinks' cursors are written (``cursors.json``, crash-safely: two fsyncs and two renames) by
+a group commit (or the maintenance) at most this often, within this long after an
+acknowledgement, and only when one came since they were last written. After a crash a sink is
+sent again what it acknowledged since (with the original timestamps, which Loki keeps once).
+Written at every commit (5 a second) and every maintenance (1), the cursors were 60 % of the
+commit's CPU and 0.3 % of a core at 10,000 lines/s (``bench/steady_rate.py --disk-buffer``)."""
 DEFAULT_RESUME_WINDOW_S = 30.0
 """How far back (by line timestamp) start-up looks in the buffer for reads newer than the
 positions file; the tree passes max(this, 3 x positions.flush_interval)."""
@@ -290,6 +291,8 @@ class DiskBuffer(LogcapActor):
             self.store.persist_cursors()
         except OSError as exc:
             log.error("disk buffer: writing cursors failed: %s (retried)", exc)
+            self._acked_since_persist = True
+            self._arm_cursors()
         self._feed()
 
     @staticmethod
@@ -360,14 +363,15 @@ class DiskBuffer(LogcapActor):
                 _CursorsDue())
 
     def _persist_cursors(self) -> None:
-        """Write the cursors, after the commit's fsync: a cursor never names a record a crash
-        could take (its seq would be given again to another record)."""
+        """Write the cursors (a failure is logged and retried when they are next due). A cursor
+        may name a seq that a crash then takes from the segments: the store numbers on from
+        the highest seq a cursor names, so no seq is given twice."""
         self._acked_since_persist = False
         self._cursors_persisted_at = self.clock()
         try:
             self.store.persist_cursors()
         except OSError as exc:
-            log.debug("disk buffer: writing cursors failed: %s (retried)", exc)
+            log.error("disk buffer: writing cursors failed: %s (retried)", exc)
             self._acked_since_persist = True
             self._arm_cursors()
 
@@ -487,10 +491,8 @@ class DiskBuffer(LogcapActor):
         return out
 
     def _maintain(self) -> None:
-        try:
-            self.store.persist_cursors()
-        except OSError as exc:
-            log.error("disk buffer: writing cursors failed: %s", exc)
+        if self._acked_since_persist and self._cursors_due():  # else written by a commit
+            self._persist_cursors()
         try:
             # Runs even when the cursors could not be written: freeing acknowledged segments is
             # the way out of a full disk (see SegmentStore.collect).
