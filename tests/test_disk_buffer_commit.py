@@ -1,7 +1,7 @@
 """The disk buffer's group commit: by the ``fsync_interval`` timer, or early once
 :data:`~logcap.actors.disk_buffer.EARLY_SYNC_BYTES` wait for it (a burst must not stall its
 sources on the interval); the sinks' cursors written by a commit at most every
-:data:`~logcap.actors.disk_buffer.CURSORS_PERSIST_INTERVAL_S`, and within that long after an
+:data:`~logcap.state.buffer.cursor_pacing.CURSORS_PERSIST_INTERVAL_S`, and within that long after an
 acknowledgement."""
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from logcap.actors.disk_buffer import (
-    CURSORS_PERSIST_INTERVAL_S,
-    EARLY_SYNC_BYTES,
-    BufferStats,
-    DiskBuffer,
-)
+from logcap.actors.disk_buffer import EARLY_SYNC_BYTES, BufferStats, DiskBuffer
 from logcap.config.state import DiskBufferConfig
 from logcap.messages import Deliver, Outcome, SinkResult
 from logcap.runtime.directory import Directory
 from logcap.runtime.timers import ManualClock, ManualScheduler
+from logcap.state.buffer.cursor_pacing import CURSORS_PERSIST_INTERVAL_S, CursorPacing
 from logcap.state.buffer.cursors import parse_cursors
 from logcap.state.buffer.segments import CURSORS_FILE, SegmentStore
 from tests.actor_kit import stop_bound, wait_until
@@ -140,3 +136,17 @@ def test_cursors_are_written_by_a_commit_at_most_once_an_interval_and_soon_after
 
 def _cursors_due(message: object) -> bool:
     return type(message).__name__ == "_CursorsDue"
+
+
+def test_cursor_pacing_is_due_after_a_change_once_an_interval_and_when_the_clock_goes_back(
+        ) -> None:
+    pacing = CursorPacing(1.0)
+    assert not pacing.due(100.0)  # nothing changed
+    pacing.change()
+    assert pacing.due(100.0) and pacing.wait(100.0) == 0.0  # never written: at once
+    pacing.written(100.0)
+    assert not pacing.due(100.5)  # nothing changed since
+    pacing.change()
+    assert not pacing.due(100.5) and pacing.wait(100.5) == pytest.approx(0.5)
+    assert pacing.due(101.0)
+    assert pacing.due(99.0) and pacing.wait(99.0) == 1.0  # set back: due, waits at most 1 s

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from logcap.actors.buffer_metrics import publish_store_stats
 from logcap.actors.dead_letters import hand_over
 from logcap.actors.sink_set import change_sinks
 from logcap.dispatch.outbox import Gate, OpenGate, Outbox, Send
@@ -62,12 +63,8 @@ from logcap.messages import (
     SinksChanged,
 )
 from logcap.metrics import (
-    BUFFER_BYTES,
     BUFFER_CAPACITY,
-    BUFFER_DROPPED,
-    BUFFER_OLDEST_AGE,
     BUFFER_RECOVERED,
-    BUFFER_SINK_BACKLOG,
     INFLIGHT_GIVEN_UP,
     INFLIGHT_OVERDUE,
     INFLIGHT_PENDING,
@@ -77,6 +74,7 @@ from logcap.runtime.actor import LogcapActor
 from logcap.runtime.directory import Handle, Rebound
 from logcap.runtime.mailbox import DataMessage, DeliveryRefused
 from logcap.runtime.timers import Scheduler, TimerHandle
+from logcap.state.buffer.cursor_pacing import CursorPacing
 from logcap.state.buffer.recovery import RecoveryReport
 from logcap.state.buffer.segments import BufferFull, SegmentStore
 from logcap.state.buffer.stored_ranges import StoredRanges
@@ -98,13 +96,6 @@ DEFAULT_MAX_INFLIGHT_BYTES`) would otherwise fill before ``fsync_interval`` pass
 would stall until it does (at 10,000 lines/s of 200 bytes an interval holds 0.4 MB: the timer
 commits). On ``bench/peers.py``'s 1,000,000-line burst: 350,000 -> 419,000 lines/s (the
 sources no longer wait for the timer), CPU 1.36 -> 1.45 µs per line (more fsyncs)."""
-CURSORS_PERSIST_INTERVAL_S = 1.0
-"""The sinks' cursors are written (``cursors.json``, crash-safely: two fsyncs and two renames) by
-a group commit (or the maintenance) at most this often, within this long after an
-acknowledgement, and only when one came since they were last written. After a crash a sink is
-sent again what it acknowledged since (with the original timestamps, which Loki keeps once).
-Written at every commit (5 a second) and every maintenance (1), the cursors were 60 % of the
-commit's CPU and 0.3 % of a core at 10,000 lines/s (``bench/steady_rate.py --disk-buffer``)."""
 DEFAULT_RESUME_WINDOW_S = 30.0
 """How far back (by line timestamp) start-up looks in the buffer for reads newer than the
 positions file; the tree passes max(this, 3 x positions.flush_interval)."""
@@ -142,7 +133,8 @@ class _SyncDue:
 
 @dataclass(frozen=True, slots=True)
 class _CursorsDue:
-    """The cursors' write is due (:data:`CURSORS_PERSIST_INTERVAL_S`): a commit writes them."""
+    """The cursors' write is due (:mod:`~logcap.state.buffer.cursor_pacing`): a commit writes
+    them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +171,7 @@ class DiskBuffer(LogcapActor):
         self._dropped_lines: dict[str, int] = {}  # the store's totals already counted
         self._degraded = ""
         self._feed_pending = False
-        self._acked_since_persist = False
-        self._cursors_persisted_at = -CURSORS_PERSIST_INTERVAL_S  # by ``clock``
+        self._cursors = CursorPacing()
         self._cursors_timer: TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -287,12 +278,7 @@ class DiskBuffer(LogcapActor):
             _release_holds(self.name, [self.sinks[sink]])
         if self.batches is not None:
             self.batches.forget_settled({sink: self.store.acked_seq(sink) for sink in self.sinks})
-        try:
-            self.store.persist_cursors()
-        except OSError as exc:
-            log.error("disk buffer: writing cursors failed: %s (retried)", exc)
-            self._acked_since_persist = True
-            self._arm_cursors()
+        self._persist_cursors()
         self._feed()
 
     @staticmethod
@@ -334,11 +320,10 @@ class DiskBuffer(LogcapActor):
 
     def _sync(self) -> None:
         durable = self.store.sync()  # an OSError here crashes us: a reopen must check
-        if self._acked_since_persist:
-            if self._cursors_due():
-                self._persist_cursors()
-            else:
-                self._arm_cursors()
+        if self._cursors.due(self.clock()):
+            self._persist_cursors()
+        elif self._cursors.changed:
+            self._arm_cursors()
         self._persist_batches()
         still = []
         for seq, reply_to, batch_id in self._waiting:
@@ -348,31 +333,22 @@ class DiskBuffer(LogcapActor):
                 still.append((seq, reply_to, batch_id))
         self._waiting = still
 
-    def _cursors_due(self) -> bool:
-        """:data:`CURSORS_PERSIST_INTERVAL_S` passed since the cursors were last written (or
-        the clock was set back)."""
-        since = self.clock() - self._cursors_persisted_at
-        return not 0 <= since < CURSORS_PERSIST_INTERVAL_S
-
     def _arm_cursors(self) -> None:
         """A commit for when the cursors are next due (one timer at a time)."""
         if self._cursors_timer is None:
-            delay = self._cursors_persisted_at + CURSORS_PERSIST_INTERVAL_S - self.clock()
             self._cursors_timer = self.scheduler.call_later(
-                min(max(delay, 0.0), CURSORS_PERSIST_INTERVAL_S), self.actor_ref,
-                _CursorsDue())
+                self._cursors.wait(self.clock()), self.actor_ref, _CursorsDue())
 
     def _persist_cursors(self) -> None:
         """Write the cursors (a failure is logged and retried when they are next due). A cursor
         may name a seq that a crash then takes from the segments: the store numbers on from
         the highest seq a cursor names, so no seq is given twice."""
-        self._acked_since_persist = False
-        self._cursors_persisted_at = self.clock()
+        self._cursors.written(self.clock())
         try:
             self.store.persist_cursors()
         except OSError as exc:
             log.error("disk buffer: writing cursors failed: %s (retried)", exc)
-            self._acked_since_persist = True
+            self._cursors.change()
             self._arm_cursors()
 
     # -- feeding the sinks -----------------------------------------------------------------
@@ -464,7 +440,7 @@ class DiskBuffer(LogcapActor):
         if self.batches is not None:
             self.batches.done(sink, seq)
         self.store.ack(sink, seq)
-        self._acked_since_persist = True
+        self._cursors.change()
         self._arm_cursors()
         self._feed()
 
@@ -491,7 +467,7 @@ class DiskBuffer(LogcapActor):
         return out
 
     def _maintain(self) -> None:
-        if self._acked_since_persist and self._cursors_due():  # else written by a commit
+        if self._cursors.due(self.clock()):  # else written by a commit, when due
             self._persist_cursors()
         try:
             # Runs even when the cursors could not be written: freeing acknowledged segments is
@@ -499,16 +475,7 @@ class DiskBuffer(LogcapActor):
             self.store.collect()
         except OSError as exc:
             log.error("disk buffer: releasing segments failed: %s", exc)
-        stats = self.store.stats()
-        BUFFER_BYTES.set(stats["bytes"])
-        BUFFER_OLDEST_AGE.set(stats["oldest_age_s"])
-        for sink, row in stats["sinks"].items():
-            BUFFER_SINK_BACKLOG.labels(sink).set(row["lag_batches"])
-        for reason, counts in stats["dropped"].items():  # the store counts since it opened
-            seen = self._dropped_lines.get(reason, 0)
-            if counts["lines"] > seen:
-                BUFFER_DROPPED.labels(reason).inc(counts["lines"] - seen)
-            self._dropped_lines[reason] = counts["lines"]
+        publish_store_stats(self.store.stats(), self._dropped_lines)
         for sink in self.sinks:
             INFLIGHT_PENDING.labels(sink).set(self.outbox.unsettled(sink))
         self._persist_batches()  # failures change records without a group commit
